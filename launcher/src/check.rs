@@ -1,0 +1,131 @@
+//! `--check`: a rank's rows against the f64 reference.
+
+use ringattn_runtime::reference::reference_row;
+use ringattn_runtime::{Finalized, Positions, QShard, Result, RowSource, TensorKind};
+use serde::{Deserialize, Serialize};
+
+/// Largest error allowed in `out` (f32 path).
+pub const OUT_TOLERANCE: f64 = 2e-5;
+/// Largest error allowed in `lse` (f32 path).
+pub const LSE_TOLERANCE: f64 = 1e-5;
+
+/// Errors found on the checked rows of one or more ranks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// (head, token) rows compared.
+    pub rows_checked: u64,
+    /// Largest |out − reference| over every element of those rows.
+    pub max_abs_err: f64,
+    /// Largest |lse − reference|.
+    pub max_lse_err: f64,
+}
+
+impl CheckResult {
+    /// Combines the results of two sets of rows.
+    pub fn combine(self, other: CheckResult) -> CheckResult {
+        CheckResult {
+            rows_checked: self.rows_checked + other.rows_checked,
+            max_abs_err: self.max_abs_err.max(other.max_abs_err),
+            max_lse_err: self.max_lse_err.max(other.max_lse_err),
+        }
+    }
+
+    /// Within the f32 tolerances.
+    pub fn passed(&self) -> bool {
+        self.max_abs_err <= OUT_TOLERANCE && self.max_lse_err <= LSE_TOLERANCE
+    }
+}
+
+/// Local rows to check: all when `rows` ≥ the shard, else `rows` evenly spaced ones that
+/// include the first and the last.
+pub fn sample_rows(len: usize, rows: usize) -> Vec<usize> {
+    if rows >= len {
+        return (0..len).collect();
+    }
+    if rows <= 1 {
+        return vec![len - 1];
+    }
+    let mut picked: Vec<usize> = (0..rows).map(|i| i * (len - 1) / (rows - 1)).collect();
+    picked.dedup();
+    picked
+}
+
+/// Compares `rows` local rows of `fin` (this rank's output for `q`) with the reference over
+/// all `seq` keys, one KV head at a time (K/V of one head materialised at once).
+pub fn check_rank(
+    source: &dyn RowSource,
+    q: &QShard,
+    fin: &Finalized,
+    kv_heads: usize,
+    seq: usize,
+    mask: ringattn_runtime::Mask,
+    rows: usize,
+) -> Result<CheckResult> {
+    let dim = q.dim;
+    let local = sample_rows(q.rows(), rows);
+    let group = q.heads / kv_heads;
+    let all = Positions::contiguous(0, seq);
+    let mut result = CheckResult::default();
+    for kv_head in 0..kv_heads {
+        let mut keys = vec![0.0f32; seq * dim];
+        let mut values = vec![0.0f32; seq * dim];
+        for (pos, (k, v)) in all
+            .iter()
+            .zip(keys.chunks_mut(dim).zip(values.chunks_mut(dim)))
+        {
+            source.fill_row(TensorKind::K, kv_head, pos, k)?;
+            source.fill_row(TensorKind::V, kv_head, pos, v)?;
+        }
+        for head in kv_head * group..(kv_head + 1) * group {
+            for &row in &local {
+                let (out, lse) = reference_row(
+                    q.row(head, row),
+                    q.positions.get(row),
+                    &keys,
+                    &values,
+                    dim,
+                    mask,
+                );
+                let i = head * q.rows() + row;
+                let got = &fin.out[i * dim..(i + 1) * dim];
+                let err = got
+                    .iter()
+                    .zip(&out)
+                    .map(|(&g, &r)| (g as f64 - r).abs())
+                    .fold(0.0, f64::max);
+                let lse_err = if lse.is_finite() {
+                    (fin.lse[i] as f64 - lse).abs()
+                } else {
+                    0.0
+                };
+                result = result.combine(CheckResult {
+                    rows_checked: 1,
+                    max_abs_err: err,
+                    max_lse_err: lse_err,
+                });
+            }
+        }
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_include_ends_and_cap_at_len() {
+        assert_eq!(sample_rows(5, 10), vec![0, 1, 2, 3, 4]);
+        assert_eq!(sample_rows(100, 3), vec![0, 49, 99]);
+        assert_eq!(sample_rows(100, 1), vec![99]);
+        assert!(
+            CheckResult {
+                rows_checked: 1,
+                max_abs_err: 3e-5,
+                max_lse_err: 0.0
+            }
+            .passed()
+                == false
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Command-line interface: `ringattn run ...`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exact ring attention over sequences too long for one machine, on CPUs.
+///
+/// Workers form a logical ring and pass KV blocks peer to peer; a partitioner picks the
+/// contiguous (Ring Attention), striped (Striped Attention) or zigzag layout.
+#[derive(Debug, Parser)]
+#[command(name = "ringattn", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run distributed attention once and report time, balance, overlap and (optionally) accuracy.
+    Run(RunArgs),
+}
+
+/// Token layouts accepted by `--layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// Let the partitioner's cost model choose (smallest predicted makespan).
+    Auto,
+    /// Ring Attention: each worker owns one contiguous block.
+    Contiguous,
+    /// Striped Attention: token i goes to worker i mod P (balanced under a causal mask).
+    Striped,
+    /// Worker r owns chunks r and 2P-1-r of 2P chunks (balanced, contiguous chunks).
+    Zigzag,
+}
+
+/// Options of `ringattn run`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ringattn run --workers 2 --seq 16384 --heads 8 --head-dim 128 --causal --layout striped\n  \
+    ringattn run --seq 4096 --causal --check --json report.json\n  \
+    ringattn run --input qkv.safetensors --output out.safetensors --causal --check")]
+pub struct RunArgs {
+    /// Number of workers in the ring [default: cores allowed to this process].
+    #[arg(short = 'p', long)]
+    pub workers: Option<usize>,
+    /// Sequence length N (tokens) [default: 4096, or the input file's].
+    #[arg(short = 'n', long)]
+    pub seq: Option<usize>,
+    /// Query heads H [default: 8, or the input file's].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Key/value heads (GQA when fewer than --heads; must divide it) [default: --heads].
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Head dimension D [default: 128, or the input file's].
+    #[arg(short = 'd', long)]
+    pub head_dim: Option<usize>,
+    /// Causal mask: token q attends keys k <= q.
+    #[arg(long)]
+    pub causal: bool,
+    /// Token layout over workers.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
+    /// Kernel threads per worker [default: allowed cores / workers, at least 1].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Verify ROWS rows per worker (all heads) against the f64 reference; without ROWS: every
+    /// row when N <= 2048, else 32 rows per worker. Fails the run (exit 1) beyond
+    /// out 2e-5 / lse 1e-5 max abs error.
+    #[arg(long, value_name = "ROWS", num_args = 0..=1, default_missing_value = "0")]
+    pub check: Option<usize>,
+    /// Write the JSON run report to PATH ("-" = stdout, which replaces the human summary).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+    /// Read Q/K/V from a safetensors file: f32 tensors q [H, N, D], k and v [Hkv, N, D].
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Write out [H, N, D] and lse [H, N] (original token order) to a safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Query rows per kernel tile.
+    #[arg(long, default_value_t = 64)]
+    pub tile_q: usize,
+    /// Key rows per kernel tile.
+    #[arg(long, default_value_t = 64)]
+    pub tile_k: usize,
+    /// Testing aid: make worker RANK fail at ring step STEP (format RANK:STEP).
+    #[arg(long, value_name = "RANK:STEP", hide = true)]
+    pub inject_fault: Option<String>,
+}

@@ -1,0 +1,178 @@
+//! A validated job: what every rank runs, whatever the backend.
+
+use ringattn_ring::{FaultInjection, RingConfig};
+use ringattn_runtime::io::FileSource;
+use ringattn_runtime::{Error, Mask, Result, RowSource, Synthetic, TensorKind, TileShape};
+use ringattn_striped::{plan, LayoutChoice, LayoutKind, Plan};
+
+use crate::cli::{LayoutArg, RunArgs};
+
+/// Rows checked per worker by a bare `--check` on long sequences.
+pub const DEFAULT_CHECK_ROWS: usize = 32;
+/// Up to this length a bare `--check` verifies every row.
+pub const CHECK_ALL_UP_TO: usize = 2048;
+
+/// Where Q/K/V come from.
+#[derive(Debug)]
+pub enum Input {
+    /// Deterministic synthetic tensors.
+    Synthetic(Synthetic),
+    /// A safetensors file.
+    File(FileSource),
+}
+
+impl RowSource for Input {
+    fn fill_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        match self {
+            Input::Synthetic(s) => s.fill_row(tensor, head, pos, out),
+            Input::File(f) => f.fill_row(tensor, head, pos, out),
+        }
+    }
+}
+
+/// Everything a rank needs to run its part, identical on every rank.
+#[derive(Debug)]
+pub struct Job {
+    /// Ring size P.
+    pub world: usize,
+    /// Sequence length N.
+    pub seq: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub dim: usize,
+    /// Causal or not.
+    pub causal: bool,
+    /// Kernel threads per rank.
+    pub threads: usize,
+    /// The partitioner's decision.
+    pub plan: Plan,
+    /// Ring configuration (mask, tiles, fault hook).
+    pub ring: RingConfig,
+    /// Rows per rank to verify (`usize::MAX` = all), or `None`.
+    pub check_rows: Option<usize>,
+    /// Whether ranks must send their outputs to the root (for `--output`).
+    pub want_output: bool,
+    /// Inputs.
+    pub input: Input,
+}
+
+impl Job {
+    /// The mask of the run.
+    pub fn mask(&self) -> Mask {
+        self.ring.mask
+    }
+
+    /// Validates the arguments and builds the job (including the layout plan).
+    pub fn from_args(args: &RunArgs, allowed_cores: usize) -> Result<Job> {
+        let input = match &args.input {
+            Some(path) => Input::File(FileSource::open(path)?),
+            None => Input::Synthetic(Synthetic { seed: args.seed }),
+        };
+        let from_file = |name: &str, given: Option<usize>, file: usize| -> Result<usize> {
+            match given {
+                Some(g) if g != file => Err(Error::config(format!(
+                    "--{name} {g} does not match the input file's {file}"
+                ))),
+                _ => Ok(file),
+            }
+        };
+        let (seq, heads, kv_heads, dim) = match &input {
+            Input::File(f) => (
+                from_file("seq", args.seq, f.seq())?,
+                from_file("heads", args.heads, f.heads())?,
+                from_file("kv-heads", args.kv_heads, f.kv_heads())?,
+                from_file("head-dim", args.head_dim, f.dim())?,
+            ),
+            Input::Synthetic(_) => {
+                let heads = args.heads.unwrap_or(8);
+                (
+                    args.seq.unwrap_or(4096),
+                    heads,
+                    args.kv_heads.unwrap_or(heads),
+                    args.head_dim.unwrap_or(128),
+                )
+            }
+        };
+        let world = args.workers.unwrap_or(allowed_cores.max(1));
+        for (name, value) in [
+            ("--seq", seq),
+            ("--heads", heads),
+            ("--kv-heads", kv_heads),
+            ("--head-dim", dim),
+            ("--workers", world),
+            ("--tile-q", args.tile_q),
+            ("--tile-k", args.tile_k),
+        ] {
+            if value == 0 {
+                return Err(Error::config(format!("{name} must be at least 1")));
+            }
+        }
+        if heads % kv_heads != 0 {
+            return Err(Error::config(format!(
+                "--heads {heads} is not a multiple of --kv-heads {kv_heads}"
+            )));
+        }
+        if world > seq {
+            return Err(Error::config(format!(
+                "more workers ({world}) than tokens ({seq}): every worker needs at least one token"
+            )));
+        }
+        let threads = match args.threads {
+            Some(0) => return Err(Error::config("--threads must be at least 1")),
+            Some(t) => t,
+            None => (allowed_cores / world).max(1),
+        };
+        let fault = args.inject_fault.as_deref().map(parse_fault).transpose()?;
+        let mask = if args.causal {
+            Mask::Causal
+        } else {
+            Mask::None
+        };
+        let tile = TileShape {
+            q: args.tile_q,
+            k: args.tile_k,
+        };
+        let choice = match args.layout {
+            LayoutArg::Auto => LayoutChoice::Auto,
+            LayoutArg::Contiguous => LayoutChoice::Fixed(LayoutKind::Contiguous),
+            LayoutArg::Striped => LayoutChoice::Fixed(LayoutKind::Striped),
+            LayoutArg::Zigzag => LayoutChoice::Fixed(LayoutKind::Zigzag),
+        };
+        let check_rows = args.check.map(|rows| match rows {
+            0 if seq <= CHECK_ALL_UP_TO => usize::MAX,
+            0 => DEFAULT_CHECK_ROWS,
+            n => n,
+        });
+        Ok(Job {
+            world,
+            seq,
+            heads,
+            kv_heads,
+            dim,
+            causal: args.causal,
+            threads,
+            plan: plan(choice, world, seq, mask, tile),
+            ring: RingConfig { mask, tile, fault },
+            check_rows,
+            want_output: args.output.is_some(),
+            input,
+        })
+    }
+
+    /// FLOPs the mask actually requires: 4 · D · H · allowed (query, key) pairs.
+    pub fn flops(&self) -> f64 {
+        4.0 * self.dim as f64 * self.heads as f64 * self.mask().allowed_pairs(self.seq) as f64
+    }
+}
+
+fn parse_fault(s: &str) -> Result<FaultInjection> {
+    let bad = || Error::config(format!("--inject-fault expects RANK:STEP, got `{s}`"));
+    let (rank, step) = s.split_once(':').ok_or_else(bad)?;
+    Ok(FaultInjection {
+        rank: rank.trim().parse().map_err(|_| bad())?,
+        step: step.trim().parse().map_err(|_| bad())?,
+    })
+}

@@ -1,0 +1,124 @@
+//! What one rank does, on any backend: make its shard, run the ring, finalise, check, and
+//! send its figures (and, for `--output`, its rows) to the root.
+
+use std::time::Instant;
+
+use ringattn_ring::{ring_pass, RankStats};
+use ringattn_runtime::{Comm, Error, KvBlock, Positions, QShard, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{check_rank, CheckResult};
+use crate::job::{Input, Job};
+
+/// Everything a rank reports to the root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RankResult {
+    /// The rank.
+    pub rank: usize,
+    /// Global positions of its tokens.
+    pub positions: Positions,
+    /// Kernel threads it used.
+    pub threads: usize,
+    /// Seconds spent making its shard (generation or file reads).
+    pub setup_s: f64,
+    /// Seconds waiting at the end for the slowest rank.
+    pub idle_s: f64,
+    /// Ring pass measurements.
+    pub stats: RankStats,
+    /// Accuracy check of its rows, when asked.
+    pub check: Option<CheckResult>,
+    /// `out[heads][rows][dim]`, only when the root writes an output file.
+    pub out: Option<Vec<f32>>,
+    /// `lse[heads][rows]`, only when the root writes an output file.
+    pub lse: Option<Vec<f32>>,
+}
+
+/// What the root gets back from a run.
+#[derive(Debug)]
+pub struct Gathered {
+    /// Every rank's result, in rank order.
+    pub ranks: Vec<RankResult>,
+    /// Wall seconds of the ring pass, from the common start to the last rank's end.
+    pub wall_s: f64,
+}
+
+/// Runs this rank's part of `job`; the root (rank 0) returns the gathered results.
+pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let setup = Instant::now();
+    let positions = job.plan.kind.layout().positions(rank, world, job.seq);
+    if let Input::File(file) = &job.input {
+        file.check_finite(&positions)?;
+    }
+    let q = QShard::from_source(&job.input, job.heads, job.dim, positions.clone())?;
+    let kv = KvBlock::from_source(&job.input, rank, job.kv_heads, job.dim, positions.clone())?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.threads)
+        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"))
+        .build()
+        .map_err(|e| Error::RankFailed {
+            rank,
+            reason: format!("cannot start kernel threads: {e}"),
+        })?;
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    comm.barrier()?;
+    let start = Instant::now();
+    let (state, stats) = ring_pass(comm, &q, kv, &job.ring, &pool)?;
+    let fin = state.finalize();
+    let idle = Instant::now();
+    comm.barrier()?;
+    let idle_s = idle.elapsed().as_secs_f64();
+    let wall_s = start.elapsed().as_secs_f64();
+
+    let check = match job.check_rows {
+        Some(rows) => Some(check_rank(
+            &job.input,
+            &q,
+            &fin,
+            job.kv_heads,
+            job.seq,
+            job.mask(),
+            rows,
+        )?),
+        None => None,
+    };
+    let (out, lse) = if job.want_output {
+        (Some(fin.out), Some(fin.lse))
+    } else {
+        (None, None)
+    };
+    let result = RankResult {
+        rank,
+        positions,
+        threads: job.threads,
+        setup_s,
+        idle_s,
+        stats,
+        check,
+        out,
+        lse,
+    };
+    let bytes =
+        bincode::serde::encode_to_vec(&result, bincode::config::standard()).map_err(|e| {
+            Error::RankFailed {
+                rank,
+                reason: format!("encoding results: {e}"),
+            }
+        })?;
+    let Some(parts) = comm.gather(0, bytes)? else {
+        return Ok(None);
+    };
+    let ranks = parts
+        .iter()
+        .map(|p| {
+            bincode::serde::decode_from_slice(p, bincode::config::standard())
+                .map(|(r, _)| r)
+                .map_err(|e| Error::Comm {
+                    rank,
+                    reason: format!("decoding a rank's results: {e}"),
+                })
+        })
+        .collect::<Result<Vec<RankResult>>>()?;
+    Ok(Some(Gathered { ranks, wall_s }))
+}

@@ -1,0 +1,295 @@
+//! The run report: the JSON contract of DESIGN.md, and the human summary of the same numbers.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ringattn_runtime::{Error, Result};
+use serde::Serialize;
+
+use crate::check::CheckResult;
+use crate::job::Job;
+use crate::rank::Gathered;
+
+/// Version of the report format.
+pub const REPORT_VERSION: u32 = 1;
+
+/// One ring step of one rank (extra field, for balance plots).
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    /// Rank whose block was computed.
+    pub source: usize,
+    /// Kernel seconds.
+    pub compute_s: f64,
+    /// Seconds waiting for the next block.
+    pub comm_wait_s: f64,
+    /// Tiles computed (Full + Partial, all heads).
+    pub tiles_computed: u64,
+}
+
+/// Per-rank figures.
+#[derive(Debug, Serialize)]
+pub struct RankReport {
+    /// The rank.
+    pub rank: usize,
+    /// Tokens it owns.
+    pub tokens: usize,
+    /// Kernel seconds over all steps.
+    pub compute_s: f64,
+    /// Seconds blocked waiting for KV blocks.
+    pub comm_wait_s: f64,
+    /// Seconds waiting at the end for the slowest rank.
+    pub idle_s: f64,
+    /// KV payload bytes sent.
+    pub bytes_sent: u64,
+    /// Most KV bytes allocated at once.
+    pub kv_bytes_peak: u64,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Tiles computed (Full + Partial, all heads, all steps).
+    pub tiles_computed: u64,
+    /// Full tiles.
+    pub tiles_full: u64,
+    /// Partial (masked) tiles.
+    pub tiles_partial: u64,
+    /// Empty tiles skipped.
+    pub tiles_empty: u64,
+    /// Seconds spent making the shard (not in `wall_s`).
+    pub setup_s: f64,
+    /// Ring wall seconds on this rank.
+    pub wall_s: f64,
+    /// Per-step figures.
+    pub steps: Vec<StepReport>,
+}
+
+/// `check` of the report.
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    /// (head, token) rows compared with the reference.
+    pub rows_checked: u64,
+    /// Largest absolute error of `out`.
+    pub max_abs_err: f64,
+    /// Largest absolute error of `lse`.
+    pub max_lse_err: f64,
+    /// Within out 2e-5 / lse 1e-5.
+    pub passed: bool,
+}
+
+/// The run report (DESIGN.md contract; extra fields are additions, never renames).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Format version.
+    pub version: u32,
+    /// `local` or `mpi`.
+    pub backend: String,
+    /// Ranks.
+    pub world: usize,
+    /// Layout that ran.
+    pub layout: String,
+    /// Why it was chosen.
+    pub layout_reason: String,
+    /// Sequence length.
+    pub seq: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Causal mask.
+    pub causal: bool,
+    /// Storage type of K/V.
+    pub dtype: String,
+    /// DuoAttention plan (not yet supported: always null).
+    pub duo: Option<serde_json::Value>,
+    /// Ring pass wall seconds (slowest rank, shard setup excluded).
+    pub wall_s: f64,
+    /// FLOPs the mask requires (4 · D · H · allowed pairs).
+    pub flops: f64,
+    /// flops / wall_s / 1e9.
+    pub gflops: f64,
+    /// max over ranks of compute_s / mean compute_s.
+    pub imbalance: f64,
+    /// Mean over ranks of 1 − comm_wait_s / wall_s.
+    pub overlap: f64,
+    /// Per-rank figures.
+    pub ranks: Vec<RankReport>,
+    /// Accuracy check, when asked.
+    pub check: Option<CheckReport>,
+}
+
+impl Report {
+    /// Builds the report from the gathered rank results.
+    pub fn new(job: &Job, backend: &str, g: &Gathered) -> Report {
+        let ranks: Vec<RankReport> = g
+            .ranks
+            .iter()
+            .map(|r| RankReport {
+                rank: r.rank,
+                tokens: r.positions.len(),
+                compute_s: r.stats.compute_s,
+                comm_wait_s: r.stats.comm_wait_s,
+                idle_s: r.idle_s,
+                bytes_sent: r.stats.bytes_sent,
+                kv_bytes_peak: r.stats.kv_bytes_peak,
+                threads: r.threads,
+                tiles_computed: r.stats.tiles.computed(),
+                tiles_full: r.stats.tiles.full,
+                tiles_partial: r.stats.tiles.partial,
+                tiles_empty: r.stats.tiles.empty,
+                setup_s: r.setup_s,
+                wall_s: r.stats.wall_s,
+                steps: r
+                    .stats
+                    .steps
+                    .iter()
+                    .map(|s| StepReport {
+                        source: s.source,
+                        compute_s: s.compute_s,
+                        comm_wait_s: s.comm_wait_s,
+                        tiles_computed: s.tiles.computed(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let n = ranks.len().max(1) as f64;
+        let mean_compute = ranks.iter().map(|r| r.compute_s).sum::<f64>() / n;
+        let max_compute = ranks.iter().map(|r| r.compute_s).fold(0.0, f64::max);
+        let imbalance = if mean_compute > 0.0 {
+            max_compute / mean_compute
+        } else {
+            1.0
+        };
+        let overlap = ranks
+            .iter()
+            .map(|r| {
+                if r.wall_s > 0.0 {
+                    1.0 - r.comm_wait_s / r.wall_s
+                } else {
+                    1.0
+                }
+            })
+            .sum::<f64>()
+            / n;
+        let check = job.check_rows.map(|_| {
+            let c = g
+                .ranks
+                .iter()
+                .filter_map(|r| r.check)
+                .fold(CheckResult::default(), CheckResult::combine);
+            CheckReport {
+                rows_checked: c.rows_checked,
+                max_abs_err: c.max_abs_err,
+                max_lse_err: c.max_lse_err,
+                passed: c.passed(),
+            }
+        });
+        let flops = job.flops();
+        Report {
+            version: REPORT_VERSION,
+            backend: backend.to_string(),
+            world: job.world,
+            layout: job.plan.kind.name().to_string(),
+            layout_reason: job.plan.reason.clone(),
+            seq: job.seq,
+            heads: job.heads,
+            kv_heads: job.kv_heads,
+            head_dim: job.dim,
+            causal: job.causal,
+            dtype: "f32".into(),
+            duo: None,
+            wall_s: g.wall_s,
+            flops,
+            gflops: if g.wall_s > 0.0 {
+                flops / g.wall_s / 1e9
+            } else {
+                0.0
+            },
+            imbalance,
+            overlap,
+            ranks,
+            check,
+        }
+    }
+
+    /// The JSON text of the report.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// Writes the JSON to `path` atomically, or to stdout for `-`.
+    pub fn write_json(&self, path: &str) -> Result<()> {
+        if path == "-" {
+            println!("{}", self.to_json());
+            return Ok(());
+        }
+        let target = Path::new(path);
+        let tmp = ringattn_runtime::io::temp_path(target);
+        let io = |context: String| move |e| Error::Io { context, source: e };
+        std::fs::write(&tmp, self.to_json() + "\n").map_err(io(format!("writing {path}")))?;
+        std::fs::rename(&tmp, target).map_err(io(format!("renaming to {path}")))
+    }
+
+    /// The short human summary (same numbers as the JSON).
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "ringattn run: backend {}, {} workers, layout {} ({})",
+            self.backend, self.world, self.layout, self.layout_reason
+        );
+        let _ = writeln!(
+            s,
+            "  seq {} · heads {}/{} · head_dim {} · {} · {}",
+            self.seq,
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+            if self.causal { "causal" } else { "non-causal" },
+            self.dtype
+        );
+        let _ = writeln!(
+            s,
+            "  wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3} · overlap {:.3}",
+            self.wall_s, self.gflops, self.imbalance, self.overlap
+        );
+        let _ = writeln!(
+            s,
+            "  {:>4} {:>8} {:>3} {:>10} {:>10} {:>9} {:>9} {:>12} {:>12}",
+            "rank",
+            "tokens",
+            "thr",
+            "compute_s",
+            "wait_s",
+            "idle_s",
+            "tiles",
+            "bytes_sent",
+            "kv_peak"
+        );
+        for r in &self.ranks {
+            let _ = writeln!(
+                s,
+                "  {:>4} {:>8} {:>3} {:>10.4} {:>10.4} {:>9.4} {:>9} {:>12} {:>12}",
+                r.rank,
+                r.tokens,
+                r.threads,
+                r.compute_s,
+                r.comm_wait_s,
+                r.idle_s,
+                r.tiles_computed,
+                r.bytes_sent,
+                r.kv_bytes_peak
+            );
+        }
+        if let Some(c) = &self.check {
+            let _ = writeln!(
+                s,
+                "  check: {} rows · max |out err| {:.2e} · max |lse err| {:.2e} · {}",
+                c.rows_checked,
+                c.max_abs_err,
+                c.max_lse_err,
+                if c.passed { "passed" } else { "FAILED" }
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,11 @@
+//! ringattn-ring: the ring pass of Ring Attention over any layout, and the contiguous layout.
+//!
+//! Depends only on `ringattn-runtime`; knows nothing of striping or partitioning.
+
+#![warn(missing_docs)]
+
+pub mod layout;
+pub mod pass;
+
+pub use layout::{split_range, Contiguous, Layout};
+pub use pass::{ring_pass, FaultInjection, RankStats, RingConfig, StepStats};

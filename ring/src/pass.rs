@@ -1,0 +1,126 @@
+//! The ring pass of Ring Attention, over any [`Layout`].
+//!
+//! P ranks, steps t = 0..P−1: rank r computes on the KV block that originated at rank
+//! (r − t) mod P while that block is already on its way to rank r + 1 and the next one is in
+//! flight (double buffering: at most the current and the incoming block are held). Steps whose
+//! tiles are all Empty cost no compute but still forward the block.
+//!
+//! [`Layout`]: crate::layout::Layout
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringattn_runtime::{
+    attend, AttnState, Comm, Error, KvBlock, Mask, QShard, Result, TileCounts, TileShape,
+};
+use serde::{Deserialize, Serialize};
+
+/// A test hook: make `rank` fail at the start of ring step `step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultInjection {
+    /// The rank that fails.
+    pub rank: usize,
+    /// The ring step at which it fails.
+    pub step: usize,
+}
+
+/// What the ring pass computes and how.
+#[derive(Clone, Copy, Debug)]
+pub struct RingConfig {
+    /// The attention mask.
+    pub mask: Mask,
+    /// Kernel tile sizes.
+    pub tile: TileShape,
+    /// Optional injected failure (testing aid).
+    pub fault: Option<FaultInjection>,
+}
+
+/// Measurements of one ring step on one rank.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Rank whose KV block was computed on in this step.
+    pub source: usize,
+    /// Seconds in the kernel.
+    pub compute_s: f64,
+    /// Seconds blocked waiting for the next block.
+    pub comm_wait_s: f64,
+    /// Tile classes of this step (summed over heads).
+    pub tiles: TileCounts,
+}
+
+/// Measurements of the whole ring pass on one rank.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RankStats {
+    /// Seconds in the kernel, all steps.
+    pub compute_s: f64,
+    /// Seconds blocked waiting for blocks, all steps.
+    pub comm_wait_s: f64,
+    /// Wall seconds of the pass on this rank.
+    pub wall_s: f64,
+    /// KV payload bytes this rank sent.
+    pub bytes_sent: u64,
+    /// Most KV bytes allocated at once on this rank (own/current block + incoming block).
+    pub kv_bytes_peak: u64,
+    /// Tile classes, all steps.
+    pub tiles: TileCounts,
+    /// Per-step measurements.
+    pub steps: Vec<StepStats>,
+}
+
+/// Runs the ring pass for this rank: attends its queries `q` to every rank's KV, starting with
+/// its own block `kv`. Returns the unnormalised state of its rows and its measurements.
+pub fn ring_pass(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &rayon::ThreadPool,
+) -> Result<(AttnState, RankStats)> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let start = Instant::now();
+    let mut state = AttnState::new(q.heads, q.rows(), q.dim);
+    let mut stats = RankStats {
+        kv_bytes_peak: kv.allocated_bytes(),
+        ..RankStats::default()
+    };
+    let mut current = Arc::new(kv);
+    for step in 0..world {
+        if let Some(f) = cfg.fault {
+            if f.rank == rank && f.step == step {
+                return Err(Error::RankFailed {
+                    rank,
+                    reason: format!("injected fault at ring step {step}"),
+                });
+            }
+        }
+        let last = step + 1 == world;
+        if !last {
+            stats.bytes_sent += current.payload_bytes();
+            comm.shift_start(Arc::clone(&current))?;
+        }
+        let t0 = Instant::now();
+        let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
+        let compute_s = t0.elapsed().as_secs_f64();
+        let mut step_stats = StepStats {
+            source: current.origin,
+            compute_s,
+            tiles,
+            ..StepStats::default()
+        };
+        if !last {
+            let t1 = Instant::now();
+            let next = comm.shift_wait()?;
+            step_stats.comm_wait_s = t1.elapsed().as_secs_f64();
+            stats.kv_bytes_peak = stats
+                .kv_bytes_peak
+                .max(current.allocated_bytes() + next.allocated_bytes());
+            current = next;
+        }
+        stats.compute_s += step_stats.compute_s;
+        stats.comm_wait_s += step_stats.comm_wait_s;
+        stats.tiles += tiles;
+        stats.steps.push(step_stats);
+    }
+    stats.wall_s = start.elapsed().as_secs_f64();
+    Ok((state, stats))
+}

@@ -1,0 +1,358 @@
+//! Tensor files: Q/K/V inputs from safetensors, and atomic safetensors outputs.
+//!
+//! Inputs: tensors `q` `[heads, seq, dim]`, `k` and `v` `[kv_heads, seq, dim]`, all f32. The file
+//! is read with positioned reads, so each rank reads only the rows it owns. Outputs are written to a
+//! temporary name beside the target and renamed, so a crash never leaves a half-written file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorInfo, TensorView};
+
+use crate::error::{Error, Result};
+use crate::positions::Positions;
+use crate::source::{RowSource, TensorKind};
+
+/// Largest header we accept (the safetensors limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Where one tensor's f32 data lies in the file.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    offset: u64,
+    heads: usize,
+}
+
+/// A Q/K/V safetensors file, validated; rows are read on demand with positioned reads, so a
+/// rank reads only the rows it owns.
+#[derive(Debug)]
+pub struct FileSource {
+    path: String,
+    file: File,
+    q: Loc,
+    k: Loc,
+    v: Loc,
+    seq: usize,
+    dim: usize,
+}
+
+impl FileSource {
+    /// Opens and validates `path`: tensors `q`, `k`, `v` present, f32, rank 3, matching `seq`
+    /// and `dim`, `k` and `v` of the same shape, `q` heads a multiple of `k` heads, data inside
+    /// the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let bad = |reason: String| Error::BadInput {
+            path: name.clone(),
+            reason,
+        };
+        let io = |e: std::io::Error| Error::Io {
+            context: format!("reading {name}"),
+            source: e,
+        };
+        let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut len_bytes = [0u8; 8];
+        if file_len < 8 {
+            return Err(bad(
+                "not a valid safetensors file (shorter than its 8-byte header length)".into(),
+            ));
+        }
+        file.read_exact_at(&mut len_bytes, 0).map_err(io)?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER || 8 + header_len > file_len {
+            return Err(bad(format!(
+                "not a valid safetensors file (header length {header_len})"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact_at(&mut header, 8).map_err(io)?;
+        let mut entries: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("not a valid safetensors file (header: {e})")))?;
+        entries.remove("__metadata__");
+        let data_start = 8 + header_len;
+        let mut shapes = Vec::new();
+        let mut locs = Vec::new();
+        for t in [TensorKind::Q, TensorKind::K, TensorKind::V] {
+            let entry = entries
+                .remove(t.name())
+                .ok_or_else(|| bad(format!("missing tensor `{}` (expected q, k, v)", t.name())))?;
+            let info: TensorInfo = serde_json::from_value(entry).map_err(|e| {
+                bad(format!(
+                    "tensor `{}` has a malformed header entry ({e})",
+                    t.name()
+                ))
+            })?;
+            if info.dtype != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor `{}` has dtype {:?}, expected F32",
+                    t.name(),
+                    info.dtype
+                )));
+            }
+            let shape = info.shape;
+            if shape.len() != 3 {
+                return Err(bad(format!(
+                    "tensor `{}` has shape {shape:?}, expected [heads, seq, dim]",
+                    t.name()
+                )));
+            }
+            if shape.iter().any(|&s| s == 0) {
+                return Err(bad(format!(
+                    "tensor `{}` has an empty dimension {shape:?}",
+                    t.name()
+                )));
+            }
+            let (begin, end) = info.data_offsets;
+            let expect = shape.iter().try_fold(4usize, |a, &s| a.checked_mul(s));
+            if end < begin || Some(end - begin) != expect || data_start + end as u64 > file_len {
+                return Err(bad(format!(
+                    "tensor `{}` data [{begin}, {end}) does not match shape {shape:?} or lies past the end of the file",
+                    t.name()
+                )));
+            }
+            locs.push(Loc {
+                offset: data_start + begin as u64,
+                heads: shape[0],
+            });
+            shapes.push(shape);
+        }
+        let (qs, ks, vs) = (&shapes[0], &shapes[1], &shapes[2]);
+        if ks != vs {
+            return Err(bad(format!("k has shape {ks:?} but v has {vs:?}")));
+        }
+        if qs[1] != ks[1] || qs[2] != ks[2] {
+            return Err(bad(format!(
+                "q has shape {qs:?} but k has {ks:?}: seq and dim must match"
+            )));
+        }
+        if qs[0] % ks[0] != 0 {
+            return Err(bad(format!(
+                "q has {} heads, not a multiple of k's {} heads",
+                qs[0], ks[0]
+            )));
+        }
+        Ok(FileSource {
+            path: name,
+            file,
+            q: locs[0],
+            k: locs[1],
+            v: locs[2],
+            seq: qs[1],
+            dim: qs[2],
+        })
+    }
+
+    /// Number of query heads.
+    pub fn heads(&self) -> usize {
+        self.q.heads
+    }
+
+    /// Number of KV heads.
+    pub fn kv_heads(&self) -> usize {
+        self.k.heads
+    }
+
+    /// Sequence length.
+    pub fn seq(&self) -> usize {
+        self.seq
+    }
+
+    /// Head dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn loc(&self, tensor: TensorKind) -> Loc {
+        match tensor {
+            TensorKind::Q => self.q,
+            TensorKind::K => self.k,
+            TensorKind::V => self.v,
+        }
+    }
+
+    fn read_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        let start = self.loc(tensor).offset + (((head * self.seq + pos) * self.dim) * 4) as u64;
+        let mut bytes = vec![0u8; self.dim * 4];
+        self.file
+            .read_exact_at(&mut bytes, start)
+            .map_err(|e| Error::Io {
+                context: format!(
+                    "reading {} row {pos} of head {head} from {}",
+                    tensor.name(),
+                    self.path
+                ),
+                source: e,
+            })?;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
+    /// Checks that every row at `positions` of every tensor is finite; the error names the
+    /// tensor, head, position and element of the first NaN/Inf.
+    pub fn check_finite(&self, positions: &Positions) -> Result<()> {
+        let mut row = vec![0.0f32; self.dim];
+        for t in [TensorKind::Q, TensorKind::K, TensorKind::V] {
+            for head in 0..self.loc(t).heads {
+                for pos in positions.iter() {
+                    self.read_row(t, head, pos, &mut row)?;
+                    if let Some((i, x)) = row.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                        return Err(Error::BadInput {
+                            path: self.path.clone(),
+                            reason: format!(
+                                "tensor `{}` holds {x} at head {head}, position {pos}, element {i}",
+                                t.name()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RowSource for FileSource {
+    fn fill_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        self.read_row(tensor, head, pos, out)
+    }
+}
+
+/// One f32 tensor to write: name, shape, row-major data.
+pub struct NamedTensor<'a> {
+    /// Tensor name in the file.
+    pub name: &'a str,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values (`shape.iter().product()` of them).
+    pub data: &'a [f32],
+}
+
+/// Writes f32 tensors to a safetensors file atomically (temporary file + rename).
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor<'_>]) -> Result<()> {
+    let name = path.display().to_string();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for (t, b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| {
+            Error::config(format!("tensor `{}` does not match its shape: {e}", t.name))
+        })?;
+        views.push((t.name, view));
+    }
+    let tmp = temp_path(path);
+    let result = safetensors::serialize_to_file(views, &None, &tmp)
+        .map_err(|e| Error::Io {
+            context: format!("writing {name}"),
+            source: std::io::Error::other(e.to_string()),
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+                context: format!("renaming to {name}"),
+                source: e,
+            })
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `dir/.name.tmp.<pid>` beside `path`, so the final rename stays on one file system.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{file}.tmp.{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, q: (&[usize], &[f32]), kv: (&[usize], &[f32])) {
+        write_safetensors(
+            path,
+            &[
+                NamedTensor {
+                    name: "q",
+                    shape: q.0.to_vec(),
+                    data: q.1,
+                },
+                NamedTensor {
+                    name: "k",
+                    shape: kv.0.to_vec(),
+                    data: kv.1,
+                },
+                NamedTensor {
+                    name: "v",
+                    shape: kv.0.to_vec(),
+                    data: kv.1,
+                },
+            ],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn reads_rows_back_and_reports_non_finite_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qkv.safetensors");
+        let q: Vec<f32> = (0..2 * 3 * 4).map(|x| x as f32).collect();
+        let mut kv: Vec<f32> = (0..3 * 4).map(|x| -(x as f32)).collect();
+        write(&path, (&[2, 3, 4], &q), (&[1, 3, 4], &kv));
+        let src = FileSource::open(&path).unwrap();
+        assert_eq!(
+            (src.heads(), src.kv_heads(), src.seq(), src.dim()),
+            (2, 1, 3, 4)
+        );
+        let mut row = [0.0; 4];
+        src.fill_row(TensorKind::Q, 1, 2, &mut row).unwrap();
+        assert_eq!(row, [20.0, 21.0, 22.0, 23.0]);
+        src.check_finite(&Positions::contiguous(0, 3)).unwrap();
+        kv[2 * 4 + 1] = f32::NAN;
+        write(&path, (&[2, 3, 4], &q), (&[1, 3, 4], &kv));
+        let err = FileSource::open(&path)
+            .unwrap()
+            .check_finite(&Positions::contiguous(0, 3))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tensor `k` holds NaN at head 0, position 2, element 1"),
+            "{err}"
+        );
+        assert!(FileSource::open(&path)
+            .unwrap()
+            .check_finite(&Positions::contiguous(0, 2))
+            .is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_shapes_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        write(&path, (&[3, 3, 4], &[0.0; 36]), (&[2, 3, 4], &[0.0; 24]));
+        assert!(FileSource::open(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a multiple"));
+        write(&path, (&[2, 3, 4], &[0.0; 24]), (&[2, 2, 4], &[0.0; 16]));
+        assert!(FileSource::open(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("seq and dim"));
+        std::fs::write(&path, b"definitely not safetensors").unwrap();
+        let err = FileSource::open(&path).unwrap_err();
+        assert!(
+            err.is_user_error() && err.to_string().contains("not a valid safetensors"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! ringattn-runtime: everything ONE node does, and nothing about rings.
+//!
+//! - [`positions`]: a shard's global token positions as arithmetic runs;
+//! - [`mask`]: masks as predicates on positions and the Empty / Full / Partial tile rule;
+//! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
+//! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
+//! - [`reference`]: the f64 reference used by tests and `--check`;
+//! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
+//! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
+//! - [`error`]: typed errors.
+
+#![warn(missing_docs)]
+
+pub mod comm;
+pub mod error;
+pub mod io;
+pub mod kernel;
+pub mod local;
+pub mod mask;
+pub mod positions;
+pub mod reference;
+pub mod source;
+pub mod state;
+pub mod tensor;
+
+pub use comm::Comm;
+pub use error::{Error, Result};
+pub use kernel::{attend, count_tiles, TileCounts, TileShape};
+pub use mask::{Mask, TileClass};
+pub use positions::{Positions, Run};
+pub use source::{RowSource, Synthetic, TensorKind};
+pub use state::{AttnState, Finalized};
+pub use tensor::{KvBlock, QShard};

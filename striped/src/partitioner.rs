@@ -1,0 +1,228 @@
+//! The partitioner: picks the layout, explicitly or by a cost model.
+//!
+//! The cost model is the ring itself: every step ends when its slowest rank ends, so the
+//! predicted time is the makespan Σ_t max_r work(r, t), with work counted from the kernel's own
+//! tile classification ([`count_tiles`]) of rank r's queries against the block it holds at
+//! step t. All layouts send the same bytes per hop, so communication does not change the choice
+//! yet (DuoAttention's window locality will).
+
+use std::fmt;
+use std::str::FromStr;
+
+use ringattn_ring::{Contiguous, Layout};
+use ringattn_runtime::{count_tiles, Error, Mask, Result, TileShape};
+
+use crate::layouts::{Striped, Zigzag};
+
+/// Relative cost of a Partial tile (computed, then masked element by element) to a Full one.
+pub const PARTIAL_TILE_COST: f64 = 1.15;
+
+/// The layouts ringattn knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayoutKind {
+    /// Ring Attention's contiguous blocks.
+    Contiguous,
+    /// Striped Attention's round robin.
+    Striped,
+    /// Two mirrored chunks per rank.
+    Zigzag,
+}
+
+impl LayoutKind {
+    /// All layouts, in the order the cost model reports them.
+    pub const ALL: [LayoutKind; 3] = [
+        LayoutKind::Contiguous,
+        LayoutKind::Striped,
+        LayoutKind::Zigzag,
+    ];
+
+    /// The layout implementation.
+    pub fn layout(self) -> &'static dyn Layout {
+        match self {
+            LayoutKind::Contiguous => &Contiguous,
+            LayoutKind::Striped => &Striped,
+            LayoutKind::Zigzag => &Zigzag,
+        }
+    }
+
+    /// Name as written in reports and accepted on the command line.
+    pub fn name(self) -> &'static str {
+        self.layout().name()
+    }
+}
+
+impl fmt::Display for LayoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked for: a fixed layout or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// Let the cost model choose.
+    Auto,
+    /// Use this layout.
+    Fixed(LayoutKind),
+}
+
+impl FromStr for LayoutChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(LayoutChoice::Auto),
+            "contiguous" => Ok(LayoutChoice::Fixed(LayoutKind::Contiguous)),
+            "striped" => Ok(LayoutChoice::Fixed(LayoutKind::Striped)),
+            "zigzag" => Ok(LayoutChoice::Fixed(LayoutKind::Zigzag)),
+            other => Err(Error::config(format!(
+                "unknown layout `{other}` (expected contiguous, striped, zigzag or auto)"
+            ))),
+        }
+    }
+}
+
+/// The cost model's prediction for one layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    /// The layout.
+    pub kind: LayoutKind,
+    /// Σ over steps of the slowest rank's work, in Full-tile units (per query head).
+    pub makespan: f64,
+    /// Total work per rank over all steps, in Full-tile units.
+    pub work_per_rank: Vec<f64>,
+    /// `work[step][rank]`, in Full-tile units.
+    pub work: Vec<Vec<f64>>,
+}
+
+impl Estimate {
+    /// max over ranks of work / mean work (1.0 = perfectly balanced).
+    pub fn imbalance(&self) -> f64 {
+        let max = self.work_per_rank.iter().copied().fold(0.0, f64::max);
+        let mean = self.work_per_rank.iter().sum::<f64>() / self.work_per_rank.len().max(1) as f64;
+        if mean > 0.0 {
+            max / mean
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Predicts the ring's work for `kind` with `world` ranks over `seq` tokens.
+pub fn estimate(
+    kind: LayoutKind,
+    world: usize,
+    seq: usize,
+    mask: Mask,
+    tile: TileShape,
+) -> Estimate {
+    let layout = kind.layout();
+    let positions: Vec<_> = (0..world)
+        .map(|r| layout.positions(r, world, seq))
+        .collect();
+    let mut work = vec![vec![0.0; world]; world];
+    for (step, row) in work.iter_mut().enumerate() {
+        for (rank, w) in row.iter_mut().enumerate() {
+            let source = (rank + world - step) % world;
+            let c = count_tiles(&positions[rank], &positions[source], mask, tile);
+            *w = c.full as f64 + PARTIAL_TILE_COST * c.partial as f64;
+        }
+    }
+    let makespan = work
+        .iter()
+        .map(|row| row.iter().copied().fold(0.0, f64::max))
+        .sum();
+    let work_per_rank = (0..world)
+        .map(|r| work.iter().map(|row| row[r]).sum())
+        .collect();
+    Estimate {
+        kind,
+        makespan,
+        work_per_rank,
+        work,
+    }
+}
+
+/// The partitioner's decision.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The chosen layout.
+    pub kind: LayoutKind,
+    /// Why it was chosen (written to the report's `layout_reason`).
+    pub reason: String,
+    /// The cost model's predictions, one per layout considered.
+    pub estimates: Vec<Estimate>,
+}
+
+/// Chooses the layout: `Fixed` is honoured (with its predicted makespan in the reason); `Auto`
+/// takes the smallest predicted makespan, preferring the earlier of
+/// contiguous, striped, zigzag when within 1% (contiguous keeps tokens adjacent).
+pub fn plan(choice: LayoutChoice, world: usize, seq: usize, mask: Mask, tile: TileShape) -> Plan {
+    let estimates: Vec<Estimate> = LayoutKind::ALL
+        .iter()
+        .map(|&k| estimate(k, world, seq, mask, tile))
+        .collect();
+    let summary = estimates
+        .iter()
+        .map(|e| format!("{} {:.0}", e.kind, e.makespan))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match choice {
+        LayoutChoice::Fixed(kind) => Plan {
+            kind,
+            reason: format!(
+                "requested with --layout {kind} (predicted makespan in tiles: {summary})"
+            ),
+            estimates,
+        },
+        LayoutChoice::Auto => {
+            let best_cost = estimates
+                .iter()
+                .map(|e| e.makespan)
+                .fold(f64::INFINITY, f64::min);
+            let best = estimates
+                .iter()
+                .find(|e| e.makespan <= best_cost * 1.01)
+                .expect("at least one layout");
+            let reason = format!(
+                "auto: smallest predicted makespan over {world} ranks ({summary} tiles; imbalance {:.2})",
+                best.imbalance()
+            );
+            Plan {
+                kind: best.kind,
+                reason,
+                estimates,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_a_balanced_layout_for_causal_and_contiguous_otherwise() {
+        let tile = TileShape::default();
+        let causal = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
+        assert_ne!(causal.kind, LayoutKind::Contiguous, "{}", causal.reason);
+        let contiguous = &causal.estimates[0];
+        let best = causal
+            .estimates
+            .iter()
+            .find(|e| e.kind == causal.kind)
+            .unwrap();
+        // Closed forms: contiguous causal ≈ P − 1/2 blocks, balanced ≈ P/2 blocks.
+        let ratio = contiguous.makespan / best.makespan;
+        assert!(ratio > 1.5 && ratio < 2.0, "ratio {ratio}");
+        let full = plan(LayoutChoice::Auto, 4, 4096, Mask::None, tile);
+        assert_eq!(full.kind, LayoutKind::Contiguous);
+        assert!(full.reason.starts_with("auto:"));
+    }
+
+    #[test]
+    fn unknown_layout_is_a_config_error() {
+        let err = "diagonal".parse::<LayoutChoice>().unwrap_err();
+        assert!(err.is_user_error() && err.to_string().contains("diagonal"));
+    }
+}
