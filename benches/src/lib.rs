@@ -1,1 +1,2 @@
-//! placeholder
+//! ringattn-benches: criterion micro-benches (`benches/kernel.rs`) and, later, the scaling
+//! harness. Run with `cargo bench -p ringattn-benches`.

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use ringattn_ring::{ring_pass, RankStats};
+use std::io::{IsTerminal, Write};
+
+use ringattn_ring::{ring_pass_with_progress, RankStats, StepStats};
 use ringattn_runtime::{Comm, Error, KvBlock, Positions, QShard, Result};
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +66,23 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
 
     comm.barrier()?;
     let start = Instant::now();
-    let (state, stats) = ring_pass(comm, &q, kv, &job.ring, &pool)?;
+    let show_progress = rank == 0 && world > 1 && std::io::stderr().is_terminal();
+    let mut progress = |step: usize, _: &StepStats| {
+        if show_progress {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\rring step {}/{world} ({:.1} s)",
+                step + 1,
+                start.elapsed().as_secs_f64()
+            );
+            if step + 1 == world {
+                let _ = write!(err, "\r\x1b[2K");
+            }
+            let _ = err.flush();
+        }
+    };
+    let (state, stats) = ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, &mut progress)?;
     let fin = state.finalize();
     let idle = Instant::now();
     comm.barrier()?;

@@ -216,10 +216,14 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
 
-    /// Writes the JSON to `path` atomically, or to stdout for `-`.
+    /// Writes the JSON to `path` atomically (pretty-printed), or to stdout for `-` (one line,
+    /// so repeated runs append cleanly to a JSON-lines file).
     pub fn write_json(&self, path: &str) -> Result<()> {
         if path == "-" {
-            println!("{}", self.to_json());
+            println!(
+                "{}",
+                serde_json::to_string(self).expect("a report always serialises")
+            );
             return Ok(());
         }
         let target = Path::new(path);

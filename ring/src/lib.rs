@@ -8,4 +8,6 @@ pub mod layout;
 pub mod pass;
 
 pub use layout::{split_range, Contiguous, Layout};
-pub use pass::{ring_pass, FaultInjection, RankStats, RingConfig, StepStats};
+pub use pass::{
+    ring_pass, ring_pass_with_progress, FaultInjection, RankStats, RingConfig, StepStats,
+};

@@ -76,6 +76,18 @@ pub fn ring_pass(
     cfg: &RingConfig,
     pool: &rayon::ThreadPool,
 ) -> Result<(AttnState, RankStats)> {
+    ring_pass_with_progress(comm, q, kv, cfg, pool, &mut |_, _| {})
+}
+
+/// [`ring_pass`], calling `on_step(step, stats)` after each step (for progress display).
+pub fn ring_pass_with_progress(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &rayon::ThreadPool,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, RankStats)> {
     let (rank, world) = (comm.rank(), comm.size());
     let start = Instant::now();
     let mut state = AttnState::new(q.heads, q.rows(), q.dim);
@@ -119,6 +131,7 @@ pub fn ring_pass(
         stats.compute_s += step_stats.compute_s;
         stats.comm_wait_s += step_stats.comm_wait_s;
         stats.tiles += tiles;
+        on_step(step, &step_stats);
         stats.steps.push(step_stats);
     }
     stats.wall_s = start.elapsed().as_secs_f64();

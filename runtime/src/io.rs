@@ -99,7 +99,7 @@ impl FileSource {
                     t.name()
                 )));
             }
-            if shape.iter().any(|&s| s == 0) {
+            if shape.contains(&0) {
                 return Err(bad(format!(
                     "tensor `{}` has an empty dimension {shape:?}",
                     t.name()

@@ -125,7 +125,7 @@ pub fn attend(
         (q.heads, q.rows(), q.dim)
     );
     assert!(
-        kv.kv_heads > 0 && q.heads % kv.kv_heads == 0,
+        kv.kv_heads > 0 && q.heads.is_multiple_of(kv.kv_heads),
         "heads must be a multiple of kv_heads"
     );
     let (rows, dim) = (q.rows(), q.dim);

@@ -117,7 +117,7 @@ impl Positions {
     pub fn local_index(&self, pos: usize) -> Option<usize> {
         let mut base = 0;
         for r in &self.runs {
-            if pos >= r.start && pos <= r.last() && (pos - r.start) % r.stride == 0 {
+            if pos >= r.start && pos <= r.last() && (pos - r.start).is_multiple_of(r.stride) {
                 return Some(base + (pos - r.start) / r.stride);
             }
             base += r.len;

@@ -17,7 +17,7 @@ pub fn reference_row(
     dim: usize,
     mask: Mask,
 ) -> (Vec<f64>, f64) {
-    let n = if dim == 0 { 0 } else { keys.len() / dim };
+    let n = keys.len().checked_div(dim).unwrap_or(0);
     let scale = 1.0 / (dim as f64).sqrt();
     let scores: Vec<Option<f64>> = (0..n)
         .map(|k| {
