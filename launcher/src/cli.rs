@@ -73,8 +73,8 @@ pub struct RunArgs {
     /// Verify ROWS rows per worker (all heads) against the f64 reference; without ROWS: every
     /// row when N <= 2048, else 32 rows per worker. Fails the run (exit 1) beyond
     /// out 2e-5 / lse 1e-5 max abs error.
-    #[arg(long, value_name = "ROWS", num_args = 0..=1, default_missing_value = "0")]
-    pub check: Option<usize>,
+    #[arg(long, value_name = "ROWS", num_args = 0..=1)]
+    pub check: Option<Option<usize>>,
     /// Write the JSON run report to PATH ("-" = stdout, which replaces the human summary).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,

@@ -126,6 +126,14 @@ impl Job {
             None => (allowed_cores / world).max(1),
         };
         let fault = args.inject_fault.as_deref().map(parse_fault).transpose()?;
+        if let Some(f) = fault {
+            if f.rank >= world || f.step >= world {
+                return Err(Error::config(format!(
+                    "--inject-fault {}:{} is outside the ring ({world} ranks, steps 0..{world})",
+                    f.rank, f.step
+                )));
+            }
+        }
         let mask = if args.causal {
             Mask::Causal
         } else {
@@ -141,11 +149,13 @@ impl Job {
             LayoutArg::Striped => LayoutChoice::Fixed(LayoutKind::Striped),
             LayoutArg::Zigzag => LayoutChoice::Fixed(LayoutKind::Zigzag),
         };
-        let check_rows = args.check.map(|rows| match rows {
-            0 if seq <= CHECK_ALL_UP_TO => usize::MAX,
-            0 => DEFAULT_CHECK_ROWS,
-            n => n,
-        });
+        let check_rows = match args.check {
+            None => None,
+            Some(Some(0)) => return Err(Error::config("--check ROWS must be at least 1")),
+            Some(Some(n)) => Some(n),
+            Some(None) if seq <= CHECK_ALL_UP_TO => Some(usize::MAX),
+            Some(None) => Some(DEFAULT_CHECK_ROWS),
+        };
         Ok(Job {
             world,
             seq,

@@ -229,8 +229,15 @@ impl Report {
         let target = Path::new(path);
         let tmp = ringattn_runtime::io::temp_path(target);
         let io = |context: String| move |e| Error::Io { context, source: e };
-        std::fs::write(&tmp, self.to_json() + "\n").map_err(io(format!("writing {path}")))?;
-        std::fs::rename(&tmp, target).map_err(io(format!("renaming to {path}")))
+        let result = std::fs::write(&tmp, self.to_json() + "\n")
+            .map_err(io(format!("writing {path}")))
+            .and_then(|()| {
+                std::fs::rename(&tmp, target).map_err(io(format!("renaming to {path}")))
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     }
 
     /// The short human summary (same numbers as the JSON).

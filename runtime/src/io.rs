@@ -52,7 +52,7 @@ impl FileSource {
             context: format!("reading {name}"),
             source: e,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
         let file_len = file.metadata().map_err(io)?.len();
         let mut len_bytes = [0u8; 8];
         if file_len < 8 {
@@ -250,7 +250,10 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor<'_>]) -> Result<()>
     let result = safetensors::serialize_to_file(views, &None, &tmp)
         .map_err(|e| Error::Io {
             context: format!("writing {name}"),
-            source: std::io::Error::other(e.to_string()),
+            source: match e {
+                safetensors::SafeTensorError::IoError(io) => io,
+                other => std::io::Error::other(format!("{other:?}")),
+            },
         })
         .and_then(|()| {
             std::fs::rename(&tmp, path).map_err(|e| Error::Io {

@@ -1,0 +1,1105 @@
+//! Integration tests of the `ringattn` binary: exit codes, one-line errors, the JSON report
+//! contract, the `--output` file, fault handling, `--help` and the human summary.
+//!
+//! Every invocation runs under a deadline so that a hang fails the test instead of the suite.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+/// Longest any single invocation may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// What one run of the binary produced.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `ringattn ARGS`, killing it (and failing) past [`DEADLINE`].
+fn ringattn(args: &[&str]) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringattn"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning ringattn");
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out_pipe.read_to_end(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err_pipe.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for ringattn") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringattn {args:?} did not finish within {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    Run {
+        code: status.code(),
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// Asserts that stderr is exactly one `ringattn: error:` line, without panic text, that
+/// contains every needle.
+fn assert_one_line_error(run: &Run, needles: &[&str]) {
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr must be exactly one line\n{}",
+        run.describe()
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("ringattn: error:"),
+        "stderr must start with `ringattn: error:`\n{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "panic text on stderr\n{}",
+        run.describe()
+    );
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "stderr does not mention `{needle}`\n{}",
+            run.describe()
+        );
+    }
+}
+
+/// Asserts a bad-input failure: exit code 2 and one error line naming the problem.
+fn assert_user_error(args: &[&str], needles: &[&str]) -> Run {
+    let run = ringattn(args);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "ringattn {args:?} must exit 2\n{}",
+        run.describe()
+    );
+    assert_one_line_error(&run, needles);
+    run
+}
+
+fn assert_success(run: &Run) {
+    assert_eq!(run.code, Some(0), "expected success\n{}", run.describe());
+    assert!(
+        !run.stderr.contains("panicked"),
+        "panic text on stderr\n{}",
+        run.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input files.
+// ---------------------------------------------------------------------------------------------
+
+/// Deterministic pseudo-random value in [-1, 1) (splitmix64 of `seed` and `i`).
+fn rand_val(seed: u64, i: usize) -> f32 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        .wrapping_add(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+}
+
+fn rand_tensor(seed: u64, shape: &[usize]) -> Vec<f32> {
+    (0..shape.iter().product::<usize>())
+        .map(|i| rand_val(seed, i))
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// One tensor to write: name, dtype, shape, raw little-endian bytes.
+struct Raw {
+    name: &'static str,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+fn raw_f32(name: &'static str, shape: &[usize], data: &[f32]) -> Raw {
+    assert_eq!(shape.iter().product::<usize>(), data.len());
+    Raw {
+        name,
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: f32_bytes(data),
+    }
+}
+
+fn write_raw(path: &Path, tensors: &[Raw]) {
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name,
+                TensorView::new(t.dtype, t.shape.clone(), &t.bytes).expect("consistent tensor"),
+            )
+        })
+        .collect();
+    serialize_to_file(views, &None, path).expect("writing safetensors");
+}
+
+/// Writes f32 q/k/v of the given shapes, filled with deterministic values.
+fn write_qkv(path: &Path, q_shape: &[usize], k_shape: &[usize], v_shape: &[usize]) {
+    write_raw(
+        path,
+        &[
+            raw_f32("q", q_shape, &rand_tensor(1, q_shape)),
+            raw_f32("k", k_shape, &rand_tensor(2, k_shape)),
+            raw_f32("v", v_shape, &rand_tensor(3, v_shape)),
+        ],
+    );
+}
+
+/// Reads tensor `name` of a safetensors file as f32, returning (shape, data).
+fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("a valid safetensors output");
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor `{name}` in {}: {e:?}", path.display()));
+    assert_eq!(t.dtype(), Dtype::F32, "tensor `{name}` must be f32");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Bad inputs: exit code 2, one line naming the problem.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn zero_sizes_are_rejected() {
+    let small = [
+        "--seq",
+        "8",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "2",
+        "--head-dim",
+        "4",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+    ];
+    for flag in [
+        "--seq",
+        "--heads",
+        "--kv-heads",
+        "--head-dim",
+        "--workers",
+        "--threads",
+    ] {
+        // The small defaults with `flag` set to 0.
+        let mut args = vec!["run"];
+        for pair in small.chunks(2) {
+            args.push(pair[0]);
+            args.push(if pair[0] == flag { "0" } else { pair[1] });
+        }
+        let run = assert_user_error(&args, &[flag]);
+        assert!(
+            run.stderr.contains("at least 1"),
+            "{flag} 0: message should say it must be at least 1\n{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn heads_not_a_multiple_of_kv_heads_is_rejected() {
+    assert_user_error(
+        &[
+            "run",
+            "--heads",
+            "6",
+            "--kv-heads",
+            "4",
+            "--seq",
+            "8",
+            "--head-dim",
+            "4",
+            "--workers",
+            "1",
+        ],
+        &["--heads 6", "--kv-heads 4", "multiple"],
+    );
+}
+
+#[test]
+fn more_workers_than_tokens_is_rejected() {
+    assert_user_error(
+        &[
+            "run",
+            "--workers",
+            "5",
+            "--seq",
+            "4",
+            "--heads",
+            "1",
+            "--head-dim",
+            "4",
+        ],
+        &["workers", "(5)", "(4)"],
+    );
+}
+
+#[test]
+fn unknown_layout_is_rejected_by_clap() {
+    let run = ringattn(&["run", "--layout", "diagonal", "--seq", "8"]);
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("diagonal"), "{}", run.describe());
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+}
+
+#[test]
+fn bad_inject_fault_syntax_is_rejected() {
+    assert_user_error(
+        &[
+            "run",
+            "--workers",
+            "2",
+            "--seq",
+            "8",
+            "--heads",
+            "1",
+            "--head-dim",
+            "4",
+            "--inject-fault",
+            "one",
+        ],
+        &["--inject-fault", "RANK:STEP", "`one`"],
+    );
+}
+
+#[test]
+fn input_q_and_k_seq_mismatch_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("seq_mismatch.safetensors");
+    write_qkv(&f, &[2, 8, 4], &[2, 7, 4], &[2, 7, 4]);
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["seq_mismatch.safetensors", "seq and dim must match"],
+    );
+}
+
+#[test]
+fn input_k_and_v_shapes_differ_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("kv_mismatch.safetensors");
+    write_qkv(&f, &[2, 8, 4], &[2, 8, 4], &[1, 8, 4]);
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["kv_mismatch.safetensors", "[2, 8, 4]", "[1, 8, 4]"],
+    );
+}
+
+#[test]
+fn input_q_heads_not_a_multiple_of_k_heads_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gqa.safetensors");
+    write_qkv(&f, &[3, 8, 4], &[2, 8, 4], &[2, 8, 4]);
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["gqa.safetensors", "not a multiple", "3", "2"],
+    );
+}
+
+#[test]
+fn input_non_f32_dtype_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f16.safetensors");
+    let shape = vec![2, 8, 4];
+    write_raw(
+        &f,
+        &[
+            Raw {
+                name: "q",
+                dtype: Dtype::F16,
+                shape: shape.clone(),
+                bytes: vec![0u8; 2 * 8 * 4 * 2],
+            },
+            raw_f32("k", &shape, &rand_tensor(2, &shape)),
+            raw_f32("v", &shape, &rand_tensor(3, &shape)),
+        ],
+    );
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["f16.safetensors", "tensor `q`", "F16", "F32"],
+    );
+
+    let g = dir.path().join("i32.safetensors");
+    write_raw(
+        &g,
+        &[
+            raw_f32("q", &shape, &rand_tensor(1, &shape)),
+            raw_f32("k", &shape, &rand_tensor(2, &shape)),
+            Raw {
+                name: "v",
+                dtype: Dtype::I32,
+                shape: shape.clone(),
+                bytes: vec![0u8; 2 * 8 * 4 * 4],
+            },
+        ],
+    );
+    assert_user_error(
+        &["run", "--input", p(&g), "--workers", "1"],
+        &["i32.safetensors", "tensor `v`", "I32", "F32"],
+    );
+}
+
+#[test]
+fn input_missing_tensor_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("no_v.safetensors");
+    let shape = [2, 8, 4];
+    write_raw(
+        &f,
+        &[
+            raw_f32("q", &shape, &rand_tensor(1, &shape)),
+            raw_f32("k", &shape, &rand_tensor(2, &shape)),
+        ],
+    );
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["no_v.safetensors", "missing tensor `v`"],
+    );
+}
+
+#[test]
+fn input_garbage_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("garbage.safetensors");
+    std::fs::write(
+        &f,
+        b"this is definitely not a safetensors file, just text\n",
+    )
+    .unwrap();
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["garbage.safetensors", "not a valid safetensors"],
+    );
+
+    // Shorter than the 8-byte header length.
+    let g = dir.path().join("tiny.safetensors");
+    std::fs::write(&g, b"abc").unwrap();
+    assert_user_error(
+        &["run", "--input", p(&g), "--workers", "1"],
+        &["tiny.safetensors", "not a valid safetensors"],
+    );
+}
+
+#[test]
+fn input_truncated_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("truncated.safetensors");
+    write_qkv(&f, &[2, 8, 4], &[2, 8, 4], &[2, 8, 4]);
+    let bytes = std::fs::read(&f).unwrap();
+    // Cut into the data of the last tensor: the header is intact and claims more data.
+    std::fs::write(&f, &bytes[..bytes.len() - 10]).unwrap();
+    assert_user_error(
+        &["run", "--input", p(&f), "--workers", "1"],
+        &["truncated.safetensors", "past the end of the file"],
+    );
+}
+
+#[test]
+fn input_nonexistent_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("does_not_exist.safetensors");
+    let run = ringattn(&["run", "--input", p(&f), "--workers", "1"]);
+    // A wrong input path is bad input: exit code 2.
+    assert_eq!(
+        run.code,
+        Some(2),
+        "missing input must exit 2\n{}",
+        run.describe()
+    );
+    assert_one_line_error(&run, &[p(&f)]);
+}
+
+#[test]
+fn input_nan_in_k_names_tensor_head_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("nan.safetensors");
+    let (qs, ks) = ([4usize, 8, 4], [2usize, 8, 4]);
+    let mut k = rand_tensor(2, &ks);
+    // k[head 1][position 6][element 2]
+    k[(8 + 6) * 4 + 2] = f32::NAN;
+    write_raw(
+        &f,
+        &[
+            raw_f32("q", &qs, &rand_tensor(1, &qs)),
+            raw_f32("k", &ks, &k),
+            raw_f32("v", &ks, &rand_tensor(3, &ks)),
+        ],
+    );
+    for workers in ["1", "2"] {
+        assert_user_error(
+            &["run", "--input", p(&f), "--workers", workers, "--causal"],
+            &[
+                "nan.safetensors",
+                "tensor `k`",
+                "NaN",
+                "head 1",
+                "position 6",
+            ],
+        );
+    }
+}
+
+#[test]
+fn input_inf_in_q_names_tensor_head_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("inf.safetensors");
+    let (qs, ks) = ([2usize, 8, 4], [1usize, 8, 4]);
+    let mut q = rand_tensor(1, &qs);
+    // q[head 1][position 5][element 0]
+    q[(8 + 5) * 4] = f32::INFINITY;
+    write_raw(
+        &f,
+        &[
+            raw_f32("q", &qs, &q),
+            raw_f32("k", &ks, &rand_tensor(2, &ks)),
+            raw_f32("v", &ks, &rand_tensor(3, &ks)),
+        ],
+    );
+    let run = assert_user_error(
+        &["run", "--input", p(&f), "--workers", "3"],
+        &["inf.safetensors", "tensor `q`", "head 1", "position 5"],
+    );
+    assert!(
+        run.stderr.to_lowercase().contains("inf"),
+        "message should say the value is infinite\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn seq_flag_mismatching_the_input_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ok.safetensors");
+    write_qkv(&f, &[2, 8, 4], &[2, 8, 4], &[2, 8, 4]);
+    assert_user_error(
+        &["run", "--input", p(&f), "--seq", "9", "--workers", "1"],
+        &["--seq 9", "8"],
+    );
+    // The matching value is accepted.
+    assert_success(&ringattn(&[
+        "run",
+        "--input",
+        p(&f),
+        "--seq",
+        "8",
+        "--workers",
+        "1",
+    ]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The JSON report contract.
+// ---------------------------------------------------------------------------------------------
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.get(key)
+        .unwrap_or_else(|| panic!("report lacks `{key}`:\n{v:#}"))
+}
+
+fn uint(v: &Value, key: &str) -> u64 {
+    field(v, key)
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` must be a non-negative integer, got {}", v[key]))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    let x = field(v, key)
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` must be a number, got {}", v[key]));
+    assert!(x.is_finite(), "`{key}` must be finite, got {x}");
+    x
+}
+
+fn string<'a>(v: &'a Value, key: &str) -> &'a str {
+    field(v, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` must be a string, got {}", v[key]))
+}
+
+fn boolean(v: &Value, key: &str) -> bool {
+    field(v, key)
+        .as_bool()
+        .unwrap_or_else(|| panic!("`{key}` must be a boolean, got {}", v[key]))
+}
+
+const JSON_ARGS: [&str; 16] = [
+    "run",
+    "--workers",
+    "3",
+    "--seq",
+    "1000",
+    "--heads",
+    "4",
+    "--kv-heads",
+    "2",
+    "--head-dim",
+    "16",
+    "--causal",
+    "--layout",
+    "striped",
+    "--check",
+    "--json",
+];
+
+/// Asserts every field of the report contract for [`JSON_ARGS`].
+fn assert_contract(r: &Value) {
+    assert!(r.is_object(), "report must be a JSON object");
+    assert!(uint(r, "version") >= 1);
+    assert_eq!(string(r, "backend"), "local");
+    assert_eq!(uint(r, "world"), 3);
+    assert_eq!(string(r, "layout"), "striped");
+    assert!(!string(r, "layout_reason").is_empty());
+    assert_eq!(uint(r, "seq"), 1000);
+    assert_eq!(uint(r, "heads"), 4);
+    assert_eq!(uint(r, "kv_heads"), 2);
+    assert_eq!(uint(r, "head_dim"), 16);
+    assert!(boolean(r, "causal"));
+    assert_eq!(string(r, "dtype"), "f32");
+    assert!(field(r, "duo").is_null(), "`duo` must be null");
+    let wall = num(r, "wall_s");
+    assert!(wall > 0.0, "wall_s {wall}");
+    // 4 · D · H · N(N+1)/2
+    let flops = num(r, "flops");
+    assert_eq!(flops, (4u64 * 16 * 4 * 1000 * 1001 / 2) as f64);
+    let gflops = num(r, "gflops");
+    assert!(gflops > 0.0);
+    assert!(
+        (gflops - flops / wall / 1e9).abs() <= 1e-9 * gflops.max(1.0),
+        "gflops {gflops} != flops / wall_s / 1e9"
+    );
+    let imbalance = num(r, "imbalance");
+    assert!(imbalance >= 1.0 - 1e-12, "imbalance {imbalance} < 1");
+    let overlap = num(r, "overlap");
+    assert!(
+        (-1e-12..=1.0 + 1e-12).contains(&overlap),
+        "overlap {overlap} outside [0, 1]"
+    );
+
+    let ranks = field(r, "ranks")
+        .as_array()
+        .expect("`ranks` must be an array");
+    assert_eq!(ranks.len(), 3);
+    let mut tokens = 0;
+    for (i, rank) in ranks.iter().enumerate() {
+        assert!(rank.is_object(), "ranks[{i}] must be an object");
+        assert_eq!(uint(rank, "rank"), i as u64, "ranks must be in rank order");
+        let t = uint(rank, "tokens");
+        assert!(
+            (333..=334).contains(&t),
+            "striped over 3 ranks: rank {i} has {t} tokens"
+        );
+        tokens += t;
+        for key in ["compute_s", "comm_wait_s", "idle_s"] {
+            assert!(num(rank, key) >= 0.0, "ranks[{i}].{key} negative");
+        }
+        assert!(uint(rank, "bytes_sent") > 0, "ranks[{i}] sent no KV bytes");
+        assert!(uint(rank, "kv_bytes_peak") > 0);
+        assert!(uint(rank, "threads") >= 1);
+    }
+    assert_eq!(tokens, 1000, "tokens must sum to seq");
+
+    let check = field(r, "check");
+    assert!(check.is_object(), "`check` must be an object with --check");
+    // N <= 2048: a bare --check verifies every (head, token) row.
+    assert_eq!(uint(check, "rows_checked"), 4 * 1000);
+    let abs = num(check, "max_abs_err");
+    let lse = num(check, "max_lse_err");
+    assert!((0.0..=2e-5).contains(&abs), "max_abs_err {abs}");
+    assert!((0.0..=1e-5).contains(&lse), "max_lse_err {lse}");
+    assert!(boolean(check, "passed"));
+}
+
+#[test]
+fn json_to_stdout_follows_the_contract() {
+    let mut args = JSON_ARGS.to_vec();
+    args.push("-");
+    let run = ringattn(&args);
+    assert_success(&run);
+    // stdout is the JSON report alone (it replaces the human summary).
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", run.describe()));
+    assert_contract(&report);
+}
+
+#[test]
+fn json_to_a_file_is_written_atomically_and_the_summary_still_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let mut args = JSON_ARGS.to_vec();
+    args.push(p(&path));
+    let run = ringattn(&args);
+    assert_success(&run);
+    let text = std::fs::read_to_string(&path).expect("the report file exists");
+    let report: Value = serde_json::from_str(&text).expect("the report file parses");
+    assert_contract(&report);
+    assert!(
+        run.stdout.contains("GFLOP/s") && run.stdout.contains("layout striped"),
+        "the human summary must still print with --json PATH\n{}",
+        run.describe()
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "temporary file left behind: {names:?}"
+    );
+    assert_eq!(names, vec!["report.json".to_string()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The output file.
+// ---------------------------------------------------------------------------------------------
+
+const H: usize = 4;
+const HKV: usize = 2;
+const N: usize = 37;
+const D: usize = 16;
+
+/// f64 causal attention of query (head, pos): (out[D], lse).
+fn reference(q: &[f32], k: &[f32], v: &[f32], head: usize, pos: usize) -> (Vec<f64>, f64) {
+    let kv_head = head / (H / HKV);
+    let qrow = &q[(head * N + pos) * D..][..D];
+    let scale = 1.0 / (D as f64).sqrt();
+    let scores: Vec<f64> = (0..=pos)
+        .map(|j| {
+            let krow = &k[(kv_head * N + j) * D..][..D];
+            qrow.iter()
+                .zip(krow)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+                * scale
+        })
+        .collect();
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    let mut out = vec![0.0f64; D];
+    for (j, s) in scores.iter().enumerate() {
+        let w = (s - max).exp();
+        sum += w;
+        let vrow = &v[(kv_head * N + j) * D..][..D];
+        for (o, &x) in out.iter_mut().zip(vrow) {
+            *o += w * x as f64;
+        }
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
+    (out, max + sum.ln())
+}
+
+/// Runs with `--input`/`--output` and returns (out, lse) after checking names, shapes, dtype.
+fn run_to_output(input: &Path, output: &Path, extra: &[&str]) -> (Vec<f32>, Vec<f32>) {
+    let mut args = vec!["run", "--input", p(input), "--output", p(output)];
+    args.extend_from_slice(extra);
+    let run = ringattn(&args);
+    assert_success(&run);
+    let (out_shape, out) = read_f32(output, "out");
+    let (lse_shape, lse) = read_f32(output, "lse");
+    assert_eq!(out_shape, vec![H, N, D], "shape of `out`");
+    assert_eq!(lse_shape, vec![H, N], "shape of `lse`");
+    (out, lse)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn output_file_matches_reference_and_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("qkv.safetensors");
+    let (q, k, v) = (
+        rand_tensor(11, &[H, N, D]),
+        rand_tensor(12, &[HKV, N, D]),
+        rand_tensor(13, &[HKV, N, D]),
+    );
+    write_raw(
+        &input,
+        &[
+            raw_f32("q", &[H, N, D], &q),
+            raw_f32("k", &[HKV, N, D], &k),
+            raw_f32("v", &[HKV, N, D], &v),
+        ],
+    );
+
+    let zig_path = dir.path().join("zigzag.safetensors");
+    let (zig_out, zig_lse) = run_to_output(
+        &input,
+        &zig_path,
+        &[
+            "--workers",
+            "3",
+            "--causal",
+            "--layout",
+            "zigzag",
+            "--check",
+        ],
+    );
+
+    // Every row against the f64 reference (37 · 4 rows: cheap).
+    let (mut out_err, mut lse_err) = (0.0f64, 0.0f64);
+    for head in 0..H {
+        for pos in 0..N {
+            let (r_out, r_lse) = reference(&q, &k, &v, head, pos);
+            let i = head * N + pos;
+            for (d, r) in r_out.iter().enumerate() {
+                out_err = out_err.max((zig_out[i * D + d] as f64 - r).abs());
+            }
+            lse_err = lse_err.max((zig_lse[i] as f64 - r_lse).abs());
+        }
+    }
+    assert!(
+        out_err <= 2e-5,
+        "out differs from the reference by {out_err}"
+    );
+    assert!(
+        lse_err <= 1e-5,
+        "lse differs from the reference by {lse_err}"
+    );
+    // Row 0 attends only key 0: out = v[kv_head][0] exactly (up to rounding).
+    for head in 0..H {
+        let kv_head = head / (H / HKV);
+        let got = &zig_out[head * N * D..][..D];
+        let want = &v[kv_head * N * D..][..D];
+        assert!(max_diff(got, want) <= 1e-6, "head {head} row 0");
+    }
+
+    for (name, extra) in [
+        (
+            "contiguous.safetensors",
+            ["--workers", "2", "--causal", "--layout", "contiguous"],
+        ),
+        (
+            "striped.safetensors",
+            ["--workers", "3", "--causal", "--layout", "striped"],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        let (out, lse) = run_to_output(&input, &path, &extra);
+        let d_out = max_diff(&out, &zig_out);
+        let d_lse = max_diff(&lse, &zig_lse);
+        assert!(d_out <= 2e-5, "{name}: out differs from zigzag by {d_out}");
+        assert!(d_lse <= 2e-5, "{name}: lse differs from zigzag by {d_lse}");
+    }
+
+    // No temporary files left beside the outputs.
+    let stray: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
+}
+
+#[test]
+fn single_worker_output_is_bitwise_independent_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("qkv.safetensors");
+    write_qkv(&input, &[H, N, D], &[HKV, N, D], &[HKV, N, D]);
+    for tiles in [&[][..], &["--tile-q", "8", "--tile-k", "8"][..]] {
+        let mut results = Vec::new();
+        for threads in ["1", "3"] {
+            let path = dir.path().join(format!("t{threads}.safetensors"));
+            let mut extra = vec!["--workers", "1", "--threads", threads, "--causal"];
+            extra.extend_from_slice(tiles);
+            results.push(run_to_output(&input, &path, &extra));
+        }
+        let (a, b) = (&results[0], &results[1]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&a.0) == bits(&b.0),
+            "out differs between --threads 1 and 3 (tiles {tiles:?})"
+        );
+        assert!(
+            bits(&a.1) == bits(&b.1),
+            "lse differs between --threads 1 and 3 (tiles {tiles:?})"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Faults.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn injected_fault_fails_fast_naming_rank_and_step() {
+    let run = ringattn(&[
+        "run",
+        "--workers",
+        "4",
+        "--seq",
+        "256",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--inject-fault",
+        "1:2",
+    ]);
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "a failed rank must end the run quickly; took {:?}",
+        run.elapsed
+    );
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    assert_one_line_error(&run, &["rank 1", "step 2"]);
+    assert!(
+        !run.stdout.contains("GFLOP/s"),
+        "a failed run must not print a report\n{}",
+        run.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. --help.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn run_help_mentions_every_flag() {
+    let run = ringattn(&["run", "--help"]);
+    assert_success(&run);
+    for flag in [
+        "--workers",
+        "--seq",
+        "--heads",
+        "--kv-heads",
+        "--head-dim",
+        "--causal",
+        "--layout",
+        "--threads",
+        "--seed",
+        "--check",
+        "--json",
+        "--input",
+        "--output",
+    ] {
+        // Match the whole flag, not a prefix of a longer one (`--heads` in `--kv-heads`).
+        let found = run
+            .stdout
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .any(|w| w == flag);
+        assert!(
+            found,
+            "`run --help` does not mention {flag}\n{}",
+            run.stdout
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The human summary.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn human_summary_has_headline_figures_and_a_line_per_rank() {
+    let run = ringattn(&[
+        "run",
+        "--workers",
+        "3",
+        "--seq",
+        "300",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--causal",
+        "--layout",
+        "zigzag",
+    ]);
+    assert_success(&run);
+    assert!(run.stderr.is_empty(), "{}", run.describe());
+    for word in ["layout", "GFLOP/s", "imbalance", "overlap"] {
+        assert!(
+            run.stdout.contains(word),
+            "summary lacks `{word}`\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        serde_json::from_str::<Value>(&run.stdout).is_err(),
+        "without --json the summary is not JSON"
+    );
+    // One row per rank: `rank tokens ...`, tokens summing to seq.
+    let mut total = 0;
+    for rank in 0..3 {
+        let rows: Vec<Vec<&str>> = run
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|w| w.len() >= 2 && w[0] == rank.to_string())
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "expected one summary line for rank {rank}\n{}",
+            run.stdout
+        );
+        let tokens: usize = rows[0][1]
+            .parse()
+            .unwrap_or_else(|_| panic!("rank {rank}: tokens column\n{}", run.stdout));
+        assert_eq!(tokens, 100, "zigzag over 3 ranks of 300 tokens");
+        total += tokens;
+    }
+    assert_eq!(total, 300);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: failed writes clean up and say what went wrong.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn failed_json_write_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the report should go: writing the temp file works, the rename fails.
+    let target = dir.path().join("report.json");
+    std::fs::create_dir(&target).unwrap();
+    let run = ringattn(&[
+        "run",
+        "--workers",
+        "2",
+        "--seq",
+        "16",
+        "--heads",
+        "1",
+        "--head-dim",
+        "4",
+        "--json",
+        p(&target),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    assert_one_line_error(&run, &["report.json"]);
+    let stray: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
+}
+
+#[test]
+fn failed_output_write_has_a_readable_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("missing_dir").join("out.safetensors");
+    let run = ringattn(&[
+        "run",
+        "--workers",
+        "2",
+        "--seq",
+        "16",
+        "--heads",
+        "1",
+        "--head-dim",
+        "4",
+        "--output",
+        p(&target),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    assert_one_line_error(&run, &["out.safetensors", "No such file or directory"]);
+    assert!(
+        !run.stderr.contains("IoError(") && !run.stderr.contains("Os {"),
+        "Debug-formatted error\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn fault_outside_the_ring_and_zero_check_rows_are_bad_input() {
+    let base = [
+        "run",
+        "--workers",
+        "2",
+        "--seq",
+        "16",
+        "--heads",
+        "1",
+        "--head-dim",
+        "4",
+    ];
+    let with = |extra: &[&'static str]| {
+        base.iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    assert_user_error(
+        &with(&["--inject-fault", "5:0"]),
+        &["--inject-fault 5:0", "outside the ring"],
+    );
+    assert_user_error(
+        &with(&["--inject-fault", "0:9"]),
+        &["--inject-fault 0:9", "outside the ring"],
+    );
+    assert_user_error(
+        &with(&["--check", "0"]),
+        &["--check ROWS must be at least 1"],
+    );
+}
