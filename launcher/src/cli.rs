@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Workers form a logical ring and pass KV blocks peer to peer; a partitioner picks the
 /// contiguous (Ring Attention), striped (Striped Attention) or zigzag layout.
 #[derive(Debug, Parser)]
-#[command(name = "ringattn", version, about, long_about = None)]
+#[command(name = "ringattn", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

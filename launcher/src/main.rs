@@ -14,7 +14,7 @@ mod report;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use ringattn_runtime::Error;
 
 use crate::cli::{Cli, Command, RunArgs};
@@ -22,7 +22,10 @@ use crate::job::Job;
 use crate::report::Report;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Run(args) => run(&args),
     };
@@ -33,6 +36,39 @@ fn main() -> ExitCode {
             ExitCode::from(if e.is_user_error() { 2 } else { 1 })
         }
     }
+}
+
+/// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let text = e.render().to_string();
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"));
+    let first = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let rest: Vec<&str> = lines
+        .filter(|l| l.starts_with('[') || l.starts_with("tip:"))
+        .collect();
+    let detail = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", rest.join(" "))
+    };
+    eprintln!("ringattn: error: {first}{detail} (see --help)");
+    ExitCode::from(2)
 }
 
 /// Cores this process may run on (respects the affinity mask set by mpirun/SLURM/taskset).

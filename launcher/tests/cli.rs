@@ -301,11 +301,14 @@ fn more_workers_than_tokens_is_rejected() {
 }
 
 #[test]
-fn unknown_layout_is_rejected_by_clap() {
-    let run = ringattn(&["run", "--layout", "diagonal", "--seq", "8"]);
-    assert_eq!(run.code, Some(2), "{}", run.describe());
-    assert!(run.stderr.contains("diagonal"), "{}", run.describe());
-    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+fn unknown_layout_and_malformed_flags_are_one_line_usage_errors() {
+    assert_user_error(
+        &["run", "--layout", "diagonal", "--seq", "8"],
+        &["diagonal", "--layout", "contiguous, striped, zigzag"],
+    );
+    assert_user_error(&["run", "--seq", "abc"], &["abc", "--seq"]);
+    assert_user_error(&["run", "--bogus"], &["--bogus"]);
+    assert_user_error(&["frobnicate"], &["frobnicate"]);
 }
 
 #[test]
