@@ -25,7 +25,7 @@ pub mod tensor;
 
 pub use comm::Comm;
 pub use error::{Error, Result};
-pub use kernel::{attend, count_tiles, TileCounts, TileShape};
+pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
 pub use source::{RowSource, Synthetic, TensorKind};

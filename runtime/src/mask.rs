@@ -5,6 +5,8 @@
 //! no per-element mask, and masks only Partial tiles. Striped Attention's speedup, zigzag's
 //! balance and DuoAttention's window savings all come from this one rule.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 /// Which (query, key) pairs may attend.
@@ -79,6 +81,24 @@ impl Mask {
         }
     }
 
+    /// For query position `q` and increasing key positions `keys`, the (at most two) ranges of
+    /// key indices the mask forbids. Partial tiles blank these ranges with −∞ instead of testing
+    /// each element: every mask here allows a prefix (sink) plus one contiguous window.
+    pub fn blocked_key_ranges(&self, q: usize, keys: &[usize]) -> [Range<usize>; 2] {
+        let n = keys.len();
+        let below = |bound: usize| keys.partition_point(|&k| k < bound);
+        match *self {
+            Mask::None => [0..0, 0..0],
+            Mask::Causal => [below(q + 1)..n, 0..0],
+            Mask::Streaming { sink, recent } => {
+                let causal_end = below(q + 1);
+                let sink_end = below(sink.min(q + 1));
+                let window_start = below((q + 1).saturating_sub(recent)).max(sink_end);
+                [sink_end..window_start, causal_end.max(window_start)..n]
+            }
+        }
+    }
+
     /// Number of (query, key) pairs the mask allows over a whole sequence of `n` tokens: the
     /// work the mask actually requires (FLOPs = 4 · d · heads · pairs).
     pub fn allowed_pairs(&self, n: usize) -> u128 {
@@ -146,6 +166,41 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_ranges_are_exactly_the_forbidden_keys() {
+        let masks = [
+            Mask::None,
+            Mask::Causal,
+            Mask::Streaming { sink: 3, recent: 4 },
+            Mask::Streaming { sink: 0, recent: 1 },
+            Mask::Streaming { sink: 9, recent: 2 },
+        ];
+        let key_sets: [Vec<usize>; 3] = [
+            (0..20).collect(),
+            (1..20).step_by(3).collect(),
+            vec![2, 3, 4, 15, 16],
+        ];
+        for mask in masks {
+            for keys in &key_sets {
+                for q in 0..22 {
+                    let [a, b] = mask.blocked_key_ranges(q, keys);
+                    for (j, &k) in keys.iter().enumerate() {
+                        let blocked = a.contains(&j) || b.contains(&j);
+                        assert_eq!(
+                            blocked,
+                            !mask.allows(q, k),
+                            "{mask:?} q={q} k={k} ranges {a:?} {b:?}"
+                        );
+                    }
+                    assert!(
+                        a.end <= b.start || b.is_empty() || a.is_empty(),
+                        "overlapping ranges"
+                    );
                 }
             }
         }

@@ -1,0 +1,338 @@
+//! AVX2 + FMA micro-kernels (8 f32 lanes, 16 vector registers): the fallback for CPUs without
+//! AVX-512. Same structure as `avx512.rs` with register tiles sized for 16 registers: Q·Kᵀ
+//! 6 rows × 16 keys, P·V MR rows × up to 32 columns.
+//!
+//! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx2,fma")]` function,
+//! sound because an [`Avx2`] value exists only after the CPU reported AVX2 and FMA, or a raw
+//! pointer access whose bounds the safe wrapper asserted first.
+
+use std::arch::x86_64::*;
+
+use super::driver::Micro;
+
+/// Proof that this CPU has AVX2 and FMA.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2 {
+    _detected: (),
+}
+
+impl Avx2 {
+    /// `Some` only when the CPU supports AVX2 and FMA.
+    pub(crate) fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+            .then_some(Avx2 { _detected: () })
+    }
+}
+
+impl Micro for Avx2 {
+    const LANES: usize = 8;
+
+    fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
+        assert!(
+            ld.is_multiple_of(8) && q.len() >= nq * d && kt.len() >= d * ld && s.len() >= nq * ld
+        );
+        // SAFETY: AVX2+FMA are present (self exists); all accesses are within the asserted bounds.
+        unsafe { qk(q.as_ptr(), nq, d, kt.as_ptr(), ld, s.as_mut_ptr()) }
+    }
+
+    fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+        // SAFETY: AVX2+FMA are present; vector accesses cover whole 8-lane chunks of `row` only.
+        unsafe { softmax_row(row, scale, m, l) }
+    }
+
+    fn pv(
+        self,
+        p: &[f32],
+        ld: usize,
+        nq: usize,
+        nk: usize,
+        v: &[f32],
+        d: usize,
+        alpha: &[f32],
+        acc: &mut [f32],
+    ) {
+        assert!(
+            nk <= ld
+                && p.len() >= nq * ld
+                && v.len() >= nk * d
+                && alpha.len() >= nq
+                && acc.len() >= nq * d
+        );
+        // SAFETY: AVX2+FMA are present; every access is inside the asserted bounds (the last
+        // vector of a row is a masked load/store ending at the row's end).
+        unsafe {
+            pv(
+                p.as_ptr(),
+                ld,
+                nq,
+                nk,
+                v.as_ptr(),
+                d,
+                alpha.as_ptr(),
+                acc.as_mut_ptr(),
+            )
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
+    let mut i = 0;
+    while i < nq {
+        let mr = (nq - i).min(6);
+        let (qi, si) = (q.add(i * d), s.add(i * ld));
+        match mr {
+            6 => qk_rows::<6>(qi, d, kt, ld, si),
+            5 => qk_rows::<5>(qi, d, kt, ld, si),
+            4 => qk_rows::<4>(qi, d, kt, ld, si),
+            3 => qk_rows::<3>(qi, d, kt, ld, si),
+            2 => qk_rows::<2>(qi, d, kt, ld, si),
+            _ => qk_rows::<1>(qi, d, kt, ld, si),
+        }
+        i += mr;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn qk_rows<const MR: usize>(
+    q: *const f32,
+    d: usize,
+    kt: *const f32,
+    ld: usize,
+    s: *mut f32,
+) {
+    let mut j = 0;
+    while j + 16 <= ld {
+        qk_block::<MR, 2>(q, d, kt.add(j), ld, s.add(j));
+        j += 16;
+    }
+    if j < ld {
+        qk_block::<MR, 1>(q, d, kt.add(j), ld, s.add(j));
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn qk_block<const MR: usize, const NC: usize>(
+    q: *const f32,
+    d: usize,
+    kt: *const f32,
+    ld: usize,
+    s: *mut f32,
+) {
+    let mut acc = [[_mm256_setzero_ps(); NC]; MR];
+    for p in 0..d {
+        let mut k = [_mm256_setzero_ps(); NC];
+        for (c, kc) in k.iter_mut().enumerate() {
+            *kc = _mm256_loadu_ps(kt.add(p * ld + c * 8));
+        }
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            let b = _mm256_broadcast_ss(&*q.add(i * d + p));
+            for (a, &kc) in acc_i.iter_mut().zip(&k) {
+                *a = _mm256_fmadd_ps(b, kc, *a);
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate() {
+        for (c, &a) in acc_i.iter().enumerate() {
+            _mm256_storeu_ps(s.add(i * ld + c * 8), a);
+        }
+    }
+}
+
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn exp2(x: __m256) -> __m256 {
+    const C: [f32; 6] = super::EXP2_TAYLOR;
+    let floor = _mm256_set1_ps(-126.0);
+    let valid = _mm256_cmp_ps::<_CMP_GE_OQ>(x, floor);
+    let x = _mm256_max_ps(x, floor);
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+    let f = _mm256_sub_ps(x, n);
+    let mut p = _mm256_set1_ps(C[5]);
+    for &c in C[..5].iter().rev() {
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
+    }
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0));
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), valid)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn hmax(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+    _mm_cvtss_f32(m)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+    let n = row.len();
+    let full = n - n % 8;
+    let ptr = row.as_mut_ptr();
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    for j in (0..full).step_by(8) {
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(ptr.add(j)));
+    }
+    let row_max = row[full..].iter().copied().fold(hmax(vmax), f32::max);
+    if row_max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return 1.0;
+    }
+    let m_new = m.max(row_max * scale);
+    let alpha = (*m - m_new).exp();
+    let c = scale * std::f32::consts::LOG2_E;
+    let offset = m_new * std::f32::consts::LOG2_E;
+    let (vc, voff) = (_mm256_set1_ps(c), _mm256_set1_ps(offset));
+    let mut vsum = _mm256_setzero_ps();
+    for j in (0..full).step_by(8) {
+        let e = exp2(_mm256_fmsub_ps(_mm256_loadu_ps(ptr.add(j)), vc, voff));
+        _mm256_storeu_ps(ptr.add(j), e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    let mut sum = hsum(vsum);
+    for x in &mut row[full..] {
+        *x = x.mul_add(c, -offset).exp2();
+        sum += *x;
+    }
+    *l = *l * alpha + sum;
+    *m = m_new;
+    alpha
+}
+
+/// Load/store mask for lanes `0..n` (n ≤ 8).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn lanes(n: usize) -> __m256i {
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv(
+    p: *const f32,
+    ld: usize,
+    nq: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+) {
+    let vectors = d.div_ceil(8);
+    let mut c0 = 0;
+    while c0 < vectors {
+        let nv = (vectors - c0).min(4);
+        let col = c0 * 8;
+        let tail = lanes(d - col - (nv - 1) * 8);
+        let (vc, ac) = (v.add(col), acc.add(col));
+        match nv {
+            4 => pv_cols::<4, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            3 => pv_cols::<3, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            2 => pv_cols::<2, 4>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            _ => pv_cols::<1, 6>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+        }
+        c0 += nv;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_cols<const NV: usize, const MR: usize>(
+    p: *const f32,
+    ld: usize,
+    nq: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+    tail: __m256i,
+) {
+    let mut i = 0;
+    while i + MR <= nq {
+        pv_block::<MR, NV>(
+            p.add(i * ld),
+            ld,
+            nk,
+            v,
+            d,
+            alpha.add(i),
+            acc.add(i * d),
+            tail,
+        );
+        i += MR;
+    }
+    while i < nq {
+        pv_block::<1, NV>(
+            p.add(i * ld),
+            ld,
+            nk,
+            v,
+            d,
+            alpha.add(i),
+            acc.add(i * d),
+            tail,
+        );
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_block<const MR: usize, const NV: usize>(
+    p: *const f32,
+    ld: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+    tail: __m256i,
+) {
+    let all = _mm256_set1_epi32(-1);
+    let mask = |c: usize| if c + 1 == NV { tail } else { all };
+    let mut a = [[_mm256_setzero_ps(); NV]; MR];
+    for (i, a_i) in a.iter_mut().enumerate() {
+        let al = _mm256_set1_ps(*alpha.add(i));
+        for (c, x) in a_i.iter_mut().enumerate() {
+            *x = _mm256_mul_ps(al, _mm256_maskload_ps(acc.add(i * d + c * 8), mask(c)));
+        }
+    }
+    for k in 0..nk {
+        let mut vv = [_mm256_setzero_ps(); NV];
+        for (c, x) in vv.iter_mut().enumerate() {
+            *x = _mm256_maskload_ps(v.add(k * d + c * 8), mask(c));
+        }
+        for (i, a_i) in a.iter_mut().enumerate() {
+            let b = _mm256_broadcast_ss(&*p.add(i * ld + k));
+            for (x, &vc) in a_i.iter_mut().zip(&vv) {
+                *x = _mm256_fmadd_ps(b, vc, *x);
+            }
+        }
+    }
+    for (i, a_i) in a.iter().enumerate() {
+        for (c, &x) in a_i.iter().enumerate() {
+            _mm256_maskstore_ps(acc.add(i * d + c * 8), mask(c), x);
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! AVX-512F micro-kernels (16 f32 lanes, 32 vector registers).
+//!
+//! - Q·Kᵀ: register tile of up to 8 query rows × 32 keys (16 accumulators); per head dimension
+//!   one load of two K vectors (K is packed transposed) and 8 broadcast FMAs per vector.
+//! - softmax: vectorised max, `exp2` by range reduction (round, degree-6 polynomial, `scalef`),
+//!   sum; masked tails, no scalar loop.
+//! - P·V: register tile of MR rows × up to 128 output columns (≤ 24 accumulators), one V row
+//!   load per key shared by the MR rows; the accumulator is rescaled by alpha on load.
+//!
+//! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx512f")]` function,
+//! sound because an [`Avx512`] value exists only after the CPU reported AVX-512F, or a raw
+//! pointer access whose bounds the safe wrapper asserted first.
+
+use std::arch::x86_64::*;
+
+use super::driver::Micro;
+
+/// Proof that this CPU has AVX-512F; the only way to reach the kernels below.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512 {
+    _detected: (),
+}
+
+impl Avx512 {
+    /// `Some` only when the CPU supports AVX-512F.
+    pub(crate) fn new() -> Option<Self> {
+        is_x86_feature_detected!("avx512f").then_some(Avx512 { _detected: () })
+    }
+}
+
+impl Micro for Avx512 {
+    const LANES: usize = 16;
+
+    fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
+        assert!(
+            ld.is_multiple_of(16) && q.len() >= nq * d && kt.len() >= d * ld && s.len() >= nq * ld
+        );
+        // SAFETY: AVX-512F is present (self exists); all accesses are within the asserted bounds.
+        unsafe { qk(q.as_ptr(), nq, d, kt.as_ptr(), ld, s.as_mut_ptr()) }
+    }
+
+    fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+        // SAFETY: AVX-512F is present; the kernel touches row[..row.len()] only (masked tail).
+        unsafe { softmax_row(row.as_mut_ptr(), row.len(), scale, m, l) }
+    }
+
+    fn pv(
+        self,
+        p: &[f32],
+        ld: usize,
+        nq: usize,
+        nk: usize,
+        v: &[f32],
+        d: usize,
+        alpha: &[f32],
+        acc: &mut [f32],
+    ) {
+        assert!(
+            nk <= ld
+                && p.len() >= nq * ld
+                && v.len() >= nk * d
+                && alpha.len() >= nq
+                && acc.len() >= nq * d
+        );
+        // SAFETY: AVX-512F is present; every access is inside the asserted bounds (the last
+        // vector of a row is masked to the row's end).
+        unsafe {
+            pv(
+                p.as_ptr(),
+                ld,
+                nq,
+                nk,
+                v.as_ptr(),
+                d,
+                alpha.as_ptr(),
+                acc.as_mut_ptr(),
+            )
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
+    let mut i = 0;
+    while i < nq {
+        let mr = (nq - i).min(8);
+        let (qi, si) = (q.add(i * d), s.add(i * ld));
+        match mr {
+            8 => qk_rows::<8>(qi, d, kt, ld, si),
+            7 => qk_rows::<7>(qi, d, kt, ld, si),
+            6 => qk_rows::<6>(qi, d, kt, ld, si),
+            5 => qk_rows::<5>(qi, d, kt, ld, si),
+            4 => qk_rows::<4>(qi, d, kt, ld, si),
+            3 => qk_rows::<3>(qi, d, kt, ld, si),
+            2 => qk_rows::<2>(qi, d, kt, ld, si),
+            _ => qk_rows::<1>(qi, d, kt, ld, si),
+        }
+        i += mr;
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn qk_rows<const MR: usize>(
+    q: *const f32,
+    d: usize,
+    kt: *const f32,
+    ld: usize,
+    s: *mut f32,
+) {
+    let mut j = 0;
+    while j + 32 <= ld {
+        qk_block::<MR, 2>(q, d, kt.add(j), ld, s.add(j));
+        j += 32;
+    }
+    if j < ld {
+        qk_block::<MR, 1>(q, d, kt.add(j), ld, s.add(j));
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn qk_block<const MR: usize, const NC: usize>(
+    q: *const f32,
+    d: usize,
+    kt: *const f32,
+    ld: usize,
+    s: *mut f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NC]; MR];
+    for p in 0..d {
+        let mut k = [_mm512_setzero_ps(); NC];
+        for (c, kc) in k.iter_mut().enumerate() {
+            *kc = _mm512_loadu_ps(kt.add(p * ld + c * 16));
+        }
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(*q.add(i * d + p));
+            for (a, &kc) in acc_i.iter_mut().zip(&k) {
+                *a = _mm512_fmadd_ps(b, kc, *a);
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate() {
+        for (c, &a) in acc_i.iter().enumerate() {
+            _mm512_storeu_ps(s.add(i * ld + c * 16), a);
+        }
+    }
+}
+
+/// Lanes `0..n` of a 16-lane mask (n ≤ 16).
+#[inline]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn exp2(x: __m512) -> __m512 {
+    const C: [f32; 6] = super::EXP2_TAYLOR;
+    let valid = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-126.0));
+    let x = _mm512_max_ps(x, _mm512_set1_ps(-126.0));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+    let f = _mm512_sub_ps(x, n);
+    let mut p = _mm512_set1_ps(C[5]);
+    for &c in C[..5].iter().rev() {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    }
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0));
+    _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n))
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut vmax = neg_inf;
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(neg_inf, k, row.add(j)));
+        j += 16;
+    }
+    let row_max = _mm512_reduce_max_ps(vmax);
+    if row_max == f32::NEG_INFINITY {
+        std::ptr::write_bytes(row, 0, n);
+        return 1.0;
+    }
+    let m_new = m.max(row_max * scale);
+    let alpha = (*m - m_new).exp();
+    let c = _mm512_set1_ps(scale * std::f32::consts::LOG2_E);
+    let offset = _mm512_set1_ps(m_new * std::f32::consts::LOG2_E);
+    let mut vsum = _mm512_setzero_ps();
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        let x = _mm512_fmsub_ps(_mm512_mask_loadu_ps(neg_inf, k, row.add(j)), c, offset);
+        let e = _mm512_maskz_mov_ps(k, exp2(x));
+        _mm512_mask_storeu_ps(row.add(j), k, e);
+        vsum = _mm512_add_ps(vsum, e);
+        j += 16;
+    }
+    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    *m = m_new;
+    alpha
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv(
+    p: *const f32,
+    ld: usize,
+    nq: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+) {
+    let vectors = d.div_ceil(16);
+    let mut c0 = 0;
+    while c0 < vectors {
+        let nv = (vectors - c0).min(8);
+        let col = c0 * 16;
+        let tail = lanes(d - col - (nv - 1) * 16);
+        let (vc, ac) = (v.add(col), acc.add(col));
+        match nv {
+            8 => pv_cols::<8, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            7 => pv_cols::<7, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            6 => pv_cols::<6, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            5 => pv_cols::<5, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            4 => pv_cols::<4, 4>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            3 => pv_cols::<3, 5>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            2 => pv_cols::<2, 6>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+            _ => pv_cols::<1, 8>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+        }
+        c0 += nv;
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_cols<const NV: usize, const MR: usize>(
+    p: *const f32,
+    ld: usize,
+    nq: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+    tail: __mmask16,
+) {
+    let mut i = 0;
+    while i + MR <= nq {
+        pv_block::<MR, NV>(
+            p.add(i * ld),
+            ld,
+            nk,
+            v,
+            d,
+            alpha.add(i),
+            acc.add(i * d),
+            tail,
+        );
+        i += MR;
+    }
+    while i < nq {
+        pv_block::<1, NV>(
+            p.add(i * ld),
+            ld,
+            nk,
+            v,
+            d,
+            alpha.add(i),
+            acc.add(i * d),
+            tail,
+        );
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_block<const MR: usize, const NV: usize>(
+    p: *const f32,
+    ld: usize,
+    nk: usize,
+    v: *const f32,
+    d: usize,
+    alpha: *const f32,
+    acc: *mut f32,
+    tail: __mmask16,
+) {
+    let mask = |c: usize| if c + 1 == NV { tail } else { 0xFFFF };
+    let mut a = [[_mm512_setzero_ps(); NV]; MR];
+    for (i, a_i) in a.iter_mut().enumerate() {
+        let al = _mm512_set1_ps(*alpha.add(i));
+        for (c, x) in a_i.iter_mut().enumerate() {
+            *x = _mm512_mul_ps(al, _mm512_maskz_loadu_ps(mask(c), acc.add(i * d + c * 16)));
+        }
+    }
+    for k in 0..nk {
+        let mut vv = [_mm512_setzero_ps(); NV];
+        for (c, x) in vv.iter_mut().enumerate() {
+            *x = _mm512_maskz_loadu_ps(mask(c), v.add(k * d + c * 16));
+        }
+        for (i, a_i) in a.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(*p.add(i * ld + k));
+            for (x, &vc) in a_i.iter_mut().zip(&vv) {
+                *x = _mm512_fmadd_ps(b, vc, *x);
+            }
+        }
+    }
+    for (i, a_i) in a.iter().enumerate() {
+        for (c, &x) in a_i.iter().enumerate() {
+            _mm512_mask_storeu_ps(acc.add(i * d + c * 16), mask(c), x);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The per-item loop shared by every instruction set: walk the key tiles of a block, classify,
+//! pack K, compute scores, blank forbidden ranges of Partial tiles, online softmax, P·V.
+//!
+//! The arithmetic is delegated to a [`Micro`] implementation (portable, AVX2, AVX-512), so the
+//! tile logic exists once and the SIMD code stays small.
+
+use crate::mask::{Mask, TileClass};
+use crate::tensor::{KvBlock, QShard};
+
+use super::{TileCounts, TileShape};
+
+/// The three per-tile operations an instruction set provides.
+pub(crate) trait Micro: Copy + Send + Sync {
+    /// Column padding of packed K tiles (the vector width in f32 lanes).
+    const LANES: usize;
+
+    /// `s[i·ld + j] = Σ_p q[i·d + p] · kt[p·ld + j]` for `i < nq`, `j < ld` (`ld` a multiple of
+    /// `LANES`; columns past the real keys are zero-padded in `kt`).
+    fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]);
+
+    /// One online-softmax step for a row of raw scores (−∞ = blocked): with `scale` applied,
+    /// updates the running max `m` and sum `l`, overwrites `row` with `exp(score·scale − m_new)`
+    /// and returns the factor `alpha = exp(m_old − m_new)` for the accumulator. A row with no
+    /// allowed key becomes zeros and returns 1 (state unchanged).
+    fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32;
+
+    /// `acc[i·d + c] = alpha[i]·acc[i·d + c] + Σ_{j<nk} p[i·ld + j] · v[j·d + c]` for `i < nq`.
+    #[allow(clippy::too_many_arguments)]
+    fn pv(
+        self,
+        p: &[f32],
+        ld: usize,
+        nq: usize,
+        nk: usize,
+        v: &[f32],
+        d: usize,
+        alpha: &[f32],
+        acc: &mut [f32],
+    );
+}
+
+/// One (head, query tile) work item and its slices of the state.
+pub(crate) struct Item<'a> {
+    pub head: usize,
+    pub q_start: usize,
+    pub m: &'a mut [f32],
+    pub l: &'a mut [f32],
+    pub acc: &'a mut [f32],
+}
+
+/// Per-thread scratch buffers, allocated once per thread, never per tile.
+pub(crate) struct Scratch {
+    scores: Vec<f32>,
+    alpha: Vec<f32>,
+    q_pos: Vec<usize>,
+    k_pos: Vec<usize>,
+}
+
+impl Scratch {
+    pub(crate) fn new<M: Micro>(tile: TileShape) -> Self {
+        let ld = tile.k.next_multiple_of(M::LANES);
+        Scratch {
+            scores: vec![0.0; tile.q * ld],
+            alpha: vec![0.0; tile.q],
+            q_pos: vec![0; tile.q],
+            k_pos: vec![0; tile.k],
+        }
+    }
+}
+
+/// K of a whole block packed once per call for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
+/// panel ([`pack_transposed`]), so items read ready panels instead of each repacking them.
+pub(crate) struct PackedK {
+    data: Vec<f32>,
+    ld: usize,
+    panel: usize,
+    tiles_per_head: usize,
+}
+
+impl PackedK {
+    /// Packs every key tile of every KV head of `kv`, in parallel on the current rayon pool.
+    pub(crate) fn new<M: Micro>(kv: &KvBlock, tile: TileShape) -> Self {
+        use rayon::prelude::*;
+        let (rows, d) = (kv.rows(), kv.dim);
+        let ld = tile.k.next_multiple_of(M::LANES);
+        let tiles_per_head = rows.div_ceil(tile.k);
+        let panel = d * ld;
+        let mut data = vec![0.0f32; kv.kv_heads * tiles_per_head * panel];
+        data.par_chunks_mut(panel.max(1))
+            .enumerate()
+            .for_each(|(idx, dst)| {
+                let (head, t) = (idx / tiles_per_head, idx % tiles_per_head);
+                let ka = t * tile.k;
+                let nk = tile.k.min(rows - ka);
+                let start = (head * rows + ka) * d;
+                pack_transposed(&kv.k[start..start + nk * d], nk, d, ld, dst);
+            });
+        PackedK {
+            data,
+            ld,
+            panel,
+            tiles_per_head,
+        }
+    }
+
+    fn panel(&self, head: usize, t: usize) -> &[f32] {
+        let start = (head * self.tiles_per_head + t) * self.panel;
+        &self.data[start..start + self.panel]
+    }
+}
+
+/// Runs one item over every key tile of `kv`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn process_item<M: Micro>(
+    micro: M,
+    q: &QShard,
+    kv: &KvBlock,
+    packed: &PackedK,
+    mask: Mask,
+    tile: TileShape,
+    item: &mut Item<'_>,
+    s: &mut Scratch,
+) -> TileCounts {
+    let dim = q.dim;
+    let scale = 1.0 / (dim as f32).sqrt();
+    let (q_rows, k_rows) = (q.rows(), kv.rows());
+    let (qa, nq) = (item.q_start, item.m.len());
+    let kv_head = item.head / (q.heads / kv.kv_heads);
+    let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
+    let v_head = &kv.v[kv_head * k_rows * dim..(kv_head + 1) * k_rows * dim];
+    let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
+    let ld = packed.ld;
+    let mut q_pos_ready = false;
+    let mut counts = TileCounts::default();
+    for (t, ka) in (0..k_rows).step_by(tile.k).enumerate() {
+        let nk = tile.k.min(k_rows - ka);
+        let (k_lo, k_hi) = (kv.positions.get(ka), kv.positions.get(ka + nk - 1));
+        let class = mask.classify(q_lo, q_hi, k_lo, k_hi);
+        match class {
+            TileClass::Empty => {
+                counts.empty += 1;
+                continue;
+            }
+            TileClass::Full => counts.full += 1,
+            TileClass::Partial => counts.partial += 1,
+        }
+        let scores = &mut s.scores[..nq * ld];
+        micro.qk(q_tile, nq, dim, packed.panel(kv_head, t), ld, scores);
+        if class == TileClass::Partial {
+            if !q_pos_ready {
+                q.positions.fill(qa, &mut s.q_pos[..nq]);
+                q_pos_ready = true;
+            }
+            kv.positions.fill(ka, &mut s.k_pos[..nk]);
+            for (row, &qp) in scores.chunks_mut(ld).zip(&s.q_pos[..nq]) {
+                for blocked in mask.blocked_key_ranges(qp, &s.k_pos[..nk]) {
+                    row[blocked].fill(f32::NEG_INFINITY);
+                }
+            }
+        }
+        for (i, row) in scores.chunks_mut(ld).enumerate() {
+            s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
+        }
+        let v_tile = &v_head[ka * dim..(ka + nk) * dim];
+        micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
+    }
+    counts
+}
+
+/// `kt[p·ld + j] = k[j·d + p]` for `j < nk`, zero for `nk ≤ j < ld`: K packed for Q·Kᵀ so a
+/// vector load takes one dimension of consecutive keys.
+fn pack_transposed(k: &[f32], nk: usize, d: usize, ld: usize, kt: &mut [f32]) {
+    for (p, dst) in kt.chunks_exact_mut(ld).enumerate().take(d) {
+        for (j, slot) in dst[..nk].iter_mut().enumerate() {
+            *slot = k[j * d + p];
+        }
+        dst[nk..].fill(0.0);
+    }
+}

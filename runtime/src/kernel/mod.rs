@@ -1,0 +1,287 @@
+//! The blocked attention kernel.
+//!
+//! Work items are (query head, query tile) pairs, run in parallel; each item walks the key
+//! tiles of the block, asks [`Mask::classify`] about each, skips Empty tiles without touching
+//! them, computes Full tiles with no mask and blanks only the forbidden ranges of Partial tiles
+//! ([`Mask::blocked_key_ranges`], no branch per element). Each item owns its slice of the
+//! [`AttnState`], so the result does not depend on the thread count or on which thread ran which
+//! item. GQA: query head `h` reads KV head `h / (heads / kv_heads)`.
+//!
+//! The per-tile arithmetic (Q·Kᵀ, online softmax, P·V) is done by micro-kernels chosen at run
+//! time ([`Isa`]): AVX-512, AVX2+FMA, or the portable path that tests use as the reference.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod driver;
+mod portable;
+
+use std::ops::AddAssign;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::mask::{Mask, TileClass};
+use crate::positions::Positions;
+use crate::state::AttnState;
+use crate::tensor::{KvBlock, QShard};
+
+use driver::{process_item, Item, Micro, PackedK, Scratch};
+
+/// Coefficients k = 1..6 of 2^f = Σ (f·ln 2)^k / k! on f ∈ [−½, ½] (relative error ≈ 1.2e-7,
+/// about one f32 ulp): the polynomial of the SIMD `exp2` after range reduction.
+#[cfg(target_arch = "x86_64")]
+const EXP2_TAYLOR: [f32; 6] = [
+    std::f32::consts::LN_2,
+    0.240_226_5,
+    0.055_504_11,
+    0.009_618_129,
+    0.001_333_355_8,
+    0.000_154_035_3,
+];
+
+/// Rows per query tile and per key tile.
+///
+/// 64 × 64 keeps a score tile (16 KiB), a K tile and a V tile (32 KiB each at d = 128) within L2
+/// while giving enough work per item to amortise the classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileShape {
+    /// Query rows per tile.
+    pub q: usize,
+    /// Key rows per tile.
+    pub k: usize,
+}
+
+impl Default for TileShape {
+    fn default() -> Self {
+        TileShape { q: 64, k: 64 }
+    }
+}
+
+/// How many (query tile, key tile) pairs fell in each class: the kernel's own work count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileCounts {
+    /// Tiles computed with no mask.
+    pub full: u64,
+    /// Tiles computed and masked element by element.
+    pub partial: u64,
+    /// Tiles skipped.
+    pub empty: u64,
+}
+
+impl TileCounts {
+    /// Tiles actually computed (Full + Partial).
+    pub fn computed(&self) -> u64 {
+        self.full + self.partial
+    }
+}
+
+impl AddAssign for TileCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.full += o.full;
+        self.partial += o.partial;
+        self.empty += o.empty;
+    }
+}
+
+/// Counts tile classes for queries at `q` against keys at `k`, exactly as [`attend`] would
+/// classify them (one query head). Used by the partitioner's cost model, so it must stay cheap
+/// for long sequences: causal and unmasked counts take O(q tiles · log k tiles).
+pub fn count_tiles(q: &Positions, k: &Positions, mask: Mask, tile: TileShape) -> TileCounts {
+    let (tq, tk) = (tile.q.max(1), tile.k.max(1));
+    let (nqt, nkt) = (q.len().div_ceil(tq) as u64, k.len().div_ceil(tk));
+    let k_lo = |j: usize| k.get(j * tk);
+    let k_hi = |j: usize| k.get(((j + 1) * tk).min(k.len()) - 1);
+    let mut counts = TileCounts::default();
+    if mask == Mask::None {
+        counts.full = nqt * nkt as u64;
+        return counts;
+    }
+    for qa in (0..q.len()).step_by(tq) {
+        let (q_lo, q_hi) = (q.get(qa), q.get((qa + tq).min(q.len()) - 1));
+        if mask == Mask::Causal {
+            // Key tiles are ordered by position: a Full prefix, then Partial, then Empty.
+            let full = partition_point(nkt, |j| k_hi(j) <= q_lo);
+            let not_empty = partition_point(nkt, |j| k_lo(j) <= q_hi);
+            counts.full += full as u64;
+            counts.partial += (not_empty - full) as u64;
+            counts.empty += (nkt - not_empty) as u64;
+            continue;
+        }
+        for j in 0..nkt {
+            match mask.classify(q_lo, q_hi, k_lo(j), k_hi(j)) {
+                TileClass::Empty => counts.empty += 1,
+                TileClass::Full => counts.full += 1,
+                TileClass::Partial => counts.partial += 1,
+            }
+        }
+    }
+    counts
+}
+
+/// First index in `0..n` where the monotone predicate `pred` turns false.
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Instruction sets the kernel has micro-kernels for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isa {
+    /// Plain Rust, auto-vectorised by the compiler; the reference path of the tests.
+    Portable,
+    /// AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// AVX-512F, 16 lanes.
+    Avx512,
+}
+
+impl Isa {
+    /// The fastest instruction set this CPU supports.
+    pub fn best() -> Isa {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU can run the micro-kernels of `self`.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::Avx2::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::Avx512::new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set this CPU supports, fastest first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.is_available())
+            .collect()
+    }
+
+    /// Lower-case name (`avx512`, `avx2`, `portable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Updates `state` (the rows of `q`) with the keys and values of `kv` under `mask`, on the
+/// threads of `pool`, with the fastest micro-kernels of this CPU. Returns the tile counts summed
+/// over heads.
+pub fn attend(
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &mut AttnState,
+    pool: &rayon::ThreadPool,
+) -> TileCounts {
+    attend_with(Isa::best(), q, kv, mask, tile, state, pool)
+}
+
+/// [`attend`] with the micro-kernels of `isa` (falls back to the portable path when the CPU
+/// lacks it). Results of different instruction sets agree within rounding, not bitwise.
+pub fn attend_with(
+    isa: Isa,
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &mut AttnState,
+    pool: &rayon::ThreadPool,
+) -> TileCounts {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => match avx512::Avx512::new() {
+            Some(micro) => run_items(micro, q, kv, mask, tile, state, pool),
+            None => run_items(portable::Portable, q, kv, mask, tile, state, pool),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => match avx2::Avx2::new() {
+            Some(micro) => run_items(micro, q, kv, mask, tile, state, pool),
+            None => run_items(portable::Portable, q, kv, mask, tile, state, pool),
+        },
+        _ => run_items(portable::Portable, q, kv, mask, tile, state, pool),
+    }
+}
+
+fn run_items<M: Micro>(
+    micro: M,
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &mut AttnState,
+    pool: &rayon::ThreadPool,
+) -> TileCounts {
+    assert_eq!(q.dim, kv.dim, "query and key head dims differ");
+    assert_eq!(
+        (state.heads, state.rows, state.dim),
+        (q.heads, q.rows(), q.dim)
+    );
+    assert!(
+        kv.kv_heads > 0 && q.heads.is_multiple_of(kv.kv_heads),
+        "heads must be a multiple of kv_heads"
+    );
+    let (rows, dim) = (q.rows(), q.dim);
+    if rows == 0 || kv.rows() == 0 || dim == 0 {
+        return TileCounts::default();
+    }
+    let tile = TileShape {
+        q: tile.q.max(1),
+        k: tile.k.max(1),
+    };
+    // One item per (head, query tile), each owning disjoint slices of the state.
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(q.heads * rows.div_ceil(tile.q));
+    let heads_m = state.m.chunks_mut(rows);
+    let heads_l = state.l.chunks_mut(rows);
+    let heads_acc = state.acc.chunks_mut(rows * dim);
+    for (head, ((m, l), acc)) in heads_m.zip(heads_l).zip(heads_acc).enumerate() {
+        let tiles = m
+            .chunks_mut(tile.q)
+            .zip(l.chunks_mut(tile.q))
+            .zip(acc.chunks_mut(tile.q * dim));
+        for (t, ((m, l), acc)) in tiles.enumerate() {
+            items.push(Item {
+                head,
+                q_start: t * tile.q,
+                m,
+                l,
+                acc,
+            });
+        }
+    }
+    pool.install(|| {
+        let packed = PackedK::new::<M>(kv, tile);
+        items
+            .par_iter_mut()
+            .map_init(
+                || Scratch::new::<M>(tile),
+                |scratch, item| process_item(micro, q, kv, &packed, mask, tile, item, scratch),
+            )
+            .reduce(TileCounts::default, |mut a, b| {
+                a += b;
+                a
+            })
+    })
+}

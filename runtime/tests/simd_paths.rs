@@ -1,0 +1,241 @@
+//! Every SIMD micro-kernel path against the portable path and the f64 reference, on every tile
+//! class: Full, Partial at every diagonal offset and window edge, Empty; odd head dims (tails
+//! of 16- and 8-lane vectors), sequences that are not multiples of the tile, GQA.
+
+use ringattn_runtime::{
+    attend_with, count_tiles, AttnState, Isa, KvBlock, Mask, Positions, QShard, RowSource,
+    Synthetic, TensorKind, TileShape,
+};
+
+const OUT_TOL: f64 = 2e-5;
+const LSE_TOL: f64 = 1e-5;
+/// SIMD vs portable: both are f32 with different rounding (FMA, polynomial exp, sum order).
+const PATH_TOL: f32 = 1e-5;
+
+struct Case {
+    q_pos: Positions,
+    k_pos: Positions,
+    n: usize,
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+    mask: Mask,
+    tile: TileShape,
+}
+
+fn run(
+    isa: Isa,
+    case: &Case,
+    src: &Synthetic,
+) -> (ringattn_runtime::Finalized, ringattn_runtime::TileCounts) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let q = QShard::from_source(src, case.heads, case.dim, case.q_pos.clone()).unwrap();
+    let kv = KvBlock::from_source(src, 0, case.kv_heads, case.dim, case.k_pos.clone()).unwrap();
+    let mut state = AttnState::new(case.heads, q.rows(), case.dim);
+    let counts = attend_with(isa, &q, &kv, case.mask, case.tile, &mut state, &pool);
+    (state.finalize(), counts)
+}
+
+fn check(case: &Case) {
+    let src = Synthetic { seed: 11 };
+    let (portable, portable_counts) = run(Isa::Portable, case, &src);
+    let (d, rows) = (case.dim, case.q_pos.len());
+    // Reference over exactly the keys of the block (k_pos), by global position.
+    let mut keys = vec![0.0f32; case.n * d];
+    let mut values = vec![0.0f32; case.n * d];
+    let key_set: Vec<usize> = case.k_pos.iter().collect();
+    for isa in Isa::available() {
+        let (got, counts) = run(isa, case, &src);
+        assert_eq!(counts, portable_counts, "{isa:?}: tile counts differ");
+        let expected = count_tiles(&case.q_pos, &case.k_pos, case.mask, case.tile);
+        assert_eq!(counts.computed(), expected.computed() * case.heads as u64);
+        for (a, b) in got.out.iter().zip(&portable.out) {
+            assert!(
+                (a - b).abs() <= PATH_TOL,
+                "{isa:?} vs portable out: {a} vs {b}"
+            );
+        }
+        for (a, b) in got.lse.iter().zip(&portable.lse) {
+            assert!(
+                a == b || (a - b).abs() <= PATH_TOL,
+                "{isa:?} vs portable lse: {a} vs {b}"
+            );
+        }
+        for kv_head in 0..case.kv_heads {
+            keys.fill(0.0);
+            values.fill(0.0);
+            for &pos in &key_set {
+                src.fill_row(
+                    TensorKind::K,
+                    kv_head,
+                    pos,
+                    &mut keys[pos * d..(pos + 1) * d],
+                )
+                .unwrap();
+                src.fill_row(
+                    TensorKind::V,
+                    kv_head,
+                    pos,
+                    &mut values[pos * d..(pos + 1) * d],
+                )
+                .unwrap();
+            }
+            let group = case.heads / case.kv_heads;
+            for head in kv_head * group..(kv_head + 1) * group {
+                for (row, qp) in case.q_pos.iter().enumerate() {
+                    let mut q_row = vec![0.0f32; d];
+                    src.fill_row(TensorKind::Q, head, qp, &mut q_row).unwrap();
+                    // Keys outside the block must not count: restrict the mask to the block.
+                    let block_mask = |k: usize| key_set.binary_search(&k).is_ok();
+                    let (out, lse) =
+                        reference_subset(&q_row, qp, &keys, &values, d, case.mask, &block_mask);
+                    let i = head * rows + row;
+                    let err = got.out[i * d..(i + 1) * d]
+                        .iter()
+                        .zip(&out)
+                        .map(|(&g, &r)| (g as f64 - r).abs())
+                        .fold(0.0, f64::max);
+                    assert!(err <= OUT_TOL, "{isa:?} head {head} q {qp}: out err {err}");
+                    if lse.is_finite() {
+                        let e = (got.lse[i] as f64 - lse).abs();
+                        assert!(e <= LSE_TOL, "{isa:?} head {head} q {qp}: lse err {e}");
+                    } else {
+                        assert_eq!(got.lse[i], f32::NEG_INFINITY, "{isa:?}: a row with no key");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The f64 definition of attention over the keys of one block only (the library's
+/// `reference_row` always uses every key of the sequence).
+fn reference_subset(
+    q: &[f32],
+    q_pos: usize,
+    keys: &[f32],
+    values: &[f32],
+    d: usize,
+    mask: Mask,
+    in_block: &dyn Fn(usize) -> bool,
+) -> (Vec<f64>, f64) {
+    let n = keys.len() / d;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut best = f64::NEG_INFINITY;
+    let scores: Vec<Option<f64>> = (0..n)
+        .map(|k| {
+            (in_block(k) && mask.allows(q_pos, k)).then(|| {
+                let s = q
+                    .iter()
+                    .zip(&keys[k * d..(k + 1) * d])
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+                    * scale;
+                best = best.max(s);
+                s
+            })
+        })
+        .collect();
+    if best == f64::NEG_INFINITY {
+        return (vec![0.0; d], f64::NEG_INFINITY);
+    }
+    let mut out = vec![0.0f64; d];
+    let mut sum = 0.0;
+    for (k, s) in scores.iter().enumerate() {
+        if let Some(s) = s {
+            let p = (s - best).exp();
+            sum += p;
+            for (o, &v) in out.iter_mut().zip(&values[k * d..(k + 1) * d]) {
+                *o += p * v as f64;
+            }
+        }
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
+    (out, best + sum.ln())
+}
+
+#[test]
+fn full_tiles_with_odd_dims_and_ragged_tiles() {
+    for dim in [16, 64, 80, 100, 128, 7] {
+        check(&Case {
+            q_pos: Positions::contiguous(0, 70),
+            k_pos: Positions::contiguous(0, 83),
+            n: 83,
+            heads: 4,
+            kv_heads: 2,
+            dim,
+            mask: Mask::None,
+            tile: TileShape { q: 16, k: 32 },
+        });
+    }
+}
+
+#[test]
+fn partial_tiles_at_every_diagonal_offset() {
+    // Queries [off, off + 40) against keys [0, 80): the causal diagonal crosses the key tiles
+    // at every offset, including tiles that become Full or Empty.
+    for off in 0..48 {
+        check(&Case {
+            q_pos: Positions::contiguous(off, 40),
+            k_pos: Positions::contiguous(0, 80),
+            n: 120,
+            heads: 2,
+            kv_heads: 1,
+            dim: 24,
+            mask: Mask::Causal,
+            tile: TileShape { q: 16, k: 16 },
+        });
+    }
+}
+
+#[test]
+fn partial_tiles_at_window_and_sink_edges() {
+    for (sink, recent) in [(0, 1), (1, 1), (4, 16), (3, 17), (16, 16), (0, 33), (40, 5)] {
+        check(&Case {
+            q_pos: Positions::contiguous(0, 97),
+            k_pos: Positions::contiguous(0, 97),
+            n: 97,
+            heads: 3,
+            kv_heads: 1,
+            dim: 48,
+            mask: Mask::Streaming { sink, recent },
+            tile: TileShape { q: 16, k: 16 },
+        });
+    }
+}
+
+#[test]
+fn empty_tiles_and_strided_positions() {
+    // Keys entirely after the queries (Empty everywhere), and striped positions where every
+    // diagonal tile is Partial.
+    check(&Case {
+        q_pos: Positions::contiguous(0, 20),
+        k_pos: Positions::contiguous(40, 30),
+        n: 70,
+        heads: 2,
+        kv_heads: 2,
+        dim: 32,
+        mask: Mask::Causal,
+        tile: TileShape { q: 8, k: 8 },
+    });
+    check(&Case {
+        q_pos: Positions::strided(1, 50, 3),
+        k_pos: Positions::strided(2, 50, 3),
+        n: 152,
+        heads: 6,
+        kv_heads: 3,
+        dim: 80,
+        mask: Mask::Causal,
+        tile: TileShape { q: 16, k: 16 },
+    });
+}
+
+#[test]
+fn isa_list_is_consistent() {
+    let all = Isa::available();
+    assert_eq!(all.last(), Some(&Isa::Portable));
+    assert_eq!(all[0], Isa::best());
+}
