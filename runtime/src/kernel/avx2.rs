@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernels (8 f32 lanes, 16 vector registers): the fallback for CPUs without
 //! AVX-512. Same structure as `avx512.rs` with register tiles sized for 16 registers: Q·Kᵀ
-//! 6 rows × 16 keys, P·V MR rows × up to 32 columns.
+//! 6 rows × 16 keys, P·V 6 rows × 16 columns.
 //!
 //! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx2,fma")]` function,
 //! sound because an [`Avx2`] value exists only after the CPU reported AVX2 and FMA, or a raw
@@ -77,38 +77,35 @@ impl Micro for Avx2 {
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
-    let mut i = 0;
-    while i < nq {
-        let mr = (nq - i).min(6);
-        let (qi, si) = (q.add(i * d), s.add(i * ld));
-        match mr {
-            6 => qk_rows::<6>(qi, d, kt, ld, si),
-            5 => qk_rows::<5>(qi, d, kt, ld, si),
-            4 => qk_rows::<4>(qi, d, kt, ld, si),
-            3 => qk_rows::<3>(qi, d, kt, ld, si),
-            2 => qk_rows::<2>(qi, d, kt, ld, si),
-            _ => qk_rows::<1>(qi, d, kt, ld, si),
-        }
-        i += mr;
-    }
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn qk_rows<const MR: usize>(
-    q: *const f32,
-    d: usize,
-    kt: *const f32,
-    ld: usize,
-    s: *mut f32,
-) {
+    // Key blocks outside, query rows inside, so the K slice stays in L1 (see avx512.rs).
     let mut j = 0;
-    while j + 16 <= ld {
-        qk_block::<MR, 2>(q, d, kt.add(j), ld, s.add(j));
-        j += 16;
-    }
-    if j < ld {
-        qk_block::<MR, 1>(q, d, kt.add(j), ld, s.add(j));
+    while j < ld {
+        let wide = ld - j >= 16;
+        let (ktj, sj) = (kt.add(j), s.add(j));
+        let mut i = 0;
+        while i < nq {
+            let mr = (nq - i).min(6);
+            let (qi, si) = (q.add(i * d), sj.add(i * ld));
+            macro_rules! block {
+                ($mr:literal) => {
+                    if wide {
+                        qk_block::<$mr, 2>(qi, d, ktj, ld, si)
+                    } else {
+                        qk_block::<$mr, 1>(qi, d, ktj, ld, si)
+                    }
+                };
+            }
+            match mr {
+                6 => block!(6),
+                5 => block!(5),
+                4 => block!(4),
+                3 => block!(3),
+                2 => block!(2),
+                _ => block!(1),
+            }
+            i += mr;
+        }
+        j += if wide { 16 } else { 8 };
     }
 }
 
@@ -196,7 +193,7 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
         return 1.0;
     }
     let m_new = m.max(row_max * scale);
-    let alpha = (*m - m_new).exp();
+    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
     let c = scale * std::f32::consts::LOG2_E;
     let offset = m_new * std::f32::consts::LOG2_E;
     let (vc, voff) = (_mm256_set1_ps(c), _mm256_set1_ps(offset));
@@ -236,63 +233,38 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
+    // Blocks of 16 output columns × 6 rows (12 accumulators); each V load feeds 6 FMAs.
     let vectors = d.div_ceil(8);
     let mut c0 = 0;
     while c0 < vectors {
-        let nv = (vectors - c0).min(4);
+        let nv = (vectors - c0).min(2);
         let col = c0 * 8;
         let tail = lanes(d - col - (nv - 1) * 8);
         let (vc, ac) = (v.add(col), acc.add(col));
-        match nv {
-            4 => pv_cols::<4, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            3 => pv_cols::<3, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            2 => pv_cols::<2, 4>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            _ => pv_cols::<1, 6>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+        let mut i = 0;
+        while i < nq {
+            let mr = (nq - i).min(6);
+            let (pi, al, ai) = (p.add(i * ld), alpha.add(i), ac.add(i * d));
+            macro_rules! block {
+                ($mr:literal) => {
+                    if nv == 2 {
+                        pv_block::<$mr, 2>(pi, ld, nk, vc, d, al, ai, tail)
+                    } else {
+                        pv_block::<$mr, 1>(pi, ld, nk, vc, d, al, ai, tail)
+                    }
+                };
+            }
+            match mr {
+                6 => block!(6),
+                5 => block!(5),
+                4 => block!(4),
+                3 => block!(3),
+                2 => block!(2),
+                _ => block!(1),
+            }
+            i += mr;
         }
         c0 += nv;
-    }
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pv_cols<const NV: usize, const MR: usize>(
-    p: *const f32,
-    ld: usize,
-    nq: usize,
-    nk: usize,
-    v: *const f32,
-    d: usize,
-    alpha: *const f32,
-    acc: *mut f32,
-    tail: __m256i,
-) {
-    let mut i = 0;
-    while i + MR <= nq {
-        pv_block::<MR, NV>(
-            p.add(i * ld),
-            ld,
-            nk,
-            v,
-            d,
-            alpha.add(i),
-            acc.add(i * d),
-            tail,
-        );
-        i += MR;
-    }
-    while i < nq {
-        pv_block::<1, NV>(
-            p.add(i * ld),
-            ld,
-            nk,
-            v,
-            d,
-            alpha.add(i),
-            acc.add(i * d),
-            tail,
-        );
-        i += 1;
     }
 }
 

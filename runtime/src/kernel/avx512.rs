@@ -1,11 +1,12 @@
 //! AVX-512F micro-kernels (16 f32 lanes, 32 vector registers).
 //!
 //! - Q·Kᵀ: register tile of up to 8 query rows × 32 keys (16 accumulators); per head dimension
-//!   one load of two K vectors (K is packed transposed) and 8 broadcast FMAs per vector.
+//!   one load of two K vectors (K is packed transposed) and 8 broadcast FMAs per vector; key
+//!   blocks outside, query rows inside, so the K slice stays in L1.
 //! - softmax: vectorised max, `exp2` by range reduction (round, degree-6 polynomial, `scalef`),
 //!   sum; masked tails, no scalar loop.
-//! - P·V: register tile of MR rows × up to 128 output columns (≤ 24 accumulators), one V row
-//!   load per key shared by the MR rows; the accumulator is rescaled by alpha on load.
+//! - P·V: register tile of 8 rows × 32 output columns (16 accumulators), each V load shared by
+//!   the 8 rows; the accumulator is rescaled by alpha on load.
 //!
 //! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx512f")]` function,
 //! sound because an [`Avx512`] value exists only after the CPU reported AVX-512F, or a raw
@@ -81,40 +82,38 @@ impl Micro for Avx512 {
 
 #[target_feature(enable = "avx512f")]
 unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
-    let mut i = 0;
-    while i < nq {
-        let mr = (nq - i).min(8);
-        let (qi, si) = (q.add(i * d), s.add(i * ld));
-        match mr {
-            8 => qk_rows::<8>(qi, d, kt, ld, si),
-            7 => qk_rows::<7>(qi, d, kt, ld, si),
-            6 => qk_rows::<6>(qi, d, kt, ld, si),
-            5 => qk_rows::<5>(qi, d, kt, ld, si),
-            4 => qk_rows::<4>(qi, d, kt, ld, si),
-            3 => qk_rows::<3>(qi, d, kt, ld, si),
-            2 => qk_rows::<2>(qi, d, kt, ld, si),
-            _ => qk_rows::<1>(qi, d, kt, ld, si),
-        }
-        i += mr;
-    }
-}
-
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn qk_rows<const MR: usize>(
-    q: *const f32,
-    d: usize,
-    kt: *const f32,
-    ld: usize,
-    s: *mut f32,
-) {
+    // Column blocks outside, row blocks inside: a [d][32] slice of the K panel (16 KiB at
+    // d = 128) stays in L1 while the query rows stream past it.
     let mut j = 0;
-    while j + 32 <= ld {
-        qk_block::<MR, 2>(q, d, kt.add(j), ld, s.add(j));
-        j += 32;
-    }
-    if j < ld {
-        qk_block::<MR, 1>(q, d, kt.add(j), ld, s.add(j));
+    while j < ld {
+        let wide = ld - j >= 32;
+        let (ktj, sj) = (kt.add(j), s.add(j));
+        let mut i = 0;
+        while i < nq {
+            let mr = (nq - i).min(8);
+            let (qi, si) = (q.add(i * d), sj.add(i * ld));
+            macro_rules! block {
+                ($mr:literal) => {
+                    if wide {
+                        qk_block::<$mr, 2>(qi, d, ktj, ld, si)
+                    } else {
+                        qk_block::<$mr, 1>(qi, d, ktj, ld, si)
+                    }
+                };
+            }
+            match mr {
+                8 => block!(8),
+                7 => block!(7),
+                6 => block!(6),
+                5 => block!(5),
+                4 => block!(4),
+                3 => block!(3),
+                2 => block!(2),
+                _ => block!(1),
+            }
+            i += mr;
+        }
+        j += if wide { 32 } else { 16 };
     }
 }
 
@@ -190,7 +189,8 @@ unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut 
         return 1.0;
     }
     let m_new = m.max(row_max * scale);
-    let alpha = (*m - m_new).exp();
+    // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
+    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
     let c = _mm512_set1_ps(scale * std::f32::consts::LOG2_E);
     let offset = _mm512_set1_ps(m_new * std::f32::consts::LOG2_E);
     let mut vsum = _mm512_setzero_ps();
@@ -220,67 +220,41 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
+    // Blocks of 32 output columns × 8 rows: each V load feeds 8 FMAs, and the V slice of a
+    // column block (nk × 32 floats, 8 KiB for 64 keys) stays in L1 across the row blocks.
     let vectors = d.div_ceil(16);
     let mut c0 = 0;
     while c0 < vectors {
-        let nv = (vectors - c0).min(8);
+        let nv = (vectors - c0).min(2);
         let col = c0 * 16;
         let tail = lanes(d - col - (nv - 1) * 16);
         let (vc, ac) = (v.add(col), acc.add(col));
-        match nv {
-            8 => pv_cols::<8, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            7 => pv_cols::<7, 2>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            6 => pv_cols::<6, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            5 => pv_cols::<5, 3>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            4 => pv_cols::<4, 4>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            3 => pv_cols::<3, 5>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            2 => pv_cols::<2, 6>(p, ld, nq, nk, vc, d, alpha, ac, tail),
-            _ => pv_cols::<1, 8>(p, ld, nq, nk, vc, d, alpha, ac, tail),
+        let mut i = 0;
+        while i < nq {
+            let mr = (nq - i).min(8);
+            let (pi, al, ai) = (p.add(i * ld), alpha.add(i), ac.add(i * d));
+            macro_rules! block {
+                ($mr:literal) => {
+                    if nv == 2 {
+                        pv_block::<$mr, 2>(pi, ld, nk, vc, d, al, ai, tail)
+                    } else {
+                        pv_block::<$mr, 1>(pi, ld, nk, vc, d, al, ai, tail)
+                    }
+                };
+            }
+            match mr {
+                8 => block!(8),
+                7 => block!(7),
+                6 => block!(6),
+                5 => block!(5),
+                4 => block!(4),
+                3 => block!(3),
+                2 => block!(2),
+                _ => block!(1),
+            }
+            i += mr;
         }
         c0 += nv;
-    }
-}
-
-#[target_feature(enable = "avx512f")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pv_cols<const NV: usize, const MR: usize>(
-    p: *const f32,
-    ld: usize,
-    nq: usize,
-    nk: usize,
-    v: *const f32,
-    d: usize,
-    alpha: *const f32,
-    acc: *mut f32,
-    tail: __mmask16,
-) {
-    let mut i = 0;
-    while i + MR <= nq {
-        pv_block::<MR, NV>(
-            p.add(i * ld),
-            ld,
-            nk,
-            v,
-            d,
-            alpha.add(i),
-            acc.add(i * d),
-            tail,
-        );
-        i += MR;
-    }
-    while i < nq {
-        pv_block::<1, NV>(
-            p.add(i * ld),
-            ld,
-            nk,
-            v,
-            d,
-            alpha.add(i),
-            acc.add(i * d),
-            tail,
-        );
-        i += 1;
     }
 }
 

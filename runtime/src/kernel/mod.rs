@@ -15,6 +15,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod driver;
+mod peak;
 mod portable;
 
 use std::ops::AddAssign;
@@ -28,6 +29,7 @@ use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
 use driver::{process_item, Item, Micro, PackedK, Scratch};
+pub use peak::measure_peak_gflops;
 
 /// Coefficients k = 1..6 of 2^f = Σ (f·ln 2)^k / k! on f ∈ [−½, ½] (relative error ≈ 1.2e-7,
 /// about one f32 ulp): the polynomial of the SIMD `exp2` after range reduction.
