@@ -36,14 +36,30 @@ pub enum LayoutArg {
     Zigzag,
 }
 
+/// Communication backends accepted by `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// `mpi` when built with the `mpi` feature and started by mpirun/mpiexec/srun, else `local`.
+    Auto,
+    /// Workers are threads of this process (no MPI).
+    Local,
+    /// One process per rank under mpirun/mpiexec/srun (needs `--features mpi`).
+    Mpi,
+}
+
 /// Options of `ringattn run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[command(after_help = "Examples:\n  \
     ringattn run --workers 2 --seq 16384 --heads 8 --head-dim 128 --causal --layout striped\n  \
     ringattn run --seq 4096 --causal --check --json report.json\n  \
-    ringattn run --input qkv.safetensors --output out.safetensors --causal --check")]
+    ringattn run --input qkv.safetensors --output out.safetensors --causal --check\n  \
+    mpirun -n 4 ringattn run --backend mpi --seq 16384 --causal --check   (built with --features mpi)")]
 pub struct RunArgs {
-    /// Number of workers in the ring [default: cores allowed to this process].
+    /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Number of workers in the ring [default: cores allowed to this process; with MPI: the
+    /// number of MPI processes, which it must equal when given].
     #[arg(short = 'p', long)]
     pub workers: Option<usize>,
     /// Sequence length N (tokens) [default: 4096, or the input file's].
@@ -64,7 +80,8 @@ pub struct RunArgs {
     /// Token layout over workers.
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
-    /// Kernel threads per worker [default: allowed cores / workers, at least 1].
+    /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
+    /// allowed cores / ranks on the node].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).

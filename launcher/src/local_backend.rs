@@ -68,7 +68,8 @@ pub fn run_local(job: &Job) -> Result<Gathered> {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The message of a caught panic, as a rank failure reason.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let msg = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

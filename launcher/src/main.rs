@@ -4,10 +4,13 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod check;
 mod cli;
 mod job;
 mod local_backend;
+#[cfg(feature = "mpi")]
+mod mpi_backend;
 mod output;
 mod rank;
 mod report;
@@ -17,8 +20,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use ringattn_runtime::Error;
 
+use crate::backend::Backend;
 use crate::cli::{Cli, Command, RunArgs};
 use crate::job::Job;
+use crate::rank::Gathered;
 use crate::report::Report;
 
 fn main() -> ExitCode {
@@ -33,8 +38,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ringattn: error: {e}");
-            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Exit code of an error: 2 for bad input, 1 for runtime failures.
+fn exit_code(e: &Error) -> u8 {
+    if e.is_user_error() {
+        2
+    } else {
+        1
     }
 }
 
@@ -79,12 +93,26 @@ fn allowed_cores() -> usize {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode, Error> {
-    let job = Job::from_args(args, allowed_cores())?;
-    let gathered = local_backend::run_local(&job)?;
-    if let Some(path) = &args.output {
-        output::write_output(path, &job, &gathered)?;
+    match backend::resolve(args.backend)? {
+        Backend::Local => {
+            let job = Job::from_args(args, allowed_cores())?;
+            let gathered = local_backend::run_local(&job)?;
+            finish(args, &job, "local", &gathered).map(ExitCode::from)
+        }
+        #[cfg(feature = "mpi")]
+        Backend::Mpi => mpi_backend::run_mpi(args, allowed_cores()),
+        #[cfg(not(feature = "mpi"))]
+        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
     }
-    let report = Report::new(&job, "local", &gathered);
+}
+
+/// The root's end of a run: writes the output file and the report, and returns the exit code
+/// (0, or 1 when the check failed).
+fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> Result<u8, Error> {
+    if let Some(path) = &args.output {
+        output::write_output(path, job, gathered)?;
+    }
+    let report = Report::new(job, backend, gathered);
     match args.json.as_deref() {
         Some("-") => report.write_json("-")?,
         Some(path) => {
@@ -102,8 +130,8 @@ fn run(args: &RunArgs) -> Result<ExitCode, Error> {
                 c.max_lse_err,
                 check::LSE_TOLERANCE
             );
-            return Ok(ExitCode::from(1));
+            return Ok(1);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

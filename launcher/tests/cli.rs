@@ -1106,3 +1106,51 @@ fn fault_outside_the_ring_and_zero_check_rows_are_bad_input() {
         &["--check ROWS must be at least 1"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backends.
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn backend_mpi_without_the_feature_says_how_to_build() {
+    assert_user_error(
+        &["run", "--backend", "mpi", "--seq", "8", "--heads", "1"],
+        &[
+            "scripts/install-mpi.sh",
+            "cargo build --release --features mpi",
+        ],
+    );
+}
+
+#[test]
+fn backend_local_and_auto_run_the_embedded_backend() {
+    for backend in ["local", "auto"] {
+        let run = ringattn(&[
+            "run",
+            "--backend",
+            backend,
+            "--workers",
+            "2",
+            "--seq",
+            "32",
+            "--heads",
+            "1",
+            "--head-dim",
+            "4",
+            "--json",
+            "-",
+        ]);
+        assert_success(&run);
+        let json: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert_eq!(json["backend"], "local", "--backend {backend}");
+    }
+}
+
+#[test]
+fn unknown_backend_is_rejected() {
+    assert_user_error(
+        &["run", "--backend", "nccl", "--seq", "8"],
+        &["--backend", "nccl"],
+    );
+}

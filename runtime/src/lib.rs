@@ -7,6 +7,7 @@
 //! - [`reference`]: the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
 //! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
+//!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
 //! - [`error`]: typed errors.
 
 #![warn(missing_docs)]
@@ -17,6 +18,8 @@ pub mod io;
 pub mod kernel;
 pub mod local;
 pub mod mask;
+#[cfg(feature = "mpi")]
+pub mod mpi_backend;
 pub mod positions;
 pub mod reference;
 pub mod source;

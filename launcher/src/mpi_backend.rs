@@ -1,0 +1,154 @@
+//! The MPI backend's wiring: this process is one rank of a job started by mpirun/mpiexec/srun.
+//!
+//! Every rank validates the arguments and builds the same [`Job`] (the ranks agree on the first
+//! failure, so a bad option exits 2 everywhere with one message from rank 0), runs
+//! [`run_rank`] on its own shard, and sends its figures and rows to rank 0, which alone writes
+//! the output file and the report. A rank that fails (or panics) during the run calls
+//! [`Comm::abort`]: the message names it and the whole job ends with a nonzero exit.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+
+use ringattn_runtime::mpi_backend::MpiComm;
+use ringattn_runtime::{Comm, Error, Result};
+
+use crate::cli::RunArgs;
+use crate::job::Job;
+use crate::local_backend::panic_message;
+use crate::rank::run_rank;
+
+/// Runs this process's rank of an MPI job. Rank 0 returns the job's error (printed by `main`);
+/// the other ranks stay silent and return the same exit code.
+pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
+    let mut comm = MpiComm::init()?;
+    let rank = comm.rank();
+    let prepared = prepare(args, &comm, allowed_cores);
+    let job = match agree(&mut comm, prepared)? {
+        Ok(job) => job,
+        Err(e) if rank == 0 => return Err(e),
+        Err(e) => return Ok(ExitCode::from(crate::exit_code(&e))),
+    };
+
+    let result =
+        catch_unwind(AssertUnwindSafe(|| run_rank(&mut comm, &job))).unwrap_or_else(|panic| {
+            Err(Error::RankFailed {
+                rank,
+                reason: panic_message(&panic),
+            })
+        });
+    let gathered = match result {
+        Ok(g) => g,
+        Err(e) => {
+            // Ends every rank of the job (MPI_Abort): this call does not return.
+            comm.abort(&failure_reason(&e));
+            return Err(e);
+        }
+    };
+
+    // Rank 0 finishes; every rank leaves with rank 0's exit code.
+    let (code, root_error) = match (rank, &gathered) {
+        (0, Some(g)) => {
+            let finished = catch_unwind(AssertUnwindSafe(|| {
+                crate::finish(args, &job, comm.backend(), g)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(Error::RankFailed {
+                    rank,
+                    reason: panic_message(&panic),
+                })
+            });
+            match finished {
+                Ok(code) => (code, None),
+                Err(e) => (crate::exit_code(&e), Some(e)),
+            }
+        }
+        (0, None) => {
+            let e = Error::Comm {
+                rank,
+                reason: "rank 0 received no results".into(),
+            };
+            (crate::exit_code(&e), Some(e))
+        }
+        _ => (0, None),
+    };
+    let code = comm.broadcast(0, vec![code])?.first().copied().unwrap_or(1);
+    match root_error {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::from(code)),
+    }
+}
+
+/// Validates the arguments on this rank: the world is the MPI size (`--workers`, when given,
+/// must equal it) and threads default to this process's cores shared by the node's ranks.
+fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize) -> Result<Job> {
+    let size = comm.size();
+    if let Some(w) = args.workers {
+        if w != size {
+            return Err(Error::config(format!(
+                "--workers {w} does not match the {size} MPI processes of this job \
+                 (leave --workers out, or start {w} processes: mpirun -n {w})"
+            )));
+        }
+    }
+    let mut args = args.clone();
+    args.workers = Some(size);
+    if args.threads.is_none() {
+        args.threads = Some((allowed_cores / comm.node_ranks().max(1)).max(1));
+    }
+    Job::from_args(&args, allowed_cores)
+}
+
+/// Makes every rank agree on the first rank's failure to prepare (in rank order), so that no
+/// rank starts the ring while another has already given up. The outer error is a
+/// communication failure; the inner one is the agreed outcome.
+fn agree(comm: &mut MpiComm, local: Result<Job>) -> Result<Result<Job>> {
+    let mine = match &local {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            let mut bytes = vec![u8::from(e.is_user_error())];
+            bytes.extend_from_slice(e.to_string().as_bytes());
+            bytes
+        }
+    };
+    let first = match comm.gather(0, mine)? {
+        Some(parts) => parts
+            .into_iter()
+            .enumerate()
+            .find(|(_, p)| !p.is_empty())
+            .map(|(r, p)| {
+                let mut out = (r as u64).to_le_bytes().to_vec();
+                out.extend(p);
+                out
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let first = comm.broadcast(0, first)?;
+    if first.len() < 9 {
+        return Ok(local);
+    }
+    let failed = usize::try_from(u64::from_le_bytes(
+        first[..8].try_into().unwrap_or_default(),
+    ))
+    .unwrap_or(usize::MAX);
+    if failed == comm.rank() {
+        return Ok(local);
+    }
+    let message = String::from_utf8_lossy(&first[9..]).into_owned();
+    Ok(Err(if first[8] == 1 {
+        Error::config(format!("rank {failed}: {message}"))
+    } else {
+        Error::RankFailed {
+            rank: failed,
+            reason: message,
+        }
+    }))
+}
+
+/// The reason printed after `rank R failed:` (without repeating the rank).
+fn failure_reason(e: &Error) -> String {
+    match e {
+        Error::RankFailed { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}

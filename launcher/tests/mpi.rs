@@ -1,0 +1,323 @@
+//! The MPI backend under a real `mpirun`: bitwise the same output files as the local backend
+//! for every P and layout, masks on and off, N not divisible by P; a failing rank ends the job.
+//!
+//! Needs `mpirun` or `mpiexec` on PATH (`bash scripts/install-mpi.sh`). Without one the tests
+//! print a note and pass, except in CI (`CI=true`), where a missing MPI is a failure.
+
+#![cfg(feature = "mpi")]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest any single invocation may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The job of the comparison tests: N = 1001 divides by none of P = 2, 3, 4 (nor 2P).
+const JOB: [&str; 9] = [
+    "--seq",
+    "1001",
+    "--heads",
+    "4",
+    "--kv-heads",
+    "2",
+    "--head-dim",
+    "16",
+    "--check",
+];
+
+const LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
+
+/// What one command produced.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit code {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The MPI launcher and the options it needs here, or `None` (with a note) when MPI is missing.
+/// Panics when MPI is missing in CI.
+fn launcher() -> Option<&'static (PathBuf, Vec<&'static str>)> {
+    static FOUND: OnceLock<Option<(PathBuf, Vec<&'static str>)>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let path = ["mpirun", "mpiexec"].iter().find_map(|name| which(name))?;
+        let version = Command::new(&path)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        // OpenMPI refuses root and oversubscription unless told; MPICH's hydra needs nothing.
+        let extra = if version.contains("Open MPI") || version.contains("OpenRTE") {
+            vec!["--allow-run-as-root", "--oversubscribe"]
+        } else {
+            Vec::new()
+        };
+        Some((path, extra))
+    });
+    if found.is_none() {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !in_ci,
+            "CI=true but neither mpirun nor mpiexec is on PATH: the MPI tests must run in CI \
+             (install MPI with `bash scripts/install-mpi.sh`)"
+        );
+        eprintln!(
+            "note: no mpirun/mpiexec on PATH; skipping MPI test (bash scripts/install-mpi.sh)"
+        );
+    }
+    found.as_ref()
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs `cmd`, killing it (and failing) past [`DEADLINE`].
+fn run(mut cmd: Command) -> Run {
+    let start = Instant::now();
+    let mut child = cmd
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a command");
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out_pipe.read_to_end(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err_pipe.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a command") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {DEADLINE:?} (hang?)");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+        elapsed,
+    }
+}
+
+/// `mpirun -n P ringattn ARGS`.
+fn mpirun(launcher: &(PathBuf, Vec<&str>), p: usize, args: &[&str]) -> Run {
+    mpirun_env(launcher, p, args, None)
+}
+
+/// `VAR=VALUE mpirun -n P ringattn ARGS`, the variable passed on to every rank.
+fn mpirun_env(
+    launcher: &(PathBuf, Vec<&str>),
+    p: usize,
+    args: &[&str],
+    env: Option<(&str, &str)>,
+) -> Run {
+    let mut cmd = Command::new(&launcher.0);
+    cmd.args(&launcher.1);
+    if let Some((name, value)) = env {
+        cmd.env(name, value);
+        if launcher.1.contains(&"--oversubscribe") {
+            // OpenMPI passes on only the variables named with -x.
+            cmd.args(["-x", name]);
+        }
+    }
+    cmd.arg("-n")
+        .arg(p.to_string())
+        .arg(env!("CARGO_BIN_EXE_ringattn"))
+        .args(args);
+    run(cmd)
+}
+
+/// `ringattn ARGS` (no launcher).
+fn ringattn(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+    cmd.args(args);
+    run(cmd)
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// For every layout and mask: `mpirun -n P ... --backend mpi` passes its check, reports the
+/// mpi backend with P ranks, and writes the very same bytes as `--backend local --workers P`.
+fn mpi_matches_local(p: usize) {
+    let Some(launcher) = launcher() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let workers = p.to_string();
+    for layout in LAYOUTS {
+        for causal in [false, true] {
+            let name = format!("p{p}-{layout}-{}", if causal { "causal" } else { "full" });
+            let mpi_out = dir.path().join(format!("{name}-mpi.safetensors"));
+            let local_out = dir.path().join(format!("{name}-local.safetensors"));
+            let report = dir.path().join(format!("{name}-mpi.json"));
+            let mut common: Vec<&str> = JOB.to_vec();
+            common.extend(["--layout", layout]);
+            if causal {
+                common.push("--causal");
+            }
+
+            let mut args = vec!["run", "--backend", "mpi", "--output", s(&mpi_out)];
+            args.extend(["--json", s(&report)]);
+            args.extend(&common);
+            let m = mpirun(launcher, p, &args);
+            assert_eq!(m.code, Some(0), "{name}, mpi: {}", m.describe());
+
+            let mut args = vec!["run", "--backend", "local", "--workers", &workers];
+            args.extend(["--output", s(&local_out)]);
+            args.extend(&common);
+            let l = ringattn(&args);
+            assert_eq!(l.code, Some(0), "{name}, local: {}", l.describe());
+
+            let json: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            assert_eq!(json["backend"], "mpi", "{name}");
+            assert_eq!(json["world"], p, "{name}");
+            assert_eq!(json["layout"], layout, "{name}");
+            assert_eq!(json["ranks"].as_array().map(Vec::len), Some(p), "{name}");
+            assert_eq!(json["check"]["passed"], true, "{name}");
+            // Only rank 0 reports: one summary, not P.
+            assert_eq!(
+                m.stdout.matches("ringattn run:").count(),
+                1,
+                "{name}: {}",
+                m.stdout
+            );
+
+            let (a, b) = (
+                std::fs::read(&mpi_out).unwrap(),
+                std::fs::read(&local_out).unwrap(),
+            );
+            assert!(
+                a == b,
+                "{name}: mpi and local output files differ ({} vs {} bytes)",
+                a.len(),
+                b.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn mpi_p1_matches_local_bitwise() {
+    mpi_matches_local(1);
+}
+
+#[test]
+fn mpi_p2_matches_local_bitwise() {
+    mpi_matches_local(2);
+}
+
+#[test]
+fn mpi_p3_matches_local_bitwise() {
+    mpi_matches_local(3);
+}
+
+#[test]
+fn mpi_p4_matches_local_bitwise() {
+    mpi_matches_local(4);
+}
+
+#[test]
+fn failing_rank_ends_the_mpi_job_naming_it() {
+    let Some(launcher) = launcher() else { return };
+    let mut args = vec!["run", "--backend", "mpi", "--inject-fault", "1:1"];
+    args.extend(&JOB);
+    let r = mpirun(launcher, 3, &args);
+    assert!(r.elapsed < DEADLINE, "{}", r.describe());
+    assert_ne!(r.code, Some(0), "{}", r.describe());
+    assert!(r.code.is_some(), "killed by a signal: {}", r.describe());
+    assert!(
+        r.stderr
+            .contains("ringattn: error: rank 1 failed: injected fault"),
+        "{}",
+        r.describe()
+    );
+    assert!(!r.stdout.contains("GFLOP/s"), "{}", r.describe());
+}
+
+#[test]
+fn auto_backend_under_mpirun_is_mpi_and_workers_must_match() {
+    let Some(launcher) = launcher() else { return };
+    let small = ["run", "--seq", "64", "--heads", "1", "--head-dim", "4"];
+    let mut args = small.to_vec();
+    args.extend(["--json", "-"]);
+    let r = mpirun(launcher, 2, &args);
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    let json: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON report");
+    assert_eq!(json["backend"], "mpi");
+    assert_eq!(json["world"], 2);
+
+    let mut args = small.to_vec();
+    args.extend(["--backend", "mpi", "--workers", "3"]);
+    let r = mpirun(launcher, 2, &args);
+    assert_eq!(r.code, Some(2), "{}", r.describe());
+    assert_eq!(
+        r.stderr
+            .matches("--workers 3 does not match the 2 MPI processes")
+            .count(),
+        1,
+        "one message, from rank 0: {}",
+        r.describe()
+    );
+}
+
+#[test]
+fn buffers_split_into_many_messages_give_the_same_bytes() {
+    let Some(launcher) = launcher() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mpi_out = dir.path().join("split-mpi.safetensors");
+    let local_out = dir.path().join("split-local.safetensors");
+    let common = [&JOB[..], &["--layout", "zigzag", "--causal"]].concat();
+    // 1000-element messages: each K/V block (2 × 334 × 16 floats) travels as 11 messages, each
+    // rank's results (~86 kB) as ~86.
+    let mut args = vec!["run", "--backend", "mpi", "--output", s(&mpi_out)];
+    args.extend(&common);
+    let m = mpirun_env(
+        launcher,
+        3,
+        &args,
+        Some(("RINGATTN_MPI_MAX_MESSAGE", "1000")),
+    );
+    assert_eq!(m.code, Some(0), "{}", m.describe());
+    let mut args = vec!["run", "--backend", "local", "--workers", "3"];
+    args.extend(["--output", s(&local_out)]);
+    args.extend(&common);
+    let l = ringattn(&args);
+    assert_eq!(l.code, Some(0), "{}", l.describe());
+    assert!(
+        std::fs::read(&mpi_out).unwrap() == std::fs::read(&local_out).unwrap(),
+        "split messages changed the output"
+    );
+}

@@ -1,0 +1,493 @@
+//! The `mpi` backend (cargo feature `mpi`, crate `mpi` = rsmpi): one process per rank, started
+//! by `mpirun`/`mpiexec`/`srun`.
+//!
+//! **Overlap.** MPICH progresses a nonblocking transfer only inside MPI calls, so a ring shift
+//! posted by the compute thread would sit still while the kernel runs. Each rank therefore has a
+//! dedicated communication thread: [`Comm::shift_start`] hands it the `Arc<KvBlock>` (no copy)
+//! and returns; the thread exchanges the block with both neighbours (sending to `rank + 1`,
+//! receiving from `rank − 1`) and polls the transfer to completion while the kernel computes;
+//! [`Comm::shift_wait`] takes the received block from a channel. MPI is initialised with
+//! `MPI_THREAD_MULTIPLE`, and the ring uses its own tags, so collectives of the compute thread
+//! never match the ring's messages.
+//!
+//! **Wire format of a shift.** A header of `u64`s (origin, kv_heads, dim, k and v lengths, the
+//! positions' runs) preceded by its length, then K and V as raw `f32` messages. Any buffer longer
+//! than [`MAX_MESSAGE_ELEMS`] is split into several messages (MPI counts are `i32`); so are
+//! the byte buffers of [`Comm::gather`] and [`Comm::broadcast`].
+//!
+//! **Failure.** [`Comm::abort`] prints `ringattn: error: rank R failed: REASON` and calls
+//! `MPI_Abort` on the world communicator, so every rank of the job ends with a nonzero exit
+//! instead of hanging in its next receive.
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use mpi::datatype::Equivalence;
+use mpi::environment::Universe;
+use mpi::topology::{Process, SimpleCommunicator};
+use mpi::traits::*;
+use mpi::Threading;
+
+use crate::comm::Comm;
+use crate::error::{Error, Result};
+use crate::positions::{Positions, Run};
+use crate::tensor::KvBlock;
+
+/// Largest number of elements sent in one MPI message (MPI counts are `i32`); longer buffers
+/// travel as several messages.
+pub const MAX_MESSAGE_ELEMS: usize = 1 << 30;
+
+/// Environment variable that lowers the message size limit below [`MAX_MESSAGE_ELEMS`]
+/// (testing aid: small jobs then exercise the split of long buffers). Every rank of a job must
+/// see the same value; invalid values are ignored.
+pub const MAX_MESSAGE_ENV: &str = "RINGATTN_MPI_MAX_MESSAGE";
+
+/// The message size limit in elements: [`MAX_MESSAGE_ELEMS`], or less by [`MAX_MESSAGE_ENV`].
+pub fn max_message_elems() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var(MAX_MESSAGE_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .map_or(MAX_MESSAGE_ELEMS, |n| n.min(MAX_MESSAGE_ELEMS))
+    })
+}
+
+/// Tags of the ring shift and of the point-to-point gather (collectives use their own context).
+const TAG_HEADER_LEN: i32 = 101;
+const TAG_HEADER: i32 = 102;
+const TAG_PAYLOAD: i32 = 103;
+const TAG_GATHER_LEN: i32 = 201;
+const TAG_GATHER_DATA: i32 = 202;
+
+/// Polls of a transfer that spin (yielding the core) before the thread starts to sleep between
+/// polls; the sleep keeps an idle communication thread from stealing a kernel thread's core.
+const SPIN_POLLS: u32 = 64;
+/// Sleep between polls of a long transfer.
+const POLL_SLEEP: Duration = Duration::from_micros(50);
+
+/// Pause between printing an abort message and `MPI_Abort`, so the launcher forwards it.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
+
+/// Fixed part of the header: origin, kv_heads, dim, k length, v length, number of runs.
+const HEADER_FIXED: usize = 6;
+
+/// One rank's end of an MPI job. Dropping it stops the communication thread and finalises MPI.
+pub struct MpiComm {
+    rank: usize,
+    size: usize,
+    node_ranks: usize,
+    to_thread: Option<Sender<Arc<KvBlock>>>,
+    from_thread: Receiver<Result<KvBlock>>,
+    thread: Option<JoinHandle<()>>,
+    in_flight: bool,
+    /// Finalises MPI when dropped (after the communication thread has been joined).
+    _universe: Universe,
+}
+
+impl MpiComm {
+    /// Initialises MPI with `MPI_THREAD_MULTIPLE` and starts this rank's communication thread.
+    /// Fails (no panic) when MPI is already initialised or gives a lower threading level.
+    pub fn init() -> Result<MpiComm> {
+        let (universe, provided) =
+            mpi::initialize_with_threading(Threading::Multiple).ok_or_else(|| Error::Comm {
+                rank: 0,
+                reason: "MPI was already initialised in this process".into(),
+            })?;
+        let world = universe.world();
+        let rank = usize::try_from(world.rank()).unwrap_or(0);
+        let size = usize::try_from(world.size()).unwrap_or(1).max(1);
+        if provided != Threading::Multiple {
+            return Err(Error::Comm {
+                rank,
+                reason: format!(
+                    "the MPI library provides thread level {provided:?}, ringattn needs Multiple \
+                     (MPI_THREAD_MULTIPLE) for its communication thread; use an MPI built with \
+                     thread support (MPICH and OpenMPI packages are)"
+                ),
+            });
+        }
+        // Ranks sharing this node (a collective call: every rank makes it here).
+        let node_ranks = usize::try_from(world.split_shared(0).size()).unwrap_or(1);
+        let (to_thread, requests) = bounded::<Arc<KvBlock>>(1);
+        let (results, from_thread) = bounded::<Result<KvBlock>>(1);
+        let thread = thread::Builder::new()
+            .name(format!("ringattn-mpi-{rank}"))
+            .spawn(move || comm_thread(rank, size, requests, results))
+            .map_err(|e| Error::Comm {
+                rank,
+                reason: format!("cannot start the communication thread: {e}"),
+            })?;
+        Ok(MpiComm {
+            rank,
+            size,
+            node_ranks,
+            to_thread: Some(to_thread),
+            from_thread,
+            thread: Some(thread),
+            in_flight: false,
+            _universe: universe,
+        })
+    }
+
+    /// Number of ranks of this job running on this node (sharing its memory and cores).
+    pub fn node_ranks(&self) -> usize {
+        self.node_ranks
+    }
+
+    fn comm_err(&self, reason: impl Into<String>) -> Error {
+        Error::Comm {
+            rank: self.rank,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Drop for MpiComm {
+    fn drop(&mut self) {
+        // Closing the request channel ends the thread's loop; join it before MPI_Finalize.
+        self.to_thread.take();
+        if let Some(handle) = self.thread.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Comm for MpiComm {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn backend(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn shift_start(&mut self, block: Arc<KvBlock>) -> Result<()> {
+        if self.in_flight {
+            return Err(self.comm_err("shift_start while a shift is already in flight"));
+        }
+        let sender = self
+            .to_thread
+            .as_ref()
+            .ok_or_else(|| self.comm_err("the communication thread has stopped"))?;
+        sender
+            .send(block)
+            .map_err(|_| self.comm_err("the communication thread has stopped"))?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    fn shift_wait(&mut self) -> Result<Arc<KvBlock>> {
+        if !self.in_flight {
+            return Err(self.comm_err("shift_wait without a shift in flight"));
+        }
+        self.in_flight = false;
+        let block = self
+            .from_thread
+            .recv()
+            .map_err(|_| self.comm_err("the communication thread exited during a shift"))??;
+        Ok(Arc::new(block))
+    }
+
+    fn gather(&mut self, root: usize, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
+        if root >= self.size {
+            return Err(self.comm_err(format!("gather root {root} outside the world")));
+        }
+        if self.rank != root {
+            let world = world();
+            let to_root = world.process_at_rank(to_rank(root));
+            to_root.send_with_tag(&[data.len() as u64][..], TAG_GATHER_LEN);
+            for chunk in data.chunks(max_message_elems()) {
+                to_root.send_with_tag(chunk, TAG_GATHER_DATA);
+            }
+            return Ok(None);
+        }
+        let world = world();
+        let mut own = Some(data);
+        let mut parts = Vec::with_capacity(self.size);
+        for src in 0..self.size {
+            if src == root {
+                parts.push(own.take().unwrap_or_default());
+                continue;
+            }
+            let from = world.process_at_rank(to_rank(src));
+            let mut len = [0u64; 1];
+            from.receive_into_with_tag(&mut len[..], TAG_GATHER_LEN);
+            let len = usize::try_from(len[0])
+                .map_err(|_| self.comm_err(format!("rank {src} announced {} bytes", len[0])))?;
+            let mut buf = vec![0u8; len];
+            for chunk in buf.chunks_mut(max_message_elems()) {
+                from.receive_into_with_tag(chunk, TAG_GATHER_DATA);
+            }
+            parts.push(buf);
+        }
+        Ok(Some(parts))
+    }
+
+    fn broadcast(&mut self, root: usize, data: Vec<u8>) -> Result<Vec<u8>> {
+        if root >= self.size {
+            return Err(self.comm_err(format!("broadcast root {root} outside the world")));
+        }
+        let world = world();
+        let from = world.process_at_rank(to_rank(root));
+        let mut len = [data.len() as u64];
+        from.broadcast_into(&mut len[..]);
+        let mut buf = if self.rank == root {
+            data
+        } else {
+            let len = usize::try_from(len[0])
+                .map_err(|_| self.comm_err(format!("root announced {} bytes", len[0])))?;
+            vec![0u8; len]
+        };
+        for chunk in buf.chunks_mut(max_message_elems()) {
+            from.broadcast_into(chunk);
+        }
+        Ok(buf)
+    }
+
+    fn barrier(&mut self) -> Result<()> {
+        world().barrier();
+        Ok(())
+    }
+
+    fn abort(&self, reason: &str) {
+        // One write (stderr is unbuffered: `eprintln!` may split the line), then a moment for
+        // the launcher to forward it before MPI_Abort makes it kill every process.
+        let line = format!("ringattn: error: rank {} failed: {reason}\n", self.rank);
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(line.as_bytes());
+        let _ = err.flush();
+        drop(err);
+        thread::sleep(ABORT_GRACE);
+        world().abort(1)
+    }
+}
+
+fn world() -> SimpleCommunicator {
+    SimpleCommunicator::world()
+}
+
+fn to_rank(rank: usize) -> i32 {
+    i32::try_from(rank).unwrap_or(i32::MAX)
+}
+
+/// The communication thread: one ring exchange per block handed over, until the channel closes.
+fn comm_thread(
+    rank: usize,
+    size: usize,
+    requests: Receiver<Arc<KvBlock>>,
+    results: Sender<Result<KvBlock>>,
+) {
+    let world = world();
+    let next = world.process_at_rank(to_rank((rank + 1) % size));
+    let prev = world.process_at_rank(to_rank((rank + size - 1) % size));
+    while let Ok(block) = requests.recv() {
+        let received = exchange(rank, &next, &prev, &block);
+        drop(block);
+        if results.send(received).is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends `block` to `next` and receives `prev`'s block: header length, header, then K and V.
+/// Every phase is nonblocking and polled (see [`poll_exchange`]), so a rank whose neighbour is
+/// still computing does not spin a core away from that neighbour's kernel on a shared node.
+fn exchange(
+    rank: usize,
+    next: &Process<'_>,
+    prev: &Process<'_>,
+    block: &KvBlock,
+) -> Result<KvBlock> {
+    let header = encode_header(block);
+    let mut their_len = [0u64; 1];
+    poll_exchange(
+        next,
+        prev,
+        [&[header.len() as u64][..]],
+        [&mut their_len[..]],
+        TAG_HEADER_LEN,
+    );
+    let bad = |reason: String| Error::Comm { rank, reason };
+    let their_len = usize::try_from(their_len[0])
+        .ok()
+        .filter(|n| (HEADER_FIXED..=MAX_MESSAGE_ELEMS).contains(n))
+        .ok_or_else(|| bad(format!("bad KV header length {}", their_len[0])))?;
+    let mut their_header = vec![0u64; their_len];
+    poll_exchange(
+        next,
+        prev,
+        [&header[..]],
+        [&mut their_header[..]],
+        TAG_HEADER,
+    );
+    let mut received = decode_header(&their_header).map_err(|e| bad(e.to_string()))?;
+    poll_exchange(
+        next,
+        prev,
+        [&block.k[..], &block.v[..]],
+        [&mut received.k[..], &mut received.v[..]],
+        TAG_PAYLOAD,
+    );
+    Ok(received)
+}
+
+/// Sends each buffer of `send` to `next` and receives each buffer of `recv` from `prev` (in
+/// order, every buffer split at [`max_message_elems`]), as nonblocking operations polled to
+/// completion: spinning (yielding the core) briefly, then sleeping between polls.
+fn poll_exchange<T: Equivalence, const N: usize>(
+    next: &Process<'_>,
+    prev: &Process<'_>,
+    send: [&[T]; N],
+    recv: [&mut [T]; N],
+    tag: i32,
+) {
+    let limit = max_message_elems();
+    let messages: usize = send
+        .iter()
+        .map(|b| b.len().div_ceil(limit))
+        .chain(recv.iter().map(|b| b.len().div_ceil(limit)))
+        .sum();
+    mpi::request::multiple_scope(messages, |scope, requests| {
+        // Same tag for every message of a phase: MPI keeps their order between two ranks.
+        for buf in recv {
+            for chunk in buf.chunks_mut(limit) {
+                requests.add(prev.immediate_receive_into_with_tag(scope, chunk, tag));
+            }
+        }
+        for buf in send {
+            for chunk in buf.chunks(limit) {
+                requests.add(next.immediate_send_with_tag(scope, chunk, tag));
+            }
+        }
+        let mut done = Vec::new();
+        let mut polls = 0u32;
+        while !requests.test_all(&mut done) {
+            polls = polls.saturating_add(1);
+            if polls < SPIN_POLLS {
+                thread::yield_now();
+            } else {
+                thread::sleep(POLL_SLEEP);
+            }
+        }
+    });
+}
+
+/// The header of a KV block on the wire: fixed fields, then `(start, len, stride)` per run.
+pub fn encode_header(block: &KvBlock) -> Vec<u64> {
+    let runs = block.positions.runs();
+    let mut h = Vec::with_capacity(HEADER_FIXED + 3 * runs.len());
+    h.extend(
+        [
+            block.origin,
+            block.kv_heads,
+            block.dim,
+            block.k.len(),
+            block.v.len(),
+            runs.len(),
+        ]
+        .map(|x| x as u64),
+    );
+    for r in runs {
+        h.extend([r.start as u64, r.len as u64, r.stride as u64]);
+    }
+    h
+}
+
+/// Rebuilds a block from its header, with zeroed K and V buffers of the announced lengths ready
+/// to receive the payload. Rejects inconsistent headers.
+pub fn decode_header(h: &[u64]) -> Result<KvBlock> {
+    let bad = |what: &str| Error::config(format!("malformed KV block header: {what}"));
+    let field = |i: usize| -> Result<usize> {
+        h.get(i)
+            .and_then(|&x| usize::try_from(x).ok())
+            .ok_or_else(|| bad("truncated or out of range"))
+    };
+    let (origin, kv_heads, dim, k_len, v_len, n_runs) = (
+        field(0)?,
+        field(1)?,
+        field(2)?,
+        field(3)?,
+        field(4)?,
+        field(5)?,
+    );
+    if h.len() != HEADER_FIXED + n_runs.saturating_mul(3) {
+        return Err(bad("length does not match its number of runs"));
+    }
+    let runs = (0..n_runs)
+        .map(|i| {
+            let at = HEADER_FIXED + 3 * i;
+            Ok(Run {
+                start: field(at)?,
+                len: field(at + 1)?,
+                stride: field(at + 2)?,
+            })
+        })
+        .collect::<Result<Vec<Run>>>()?;
+    let positions = Positions::new(runs)?;
+    let expect = kv_heads
+        .checked_mul(positions.len())
+        .and_then(|n| n.checked_mul(dim))
+        .ok_or_else(|| bad("sizes overflow"))?;
+    if k_len != expect || v_len != expect {
+        return Err(bad("K/V lengths do not match kv_heads × rows × dim"));
+    }
+    Ok(KvBlock {
+        origin,
+        kv_heads,
+        dim,
+        positions,
+        k: vec![0.0; k_len],
+        v: vec![0.0; v_len],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_rejects_inconsistent_sizes() {
+        let positions = Positions::new([
+            Run {
+                start: 0,
+                len: 3,
+                stride: 1,
+            },
+            Run {
+                start: 10,
+                len: 2,
+                stride: 1,
+            },
+        ])
+        .unwrap();
+        let block = KvBlock {
+            origin: 3,
+            kv_heads: 2,
+            dim: 4,
+            positions,
+            k: vec![1.0; 2 * 5 * 4],
+            v: vec![2.0; 2 * 5 * 4],
+        };
+        let header = encode_header(&block);
+        let got = decode_header(&header).unwrap();
+        assert_eq!(got.origin, 3);
+        assert_eq!((got.kv_heads, got.dim), (2, 4));
+        assert_eq!(got.positions, block.positions);
+        assert_eq!((got.k.len(), got.v.len()), (40, 40));
+
+        let mut wrong = header.clone();
+        wrong[3] += 1;
+        assert!(decode_header(&wrong).is_err());
+        assert!(decode_header(&header[..header.len() - 1]).is_err());
+        assert!(decode_header(&[]).is_err());
+    }
+}
