@@ -1,13 +1,33 @@
 //! `--check`: a rank's rows against the f64 reference.
 
 use ringattn_runtime::reference::reference_row;
-use ringattn_runtime::{Finalized, Positions, QShard, Result, RowSource, TensorKind};
+use ringattn_runtime::{Dtype, Finalized, Positions, QShard, Result, RowSource, TensorKind};
 use serde::{Deserialize, Serialize};
 
-/// Largest error allowed in `out` (f32 path).
-pub const OUT_TOLERANCE: f64 = 2e-5;
-/// Largest error allowed in `lse` (f32 path).
-pub const LSE_TOLERANCE: f64 = 1e-5;
+/// Largest errors `--check` accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// Largest |out − reference|.
+    pub out: f64,
+    /// Largest |lse − reference|.
+    pub lse: f64,
+}
+
+impl Tolerance {
+    /// f32 KV: out 2e-5, lse 1e-5; bf16 KV (8-bit mantissa): 2e-2 for both.
+    pub fn for_dtype(dtype: Dtype) -> Tolerance {
+        match dtype {
+            Dtype::F32 => Tolerance {
+                out: 2e-5,
+                lse: 1e-5,
+            },
+            Dtype::Bf16 => Tolerance {
+                out: 2e-2,
+                lse: 2e-2,
+            },
+        }
+    }
+}
 
 /// Errors found on the checked rows of one or more ranks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,9 +50,9 @@ impl CheckResult {
         }
     }
 
-    /// Within the f32 tolerances.
-    pub fn passed(&self) -> bool {
-        self.max_abs_err <= OUT_TOLERANCE && self.max_lse_err <= LSE_TOLERANCE
+    /// Within `tol`.
+    pub fn passed(&self, tol: Tolerance) -> bool {
+        self.max_abs_err <= tol.out && self.max_lse_err <= tol.lse
     }
 }
 
@@ -123,6 +143,7 @@ mod tests {
             max_abs_err: 3e-5,
             max_lse_err: 0.0,
         };
-        assert!(!too_far.passed());
+        assert!(!too_far.passed(Tolerance::for_dtype(Dtype::F32)));
+        assert!(too_far.passed(Tolerance::for_dtype(Dtype::Bf16)));
     }
 }

@@ -36,6 +36,25 @@ pub enum LayoutArg {
     Zigzag,
 }
 
+/// K/V storage types accepted by `--dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit floats.
+    F32,
+    /// bfloat16 (8-bit mantissa; checked against the reference at 2e-2).
+    Bf16,
+}
+
+impl DtypeArg {
+    /// The runtime's storage type.
+    pub fn dtype(self) -> ringattn_runtime::Dtype {
+        match self {
+            DtypeArg::F32 => ringattn_runtime::Dtype::F32,
+            DtypeArg::Bf16 => ringattn_runtime::Dtype::Bf16,
+        }
+    }
+}
+
 /// Communication backends accepted by `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
@@ -80,6 +99,10 @@ pub struct RunArgs {
     /// Token layout over workers.
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
+    /// Storage type of K and V (stored, sent and cached): bf16 halves KV memory and ring
+    /// traffic; queries, the softmax state and all arithmetic stay f32.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
     /// allowed cores / ranks on the node].
     #[arg(short = 't', long)]
@@ -89,7 +112,7 @@ pub struct RunArgs {
     pub seed: u64,
     /// Verify ROWS rows per worker (all heads) against the f64 reference; without ROWS: every
     /// row when N <= 2048, else 32 rows per worker. Fails the run (exit 1) beyond
-    /// out 2e-5 / lse 1e-5 max abs error.
+    /// out 2e-5 / lse 1e-5 max abs error (2e-2 for both with --dtype bf16).
     #[arg(long, value_name = "ROWS", num_args = 0..=1)]
     pub check: Option<Option<usize>>,
     /// Write the JSON run report to PATH ("-" = stdout, which replaces the human summary).

@@ -2,7 +2,7 @@
 
 use ringattn_ring::{FaultInjection, RingConfig};
 use ringattn_runtime::io::FileSource;
-use ringattn_runtime::{Error, Mask, Result, RowSource, Synthetic, TensorKind, TileShape};
+use ringattn_runtime::{Dtype, Error, Mask, Result, RowSource, Synthetic, TensorKind, TileShape};
 use ringattn_striped::{plan, LayoutChoice, LayoutKind, Plan};
 
 use crate::cli::{LayoutArg, RunArgs};
@@ -53,6 +53,8 @@ pub struct Job {
     pub ring: RingConfig,
     /// Rows per rank to verify (`usize::MAX` = all), or `None`.
     pub check_rows: Option<usize>,
+    /// Storage type of K and V.
+    pub dtype: Dtype,
     /// Whether ranks must send their outputs to the root (for `--output`).
     pub want_output: bool,
     /// Inputs.
@@ -167,6 +169,7 @@ impl Job {
             plan: plan(choice, world, seq, mask, tile),
             ring: RingConfig { mask, tile, fault },
             check_rows,
+            dtype: args.dtype.dtype(),
             want_output: args.output.is_some(),
             input,
         })

@@ -122,13 +122,14 @@ fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> Resu
         None => print!("{}", report.summary()),
     }
     if let Some(c) = &report.check {
+        let tol = check::Tolerance::for_dtype(job.dtype);
         if !c.passed {
             eprintln!(
                 "ringattn: error: check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
                 c.max_abs_err,
-                check::OUT_TOLERANCE,
+                tol.out,
                 c.max_lse_err,
-                check::LSE_TOLERANCE
+                tol.lse
             );
             return Ok(1);
         }

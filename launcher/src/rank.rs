@@ -53,7 +53,14 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         file.check_finite(&positions)?;
     }
     let q = QShard::from_source(&job.input, job.heads, job.dim, positions.clone())?;
-    let kv = KvBlock::from_source(&job.input, rank, job.kv_heads, job.dim, positions.clone())?;
+    let kv = KvBlock::from_source_as(
+        &job.input,
+        rank,
+        job.kv_heads,
+        job.dim,
+        positions.clone(),
+        job.dtype,
+    )?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(job.threads)
         .thread_name(move |i| format!("ringattn-r{rank}-t{i}"))

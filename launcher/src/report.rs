@@ -6,7 +6,7 @@ use std::path::Path;
 use ringattn_runtime::{Error, Result};
 use serde::Serialize;
 
-use crate::check::CheckResult;
+use crate::check::{CheckResult, Tolerance};
 use crate::job::Job;
 use crate::rank::Gathered;
 
@@ -70,7 +70,7 @@ pub struct CheckReport {
     pub max_abs_err: f64,
     /// Largest absolute error of `lse`.
     pub max_lse_err: f64,
-    /// Within out 2e-5 / lse 1e-5.
+    /// Within the tolerance of the dtype (f32: out 2e-5 / lse 1e-5; bf16: 2e-2).
     pub passed: bool,
 }
 
@@ -180,7 +180,7 @@ impl Report {
                 rows_checked: c.rows_checked,
                 max_abs_err: c.max_abs_err,
                 max_lse_err: c.max_lse_err,
-                passed: c.passed(),
+                passed: c.passed(Tolerance::for_dtype(job.dtype)),
             }
         });
         let flops = job.flops();
@@ -195,7 +195,7 @@ impl Report {
             kv_heads: job.kv_heads,
             head_dim: job.dim,
             causal: job.causal,
-            dtype: "f32".into(),
+            dtype: job.dtype.name().into(),
             duo: None,
             wall_s: g.wall_s,
             flops,

@@ -1154,3 +1154,43 @@ fn unknown_backend_is_rejected() {
         &["--backend", "nccl"],
     );
 }
+
+#[test]
+fn bf16_kv_passes_its_check_and_reports_half_the_bytes() {
+    let base = [
+        "run",
+        "--workers",
+        "2",
+        "--seq",
+        "300",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--head-dim",
+        "32",
+        "--causal",
+        "--check",
+        "--json",
+        "-",
+    ];
+    let run_with = |dtype: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--dtype", dtype]);
+        let run = ringattn(&args);
+        assert_success(&run);
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let (b, f) = (run_with("bf16"), run_with("f32"));
+    assert_eq!(b["dtype"], "bf16");
+    assert_eq!(f["dtype"], "f32");
+    assert_eq!(b["check"]["passed"], true);
+    let err = b["check"]["max_abs_err"].as_f64().unwrap();
+    assert!(err > 1e-6 && err <= 2e-2, "bf16 error {err}");
+    for r in 0..2 {
+        let bytes = |v: &serde_json::Value, k: &str| v["ranks"][r][k].as_u64().unwrap();
+        assert_eq!(2 * bytes(&b, "bytes_sent"), bytes(&f, "bytes_sent"));
+        assert_eq!(2 * bytes(&b, "kv_bytes_peak"), bytes(&f, "kv_bytes_peak"));
+    }
+    assert_user_error(&["run", "--dtype", "f16"], &["f16", "--dtype"]);
+}

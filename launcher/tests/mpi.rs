@@ -321,3 +321,65 @@ fn buffers_split_into_many_messages_give_the_same_bytes() {
         "split messages changed the output"
     );
 }
+
+#[test]
+fn bf16_kv_over_mpi_matches_local_and_halves_the_bytes_sent() {
+    let Some(launcher) = launcher() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (mpi_out, local_out) = (
+        dir.path().join("bf16-mpi.st"),
+        dir.path().join("bf16-local.st"),
+    );
+    let (bf16_report, f32_report) = (dir.path().join("bf16.json"), dir.path().join("f32.json"));
+    let common = [&JOB[..], &["--layout", "striped", "--causal"]].concat();
+    let mut args = vec![
+        "run",
+        "--backend",
+        "mpi",
+        "--dtype",
+        "bf16",
+        "--output",
+        s(&mpi_out),
+    ];
+    args.extend(["--json", s(&bf16_report)]);
+    args.extend(&common);
+    let m = mpirun(launcher, 3, &args);
+    assert_eq!(m.code, Some(0), "{}", m.describe());
+    let mut args = vec!["run", "--backend", "mpi", "--json", s(&f32_report)];
+    args.extend(&common);
+    let f = mpirun(launcher, 3, &args);
+    assert_eq!(f.code, Some(0), "{}", f.describe());
+    let mut args = vec![
+        "run",
+        "--backend",
+        "local",
+        "--workers",
+        "3",
+        "--dtype",
+        "bf16",
+    ];
+    args.extend(["--output", s(&local_out)]);
+    args.extend(&common);
+    let l = ringattn(&args);
+    assert_eq!(l.code, Some(0), "{}", l.describe());
+    assert!(
+        std::fs::read(&mpi_out).unwrap() == std::fs::read(&local_out).unwrap(),
+        "bf16: mpi and local outputs differ"
+    );
+    let read = |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let (b, f) = (read(&bf16_report), read(&f32_report));
+    assert_eq!(b["dtype"], "bf16");
+    assert_eq!(b["check"]["passed"], true);
+    for r in 0..3 {
+        let (bs, fs) = (
+            b["ranks"][r]["bytes_sent"].as_u64().unwrap(),
+            f["ranks"][r]["bytes_sent"].as_u64().unwrap(),
+        );
+        assert_eq!(2 * bs, fs, "rank {r}: bf16 must send half the bytes");
+        let (bp, fp) = (
+            b["ranks"][r]["kv_bytes_peak"].as_u64().unwrap(),
+            f["ranks"][r]["kv_bytes_peak"].as_u64().unwrap(),
+        );
+        assert_eq!(2 * bp, fp, "rank {r}: bf16 must hold half the KV bytes");
+    }
+}

@@ -33,4 +33,4 @@ pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
 pub use source::{RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
-pub use tensor::{KvBlock, QShard};
+pub use tensor::{Dtype, KvBlock, KvData, QShard};

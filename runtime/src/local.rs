@@ -159,6 +159,7 @@ mod tests {
     use super::*;
     use crate::positions::Positions;
     use crate::state::AttnState;
+    use crate::tensor::KvData;
     use std::thread;
     use std::time::Instant;
 
@@ -168,8 +169,8 @@ mod tests {
             kv_heads: 1,
             dim: 1,
             positions: Positions::contiguous(origin, 1),
-            k: vec![origin as f32],
-            v: vec![0.0],
+            k: KvData::F32(vec![origin as f32]),
+            v: KvData::F32(vec![0.0]),
         }
     }
 

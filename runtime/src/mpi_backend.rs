@@ -34,7 +34,9 @@ use mpi::Threading;
 use crate::comm::Comm;
 use crate::error::{Error, Result};
 use crate::positions::{Positions, Run};
-use crate::tensor::KvBlock;
+use half::slice::HalfFloatSliceExt;
+
+use crate::tensor::{Dtype, KvBlock, KvData};
 
 /// Largest number of elements sent in one MPI message (MPI counts are `i32`); longer buffers
 /// travel as several messages.
@@ -74,7 +76,7 @@ const POLL_SLEEP: Duration = Duration::from_micros(50);
 const ABORT_GRACE: Duration = Duration::from_millis(200);
 
 /// Fixed part of the header: origin, kv_heads, dim, k length, v length, number of runs.
-const HEADER_FIXED: usize = 6;
+const HEADER_FIXED: usize = 7;
 
 /// One rank's end of an MPI job. Dropping it stops the communication thread and finalises MPI.
 pub struct MpiComm {
@@ -330,13 +332,28 @@ fn exchange(
         TAG_HEADER,
     );
     let mut received = decode_header(&their_header).map_err(|e| bad(e.to_string()))?;
-    poll_exchange(
-        next,
-        prev,
-        [&block.k[..], &block.v[..]],
-        [&mut received.k[..], &mut received.v[..]],
-        TAG_PAYLOAD,
-    );
+    match (&block.k, &block.v, &mut received.k, &mut received.v) {
+        (KvData::F32(k), KvData::F32(v), KvData::F32(rk), KvData::F32(rv)) => poll_exchange(
+            next,
+            prev,
+            [&k[..], &v[..]],
+            [&mut rk[..], &mut rv[..]],
+            TAG_PAYLOAD,
+        ),
+        // MPI has no bf16 type: bf16 travels as its u16 bits.
+        (KvData::Bf16(k), KvData::Bf16(v), KvData::Bf16(rk), KvData::Bf16(rv)) => poll_exchange(
+            next,
+            prev,
+            [k.reinterpret_cast(), v.reinterpret_cast()],
+            [rk.reinterpret_cast_mut(), rv.reinterpret_cast_mut()],
+            TAG_PAYLOAD,
+        ),
+        _ => {
+            return Err(bad(
+                "K and V of a block (or of the two neighbours) differ in dtype".into(),
+            ))
+        }
+    }
     Ok(received)
 }
 
@@ -393,6 +410,7 @@ pub fn encode_header(block: &KvBlock) -> Vec<u64> {
             block.k.len(),
             block.v.len(),
             runs.len(),
+            dtype_code(block.dtype()),
         ]
         .map(|x| x as u64),
     );
@@ -419,6 +437,11 @@ pub fn decode_header(h: &[u64]) -> Result<KvBlock> {
         field(4)?,
         field(5)?,
     );
+    let dtype = match field(6)? {
+        0 => Dtype::F32,
+        1 => Dtype::Bf16,
+        _ => return Err(bad("unknown dtype code")),
+    };
     if h.len() != HEADER_FIXED + n_runs.saturating_mul(3) {
         return Err(bad("length does not match its number of runs"));
     }
@@ -445,9 +468,17 @@ pub fn decode_header(h: &[u64]) -> Result<KvBlock> {
         kv_heads,
         dim,
         positions,
-        k: vec![0.0; k_len],
-        v: vec![0.0; v_len],
+        k: KvData::zeros(k_len, dtype),
+        v: KvData::zeros(v_len, dtype),
     })
+}
+
+/// Wire code of a storage type.
+fn dtype_code(dtype: Dtype) -> usize {
+    match dtype {
+        Dtype::F32 => 0,
+        Dtype::Bf16 => 1,
+    }
 }
 
 #[cfg(test)]
@@ -474,8 +505,8 @@ mod tests {
             kv_heads: 2,
             dim: 4,
             positions,
-            k: vec![1.0; 2 * 5 * 4],
-            v: vec![2.0; 2 * 5 * 4],
+            k: KvData::F32(vec![1.0; 2 * 5 * 4]),
+            v: KvData::F32(vec![2.0; 2 * 5 * 4]),
         };
         let header = encode_header(&block);
         let got = decode_header(&header).unwrap();
@@ -489,5 +520,16 @@ mod tests {
         assert!(decode_header(&wrong).is_err());
         assert!(decode_header(&header[..header.len() - 1]).is_err());
         assert!(decode_header(&[]).is_err());
+
+        let bf16_block = KvBlock {
+            k: KvData::from_f32(vec![1.0; 40], Dtype::Bf16),
+            v: KvData::from_f32(vec![2.0; 40], Dtype::Bf16),
+            ..block
+        };
+        let got = decode_header(&encode_header(&bf16_block)).unwrap();
+        assert_eq!(
+            (got.k.dtype(), got.v.dtype(), got.k.len()),
+            (Dtype::Bf16, Dtype::Bf16, 40)
+        );
     }
 }

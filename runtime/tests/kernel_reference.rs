@@ -184,8 +184,8 @@ fn check_reference(c: &Case, q: &QShard, full_kv: &KvBlock, fin: &Finalized) -> 
     let (mut out_err, mut lse_err) = (0.0f64, 0.0f64);
     for h in 0..q.heads {
         let kvh = h / group;
-        let keys = &full_kv.k[kvh * n * d..(kvh + 1) * n * d];
-        let values = &full_kv.v[kvh * n * d..(kvh + 1) * n * d];
+        let keys = &full_kv.k.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
+        let values = &full_kv.v.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         for (r, pos) in q.positions.iter().enumerate() {
             let (want, want_lse) = reference_row(q.row(h, r), pos, keys, values, d, c.mask);
             let got = &fin.out[(h * rows + r) * d..(h * rows + r + 1) * d];
@@ -739,9 +739,15 @@ fn synthetic_rows_used_by_the_reference_are_the_ones_in_the_shards() {
             src.fill_row(TensorKind::Q, h, p, &mut row).unwrap();
             assert_eq!(q.row(h, r), &row);
             src.fill_row(TensorKind::K, h, p, &mut row).unwrap();
-            assert_eq!(&kv.k[(h * pos.len() + r) * 8..][..8], &row);
+            assert_eq!(
+                &kv.k.as_f32().unwrap()[(h * pos.len() + r) * 8..][..8],
+                &row
+            );
             src.fill_row(TensorKind::V, h, p, &mut row).unwrap();
-            assert_eq!(&kv.v[(h * pos.len() + r) * 8..][..8], &row);
+            assert_eq!(
+                &kv.v.as_f32().unwrap()[(h * pos.len() + r) * 8..][..8],
+                &row
+            );
         }
     }
 }

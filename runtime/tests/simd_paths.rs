@@ -239,3 +239,68 @@ fn isa_list_is_consistent() {
     assert_eq!(all.last(), Some(&Isa::Portable));
     assert_eq!(all[0], Isa::best());
 }
+
+#[test]
+fn bf16_kv_on_every_path_is_within_2e_2_and_halves_the_bytes() {
+    use ringattn_runtime::reference::reference_row;
+    use ringattn_runtime::Dtype;
+    let src = Synthetic { seed: 5 };
+    let (n, heads, kv_heads, dim) = (150, 4, 2, 80);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let pos = Positions::contiguous(0, n);
+    let q = QShard::from_source(&src, heads, dim, pos.clone()).unwrap();
+    let f32_kv = KvBlock::from_source(&src, 0, kv_heads, dim, pos.clone()).unwrap();
+    let kv = KvBlock::from_source_as(&src, 0, kv_heads, dim, pos, Dtype::Bf16).unwrap();
+    assert_eq!(kv.dtype(), Dtype::Bf16);
+    assert_eq!(2 * kv.payload_bytes(), f32_kv.payload_bytes());
+    assert_eq!(2 * kv.allocated_bytes(), f32_kv.allocated_bytes());
+    let tile = TileShape { q: 32, k: 48 };
+    let run = |isa: Isa| {
+        let mut state = AttnState::new(heads, n, dim);
+        attend_with(isa, &q, &kv, Mask::Causal, tile, &mut state, &pool);
+        state.finalize()
+    };
+    let portable = run(Isa::Portable);
+    let all_keys = |t: TensorKind, h: usize| {
+        let mut out = vec![0.0f32; n * dim];
+        for (p, row) in out.chunks_mut(dim).enumerate() {
+            src.fill_row(t, h, p, row).unwrap();
+        }
+        out
+    };
+    for isa in Isa::available() {
+        let got = run(isa);
+        for (a, b) in got.out.iter().zip(&portable.out) {
+            assert!(
+                (a - b).abs() <= PATH_TOL,
+                "{isa:?} vs portable (bf16): {a} vs {b}"
+            );
+        }
+        let (mut max_out, mut max_lse) = (0.0f64, 0.0f64);
+        for head in 0..heads {
+            let kvh = head / (heads / kv_heads);
+            let (keys, values) = (all_keys(TensorKind::K, kvh), all_keys(TensorKind::V, kvh));
+            for row in [0, 1, 63, 64, 100, n - 1] {
+                let (out, lse) =
+                    reference_row(q.row(head, row), row, &keys, &values, dim, Mask::Causal);
+                let i = head * n + row;
+                for (g, r) in got.out[i * dim..(i + 1) * dim].iter().zip(&out) {
+                    max_out = max_out.max((*g as f64 - r).abs());
+                }
+                max_lse = max_lse.max((got.lse[i] as f64 - lse).abs());
+            }
+        }
+        assert!(
+            max_out <= 2e-2 && max_lse <= 2e-2,
+            "{isa:?}: bf16 errors out {max_out} lse {max_lse}"
+        );
+        // bf16 really rounds: the result is not the f32 one.
+        assert!(
+            max_out > 1e-6,
+            "{isa:?}: bf16 path looks like f32 ({max_out})"
+        );
+    }
+}

@@ -230,8 +230,8 @@ fn check_reference(spec: &Spec, run: &RingRun) -> (f64, f64) {
     let (mut worst_out, mut worst_lse) = (0.0f64, 0.0f64);
     for head in 0..h {
         let kvh = head / group;
-        let keys = &all.k[kvh * n * d..(kvh + 1) * n * d];
-        let values = &all.v[kvh * n * d..(kvh + 1) * n * d];
+        let keys = &all.k.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
+        let values = &all.v.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         for pos in check_rows(n) {
             src.fill_row(TensorKind::Q, head, pos, &mut q).unwrap();
             let (want, want_lse) = reference_row(&q, pos, keys, values, d, spec.mask());

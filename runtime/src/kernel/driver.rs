@@ -5,7 +5,7 @@
 //! tile logic exists once and the SIMD code stays small.
 
 use crate::mask::{Mask, TileClass};
-use crate::tensor::{KvBlock, QShard};
+use crate::tensor::{KvBlock, KvData, QShard};
 
 use super::{TileCounts, TileShape};
 
@@ -54,16 +54,19 @@ pub(crate) struct Scratch {
     alpha: Vec<f32>,
     q_pos: Vec<usize>,
     k_pos: Vec<usize>,
+    /// A V tile widened to f32 when V is stored as bf16.
+    v_tile: Vec<f32>,
 }
 
 impl Scratch {
-    pub(crate) fn new<M: Micro>(tile: TileShape) -> Self {
+    pub(crate) fn new<M: Micro>(tile: TileShape, dim: usize) -> Self {
         let ld = tile.k.next_multiple_of(M::LANES);
         Scratch {
             scores: vec![0.0; tile.q * ld],
             alpha: vec![0.0; tile.q],
             q_pos: vec![0; tile.q],
             k_pos: vec![0; tile.k],
+            v_tile: Vec::with_capacity(tile.k * dim),
         }
     }
 }
@@ -86,15 +89,16 @@ impl PackedK {
         let tiles_per_head = rows.div_ceil(tile.k);
         let panel = d * ld;
         let mut data = vec![0.0f32; kv.kv_heads * tiles_per_head * panel];
-        data.par_chunks_mut(panel.max(1))
-            .enumerate()
-            .for_each(|(idx, dst)| {
+        data.par_chunks_mut(panel.max(1)).enumerate().for_each_init(
+            || Vec::with_capacity(tile.k * d),
+            |widened, (idx, dst)| {
                 let (head, t) = (idx / tiles_per_head, idx % tiles_per_head);
                 let ka = t * tile.k;
                 let nk = tile.k.min(rows - ka);
                 let start = (head * rows + ka) * d;
-                pack_transposed(&kv.k[start..start + nk * d], nk, d, ld, dst);
-            });
+                pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
+            },
+        );
         PackedK {
             data,
             ld,
@@ -127,7 +131,6 @@ pub(crate) fn process_item<M: Micro>(
     let (qa, nq) = (item.q_start, item.m.len());
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
-    let v_head = &kv.v[kv_head * k_rows * dim..(kv_head + 1) * k_rows * dim];
     let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
     let ld = packed.ld;
     let mut q_pos_ready = false;
@@ -161,10 +164,24 @@ pub(crate) fn process_item<M: Micro>(
         for (i, row) in scores.chunks_mut(ld).enumerate() {
             s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
         }
-        let v_tile = &v_head[ka * dim..(ka + nk) * dim];
+        let v_start = (kv_head * k_rows + ka) * dim;
+        let v_tile = f32_rows(&kv.v, v_start, nk * dim, &mut s.v_tile);
         micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
     }
     counts
+}
+
+/// Elements `[start, start + len)` of `data` as f32: borrowed when stored as f32, else widened
+/// into `buf` (a tile at a time, so bf16 KV never needs a full-size f32 copy).
+fn f32_rows<'a>(data: &'a KvData, start: usize, len: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match data.as_f32() {
+        Some(values) => &values[start..start + len],
+        None => {
+            buf.resize(len, 0.0);
+            data.read_f32(start, buf);
+            buf
+        }
+    }
 }
 
 /// `kt[p·ld + j] = k[j·d + p]` for `j < nk`, zero for `nk ≤ j < ld`: K packed for Q·Kᵀ so a
