@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringattn_runtime::mpi_backend::{MpiComm, MAX_MESSAGE_ENV};
-use ringattn_runtime::{AttnState, Comm, KvBlock, Positions};
+use ringattn_runtime::{AttnState, Comm, KvBlock, KvData, Positions};
 
 const CHILD_ENV: &str = "RINGATTN_MPI_COMM_CHILD";
 const RANKS: usize = 3;
@@ -88,8 +88,8 @@ fn block(origin: usize, rows: usize) -> KvBlock {
         kv_heads,
         dim,
         positions: Positions::strided(1000 * origin, rows, origin + 1),
-        k: (0..n).map(|i| (origin * 100_000 + i) as f32).collect(),
-        v: (0..n).map(|i| -((origin * 100_000 + i) as f32)).collect(),
+        k: KvData::F32((0..n).map(|i| (origin * 100_000 + i) as f32).collect()),
+        v: KvData::F32((0..n).map(|i| -((origin * 100_000 + i) as f32)).collect()),
     }
 }
 
