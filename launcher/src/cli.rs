@@ -21,6 +21,12 @@ pub struct Cli {
 pub enum Command {
     /// Run distributed attention once and report time, balance, overlap and (optionally) accuracy.
     Run(RunArgs),
+    /// Predict a ring pass (step times, wall time, imbalance, bytes) with the cost model.
+    Simulate(crate::simulate_cmd::SimulateArgs),
+    /// Benchmarks (`bench scaling`: sweep workers × layouts, write results and plots).
+    Bench(crate::bench::BenchArgs),
+    /// Re-draw the plots of a `bench scaling` directory from its results.jsonl.
+    Plot(crate::plot::PlotArgs),
 }
 
 /// Token layouts accepted by `--layout`.

@@ -5,6 +5,8 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod bench;
+mod calibrate;
 mod check;
 mod cli;
 mod job;
@@ -12,8 +14,10 @@ mod local_backend;
 #[cfg(feature = "mpi")]
 mod mpi_backend;
 mod output;
+mod plot;
 mod rank;
 mod report;
+mod simulate_cmd;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Simulate(args) => simulate_cmd::run_simulate(&args),
+        Command::Bench(args) => bench::run_bench(&args, allowed_cores()),
+        Command::Plot(args) => plot::run_plot(&args),
     };
     match result {
         Ok(code) => code,

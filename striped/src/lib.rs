@@ -1,12 +1,17 @@
 //! ringattn-striped: causal-balanced layouts (Striped, Zigzag) and the Partitioner that picks
-//! a layout explicitly or with a cost model.
+//! a layout explicitly or with a cost model, and the ring simulator built on the same model.
 
 #![warn(missing_docs)]
 
 pub mod layouts;
 pub mod partitioner;
+pub mod simulate;
+mod simulate_shared;
+pub mod tilework;
 
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{
     estimate, plan, Estimate, LayoutChoice, LayoutKind, Plan, PARTIAL_TILE_COST,
 };
+pub use simulate::{simulate, RankSim, SimConfig, Simulation, StepSim};
+pub use tilework::TileWork;

@@ -1,0 +1,36 @@
+//! `ringattn bench ...`: benchmark groups, one subcommand each.
+//!
+//! Today: `scaling` (workers × layouts × lengths through the local backend, results as JSON
+//! lines and plots). Further groups (`kernel`, `sched`) are added as variants of
+//! [`BenchCommand`] with their own module and arguments.
+
+pub mod scaling;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use ringattn_runtime::Result;
+
+/// Options of `ringattn bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// The benchmark groups.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sweep workers × layouts × lengths (strong or weak scaling); append one run report per
+    /// line to DIR/results.jsonl (finished runs are skipped) and draw DIR/scaling.png/.svg and
+    /// DIR/balance.png.
+    Scaling(scaling::ScalingArgs),
+}
+
+/// Runs `ringattn bench ...` on a machine with `allowed_cores` cores.
+pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    match &args.command {
+        BenchCommand::Scaling(a) => scaling::run_scaling(a, allowed_cores),
+    }
+}

@@ -1,0 +1,413 @@
+//! `ringattn bench scaling`: every (length, workers, layout) combination through the local
+//! backend, one run report per line in `DIR/results.jsonl`, then the plots.
+//!
+//! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
+//! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
+//! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
+//! `cores`).
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ringattn_runtime::{Error, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{DtypeArg, LayoutArg, RunArgs};
+use crate::job::Job;
+use crate::local_backend::run_local;
+use crate::plot;
+use crate::report::Report;
+
+/// Name of the results file inside the output directory.
+pub const RESULTS_FILE: &str = "results.jsonl";
+
+/// How the sequence length follows the number of workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Fixed total length: N = --seq for every worker count.
+    Strong,
+    /// Fixed tokens per worker: N = --seq × workers.
+    Weak,
+}
+
+impl Mode {
+    /// Name as written in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Strong => "strong",
+            Mode::Weak => "weak",
+        }
+    }
+}
+
+/// Backends a sweep can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    /// Workers are threads of this process.
+    Local,
+    /// One process per rank (not yet wired into sweeps).
+    Mpi,
+}
+
+/// Options of `ringattn bench scaling`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ringattn bench scaling --workers 1,2,4 --seq 8192 --layout contiguous,striped,zigzag --causal --out bench-out\n  \
+    ringattn bench scaling --workers 1,2,4 --seq 2048 --mode weak --causal --out weak-out")]
+pub struct ScalingArgs {
+    /// Worker counts, comma separated.
+    #[arg(short = 'p', long, value_delimiter = ',', required = true)]
+    pub workers: Vec<usize>,
+    /// Sequence lengths (strong) or tokens per worker (weak), comma separated.
+    #[arg(short = 'n', long, value_delimiter = ',', default_values_t = [8192])]
+    pub seq: Vec<usize>,
+    /// Layouts, comma separated (contiguous, striped, zigzag).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [LayoutArg::Contiguous, LayoutArg::Striped, LayoutArg::Zigzag])]
+    pub layout: Vec<LayoutArg>,
+    /// Causal mask.
+    #[arg(long)]
+    pub causal: bool,
+    /// Strong scaling (fixed N) or weak scaling (N = --seq × workers).
+    #[arg(long, value_enum, default_value_t = Mode::Strong)]
+    pub mode: Mode,
+    /// Query heads.
+    #[arg(long, default_value_t = 8)]
+    pub heads: usize,
+    /// Key/value heads [default: --heads].
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Head dimension.
+    #[arg(short = 'd', long, default_value_t = 128)]
+    pub head_dim: usize,
+    /// How K and V are stored and sent.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Kernel threads per worker (1 = one core per worker, like one MPI rank per core).
+    #[arg(short = 't', long, default_value_t = 1)]
+    pub threads: usize,
+    /// Communication backend (only `local` today).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Local)]
+    pub backend: BenchBackend,
+    /// Output directory (created if missing) for results.jsonl and the plots.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Do not draw the plots at the end.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+/// One combination of the sweep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Combo {
+    /// Workers.
+    pub world: usize,
+    /// Base length (--seq).
+    pub base_seq: usize,
+    /// Sequence length actually run.
+    pub seq: usize,
+    /// Layout name.
+    pub layout: &'static str,
+}
+
+/// Identity of a run in results.jsonl: what must match for a line to count as done.
+pub fn record_key(v: &Value) -> Option<String> {
+    let threads = v["ranks"]
+        .get(0)
+        .and_then(|r| r["threads"].as_u64())
+        .unwrap_or(0);
+    let mode = v["sweep"]["mode"].as_str().unwrap_or("strong");
+    let dtype = v["dtype"].as_str().unwrap_or("f32");
+    Some(format!(
+        "{mode}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{threads}/{dtype}",
+        v["world"].as_u64()?,
+        v["seq"].as_u64()?,
+        v["layout"].as_str()?,
+        v["causal"].as_bool()?,
+        v["heads"].as_u64()?,
+        v["kv_heads"].as_u64()?,
+        v["head_dim"].as_u64()?,
+    ))
+}
+
+/// Reads results.jsonl: the parsed lines, skipping blank or cut-short ones (counted).
+pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("reading {}", path.display()),
+                source: e,
+            })
+        }
+    };
+    let mut bad = 0;
+    let mut values = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) if v.is_object() => values.push(v),
+            _ => bad += 1,
+        }
+    }
+    Ok((values, bad))
+}
+
+/// Parses `ringattn run` options from words (so a sweep builds its jobs exactly as `run` does).
+#[derive(Debug, Parser)]
+#[command(name = "run")]
+struct RunWords {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Runs the sweep.
+pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
+    if args.backend == BenchBackend::Mpi {
+        return Err(Error::config(
+            "bench scaling --backend mpi is not supported yet (use --backend local, or run one `ringattn run --backend mpi` per world size)",
+        ));
+    }
+    if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
+        return Err(Error::config(
+            "--workers, --seq and --threads must be at least 1",
+        ));
+    }
+    if args.layout.contains(&LayoutArg::Auto) {
+        return Err(Error::config(
+            "bench scaling needs explicit layouts (contiguous, striped, zigzag), not auto",
+        ));
+    }
+    let combos = combinations(args);
+    let kv_heads = args.kv_heads.unwrap_or(args.heads);
+    // Validate every job before running any (bad sizes fail fast with exit 2).
+    let jobs = combos
+        .iter()
+        .map(|c| build_job(args, c, kv_heads, allowed_cores))
+        .collect::<Result<Vec<Job>>>()?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
+        context: format!("creating {}", args.out.display()),
+        source: e,
+    })?;
+    let results = args.out.join(RESULTS_FILE);
+    let (existing, bad) = read_results(&results)?;
+    if bad > 0 {
+        eprintln!("ringattn: note: ignoring {bad} unreadable line(s) of {} (an interrupted run is redone)", results.display());
+    }
+    let done: HashSet<String> = existing.iter().filter_map(record_key).collect();
+    let todo: Vec<(usize, &Combo, &Job)> = combos
+        .iter()
+        .zip(&jobs)
+        .enumerate()
+        .filter(|(_, (c, j))| !done.contains(&job_key(args, c, j)))
+        .map(|(i, (c, j))| (i, c, j))
+        .collect();
+    let skipped = combos.len() - todo.len();
+    eprintln!(
+        "ringattn bench scaling: {} runs, {} already in {} ({} to do)",
+        combos.len(),
+        skipped,
+        results.display(),
+        todo.len()
+    );
+    // Progress in units of predicted work, so the time left is meaningful.
+    let weights: Vec<u64> = todo
+        .iter()
+        .map(|(_, _, j)| weight(j, allowed_cores))
+        .collect();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(weights.iter().sum::<u64>().max(1));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+    let sweep_start = Instant::now();
+    for (n, ((_, combo, job), w)) in todo.iter().zip(&weights).enumerate() {
+        let label = format!(
+            "run {}/{}: P={} {} N={}",
+            n + 1,
+            todo.len(),
+            combo.world,
+            combo.layout,
+            combo.seq
+        );
+        if let Some(b) = &bar {
+            b.set_message(label.clone());
+        }
+        let gathered = run_local(job)?;
+        let report = Report::new(job, "local", &gathered);
+        let mut value = serde_json::to_value(&report).expect("a report serialises");
+        value["sweep"] = json!({
+            "mode": args.mode.name(),
+            "base_seq": combo.base_seq,
+            "cores": allowed_cores,
+        });
+        append_line(&results, &value)?;
+        let line = format!(
+            "{label}: wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3}",
+            report.wall_s, report.gflops, report.imbalance
+        );
+        match &bar {
+            Some(b) => {
+                b.println(line);
+                b.inc(*w);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !todo.is_empty() {
+        eprintln!(
+            "ringattn bench scaling: {} runs in {:.1} s",
+            todo.len(),
+            sweep_start.elapsed().as_secs_f64()
+        );
+    }
+    if !args.no_plot {
+        for path in plot::render_dir(&args.out)? {
+            println!("wrote {}", path.display());
+        }
+    }
+    println!("results: {}", results.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every combination, in run order: lengths, then workers, then layouts. With one worker all
+/// layouts are the same run, so only the first layout is run (plots reuse it for the others).
+pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
+    let mut out = Vec::new();
+    for &base in &args.seq {
+        for &p in &args.workers {
+            for (i, l) in args.layout.iter().enumerate() {
+                if p == 1 && i > 0 {
+                    continue;
+                }
+                out.push(Combo {
+                    world: p,
+                    base_seq: base,
+                    seq: match args.mode {
+                        Mode::Strong => base,
+                        Mode::Weak => base * p,
+                    },
+                    layout: layout_name(*l),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn layout_name(l: LayoutArg) -> &'static str {
+    match l {
+        LayoutArg::Auto => "auto",
+        LayoutArg::Contiguous => "contiguous",
+        LayoutArg::Striped => "striped",
+        LayoutArg::Zigzag => "zigzag",
+    }
+}
+
+fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Result<Job> {
+    let mut words: Vec<String> = [
+        "run",
+        "--workers",
+        &c.world.to_string(),
+        "--seq",
+        &c.seq.to_string(),
+        "--heads",
+        &args.heads.to_string(),
+        "--kv-heads",
+        &kv_heads.to_string(),
+        "--head-dim",
+        &args.head_dim.to_string(),
+        "--threads",
+        &args.threads.to_string(),
+        "--layout",
+        c.layout,
+        "--dtype",
+        args.dtype.dtype().name(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if args.causal {
+        words.push("--causal".into());
+    }
+    let parsed = RunWords::try_parse_from(&words).map_err(|e| {
+        Error::config(format!(
+            "bench scaling: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ))
+    })?;
+    Job::from_args(&parsed.run, cores)
+}
+
+fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {
+    format!(
+        "{}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{}/{}",
+        args.mode.name(),
+        c.world,
+        c.seq,
+        c.layout,
+        j.causal,
+        j.heads,
+        j.kv_heads,
+        j.dim,
+        j.threads,
+        j.dtype.name()
+    )
+}
+
+/// Predicted relative cost of a job (partitioner makespan × heads × D, slowed down when the
+/// workers' threads exceed the cores).
+fn weight(job: &Job, cores: usize) -> u64 {
+    let makespan = job
+        .plan
+        .estimates
+        .iter()
+        .find(|e| e.kind == job.plan.kind)
+        .map_or(1.0, |e| e.makespan);
+    let over = (job.world * job.threads) as f64 / cores.max(1) as f64;
+    (makespan * job.heads as f64 * job.dim as f64 * over.max(1.0)).max(1.0) as u64
+}
+
+/// Appends one JSON line and flushes it to disk (a finished run is never lost).
+fn append_line(path: &Path, value: &Value) -> Result<()> {
+    let io = |e| Error::Io {
+        context: format!("appending to {}", path.display()),
+        source: e,
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    let mut line = serde_json::to_string(value).expect("json");
+    line.push('\n');
+    // A line cut short by a kill has no newline: start on a fresh line.
+    let len = file.metadata().map_err(io)?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+        file.read_exact(&mut last).map_err(io)?;
+        if last[0] != b'\n' {
+            line.insert(0, '\n');
+        }
+    }
+    file.write_all(line.as_bytes()).map_err(io)?;
+    file.sync_data().map_err(io)
+}

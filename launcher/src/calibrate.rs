@@ -1,0 +1,162 @@
+//! `ringattn simulate --calibrate`: this machine's kernel speed, measured with the kernel
+//! itself (`attend` on synthetic blocks), for the simulator's rate and model constants.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
+use std::time::Instant;
+
+use ringattn_runtime::{
+    attend, AttnState, Error, KvBlock, Mask, Positions, QShard, Result, Synthetic, TileShape,
+};
+use ringattn_striped::PARTIAL_TILE_COST;
+
+/// What `--calibrate` measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    /// Single-thread rate on Full tiles, GFLOP/s.
+    pub gflops: f64,
+    /// Cost of a Partial tile relative to a Full one.
+    pub partial_cost: f64,
+    /// Extra seconds of a thread's first kernel call (cold caches, first-touch page faults,
+    /// thread start), beyond its later calls.
+    pub warmup_s: f64,
+}
+
+/// Measures this machine's single-thread kernel speed on `concurrent` threads at once, each
+/// its own measurement in lockstep (a barrier starts every round on all threads together, so
+/// shared caches, memory bandwidth, turbo limits and vCPU sharing all count), for about
+/// `budget_s` seconds; each thread keeps its fastest round (outside load only slows a round
+/// down, the neighbours' slowdown is in every round), then the median over threads:
+/// - the rate on Full tiles: 512 query rows against a `rows`-row KV block of one head, so the
+///   KV working set is that of a real shard (the rate drops once K and V leave the L2 cache);
+/// - the Partial tile cost: a 512-row causal triangle against the same block unmasked.
+pub fn calibrate(
+    dim: usize,
+    rows: usize,
+    tile: TileShape,
+    budget_s: f64,
+    concurrent: usize,
+) -> Result<Calibration> {
+    let n = concurrent.max(1);
+    let barrier = Barrier::new(n);
+    let stop = AtomicBool::new(false);
+    let results: Vec<Result<Calibration>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, stop) = (&barrier, &stop);
+                scope.spawn(move || calibrate_one(dim, rows, tile, budget_s, i == 0, barrier, stop))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::config("calibration thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let mid = all.len() / 2;
+    all.sort_by(|a, b| a.gflops.total_cmp(&b.gflops));
+    let gflops = all[mid].gflops;
+    all.sort_by(|a, b| a.partial_cost.total_cmp(&b.partial_cost));
+    let partial_cost = all[mid].partial_cost;
+    all.sort_by(|a, b| a.warmup_s.total_cmp(&b.warmup_s));
+    Ok(Calibration {
+        gflops,
+        partial_cost,
+        warmup_s: all[mid].warmup_s,
+    })
+}
+
+/// One thread's calibration (see [`calibrate`]); the `leader` decides when to stop.
+fn calibrate_one(
+    dim: usize,
+    rows: usize,
+    tile: TileShape,
+    budget_s: f64,
+    leader: bool,
+    barrier: &Barrier,
+    stop: &AtomicBool,
+) -> Result<Calibration> {
+    let heads = 1;
+    let source = Synthetic { seed: 7 };
+    let q_rows = rows.min(512);
+    let q_pos = Positions::contiguous(rows - q_rows, q_rows);
+    let k_pos = Positions::contiguous(0, rows);
+    let small = Positions::contiguous(0, q_rows);
+    let inputs = (|| -> Result<_> {
+        Ok((
+            QShard::from_source(&source, heads, dim, q_pos.clone())?,
+            KvBlock::from_source(&source, 0, heads, dim, k_pos.clone())?,
+            QShard::from_source(&source, heads, dim, small.clone())?,
+            KvBlock::from_source(&source, 0, heads, dim, small.clone())?,
+        ))
+    })();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+    // Every thread reaches every barrier, even after a failure, so none waits forever.
+    let ready = match (&inputs, &pool) {
+        (Ok(_), Ok(_)) => true,
+        _ => {
+            stop.store(true, Ordering::SeqCst);
+            false
+        }
+    };
+    barrier.wait();
+    let mut rounds: [Vec<f64>; 3] = Default::default();
+    let mut cold = 0.0;
+    if ready {
+        let (q, kv, q_small, kv_small) = inputs.as_ref().expect("checked");
+        let pool = pool.as_ref().expect("checked");
+        let run = |q: &QShard, kv: &KvBlock, mask: Mask| {
+            let mut state = AttnState::new(heads, q.rows(), dim);
+            let t = Instant::now();
+            attend(q, kv, mask, tile, &mut state, pool);
+            t.elapsed().as_secs_f64().max(1e-9)
+        };
+        // The first call of a fresh thread on fresh buffers: what a rank's first step pays.
+        cold = run(q, kv, Mask::None);
+        let start = Instant::now();
+        loop {
+            barrier.wait();
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            rounds[0].push(run(q, kv, Mask::None));
+            rounds[1].push(run(q_small, kv_small, Mask::None));
+            rounds[2].push(run(q_small, kv_small, Mask::Causal));
+            let n = rounds[0].len();
+            if leader && n >= 3 && (start.elapsed().as_secs_f64() >= budget_s || n >= 100) {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    } else {
+        // Keep the others' rounds in step until they see `stop`.
+        barrier.wait();
+    }
+    inputs?;
+    pool.map_err(|e| Error::config(format!("cannot start a calibration thread: {e}")))?;
+    // The fastest round: outside load only slows a round down, while the neighbours' slowdown
+    // is in every round (they start together).
+    let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = [
+        fastest(&rounds[0]),
+        fastest(&rounds[1]),
+        fastest(&rounds[2]),
+    ];
+    let big = ringattn_runtime::count_tiles(&q_pos, &k_pos, Mask::None, tile);
+    let full = ringattn_runtime::count_tiles(&small, &small, Mask::None, tile);
+    let causal = ringattn_runtime::count_tiles(&small, &small, Mask::Causal, tile);
+    let small_tile_s = best[1] / full.full as f64;
+    let partial_cost = if causal.partial > 0 {
+        ((best[2] / small_tile_s - causal.full as f64) / causal.partial as f64).clamp(1.0, 4.0)
+    } else {
+        PARTIAL_TILE_COST
+    };
+    let flops = 4.0 * dim as f64 * (big.full as usize * tile.q * tile.k) as f64;
+    Ok(Calibration {
+        gflops: flops / best[0] / 1e9,
+        partial_cost,
+        warmup_s: (cold - best[0]).max(0.0),
+    })
+}
