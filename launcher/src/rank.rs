@@ -6,7 +6,7 @@ use std::time::Instant;
 use std::io::{IsTerminal, Write};
 
 use ringattn_ring::{ring_pass_with_progress, RankStats, StepStats};
-use ringattn_runtime::{Comm, Error, KvBlock, Positions, QShard, Result};
+use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{check_rank, CheckResult};
@@ -71,6 +71,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         })?;
     let setup_s = setup.elapsed().as_secs_f64();
 
+    let state = AttnState::new(job.heads, q.rows(), job.dim);
     comm.barrier()?;
     let start = Instant::now();
     let show_progress = rank == 0 && world > 1 && std::io::stderr().is_terminal();
@@ -89,7 +90,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             let _ = err.flush();
         }
     };
-    let (state, stats) = ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, &mut progress)?;
+    let (state, stats) =
+        ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
     let fin = state.finalize();
     let idle = Instant::now();
     comm.barrier()?;

@@ -76,21 +76,29 @@ pub fn ring_pass(
     cfg: &RingConfig,
     pool: &rayon::ThreadPool,
 ) -> Result<(AttnState, RankStats)> {
-    ring_pass_with_progress(comm, q, kv, cfg, pool, &mut |_, _| {})
+    let state = AttnState::new(q.heads, q.rows(), q.dim);
+    ring_pass_with_progress(comm, q, kv, cfg, pool, state, &mut |_, _| {})
 }
 
-/// [`ring_pass`], calling `on_step(step, stats)` after each step (for progress display).
+/// [`ring_pass`] into a state the caller prepared (`AttnState::new` for `q`, made before any
+/// timing starts), calling `on_step(step, stats)` after each step (for progress display).
+#[allow(clippy::too_many_arguments)]
 pub fn ring_pass_with_progress(
     comm: &mut dyn Comm,
     q: &QShard,
     kv: KvBlock,
     cfg: &RingConfig,
     pool: &rayon::ThreadPool,
+    mut state: AttnState,
     on_step: &mut dyn FnMut(usize, &StepStats),
 ) -> Result<(AttnState, RankStats)> {
+    assert_eq!(
+        (state.heads, state.rows, state.dim),
+        (q.heads, q.rows(), q.dim),
+        "state does not match the query shard"
+    );
     let (rank, world) = (comm.rank(), comm.size());
     let start = Instant::now();
-    let mut state = AttnState::new(q.heads, q.rows(), q.dim);
     let mut stats = RankStats {
         kv_bytes_peak: kv.allocated_bytes(),
         ..RankStats::default()

@@ -36,15 +36,22 @@ pub struct Finalized {
 }
 
 impl AttnState {
-    /// The empty state (no key seen yet).
+    /// The empty state (no key seen yet). Every page is written here (not lazily mapped as
+    /// `vec![0.0; n]` would be), so the first kernel call does not pay the page faults.
     pub fn new(heads: usize, rows: usize, dim: usize) -> Self {
+        let filled = |n: usize, value: f32| {
+            let mut v = Vec::with_capacity(n);
+            // An opaque fill value keeps the compiler from turning this into a lazy calloc.
+            v.resize(n, std::hint::black_box(value));
+            v
+        };
         AttnState {
             heads,
             rows,
             dim,
-            m: vec![f32::NEG_INFINITY; heads * rows],
-            l: vec![0.0; heads * rows],
-            acc: vec![0.0; heads * rows * dim],
+            m: filled(heads * rows, f32::NEG_INFINITY),
+            l: filled(heads * rows, 0.0),
+            acc: filled(heads * rows * dim, 0.0),
         }
     }
 
