@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run distributed attention once and report time, balance, overlap and (optionally) accuracy.
     Run(RunArgs),
+    /// Show the SIMD level, the measured FMA peak per core, the cores and the affinity mask.
+    Info(crate::info::InfoArgs),
     /// Predict a ring pass (step times, wall time, imbalance, bytes) with the cost model.
     Simulate(crate::simulate_cmd::SimulateArgs),
     /// Benchmarks (`bench scaling`: sweep workers × layouts, write results and plots).

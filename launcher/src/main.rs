@@ -9,6 +9,7 @@ mod bench;
 mod calibrate;
 mod check;
 mod cli;
+mod info;
 mod job;
 mod local_backend;
 #[cfg(feature = "mpi")]
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Info(args) => info::run_info(&args, allowed_cores()),
         Command::Simulate(args) => simulate_cmd::run_simulate(&args),
         Command::Bench(args) => bench::run_bench(&args, allowed_cores()),
         Command::Plot(args) => plot::run_plot(&args),

@@ -4,6 +4,7 @@
 //! lines and plots). Further groups (`kernel`, `sched`) are added as variants of
 //! [`BenchCommand`] with their own module and arguments.
 
+pub mod kernel;
 pub mod scaling;
 
 use std::process::ExitCode;
@@ -26,11 +27,15 @@ pub enum BenchCommand {
     /// line to DIR/results.jsonl (finished runs are skipped) and draw DIR/scaling.png/.svg and
     /// DIR/balance.png.
     Scaling(scaling::ScalingArgs),
+    /// The single-node kernel's GFLOP/s over seq × head dim × threads × mask, beside the
+    /// measured FMA peak; one JSON object per line with --json.
+    Kernel(kernel::KernelArgs),
 }
 
 /// Runs `ringattn bench ...` on a machine with `allowed_cores` cores.
 pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     match &args.command {
         BenchCommand::Scaling(a) => scaling::run_scaling(a, allowed_cores),
+        BenchCommand::Kernel(a) => kernel::run_kernel_bench(a, allowed_cores),
     }
 }

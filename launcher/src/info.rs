@@ -1,0 +1,118 @@
+//! `ringattn info`: what this machine gives ringattn — SIMD level, measured FMA peak per core,
+//! cores and the affinity mask the launcher (mpirun, SLURM, taskset) set.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use ringattn_runtime::kernel::measure_peak_gflops;
+use ringattn_runtime::{Isa, Result};
+use serde::Serialize;
+
+/// Options of `ringattn info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print JSON instead of text ("-" = stdout).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+}
+
+/// What `info` reports.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu: String,
+    /// Micro-kernels the kernel uses.
+    pub isa: &'static str,
+    /// Every instruction set this CPU supports, fastest first.
+    pub isa_available: Vec<&'static str>,
+    /// Measured f32 FMA peak of one core with `isa`, GFLOP/s.
+    pub peak_gflops_per_core: f64,
+    /// Cores this process may run on.
+    pub allowed_cores: usize,
+    /// The affinity mask as a CPU list (from /proc/self/status), e.g. "0-3,8".
+    pub affinity: String,
+    /// CPUs online on the machine.
+    pub online_cpus: String,
+    /// Performance-core list on Intel hybrid parts (/sys/devices/cpu_core/cpus), if any.
+    pub p_cores: Option<String>,
+    /// Efficiency-core list on Intel hybrid parts (/sys/devices/cpu_atom/cpus), if any.
+    pub e_cores: Option<String>,
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Gathers the machine facts (takes ~0.3 s for the peak measurement).
+pub fn gather(allowed_cores: usize) -> Info {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let affinity = status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let isa = Isa::best();
+    Info {
+        cpu,
+        isa: isa.name(),
+        isa_available: Isa::available().into_iter().map(Isa::name).collect(),
+        peak_gflops_per_core: measure_peak_gflops(isa, Duration::from_millis(300)),
+        allowed_cores,
+        affinity,
+        online_cpus: read_trimmed("/sys/devices/system/cpu/online")
+            .unwrap_or_else(|| "unknown".into()),
+        p_cores: read_trimmed("/sys/devices/cpu_core/cpus"),
+        e_cores: read_trimmed("/sys/devices/cpu_atom/cpus"),
+    }
+}
+
+/// Prints the facts as text or JSON.
+pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
+    let info = gather(allowed_cores);
+    match args.json.as_deref() {
+        Some("-") => println!("{}", serde_json::to_string(&info).expect("info serialises")),
+        Some(path) => {
+            let text = serde_json::to_string_pretty(&info).expect("info serialises") + "\n";
+            std::fs::write(path, text).map_err(|e| ringattn_runtime::Error::Io {
+                context: format!("writing {path}"),
+                source: e,
+            })?;
+        }
+        None => {
+            println!("cpu:          {}", info.cpu);
+            println!(
+                "simd:         {} (available: {})",
+                info.isa,
+                info.isa_available.join(", ")
+            );
+            println!(
+                "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
+                info.peak_gflops_per_core
+            );
+            println!(
+                "cores:        {} allowed (affinity {}; online {})",
+                info.allowed_cores, info.affinity, info.online_cpus
+            );
+            match (&info.p_cores, &info.e_cores) {
+                (Some(p), Some(e)) => println!("hybrid:       P cores {p}, E cores {e}"),
+                _ => println!("hybrid:       no P/E core lists (all cores treated alike)"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
