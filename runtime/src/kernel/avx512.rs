@@ -95,13 +95,17 @@ unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *
             macro_rules! block {
                 ($mr:literal) => {
                     if wide {
-                        qk_block::<$mr, 2>(qi, d, ktj, ld, si)
+                        qk_block::<$mr, 2, 0>(qi, d, ktj, ld, si)
                     } else {
-                        qk_block::<$mr, 1>(qi, d, ktj, ld, si)
+                        qk_block::<$mr, 1, 0>(qi, d, ktj, ld, si)
                     }
                 };
             }
             match mr {
+                // The hot block with the usual head dims as constants: the eight broadcast
+                // addresses become base + constant displacement (no per-row address adds).
+                8 if wide && d == 128 => qk_block::<8, 2, 128>(qi, d, ktj, ld, si),
+                8 if wide && d == 64 => qk_block::<8, 2, 64>(qi, d, ktj, ld, si),
                 8 => block!(8),
                 7 => block!(7),
                 6 => block!(6),
@@ -119,13 +123,15 @@ unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn qk_block<const MR: usize, const NC: usize>(
+unsafe fn qk_block<const MR: usize, const NC: usize, const D: usize>(
     q: *const f32,
     d: usize,
     kt: *const f32,
     ld: usize,
     s: *mut f32,
 ) {
+    // D != 0: the head dim as a compile-time constant (must equal `d`).
+    let d = if D == 0 { d } else { D };
     let mut acc = [[_mm512_setzero_ps(); NC]; MR];
     for p in 0..d {
         let mut k = [_mm512_setzero_ps(); NC];
@@ -220,33 +226,29 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
-    // Blocks of 32 output columns × 8 rows: each V load feeds 8 FMAs, and the V slice of a
-    // column block (nk × 32 floats, 8 KiB for 64 keys) stays in L1 across the row blocks.
     let vectors = d.div_ceil(16);
     let mut c0 = 0;
     while c0 < vectors {
-        let nv = (vectors - c0).min(2);
+        let nv = (vectors - c0).min(4);
         let col = c0 * 16;
         let tail = lanes(d - col - (nv - 1) * 16);
         let (vc, ac) = (v.add(col), acc.add(col));
         let mut i = 0;
         while i < nq {
-            let mr = (nq - i).min(8);
+            let mr = (nq - i).min(4);
             let (pi, al, ai) = (p.add(i * ld), alpha.add(i), ac.add(i * d));
             macro_rules! block {
                 ($mr:literal) => {
-                    if nv == 2 {
-                        pv_block::<$mr, 2>(pi, ld, nk, vc, d, al, ai, tail)
-                    } else {
-                        pv_block::<$mr, 1>(pi, ld, nk, vc, d, al, ai, tail)
+                    match nv {
+                        4 => pv_block::<$mr, 4, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        3 => pv_block::<$mr, 3, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        2 => pv_block::<$mr, 2, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        _ => pv_block::<$mr, 1, 0>(pi, ld, nk, vc, d, al, ai, tail),
                     }
                 };
             }
             match mr {
-                8 => block!(8),
-                7 => block!(7),
-                6 => block!(6),
-                5 => block!(5),
+                4 if nv == 4 && ld == 64 => pv_block::<4, 4, 64>(pi, ld, nk, vc, d, al, ai, tail),
                 4 => block!(4),
                 3 => block!(3),
                 2 => block!(2),
@@ -261,7 +263,7 @@ unsafe fn pv(
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_block<const MR: usize, const NV: usize>(
+unsafe fn pv_block<const MR: usize, const NV: usize, const LD: usize>(
     p: *const f32,
     ld: usize,
     nk: usize,
@@ -271,6 +273,8 @@ unsafe fn pv_block<const MR: usize, const NV: usize>(
     acc: *mut f32,
     tail: __mmask16,
 ) {
+    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`).
+    let ld = if LD == 0 { ld } else { LD };
     let mask = |c: usize| if c + 1 == NV { tail } else { 0xFFFF };
     let mut a = [[_mm512_setzero_ps(); NV]; MR];
     for (i, a_i) in a.iter_mut().enumerate() {

@@ -50,31 +50,32 @@ pub(crate) struct Item<'a> {
 
 /// Per-thread scratch buffers, allocated once per thread, never per tile.
 pub(crate) struct Scratch {
-    scores: Vec<f32>,
+    scores: AlignedBuf,
     alpha: Vec<f32>,
     q_pos: Vec<usize>,
     k_pos: Vec<usize>,
-    /// A V tile widened to f32 when V is stored as bf16.
-    v_tile: Vec<f32>,
 }
 
 impl Scratch {
-    pub(crate) fn new<M: Micro>(tile: TileShape, dim: usize) -> Self {
+    pub(crate) fn new<M: Micro>(tile: TileShape) -> Self {
         let ld = tile.k.next_multiple_of(M::LANES);
         Scratch {
-            scores: vec![0.0; tile.q * ld],
+            scores: AlignedBuf::zeroed(tile.q * ld),
             alpha: vec![0.0; tile.q],
             q_pos: vec![0; tile.q],
             k_pos: vec![0; tile.k],
-            v_tile: Vec::with_capacity(tile.k * dim),
         }
     }
 }
 
-/// K of a whole block packed once per call for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
+/// K and V of a whole block prepared once per call. K for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
 /// panel ([`pack_transposed`]), so items read ready panels instead of each repacking them.
 pub(crate) struct PackedK {
-    data: Vec<f32>,
+    data: AlignedBuf,
+    /// V of the block as f32 in one 64-byte-aligned buffer (same `[kv_heads][rows][dim]`
+    /// order): full-width loads of V rows never split a cache line, and bf16 V is widened once
+    /// per call instead of once per (item, tile).
+    v: AlignedBuf,
     ld: usize,
     panel: usize,
     tiles_per_head: usize,
@@ -88,19 +89,29 @@ impl PackedK {
         let ld = tile.k.next_multiple_of(M::LANES);
         let tiles_per_head = rows.div_ceil(tile.k);
         let panel = d * ld;
-        let mut data = vec![0.0f32; kv.kv_heads * tiles_per_head * panel];
-        data.par_chunks_mut(panel.max(1)).enumerate().for_each_init(
-            || Vec::with_capacity(tile.k * d),
-            |widened, (idx, dst)| {
-                let (head, t) = (idx / tiles_per_head, idx % tiles_per_head);
-                let ka = t * tile.k;
-                let nk = tile.k.min(rows - ka);
-                let start = (head * rows + ka) * d;
-                pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
-            },
-        );
+        let mut data = AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel);
+        data.as_mut_slice()
+            .par_chunks_mut(panel.max(1))
+            .enumerate()
+            .for_each_init(
+                || Vec::with_capacity(tile.k * d),
+                |widened, (idx, dst)| {
+                    let (head, t) = (idx / tiles_per_head, idx % tiles_per_head);
+                    let ka = t * tile.k;
+                    let nk = tile.k.min(rows - ka);
+                    let start = (head * rows + ka) * d;
+                    pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
+                },
+            );
+        let mut v = AlignedBuf::zeroed(kv.v.len());
+        let chunk = (tile.k * d).max(1);
+        v.as_mut_slice()
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, dst)| kv.v.read_f32(i * chunk, dst));
         PackedK {
             data,
+            v,
             ld,
             panel,
             tiles_per_head,
@@ -109,7 +120,7 @@ impl PackedK {
 
     fn panel(&self, head: usize, t: usize) -> &[f32] {
         let start = (head * self.tiles_per_head + t) * self.panel;
-        &self.data[start..start + self.panel]
+        &self.data.as_slice()[start..start + self.panel]
     }
 }
 
@@ -147,7 +158,7 @@ pub(crate) fn process_item<M: Micro>(
             TileClass::Full => counts.full += 1,
             TileClass::Partial => counts.partial += 1,
         }
-        let scores = &mut s.scores[..nq * ld];
+        let scores = &mut s.scores.as_mut_slice()[..nq * ld];
         micro.qk(q_tile, nq, dim, packed.panel(kv_head, t), ld, scores);
         if class == TileClass::Partial {
             if !q_pos_ready {
@@ -165,10 +176,40 @@ pub(crate) fn process_item<M: Micro>(
             s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
         }
         let v_start = (kv_head * k_rows + ka) * dim;
-        let v_tile = f32_rows(&kv.v, v_start, nk * dim, &mut s.v_tile);
+        let v_tile = &packed.v.as_slice()[v_start..v_start + nk * dim];
         micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
     }
     counts
+}
+
+/// An f32 buffer whose first element sits on a 64-byte boundary, so rows whose length is a
+/// multiple of 16 floats never split a cache line on a full-width vector load (a split load
+/// costs two load slots). Safe: it over-allocates and starts at the aligned offset.
+pub(crate) struct AlignedBuf {
+    storage: Vec<f32>,
+    offset: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zeros, 64-byte aligned.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        let storage = vec![0.0f32; len + 16];
+        let offset = storage.as_ptr().align_offset(64).min(16);
+        AlignedBuf {
+            storage,
+            offset,
+            len,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.storage[self.offset..self.offset + self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
 }
 
 /// Elements `[start, start + len)` of `data` as f32: borrowed when stored as f32, else widened

@@ -278,7 +278,7 @@ fn run_items<M: Micro>(
         items
             .par_iter_mut()
             .map_init(
-                || Scratch::new::<M>(tile, dim),
+                || Scratch::new::<M>(tile),
                 |scratch, item| process_item(micro, q, kv, &packed, mask, tile, item, scratch),
             )
             .reduce(TileCounts::default, |mut a, b| {
