@@ -5,8 +5,9 @@
 //!   blocks outside, query rows inside, so the K slice stays in L1.
 //! - softmax: vectorised max, `exp2` by range reduction (round, degree-6 polynomial, `scalef`),
 //!   sum; masked tails, no scalar loop.
-//! - P·V: register tile of 8 rows × 32 output columns (16 accumulators), each V load shared by
-//!   the 8 rows; the accumulator is rescaled by alpha on load.
+//! - P·V: register tile of 4 rows × 64 output columns (16 accumulators): per key four
+//!   contiguous V loads (256 bytes of one row) shared by the 4 rows; the accumulator is
+//!   rescaled by alpha on load.
 //!
 //! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx512f")]` function,
 //! sound because an [`Avx512`] value exists only after the CPU reported AVX-512F, or a raw
@@ -226,6 +227,8 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
+    // Blocks of 64 output columns × 4 rows (16 accumulators): per key, four contiguous V loads
+    // (one 256-byte stretch of the row) each feed 4 FMAs.
     let vectors = d.div_ceil(16);
     let mut c0 = 0;
     while c0 < vectors {
