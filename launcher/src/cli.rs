@@ -29,6 +29,10 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Re-draw the plots of a `bench scaling` directory from its results.jsonl.
     Plot(crate::plot::PlotArgs),
+    /// Start `run` as P MPI ranks under mpirun/mpiexec (`launch -n 4 -- run --seq 16384`).
+    Launch(crate::launch::LaunchArgs),
+    /// Print a SLURM batch script that runs `run` with the MPI backend (`sbatch ... -- run ...`).
+    Sbatch(crate::sbatch::SbatchArgs),
 }
 
 /// Token layouts accepted by `--layout`.
@@ -80,7 +84,8 @@ pub enum BackendArg {
     ringattn run --workers 2 --seq 16384 --heads 8 --head-dim 128 --causal --layout striped\n  \
     ringattn run --seq 4096 --causal --check --json report.json\n  \
     ringattn run --input qkv.safetensors --output out.safetensors --causal --check\n  \
-    mpirun -n 4 ringattn run --backend mpi --seq 16384 --causal --check   (built with --features mpi)")]
+    mpirun -n 4 ringattn run --backend mpi --seq 16384 --causal --check   (built with --features mpi)\n  \
+    ringattn launch -n 4 -- run --seq 16384 --causal --check               (the same, mpirun found for you)")]
 pub struct RunArgs {
     /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -112,9 +117,14 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
-    /// allowed cores / ranks on the node].
+    /// the rank's share of the cores its node's ranks may use]. Ranks sharing a node get
+    /// disjoint cores, each kernel thread pinned to one (see --no-pin); when ranks × threads
+    /// exceed the allowed cores, rank 0 warns and the job runs unpinned.
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Do not pin kernel threads to cores (the operating system places them).
+    #[arg(long)]
+    pub no_pin: bool,
     /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

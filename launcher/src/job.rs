@@ -47,6 +47,9 @@ pub struct Job {
     pub causal: bool,
     /// Kernel threads per rank.
     pub threads: usize,
+    /// CPU ids each rank pins its kernel threads to, by rank (see `cores.rs`); an empty list
+    /// (or none at all) leaves the rank unpinned.
+    pub cores: Vec<Vec<usize>>,
     /// The partitioner's decision.
     pub plan: Plan,
     /// Ring configuration (mask, tiles, fault hook).
@@ -62,6 +65,14 @@ pub struct Job {
 }
 
 impl Job {
+    /// The CPU ids rank `rank` pins its kernel threads to (empty: unpinned).
+    pub fn cores_of(&self, rank: usize) -> &[usize] {
+        match self.cores.get(rank) {
+            Some(cores) => cores,
+            None => &[],
+        }
+    }
+
     /// The mask of the run.
     pub fn mask(&self) -> Mask {
         self.ring.mask
@@ -166,6 +177,7 @@ impl Job {
             dim,
             causal: args.causal,
             threads,
+            cores: Vec::new(),
             plan: plan(choice, world, seq, mask, tile),
             ring: RingConfig { mask, tile, fault },
             check_rows,

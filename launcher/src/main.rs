@@ -9,8 +9,10 @@ mod bench;
 mod calibrate;
 mod check;
 mod cli;
+mod cores;
 mod info;
 mod job;
+mod launch;
 mod local_backend;
 #[cfg(feature = "mpi")]
 mod mpi_backend;
@@ -18,6 +20,7 @@ mod output;
 mod plot;
 mod rank;
 mod report;
+mod sbatch;
 mod simulate_cmd;
 
 use std::process::ExitCode;
@@ -42,6 +45,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate_cmd::run_simulate(&args),
         Command::Bench(args) => bench::run_bench(&args, allowed_cores()),
         Command::Plot(args) => plot::run_plot(&args),
+        Command::Launch(args) => launch::run_launch(&args),
+        Command::Sbatch(args) => sbatch::run_sbatch(&args),
     };
     match result {
         Ok(code) => code,
@@ -104,7 +109,10 @@ fn allowed_cores() -> usize {
 fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     match backend::resolve(args.backend)? {
         Backend::Local => {
-            let job = Job::from_args(args, allowed_cores())?;
+            let mut job = Job::from_args(args, allowed_cores())?;
+            let explicit_threads = args.threads.is_some();
+            job.cores =
+                cores::plan_local(job.world, job.threads, explicit_threads, !args.no_pin).cores;
             let gathered = local_backend::run_local(&job)?;
             finish(args, &job, "local", &gathered).map(ExitCode::from)
         }

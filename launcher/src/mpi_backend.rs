@@ -13,6 +13,7 @@ use ringattn_runtime::mpi_backend::MpiComm;
 use ringattn_runtime::{Comm, Error, Result};
 
 use crate::cli::RunArgs;
+use crate::cores::{CorePlan, RankMask};
 use crate::job::Job;
 use crate::local_backend::panic_message;
 use crate::rank::run_rank;
@@ -22,7 +23,13 @@ use crate::rank::run_rank;
 pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     let mut comm = MpiComm::init()?;
     let rank = comm.rank();
-    let prepared = prepare(args, &comm, allowed_cores);
+    let cores = plan_cores(&mut comm, args)?;
+    if rank == 0 {
+        if let Some(w) = cores.warning() {
+            eprintln!("{w}");
+        }
+    }
+    let prepared = prepare(args, &comm, allowed_cores, cores);
     let job = match agree(&mut comm, prepared)? {
         Ok(job) => job,
         Err(e) if rank == 0 => return Err(e),
@@ -78,9 +85,41 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     }
 }
 
+/// Plans every rank's kernel cores (a collective call): rank 0 gathers each rank's node and
+/// affinity mask, plans with [`crate::cores::plan`] and sends the plan to every rank.
+fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
+    let rank = comm.rank();
+    let config = bincode::config::standard();
+    let err = |what: &str, e: &dyn std::fmt::Display| Error::Comm {
+        rank,
+        reason: format!("{what} the core plan: {e}"),
+    };
+    let mine = RankMask {
+        node: comm.node_id(),
+        cpus: crate::cores::allowed_cpus(),
+    };
+    let mine = bincode::serde::encode_to_vec(&mine, config).map_err(|e| err("encoding", &e))?;
+    let planned = match comm.gather(0, mine)? {
+        Some(parts) => {
+            let masks = parts
+                .iter()
+                .map(|p| bincode::serde::decode_from_slice(p, config).map(|(m, _)| m))
+                .collect::<std::result::Result<Vec<RankMask>, _>>()
+                .map_err(|e| err("decoding", &e))?;
+            let plan = crate::cores::plan(&masks, args.threads, !args.no_pin);
+            bincode::serde::encode_to_vec(&plan, config).map_err(|e| err("encoding", &e))?
+        }
+        None => Vec::new(),
+    };
+    let planned = comm.broadcast(0, planned)?;
+    bincode::serde::decode_from_slice(&planned, config)
+        .map(|(p, _)| p)
+        .map_err(|e| err("decoding", &e))
+}
+
 /// Validates the arguments on this rank: the world is the MPI size (`--workers`, when given,
-/// must equal it) and threads default to this process's cores shared by the node's ranks.
-fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize) -> Result<Job> {
+/// must equal it) and threads default to this rank's share of its affinity mask (`cores`).
+fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize, cores: CorePlan) -> Result<Job> {
     let size = comm.size();
     if let Some(w) = args.workers {
         if w != size {
@@ -93,9 +132,12 @@ fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize) -> Result<Job> 
     let mut args = args.clone();
     args.workers = Some(size);
     if args.threads.is_none() {
-        args.threads = Some((allowed_cores / comm.node_ranks().max(1)).max(1));
+        let share = (allowed_cores / comm.node_ranks().max(1)).max(1);
+        args.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
     }
-    Job::from_args(&args, allowed_cores)
+    let mut job = Job::from_args(&args, allowed_cores)?;
+    job.cores = cores.cores;
+    Ok(job)
 }
 
 /// Makes every rank agree on the first rank's failure to prepare (in rank order), so that no

@@ -21,6 +21,8 @@ pub struct RankResult {
     pub positions: Positions,
     /// Kernel threads it used.
     pub threads: usize,
+    /// CPU ids its kernel threads were pinned to, one per thread (empty: unpinned).
+    pub cores: Vec<usize>,
     /// Seconds spent making its shard (generation or file reads).
     pub setup_s: f64,
     /// Seconds waiting at the end for the slowest rank.
@@ -61,14 +63,22 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         positions.clone(),
         job.dtype,
     )?;
-    let pool = rayon::ThreadPoolBuilder::new()
+    let cores = job.cores_of(rank).to_vec();
+    let mut builder = rayon::ThreadPoolBuilder::new()
         .num_threads(job.threads)
-        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"))
-        .build()
-        .map_err(|e| Error::RankFailed {
-            rank,
-            reason: format!("cannot start kernel threads: {e}"),
-        })?;
+        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"));
+    if !cores.is_empty() {
+        let pins = cores.clone();
+        builder = builder.start_handler(move |i| {
+            if let Some(&cpu) = pins.get(i) {
+                crate::cores::pin_current_thread(cpu);
+            }
+        });
+    }
+    let pool = builder.build().map_err(|e| Error::RankFailed {
+        rank,
+        reason: format!("cannot start kernel threads: {e}"),
+    })?;
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);
@@ -119,6 +129,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         rank,
         positions,
         threads: job.threads,
+        cores,
         setup_s,
         idle_s,
         stats,

@@ -45,6 +45,8 @@ pub struct RankReport {
     pub kv_bytes_peak: u64,
     /// Kernel threads.
     pub threads: usize,
+    /// CPU ids its kernel threads were pinned to (empty: unpinned).
+    pub cores: Vec<usize>,
     /// Tiles computed (Full + Partial, all heads, all steps).
     pub tiles_computed: u64,
     /// Full tiles.
@@ -132,6 +134,7 @@ impl Report {
                 bytes_sent: r.stats.bytes_sent,
                 kv_bytes_peak: r.stats.kv_bytes_peak,
                 threads: r.threads,
+                cores: r.cores.clone(),
                 tiles_computed: r.stats.tiles.computed(),
                 tiles_full: r.stats.tiles.full,
                 tiles_partial: r.stats.tiles.partial,

@@ -92,8 +92,14 @@ fn attempt(cores: usize) -> (Vec<Row>, Vec<String>) {
         let predicted = ringattn(&words(&format!(
             "simulate {common} {calibration} --cores {cores} --link-gbps inf --latency-us 0 --json -"
         )));
+        // Unpinned, like the calibration: a pinned rank cannot move off a core that other work
+        // holds, which would make the measured balance depend on load.
         let runs: Vec<Value> = (0..1)
-            .map(|_| ringattn(&words(&format!("run {common} --threads 1 --json -"))))
+            .map(|_| {
+                ringattn(&words(&format!(
+                    "run {common} --threads 1 --no-pin --json -"
+                )))
+            })
             .collect();
         let best = runs
             .iter()

@@ -83,6 +83,8 @@ pub struct MpiComm {
     rank: usize,
     size: usize,
     node_ranks: usize,
+    node_rank: usize,
+    node_id: u64,
     to_thread: Option<Sender<Arc<KvBlock>>>,
     from_thread: Receiver<Result<KvBlock>>,
     thread: Option<JoinHandle<()>>,
@@ -113,8 +115,14 @@ impl MpiComm {
                 ),
             });
         }
-        // Ranks sharing this node (a collective call: every rank makes it here).
-        let node_ranks = usize::try_from(world.split_shared(0).size()).unwrap_or(1);
+        // Ranks sharing this node (a collective call: every rank makes it here), this rank's
+        // place among them, and the node's name: the world rank of its first rank.
+        let shared = world.split_shared(0);
+        let node_ranks = usize::try_from(shared.size()).unwrap_or(1);
+        let node_rank = usize::try_from(shared.rank()).unwrap_or(0);
+        let mut leader = [rank as u64];
+        shared.process_at_rank(0).broadcast_into(&mut leader[..]);
+        drop(shared);
         let (to_thread, requests) = bounded::<Arc<KvBlock>>(1);
         let (results, from_thread) = bounded::<Result<KvBlock>>(1);
         let thread = thread::Builder::new()
@@ -128,6 +136,8 @@ impl MpiComm {
             rank,
             size,
             node_ranks,
+            node_rank,
+            node_id: leader[0],
             to_thread: Some(to_thread),
             from_thread,
             thread: Some(thread),
@@ -139,6 +149,17 @@ impl MpiComm {
     /// Number of ranks of this job running on this node (sharing its memory and cores).
     pub fn node_ranks(&self) -> usize {
         self.node_ranks
+    }
+
+    /// This rank's place among the ranks of its node, `0..node_ranks()` (in world rank order).
+    pub fn node_rank(&self) -> usize {
+        self.node_rank
+    }
+
+    /// Names this rank's node: the world rank of the node's first rank (equal on every rank of
+    /// the node, different between nodes).
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
     fn comm_err(&self, reason: impl Into<String>) -> Error {
