@@ -3,80 +3,15 @@
 //!
 //! Every invocation runs under a deadline so that a hang fails the test instead of the suite.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
-/// Longest any single invocation may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// What one run of the binary produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `ringattn ARGS`, killing it (and failing) past [`DEADLINE`].
-fn ringattn(args: &[&str]) -> Run {
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringattn"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning ringattn");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out_pipe.read_to_end(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err_pipe.read_to_end(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for ringattn") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringattn {args:?} did not finish within {DEADLINE:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-        elapsed,
-    }
-}
+mod common;
+use common::*;
 
 /// Asserts that stderr is exactly one `ringattn: error:` line, without panic text, that
 /// contains every needle.

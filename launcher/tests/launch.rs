@@ -5,111 +5,13 @@
 //! scripts/install-mpi.sh`). Without one they print a note and pass, except in CI
 //! (`CI=true`), where a missing MPI is a failure.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// Longest any single invocation may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A small job that checks every row.
-const SMALL: [&str; 8] = [
-    "--seq",
-    "300",
-    "--heads",
-    "2",
-    "--head-dim",
-    "16",
-    "--causal",
-    "--check",
-];
-
-/// What one command produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd`, killing it (and failing) past [`DEADLINE`].
-fn run(mut cmd: Command) -> Run {
-    let start = Instant::now();
-    let mut child = cmd
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning a command");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out_pipe.read_to_end(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err_pipe.read_to_end(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for a command") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {DEADLINE:?} (hang?)");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    }
-}
-
-fn ringattn(args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
-    cmd.args(args);
-    run(cmd)
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("not one JSON report ({e}):\n{text}"))
-}
-
-fn cores_of(report: &Value) -> Vec<Vec<u64>> {
-    report["ranks"]
-        .as_array()
-        .expect("ranks")
-        .iter()
-        .map(|r| {
-            r["cores"]
-                .as_array()
-                .expect("ranks[].cores")
-                .iter()
-                .map(|c| c.as_u64().unwrap())
-                .collect()
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 fn assert_one_error_line(r: &Run, needle: &str) {
     let lines: Vec<&str> = r.stderr.lines().collect();

@@ -6,17 +6,14 @@
 
 #![cfg(feature = "mpi")]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Longest any single invocation may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+use common::*;
 
 /// The job of the comparison tests: N = 1001 divides by none of P = 2, 3, 4 (nor 2P).
 const JOB: [&str; 9] = [
@@ -32,23 +29,6 @@ const JOB: [&str; 9] = [
 ];
 
 const LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
-
-/// What one command produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
 
 /// The MPI launcher and the options it needs here, or `None` (with a note) when MPI is missing.
 /// Panics when MPI is missing in CI.
@@ -83,55 +63,6 @@ fn launcher() -> Option<&'static (PathBuf, Vec<&'static str>)> {
     found.as_ref()
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Runs `cmd`, killing it (and failing) past [`DEADLINE`].
-fn run(mut cmd: Command) -> Run {
-    let start = Instant::now();
-    let mut child = cmd
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning a command");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out_pipe.read_to_end(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err_pipe.read_to_end(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for a command") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {DEADLINE:?} (hang?)");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
-        elapsed,
-    }
-}
-
 /// `mpirun -n P ringattn ARGS`.
 fn mpirun(launcher: &(PathBuf, Vec<&str>), p: usize, args: &[&str]) -> Run {
     mpirun_env(launcher, p, args, None)
@@ -157,13 +88,6 @@ fn mpirun_env(
         .arg(p.to_string())
         .arg(env!("CARGO_BIN_EXE_ringattn"))
         .args(args);
-    run(cmd)
-}
-
-/// `ringattn ARGS` (no launcher).
-fn ringattn(args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
-    cmd.args(args);
     run(cmd)
 }
 

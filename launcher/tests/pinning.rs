@@ -1,73 +1,10 @@
 //! Where the local backend's kernel threads run: disjoint cores per worker, `--no-pin`, one
 //! warning when oversubscribed, and the report's `cores`. (Under MPI: tests/launch.rs.)
 
-use std::process::Command;
 use std::thread;
 
-use serde_json::Value;
-
-/// A small job that checks every row.
-const SMALL: [&str; 8] = [
-    "--seq",
-    "300",
-    "--heads",
-    "2",
-    "--head-dim",
-    "16",
-    "--causal",
-    "--check",
-];
-
-/// What one command produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn ringattn(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringattn"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("running ringattn");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("not one JSON report ({e}):\n{text}"))
-}
-
-/// Every rank's `cores` in a report.
-fn cores_of(report: &Value) -> Vec<Vec<u64>> {
-    report["ranks"]
-        .as_array()
-        .expect("ranks")
-        .iter()
-        .map(|r| {
-            r["cores"]
-                .as_array()
-                .expect("ranks[].cores")
-                .iter()
-                .map(|c| c.as_u64().unwrap())
-                .collect()
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 /// CPUs in this process's affinity mask (what ringattn plans with).
 fn allowed() -> usize {
