@@ -16,6 +16,7 @@ pub mod comm;
 pub mod error;
 pub mod io;
 pub mod kernel;
+pub mod kv_wire;
 pub mod local;
 pub mod mask;
 #[cfg(feature = "mpi")]
