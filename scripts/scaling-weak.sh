@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Weak scaling on one workstation (local backend): N = SEQ × workers (tokens per worker fixed,
 # so each worker's work grows ∝ workers: ideal time grows linearly), workers 1, 2, 4, ... up to
-# twice the cores, every layout, causal. Re-running resumes where it stopped.
+# twice the cores, every layout, causal; then the simulator's prediction for the same runs with
+# this machine calibrated. Re-running resumes where it stopped.
 # Usage: bash scripts/scaling-weak.sh [OUT=scaling-weak] [SEQ=4096] [HEADS=8] [DIM=128]
+# Writes OUT/results.jsonl, OUT/scaling.png/.svg, OUT/balance.png/.svg, OUT/simulated.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-scaling-weak}
@@ -10,9 +12,19 @@ seq=${2:-4096}
 heads=${3:-8}
 dim=${4:-128}
 cargo build --release -q
+bin=target/release/ringattn
 cores=$(nproc)
 workers=1
 p=2
 while [ "$p" -le $((2 * cores)) ]; do workers="$workers,$p"; p=$((2 * p)); done
-target/release/ringattn bench scaling --workers "$workers" --seq "$seq" --heads "$heads" \
+"$bin" bench scaling --workers "$workers" --seq "$seq" --heads "$heads" \
   --head-dim "$dim" --causal --layout contiguous,striped,zigzag --mode weak --threads 1 --out "$out"
+: > "$out/simulated.jsonl"
+for p in ${workers//,/ }; do
+  for layout in contiguous striped zigzag; do
+    "$bin" simulate --workers "$p" --seq $((seq * p)) --heads "$heads" --head-dim "$dim" --causal \
+      --layout "$layout" --calibrate --cores "$cores" --link-gbps inf --latency-us 0 --json - \
+      >> "$out/simulated.jsonl"
+  done
+done
+echo "simulated: $out/simulated.jsonl"

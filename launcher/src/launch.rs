@@ -161,6 +161,58 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// An MPI launcher found on this machine, with what its options depend on (shared by
+/// `ringattn launch` and `ringattn bench scaling --backend mpi`).
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// The mpirun/mpiexec program.
+    pub path: PathBuf,
+    /// Its implementation (from `--version`).
+    pub flavor: Flavor,
+    /// True when running as root.
+    pub root: bool,
+    /// Cores this process may use.
+    pub cores: usize,
+}
+
+impl Launcher {
+    /// Finds the launcher (`given`, or `mpirun`/`mpiexec` on PATH) without running it yet.
+    pub fn find(given: Option<&Path>) -> Result<Self> {
+        let path = find_launcher(given, std::env::var_os("PATH").as_deref())?;
+        Ok(Launcher {
+            path,
+            flavor: Flavor::Other,
+            root: false,
+            cores: 1,
+        })
+    }
+
+    /// Runs `--version` to learn the flavor, and reads the user and the cores.
+    pub fn probe(mut self) -> Result<Self> {
+        let version = Command::new(&self.path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| {
+                let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&o.stderr));
+                text
+            })
+            .map_err(|e| {
+                Error::config(format!("cannot run {} --version: {e}", self.path.display()))
+            })?;
+        self.flavor = flavor(&version);
+        self.root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| is_root_status(&s));
+        self.cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(self)
+    }
+
+    /// The launcher's options before the program for `ranks` processes (see [`launcher_args`]).
+    pub fn args(&self, ranks: usize, extra: &[String]) -> Vec<String> {
+        launcher_args(self.flavor, ranks, self.root, self.cores, extra)
+    }
+}
+
 /// Runs `ringattn launch`: the exit code is the job's (2 when mpirun cannot be found or this
 /// binary lacks the `mpi` feature).
 pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
@@ -168,25 +220,15 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
         return Err(Error::config("-n must be at least 1"));
     }
     let command = run_command(&args.command)?;
-    let mpirun = find_launcher(args.mpirun.as_deref(), std::env::var_os("PATH").as_deref())?;
+    let launcher = Launcher::find(args.mpirun.as_deref())?;
     if !MPI_BUILT {
         return Err(Error::config(format!(
             "ringattn launch: {HOW_TO_BUILD_MPI}"
         )));
     }
-    let version = Command::new(&mpirun)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            text
-        })
-        .map_err(|e| Error::config(format!("cannot run {} --version: {e}", mpirun.display())))?;
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| is_root_status(&s));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let before = launcher_args(flavor(&version), args.ranks, root, cores, &args.mpi_args);
+    let launcher = launcher.probe()?;
+    let mpirun = launcher.path.clone();
+    let before = launcher.args(args.ranks, &args.mpi_args);
     let exe = std::env::current_exe().map_err(|e| Error::Io {
         context: "finding the ringattn binary".into(),
         source: e,

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[cfg_attr(not(feature = "mpi"), allow(unused_imports))]
 use serde_json::Value;
 
 mod common;

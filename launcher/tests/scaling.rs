@@ -322,6 +322,8 @@ fn bad_input_is_one_line_with_exit_code_2() {
             "2",
             "--backend",
             "mpi",
+            "--mpirun",
+            "/nonexistent/mpirun",
             "--out",
             out,
         ],
@@ -388,4 +390,24 @@ fn bad_input_is_one_line_with_exit_code_2() {
         !dir.path().join("results.jsonl").exists(),
         "bad sweeps must not start"
     );
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn an_mpi_sweep_without_the_mpi_feature_says_how_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let run = ringattn(&[
+        "bench",
+        "scaling",
+        "--workers",
+        "2",
+        "--backend",
+        "mpi",
+        "--out",
+        out,
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--features mpi"), "{}", run.stderr);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }

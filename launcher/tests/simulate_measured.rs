@@ -1,7 +1,7 @@
 //! The simulator against measured runs of this machine (issue 7): P ∈ {1, 2, 4}, contiguous
 //! and striped, causal; predicted wall within 25% of measured, predicted imbalance within 10%,
-//! and the contiguous/striped ratio within 25% (contiguous with more workers than cores: 45%
-//! and 30%, a known gap of the core-sharing model).
+//! and the contiguous/striped ratio within 25% (contiguous with more workers than cores:
+//! imbalance within 30%, a known gap of the core-sharing model).
 //!
 //! The machine may be small and shared, so the comparison is made robust rather than loose:
 //! - the kernel speed is calibrated in the same test, right before each measurement
@@ -127,11 +127,12 @@ fn attempt(cores: usize) -> (Vec<Row>, Vec<String>) {
     }
     let mut failures = Vec::new();
     for r in &rows {
-        // Known gap: 4 contiguous workers on 2 cores. Linux does not share the cores evenly
-        // among the busy ranks the way the model assumes (measured: equal steps on different
-        // ranks differ by up to 1.5×), so only a looser bound holds there (BENCHMARKS.md).
+        // Known gap: 4 contiguous workers on 2 cores. A rank that shares its core with another
+        // busy rank accrues compute_s while descheduled, which lowers the measured imbalance
+        // (1.29 measured vs 1.55 predicted on a quiet machine, 2026-11-28); the wall time is
+        // within 5% there since the attention state is touched before the timed pass.
         let (wall_tol, imb_tol) = if r.world > cores && r.layout == "contiguous" {
-            (0.45, 0.30)
+            (0.25, 0.30)
         } else {
             (0.25, 0.10)
         };

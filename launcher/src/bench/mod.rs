@@ -1,11 +1,12 @@
 //! `ringattn bench ...`: benchmark groups, one subcommand each.
 //!
-//! Today: `scaling` (workers × layouts × lengths through the local backend, results as JSON
+//! Today: `scaling` (workers × layouts × lengths through the local or MPI backend, results as JSON
 //! lines and plots). Further groups (`kernel`, `sched`) are added as variants of
 //! [`BenchCommand`] with their own module and arguments.
 
 pub mod kernel;
 pub mod scaling;
+pub mod scaling_mpi;
 
 use std::process::ExitCode;
 

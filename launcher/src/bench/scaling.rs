@@ -1,6 +1,9 @@
 //! `ringattn bench scaling`: every (length, workers, layout) combination through the local
 //! backend, one run report per line in `DIR/results.jsonl`, then the plots.
 //!
+//! With `--backend mpi` every combination is its own `mpirun -n P ringattn run --backend mpi
+//! --json -` (see [`super::scaling_mpi`]); the lines are the same, with `"backend": "mpi"`.
+//!
 //! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
 //! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
 //! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
@@ -23,6 +26,8 @@ use crate::job::Job;
 use crate::local_backend::run_local;
 use crate::plot;
 use crate::report::Report;
+
+use super::scaling_mpi::MpiSweep;
 
 /// Name of the results file inside the output directory.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -51,7 +56,8 @@ impl Mode {
 pub enum BenchBackend {
     /// Workers are threads of this process.
     Local,
-    /// One process per rank (not yet wired into sweeps).
+    /// One process per rank: each combination is its own `mpirun -n P` launch (needs a build
+    /// with `--features mpi`).
     Mpi,
 }
 
@@ -91,9 +97,16 @@ pub struct ScalingArgs {
     /// Kernel threads per worker (1 = one core per worker, like one MPI rank per core).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
-    /// Communication backend (only `local` today).
+    /// Communication backend: `local` (threads of this process) or `mpi` (one `mpirun -n P`
+    /// per combination).
     #[arg(long, value_enum, default_value_t = BenchBackend::Local)]
     pub backend: BenchBackend,
+    /// With `--backend mpi`: the MPI launcher [default: `mpirun`, else `mpiexec`, on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub mpirun: Option<PathBuf>,
+    /// With `--backend mpi`: one extra argument for the MPI launcher; repeat it for several.
+    #[arg(long = "mpi-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub mpi_args: Vec<String>,
     /// Output directory (created if missing) for results.jsonl and the plots.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -168,11 +181,10 @@ struct RunWords {
 
 /// Runs the sweep.
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
-    if args.backend == BenchBackend::Mpi {
-        return Err(Error::config(
-            "bench scaling --backend mpi is not supported yet (use --backend local, or run one `ringattn run --backend mpi` per world size)",
-        ));
-    }
+    let mpi = match args.backend {
+        BenchBackend::Mpi => Some(MpiSweep::new(args)?),
+        BenchBackend::Local => None,
+    };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
         return Err(Error::config(
             "--workers, --seq and --threads must be at least 1",
@@ -246,9 +258,14 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         if let Some(b) = &bar {
             b.set_message(label.clone());
         }
-        let gathered = run_local(job)?;
-        let report = Report::new(job, "local", &gathered);
-        let mut value = serde_json::to_value(&report).expect("a report serialises");
+        let mut value = match &mpi {
+            Some(m) => m.run(&run_words(args, combo, kv_heads), combo)?,
+            None => {
+                let gathered = run_local(job)?;
+                let report = Report::new(job, "local", &gathered);
+                serde_json::to_value(&report).expect("a report serialises")
+            }
+        };
         value["sweep"] = json!({
             "mode": args.mode.name(),
             "base_seq": combo.base_seq,
@@ -257,7 +274,9 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         append_line(&results, &value)?;
         let line = format!(
             "{label}: wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3}",
-            report.wall_s, report.gflops, report.imbalance
+            value["wall_s"].as_f64().unwrap_or(f64::NAN),
+            value["gflops"].as_f64().unwrap_or(f64::NAN),
+            value["imbalance"].as_f64().unwrap_or(f64::NAN)
         );
         match &bar {
             Some(b) => {
@@ -320,7 +339,8 @@ fn layout_name(l: LayoutArg) -> &'static str {
     }
 }
 
-fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Result<Job> {
+/// The `ringattn run` words of one combination (without backend or report options).
+pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> {
     let mut words: Vec<String> = [
         "run",
         "--workers",
@@ -346,6 +366,11 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
     if args.causal {
         words.push("--causal".into());
     }
+    words
+}
+
+fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Result<Job> {
+    let words = run_words(args, c, kv_heads);
     let parsed = RunWords::try_parse_from(&words).map_err(|e| {
         Error::config(format!(
             "bench scaling: {}",
