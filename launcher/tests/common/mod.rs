@@ -8,6 +8,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
+use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
+use safetensors::SafeTensors;
 use serde_json::Value;
 
 /// Longest any single invocation may take before the test fails (a hang is a failure).
@@ -121,4 +125,145 @@ pub fn cores_of(report: &Value) -> Vec<Vec<u64>> {
                 .collect()
         })
         .collect()
+}
+
+/// Asserts that stderr is exactly one `ringattn: error:` line, without panic text, that
+/// contains every needle.
+pub fn assert_one_line_error(run: &Run, needles: &[&str]) {
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr must be exactly one line\n{}",
+        run.describe()
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("ringattn: error:"),
+        "stderr must start with `ringattn: error:`\n{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "panic text on stderr\n{}",
+        run.describe()
+    );
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "stderr does not mention `{needle}`\n{}",
+            run.describe()
+        );
+    }
+}
+
+/// Asserts a bad-input failure: exit code 2 and one error line naming the problem.
+pub fn assert_user_error(args: &[&str], needles: &[&str]) -> Run {
+    let run = ringattn(args);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "ringattn {args:?} must exit 2\n{}",
+        run.describe()
+    );
+    assert_one_line_error(&run, needles);
+    run
+}
+
+pub fn assert_success(run: &Run) {
+    assert_eq!(run.code, Some(0), "expected success\n{}", run.describe());
+    assert!(
+        !run.stderr.contains("panicked"),
+        "panic text on stderr\n{}",
+        run.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input files.
+// ---------------------------------------------------------------------------------------------
+
+/// Deterministic pseudo-random value in [-1, 1) (splitmix64 of `seed` and `i`).
+pub fn rand_val(seed: u64, i: usize) -> f32 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        .wrapping_add(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+}
+
+pub fn rand_tensor(seed: u64, shape: &[usize]) -> Vec<f32> {
+    (0..shape.iter().product::<usize>())
+        .map(|i| rand_val(seed, i))
+        .collect()
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// One tensor to write: name, dtype, shape, raw little-endian bytes.
+pub struct Raw {
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+pub fn raw_f32(name: &'static str, shape: &[usize], data: &[f32]) -> Raw {
+    assert_eq!(shape.iter().product::<usize>(), data.len());
+    Raw {
+        name,
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: f32_bytes(data),
+    }
+}
+
+pub fn write_raw(path: &Path, tensors: &[Raw]) {
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name,
+                TensorView::new(t.dtype, t.shape.clone(), &t.bytes).expect("consistent tensor"),
+            )
+        })
+        .collect();
+    serialize_to_file(views, &None, path).expect("writing safetensors");
+}
+
+/// Writes f32 q/k/v of the given shapes, filled with deterministic values.
+pub fn write_qkv(path: &Path, q_shape: &[usize], k_shape: &[usize], v_shape: &[usize]) {
+    write_raw(
+        path,
+        &[
+            raw_f32("q", q_shape, &rand_tensor(1, q_shape)),
+            raw_f32("k", k_shape, &rand_tensor(2, k_shape)),
+            raw_f32("v", v_shape, &rand_tensor(3, v_shape)),
+        ],
+    );
+}
+
+/// Reads tensor `name` of a safetensors file as f32, returning (shape, data).
+pub fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("a valid safetensors output");
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor `{name}` in {}: {e:?}", path.display()));
+    assert_eq!(t.dtype(), Dtype::F32, "tensor `{name}` must be f32");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
 }
