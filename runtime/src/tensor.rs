@@ -230,12 +230,6 @@ impl KvData {
         }
     }
 
-    /// All elements widened to f32.
-    pub fn to_f32_vec(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.len()];
-        self.read_f32(0, &mut out);
-        out
-    }
 }
 
 fn gather_rows(

@@ -213,7 +213,7 @@ impl AlignedBuf {
 }
 
 /// Elements `[start, start + len)` of `data` as f32: borrowed when stored as f32, else widened
-/// into `buf` (a tile at a time, so bf16 KV never needs a full-size f32 copy).
+/// into `buf` (one key tile at a time while K is packed).
 fn f32_rows<'a>(data: &'a KvData, start: usize, len: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
     match data.as_f32() {
         Some(values) => &values[start..start + len],
