@@ -229,7 +229,6 @@ impl KvData {
             KvData::Bf16(v) => v[start..start + out.len()].convert_to_f32_slice(out),
         }
     }
-
 }
 
 fn gather_rows(
