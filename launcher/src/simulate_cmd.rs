@@ -1,4 +1,4 @@
-//! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`]) on the command
+//! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`](mod@ringattn_striped::simulate)) on the command
 //! line, with an optional calibration of this machine's kernel speed.
 
 use std::fmt::Write as _;

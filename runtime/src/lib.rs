@@ -4,7 +4,7 @@
 //! - [`mask`]: masks as predicates on positions and the Empty / Full / Partial tile rule;
 //! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
 //! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
-//! - [`reference`]: the f64 reference used by tests and `--check`;
+//! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
 //! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
