@@ -214,17 +214,20 @@ pub fn attend_with(
 ) -> TileCounts {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => match avx512::Avx512::new() {
-            Some(micro) => run_items(micro, q, kv, mask, tile, state, pool),
-            None => run_items(portable::Portable, q, kv, mask, tile, state, pool),
-        },
+        Isa::Avx512 => {
+            if let Some(micro) = avx512::Avx512::new() {
+                return run_items(micro, q, kv, mask, tile, state, pool);
+            }
+        }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => match avx2::Avx2::new() {
-            Some(micro) => run_items(micro, q, kv, mask, tile, state, pool),
-            None => run_items(portable::Portable, q, kv, mask, tile, state, pool),
-        },
-        _ => run_items(portable::Portable, q, kv, mask, tile, state, pool),
+        Isa::Avx2 => {
+            if let Some(micro) = avx2::Avx2::new() {
+                return run_items(micro, q, kv, mask, tile, state, pool);
+            }
+        }
+        _ => {}
     }
+    run_items(portable::Portable, q, kv, mask, tile, state, pool)
 }
 
 fn run_items<M: Micro>(
