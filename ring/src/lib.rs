@@ -4,9 +4,11 @@
 
 #![warn(missing_docs)]
 
+pub mod duo;
 pub mod layout;
 pub mod pass;
 
+pub use duo::{DuoPlan, HeadKind};
 pub use layout::{split_range, Contiguous, Layout};
 pub use pass::{
     ring_pass, ring_pass_with_progress, FaultInjection, RankStats, RingConfig, StepStats,

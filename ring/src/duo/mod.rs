@@ -1,0 +1,11 @@
+//! DuoAttention (Xiao et al., ICLR 2025) across the ring: retrieval heads keep and attend the full
+//! KV; streaming heads keep only the first `sink` tokens and the last `recent` ones.
+//!
+//! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks.
+//!
+//! The streaming mask itself (`Mask::Streaming`) and its tile classification live in the
+//! runtime's `mask` module, so the kernel needs no DuoAttention special case.
+
+pub mod plan;
+
+pub use plan::{DuoPlan, HeadKind};
