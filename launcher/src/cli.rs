@@ -151,4 +151,7 @@ pub struct RunArgs {
     /// Testing aid: make worker RANK fail at ring step STEP (format RANK:STEP).
     #[arg(long, value_name = "RANK:STEP", hide = true)]
     pub inject_fault: Option<String>,
+    /// Kernel thread scheduling.
+    #[command(flatten)]
+    pub sched: crate::sched_args::SchedArgs,
 }

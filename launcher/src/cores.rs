@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+pub use ringattn_runtime::sched::topology::{allowed_cpus, format_cpu_list};
 use serde::{Deserialize, Serialize};
 
 /// One rank's place: the node it runs on and the CPUs its affinity mask allows.
@@ -53,50 +54,6 @@ impl CorePlan {
             .as_ref()
             .map(|why| format!("ringattn: warning: {why}"))
     }
-}
-
-/// Parses a Linux CPU list such as `0-3,8,10-11` into ascending, distinct CPU ids.
-/// Returns `None` for malformed text (or an empty list).
-pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').map(str::trim) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (
-                    a.trim().parse::<usize>().ok()?,
-                    b.trim().parse::<usize>().ok()?,
-                );
-                if a > b || b - a > 1 << 20 {
-                    return None;
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().ok()?),
-        }
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    (!cpus.is_empty()).then_some(cpus)
-}
-
-/// The CPU list of `Cpus_allowed_list:` in the text of /proc/self/status, if present.
-pub fn cpus_from_status(status: &str) -> Option<Vec<usize>> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .and_then(parse_cpu_list)
-}
-
-/// The CPUs this process may run on: its affinity mask, or (where /proc is missing)
-/// `0..available_parallelism`.
-pub fn allowed_cpus() -> Vec<usize> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| cpus_from_status(&s))
-        .unwrap_or_else(|| {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (0..n).collect()
-        })
 }
 
 /// The cores of the `index`-th of `sharers` ranks that share `mask`, `threads` each: the
@@ -198,30 +155,6 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// Formats CPU ids as a Linux CPU list (`0-3,8`).
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j {
-            cpus[i].to_string()
-        } else {
-            format!("{}-{}", cpus[i], cpus[j])
-        });
-        i = j + 1;
-    }
-    parts.join(",")
-}
-
-/// Pins the calling thread to CPU `cpu`; false when the system refused.
-pub fn pin_current_thread(cpu: usize) -> bool {
-    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
-}
-
 /// The local backend's plan: all `world` workers are threads of this process and share its
 /// mask. Prints the warning when oversubscribed, but only when `--threads` was given: more
 /// workers than cores with one thread each is the usual way to try a ring on a small machine.
@@ -248,26 +181,6 @@ mod tests {
             node,
             cpus: cpus.to_vec(),
         }
-    }
-
-    #[test]
-    fn parses_cpu_lists() {
-        assert_eq!(
-            parse_cpu_list("0-3,8,10-11"),
-            Some(vec![0, 1, 2, 3, 8, 10, 11])
-        );
-        assert_eq!(parse_cpu_list(" 5 \n"), Some(vec![5]));
-        assert_eq!(parse_cpu_list("3,1-2,1"), Some(vec![1, 2, 3]));
-        assert_eq!(parse_cpu_list(""), None);
-        assert_eq!(parse_cpu_list("2-1"), None);
-        assert_eq!(parse_cpu_list("a"), None);
-        let status =
-            "Name:\tringattn\nCpus_allowed:\tf\nCpus_allowed_list:\t0-1,4\nMems_allowed:\t1\n";
-        assert_eq!(cpus_from_status(status), Some(vec![0, 1, 4]));
-        assert_eq!(cpus_from_status("Name: x\n"), None);
-        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
-        assert_eq!(format_cpu_list(&[]), "");
-        assert!(!allowed_cpus().is_empty());
     }
 
     #[test]

@@ -85,14 +85,7 @@ pub fn gather(allowed_cores: usize) -> Info {
 pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
     let info = gather(allowed_cores);
     match args.json.as_deref() {
-        Some("-") => println!("{}", serde_json::to_string(&info).expect("info serialises")),
-        Some(path) => {
-            let text = serde_json::to_string_pretty(&info).expect("info serialises") + "\n";
-            std::fs::write(path, text).map_err(|e| ringattn_runtime::Error::Io {
-                context: format!("writing {path}"),
-                source: e,
-            })?;
-        }
+        Some(path) => crate::output::write_json(path, &info)?,
         None => {
             println!("cpu:          {}", info.cpu);
             println!(

@@ -6,6 +6,7 @@ use ringattn_runtime::{Dtype, Error, Mask, Result, RowSource, Synthetic, TensorK
 use ringattn_striped::{plan, LayoutChoice, LayoutKind, Plan};
 
 use crate::cli::{LayoutArg, RunArgs};
+use crate::sched_args::SchedSpec;
 
 /// Rows checked per worker by a bare `--check` on long sequences.
 pub const DEFAULT_CHECK_ROWS: usize = 32;
@@ -62,6 +63,8 @@ pub struct Job {
     pub want_output: bool,
     /// Inputs.
     pub input: Input,
+    /// How each rank's kernel threads share the work.
+    pub sched: SchedSpec,
 }
 
 impl Job {
@@ -184,6 +187,7 @@ impl Job {
             dtype: args.dtype.dtype(),
             want_output: args.output.is_some(),
             input,
+            sched: args.sched.spec()?,
         })
     }
 

@@ -21,6 +21,7 @@ mod plot;
 mod rank;
 mod report;
 mod sbatch;
+mod sched_args;
 mod simulate_cmd;
 
 use std::process::ExitCode;

@@ -46,3 +46,26 @@ pub fn write_output(path: &Path, job: &Job, g: &Gathered) -> Result<()> {
         ],
     )
 }
+
+/// Writes `value` as JSON to `path` atomically (pretty-printed, temporary file + rename), or to
+/// stdout for `-` (one line, so repeated runs append cleanly to a JSON-lines file).
+pub fn write_json<T: serde::Serialize>(path: &str, value: &T) -> Result<()> {
+    if path == "-" {
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("a report always serialises")
+        );
+        return Ok(());
+    }
+    let target = Path::new(path);
+    let tmp = ringattn_runtime::io::temp_path(target);
+    let io = |context: String| move |e| Error::Io { context, source: e };
+    let text = serde_json::to_string_pretty(value).expect("a report always serialises") + "\n";
+    let result = std::fs::write(&tmp, text)
+        .map_err(io(format!("writing {path}")))
+        .and_then(|()| std::fs::rename(&tmp, target).map_err(io(format!("renaming to {path}"))));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,6 +1,7 @@
 //! What one rank does, on any backend: make its shard, run the ring, finalise, check, and
 //! send its figures (and, for `--output`, its rows) to the root.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,8 @@ pub struct RankResult {
     pub idle_s: f64,
     /// Ring pass measurements.
     pub stats: RankStats,
+    /// The scheduler's ratios per kernel class after the run, one per kernel thread.
+    pub sched_ratios: BTreeMap<String, Vec<f64>>,
     /// Accuracy check of its rows, when asked.
     pub check: Option<CheckResult>,
     /// `out[heads][rows][dim]`, only when the root writes an output file.
@@ -64,21 +67,13 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         job.dtype,
     )?;
     let cores = job.cores_of(rank).to_vec();
-    let mut builder = rayon::ThreadPoolBuilder::new()
-        .num_threads(job.threads)
-        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"));
-    if !cores.is_empty() {
-        let pins = cores.clone();
-        builder = builder.start_handler(move |i| {
-            if let Some(&cpu) = pins.get(i) {
-                crate::cores::pin_current_thread(cpu);
-            }
-        });
-    }
-    let pool = builder.build().map_err(|e| Error::RankFailed {
-        rank,
-        reason: format!("cannot start kernel threads: {e}"),
-    })?;
+    let pool = job
+        .sched
+        .build(job.threads, cores.clone())
+        .map_err(|e| Error::RankFailed {
+            rank,
+            reason: e.to_string(),
+        })?;
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);
@@ -103,6 +98,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let (state, stats) =
         ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
     let fin = state.finalize();
+    job.sched.save(&pool);
     let idle = Instant::now();
     comm.barrier()?;
     let idle_s = idle.elapsed().as_secs_f64();
@@ -133,6 +129,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         setup_s,
         idle_s,
         stats,
+        sched_ratios: pool.all_ratios(),
         check,
         out,
         lse,

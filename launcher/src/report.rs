@@ -1,9 +1,8 @@
 //! The run report: the JSON contract of DESIGN.md, and the human summary of the same numbers.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use ringattn_runtime::{Error, Result};
+use ringattn_runtime::Result;
 use serde::Serialize;
 
 use crate::check::{CheckResult, Tolerance};
@@ -47,6 +46,8 @@ pub struct RankReport {
     pub threads: usize,
     /// CPU ids its kernel threads were pinned to (empty: unpinned).
     pub cores: Vec<usize>,
+    /// The scheduler's per-thread ratios per kernel class at the end (hybrid: learned).
+    pub sched_ratios: std::collections::BTreeMap<String, Vec<f64>>,
     /// Tiles computed (Full + Partial, all heads, all steps).
     pub tiles_computed: u64,
     /// Full tiles.
@@ -101,6 +102,8 @@ pub struct Report {
     pub causal: bool,
     /// Storage type of K/V.
     pub dtype: String,
+    /// Kernel thread scheduler (`hybrid`, `static`, `rayon`).
+    pub sched: String,
     /// DuoAttention plan (not yet supported: always null).
     pub duo: Option<serde_json::Value>,
     /// Ring pass wall seconds (slowest rank, shard setup excluded).
@@ -135,6 +138,7 @@ impl Report {
                 kv_bytes_peak: r.stats.kv_bytes_peak,
                 threads: r.threads,
                 cores: r.cores.clone(),
+                sched_ratios: r.sched_ratios.clone(),
                 tiles_computed: r.stats.tiles.computed(),
                 tiles_full: r.stats.tiles.full,
                 tiles_partial: r.stats.tiles.partial,
@@ -199,6 +203,7 @@ impl Report {
             head_dim: job.dim,
             causal: job.causal,
             dtype: job.dtype.name().into(),
+            sched: job.sched.kind.name().into(),
             duo: None,
             wall_s: g.wall_s,
             flops,
@@ -214,33 +219,10 @@ impl Report {
         }
     }
 
-    /// The JSON text of the report.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serialises")
-    }
-
     /// Writes the JSON to `path` atomically (pretty-printed), or to stdout for `-` (one line,
     /// so repeated runs append cleanly to a JSON-lines file).
     pub fn write_json(&self, path: &str) -> Result<()> {
-        if path == "-" {
-            println!(
-                "{}",
-                serde_json::to_string(self).expect("a report always serialises")
-            );
-            return Ok(());
-        }
-        let target = Path::new(path);
-        let tmp = ringattn_runtime::io::temp_path(target);
-        let io = |context: String| move |e| Error::Io { context, source: e };
-        let result = std::fs::write(&tmp, self.to_json() + "\n")
-            .map_err(io(format!("writing {path}")))
-            .and_then(|()| {
-                std::fs::rename(&tmp, target).map_err(io(format!("renaming to {path}")))
-            });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::output::write_json(path, self)
     }
 
     /// The short human summary (same numbers as the JSON).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    attend, AttnState, Comm, Error, KvBlock, Mask, QShard, Result, TileCounts, TileShape,
+    attend, AttnState, Comm, Error, Executor, KvBlock, Mask, QShard, Result, TileCounts, TileShape,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,12 +69,12 @@ pub struct RankStats {
 
 /// Runs the ring pass for this rank: attends its queries `q` to every rank's KV, starting with
 /// its own block `kv`. Returns the unnormalised state of its rows and its measurements.
-pub fn ring_pass(
+pub fn ring_pass<E: Executor>(
     comm: &mut dyn Comm,
     q: &QShard,
     kv: KvBlock,
     cfg: &RingConfig,
-    pool: &rayon::ThreadPool,
+    pool: &E,
 ) -> Result<(AttnState, RankStats)> {
     let state = AttnState::new(q.heads, q.rows(), q.dim);
     ring_pass_with_progress(comm, q, kv, cfg, pool, state, &mut |_, _| {})
@@ -83,12 +83,12 @@ pub fn ring_pass(
 /// [`ring_pass`] into a state the caller prepared (`AttnState::new` for `q`, made before any
 /// timing starts), calling `on_step(step, stats)` after each step (for progress display).
 #[allow(clippy::too_many_arguments)]
-pub fn ring_pass_with_progress(
+pub fn ring_pass_with_progress<E: Executor>(
     comm: &mut dyn Comm,
     q: &QShard,
     kv: KvBlock,
     cfg: &RingConfig,
-    pool: &rayon::ThreadPool,
+    pool: &E,
     mut state: AttnState,
     on_step: &mut dyn FnMut(usize, &StepStats),
 ) -> Result<(AttnState, RankStats)> {

@@ -8,6 +8,7 @@
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
 //! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
+//! - [`sched`]: the hybrid-core scheduler that runs every kernel on pinned threads;
 //! - [`error`]: typed errors.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod mask;
 pub mod mpi_backend;
 pub mod positions;
 pub mod reference;
+pub mod sched;
 pub mod source;
 pub mod state;
 pub mod tensor;
@@ -32,6 +34,7 @@ pub use error::{Error, Result};
 pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
+pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
 pub use tensor::{Dtype, KvBlock, KvData, QShard};

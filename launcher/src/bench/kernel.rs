@@ -63,6 +63,9 @@ pub struct KernelArgs {
     /// Write JSON lines to PATH ("-" = stdout, replacing the table).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
+    /// Kernel thread scheduling (threads are pinned to the first allowed cores).
+    #[command(flatten)]
+    pub sched: crate::sched_args::SchedArgs,
 }
 
 /// Micro-kernel choices of `--isa`.
@@ -109,6 +112,8 @@ pub struct KernelResult {
     pub isa: &'static str,
     /// Tile shape.
     pub tile: [usize; 2],
+    /// Kernel thread scheduler.
+    pub sched: &'static str,
 }
 
 /// Runs the grid and prints one line per shape.
@@ -214,10 +219,7 @@ fn measure(
     let positions = Positions::contiguous(0, seq);
     let q = QShard::from_source(&source, args.heads, dim, positions.clone())?;
     let kv = KvBlock::from_source_as(&source, 0, kv_heads, dim, positions, dtype.dtype())?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::config(format!("cannot start {threads} threads: {e}")))?;
+    let pool = args.sched.spec()?.build(threads, pinned_cores(threads))?;
     let mask = if causal { Mask::Causal } else { Mask::None };
     let tile = TileShape {
         q: args.tile_q,
@@ -250,7 +252,18 @@ fn measure(
         fraction_of_peak: gflops / peak,
         isa: isa.name(),
         tile: [tile.q, tile.k],
+        sched: pool.kind().name(),
     })
+}
+
+/// The first `threads` allowed CPUs, or none (unpinned) when there are fewer.
+pub fn pinned_cores(threads: usize) -> Vec<usize> {
+    let cpus = crate::cores::allowed_cpus();
+    if threads <= cpus.len() {
+        cpus[..threads].to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Relative work of a shape, for the progress bar's time estimate.

@@ -1,12 +1,14 @@
 //! `ringattn bench ...`: benchmark groups, one subcommand each.
 //!
-//! Today: `scaling` (workers × layouts × lengths through the local or MPI backend, results as JSON
-//! lines and plots). Further groups (`kernel`, `sched`) are added as variants of
-//! [`BenchCommand`] with their own module and arguments.
+//! `scaling` (workers × layouts × lengths through the local or MPI backend, results as JSON
+//! lines and plots). `kernel` (the single-node kernel on a grid of shapes) and `sched` (the kernel
+//! under each thread scheduler). Each group is a variant of [`BenchCommand`] with its own
+//! module and arguments.
 
 pub mod kernel;
 pub mod scaling;
 pub mod scaling_mpi;
+pub mod sched;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,9 @@ pub enum BenchCommand {
     /// The single-node kernel's GFLOP/s over seq × head dim × threads × mask, beside the
     /// measured FMA peak; one JSON object per line with --json.
     Kernel(kernel::KernelArgs),
+    /// The kernel under the hybrid, static and rayon schedulers (optionally with a slowed
+    /// core), against the ideal split; one JSON object with --json.
+    Sched(sched::SchedBenchArgs),
 }
 
 /// Runs `ringattn bench ...` on a machine with `allowed_cores` cores.
@@ -38,5 +43,6 @@ pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     match &args.command {
         BenchCommand::Scaling(a) => scaling::run_scaling(a, allowed_cores),
         BenchCommand::Kernel(a) => kernel::run_kernel_bench(a, allowed_cores),
+        BenchCommand::Sched(a) => sched::run_sched_bench(a, allowed_cores),
     }
 }

@@ -26,6 +26,7 @@ impl Avx2 {
 
 impl Micro for Avx2 {
     const LANES: usize = 8;
+    const ISA: super::Isa = super::Isa::Avx2;
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(

@@ -32,6 +32,7 @@ impl Avx512 {
 
 impl Micro for Avx512 {
     const LANES: usize = 16;
+    const ISA: super::Isa = super::Isa::Avx512;
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(

@@ -8,11 +8,15 @@ use crate::mask::{Mask, TileClass};
 use crate::tensor::{KvBlock, KvData, QShard};
 
 use super::{TileCounts, TileShape};
+use crate::sched::Executor;
 
 /// The three per-tile operations an instruction set provides.
 pub(crate) trait Micro: Copy + Send + Sync {
     /// Column padding of packed K tiles (the vector width in f32 lanes).
     const LANES: usize;
+
+    /// The instruction set these micro-kernels use (names the scheduler's kernel class).
+    const ISA: super::Isa;
 
     /// `s[i·ld + j] = Σ_p q[i·d + p] · kt[p·ld + j]` for `i < nq`, `j < ld` (`ld` a multiple of
     /// `LANES`; columns past the real keys are zero-padded in `kt`).
@@ -82,33 +86,38 @@ pub(crate) struct PackedK {
 }
 
 impl PackedK {
-    /// Packs every key tile of every KV head of `kv`, in parallel on the current rayon pool.
-    pub(crate) fn new<M: Micro>(kv: &KvBlock, tile: TileShape) -> Self {
-        use rayon::prelude::*;
+    /// Packs every key tile of every KV head of `kv` and copies V, on the threads of `pool`.
+    pub(crate) fn new<M: Micro, E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) -> Self {
         let (rows, d) = (kv.rows(), kv.dim);
         let ld = tile.k.next_multiple_of(M::LANES);
         let tiles_per_head = rows.div_ceil(tile.k);
         let panel = d * ld;
         let mut data = AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel);
-        data.as_mut_slice()
-            .par_chunks_mut(panel.max(1))
+        let mut panels: Vec<(usize, &mut [f32])> = data
+            .as_mut_slice()
+            .chunks_mut(panel.max(1))
             .enumerate()
-            .for_each_init(
-                || Vec::with_capacity(tile.k * d),
-                |widened, (idx, dst)| {
-                    let (head, t) = (idx / tiles_per_head, idx % tiles_per_head);
-                    let ka = t * tile.k;
-                    let nk = tile.k.min(rows - ka);
-                    let start = (head * rows + ka) * d;
-                    pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
-                },
-            );
+            .collect();
+        pool.run(
+            "pack",
+            &mut panels,
+            &|_| 1.0,
+            &|| Vec::with_capacity(tile.k * d),
+            &|widened, (idx, dst)| {
+                let (head, t) = (*idx / tiles_per_head, *idx % tiles_per_head);
+                let ka = t * tile.k;
+                let nk = tile.k.min(rows - ka);
+                let start = (head * rows + ka) * d;
+                pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
+            },
+        );
         let mut v = AlignedBuf::zeroed(kv.v.len());
         let chunk = (tile.k * d).max(1);
-        v.as_mut_slice()
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, dst)| kv.v.read_f32(i * chunk, dst));
+        let mut chunks: Vec<(usize, &mut [f32])> =
+            v.as_mut_slice().chunks_mut(chunk).enumerate().collect();
+        pool.run("pack", &mut chunks, &|_| 1.0, &|| (), &|(), (i, dst)| {
+            kv.v.read_f32(*i * chunk, dst)
+        });
         PackedK {
             data,
             v,

@@ -20,11 +20,11 @@ mod portable;
 
 use std::ops::AddAssign;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{Mask, TileClass};
 use crate::positions::Positions;
+use crate::sched::Executor;
 use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
@@ -188,29 +188,29 @@ impl Isa {
 }
 
 /// Updates `state` (the rows of `q`) with the keys and values of `kv` under `mask`, on the
-/// threads of `pool`, with the fastest micro-kernels of this CPU. Returns the tile counts summed
-/// over heads.
-pub fn attend(
+/// threads of `pool` (a [`Scheduler`](crate::sched::Scheduler) or a rayon pool), with the
+/// fastest micro-kernels of this CPU. Returns the tile counts summed over heads.
+pub fn attend<E: Executor>(
     q: &QShard,
     kv: &KvBlock,
     mask: Mask,
     tile: TileShape,
     state: &mut AttnState,
-    pool: &rayon::ThreadPool,
+    pool: &E,
 ) -> TileCounts {
     attend_with(Isa::best(), q, kv, mask, tile, state, pool)
 }
 
 /// [`attend`] with the micro-kernels of `isa` (falls back to the portable path when the CPU
 /// lacks it). Results of different instruction sets agree within rounding, not bitwise.
-pub fn attend_with(
+pub fn attend_with<E: Executor>(
     isa: Isa,
     q: &QShard,
     kv: &KvBlock,
     mask: Mask,
     tile: TileShape,
     state: &mut AttnState,
-    pool: &rayon::ThreadPool,
+    pool: &E,
 ) -> TileCounts {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -230,14 +230,14 @@ pub fn attend_with(
     run_items(portable::Portable, q, kv, mask, tile, state, pool)
 }
 
-fn run_items<M: Micro>(
+fn run_items<M: Micro, E: Executor>(
     micro: M,
     q: &QShard,
     kv: &KvBlock,
     mask: Mask,
     tile: TileShape,
     state: &mut AttnState,
-    pool: &rayon::ThreadPool,
+    pool: &E,
 ) -> TileCounts {
     assert_eq!(q.dim, kv.dim, "query and key head dims differ");
     assert_eq!(
@@ -276,17 +276,51 @@ fn run_items<M: Micro>(
             });
         }
     }
-    pool.install(|| {
-        let packed = PackedK::new::<M>(kv, tile);
-        items
-            .par_iter_mut()
-            .map_init(
-                || Scratch::new::<M>(tile),
-                |scratch, item| process_item(micro, q, kv, &packed, mask, tile, item, scratch),
-            )
-            .reduce(TileCounts::default, |mut a, b| {
-                a += b;
-                a
-            })
-    })
+    let packed = PackedK::new::<M, E>(kv, tile, pool);
+    let cost = item_costs(q, kv, mask, tile);
+    let class = format!("attention-{}-{}", kv.dtype().name(), M::ISA.name());
+    let counts = pool.run(
+        &class,
+        &mut items,
+        &|item: &Item<'_>| cost[item.q_start / tile.q],
+        &|| (Scratch::new::<M>(tile), TileCounts::default()),
+        &|(scratch, counts), item| {
+            *counts += process_item(micro, q, kv, &packed, mask, tile, item, scratch)
+        },
+    );
+    counts
+        .into_iter()
+        .fold(TileCounts::default(), |mut a, (_, b)| {
+            a += b;
+            a
+        })
+}
+
+/// Relative cost of each query tile against `kv` under `mask` (the same for every head): one
+/// unit per computed key tile, plus one for the item itself. The scheduler splits items by it,
+/// so causal triangles and streaming windows are divided by work, not by count.
+fn item_costs(q: &QShard, kv: &KvBlock, mask: Mask, tile: TileShape) -> Vec<f64> {
+    let (rows, k_rows) = (q.rows(), kv.rows());
+    let nkt = k_rows.div_ceil(tile.k);
+    (0..rows)
+        .step_by(tile.q)
+        .map(|qa| {
+            let (q_lo, q_hi) = (
+                q.positions.get(qa),
+                q.positions.get((qa + tile.q).min(rows) - 1),
+            );
+            let computed = if mask == Mask::None {
+                nkt
+            } else {
+                (0..k_rows)
+                    .step_by(tile.k)
+                    .filter(|&ka| {
+                        let k_hi = kv.positions.get((ka + tile.k).min(k_rows) - 1);
+                        mask.classify(q_lo, q_hi, kv.positions.get(ka), k_hi) != TileClass::Empty
+                    })
+                    .count()
+            };
+            1.0 + computed as f64
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ pub(crate) struct Portable;
 
 impl Micro for Portable {
     const LANES: usize = 8;
+    const ISA: super::Isa = super::Isa::Portable;
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         for (q_row, s_row) in q.chunks_exact(d).zip(s.chunks_exact_mut(ld)).take(nq) {
