@@ -33,6 +33,8 @@ pub enum Command {
     Launch(crate::launch::LaunchArgs),
     /// Print a SLURM batch script that runs `run` with the MPI backend (`sbatch ... -- run ...`).
     Sbatch(crate::sbatch::SbatchArgs),
+    /// DuoAttention tools (`duo inspect PATTERN`: retrieval heads per layer and KV memory).
+    Duo(crate::duo_cmd::DuoCmdArgs),
 }
 
 /// Token layouts accepted by `--layout`.

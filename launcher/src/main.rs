@@ -10,6 +10,8 @@ mod calibrate;
 mod check;
 mod cli;
 mod cores;
+mod duo_args;
+mod duo_cmd;
 mod info;
 mod job;
 mod launch;
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => plot::run_plot(&args),
         Command::Launch(args) => launch::run_launch(&args),
         Command::Sbatch(args) => sbatch::run_sbatch(&args),
+        Command::Duo(args) => duo_cmd::run_duo(&args),
     };
     match result {
         Ok(code) => code,

@@ -2,10 +2,14 @@
 //! KV; streaming heads keep only the first `sink` tokens and the last `recent` ones.
 //!
 //! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks.
+//! - [`pattern`]: the official gate files ([`DuoPattern`]) and the choice of retrieval heads from
+//!   them by sparsity or threshold ([`Selection`]).
 //!
 //! The streaming mask itself (`Mask::Streaming`) and its tile classification live in the
 //! runtime's `mask` module, so the kernel needs no DuoAttention special case.
 
+pub mod pattern;
 pub mod plan;
 
+pub use pattern::{DuoPattern, Selection};
 pub use plan::{DuoPlan, HeadKind};
