@@ -26,7 +26,7 @@ pub struct DuoArgs {
     #[arg(long, value_name = "PATTERN", help_heading = "DuoAttention")]
     pub duo: Option<PathBuf>,
     /// Fraction in [0, 1] of KV heads that are streaming, chosen over ALL layers of the pattern
-    /// together by lowest gate (ties broken by layer, then head index) [default: 0.5].
+    /// together by lowest gate (ties broken by a fixed pseudo-random order, as the official seeded noise) [default: 0.5].
     #[arg(
         long,
         value_name = "S",

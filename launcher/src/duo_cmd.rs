@@ -44,7 +44,7 @@ pub struct InspectArgs {
     #[arg(value_name = "PATTERN")]
     pub pattern: PathBuf,
     /// Fraction in [0, 1] of KV heads that are streaming, over all layers together (ties broken
-    /// by layer, then head index) [default: 0.5].
+    /// in a fixed pseudo-random order, as the official seeded noise) [default: 0.5].
     #[arg(long, value_name = "S", conflicts_with = "threshold")]
     pub sparsity: Option<f64>,
     /// Gate threshold: KV heads whose gate is >= T are retrieval heads.

@@ -1,6 +1,5 @@
 //! `ringattn duo inspect`: counts and KV memory on the shared official DuoAttention patterns
-//! (when present: `$RINGATTN_DUO_PATTERNS` or `shared/data/duo-patterns` beside or above the
-//! workspace), and one-line errors with exit code 2 on bad pattern files.
+//! (vendored in `data/duo-patterns`), and one-line errors with exit code 2 on bad pattern files.
 
 use std::path::{Path, PathBuf};
 
@@ -9,22 +8,12 @@ use common::*;
 
 const RUN: &str = "lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10";
 
-fn shared_pattern(model: &str) -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let roots = [
-        std::env::var_os("RINGATTN_DUO_PATTERNS").map(PathBuf::from),
-        Some(manifest.join("../shared/data/duo-patterns")),
-        Some(manifest.join("../../shared/data/duo-patterns")),
-    ];
-    let found = roots
-        .into_iter()
-        .flatten()
-        .map(|root| root.join(model).join(RUN))
-        .find(|p| p.is_dir());
-    if found.is_none() {
-        eprintln!("note: shared DuoAttention pattern {model} not found; skipping");
-    }
-    found
+/// An official pattern, vendored in the repository's `data/duo-patterns` (MIT licence).
+fn shared_pattern(model: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/duo-patterns")
+        .join(model)
+        .join(RUN)
 }
 
 fn inspect_json(args: &[&str]) -> serde_json::Value {
@@ -38,9 +27,7 @@ fn inspect_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn llama3_gqa_at_sparsity_half() {
-    let Some(dir) = shared_pattern("Llama-3-8B-Instruct-Gradient-1048k") else {
-        return;
-    };
+    let dir = shared_pattern("Llama-3-8B-Instruct-Gradient-1048k");
     let r = inspect_json(&[p(&dir), "--sparsity", "0.5"]);
     assert_eq!(r["layers"], 32);
     assert_eq!(r["kv_heads"], 8);
@@ -78,9 +65,7 @@ fn llama3_gqa_at_sparsity_half() {
 
 #[test]
 fn llama2_mha_at_sparsity_three_quarters() {
-    let Some(dir) = shared_pattern("Llama-2-7B-32K-Instruct") else {
-        return;
-    };
+    let dir = shared_pattern("Llama-2-7B-32K-Instruct");
     let r = inspect_json(&[
         p(&dir),
         "--sparsity",

@@ -2,8 +2,7 @@
 //! Mistral-7B GQA 32×8), checked against a recomputation written independently of the library,
 //! and the typed errors of malformed pattern files.
 //!
-//! The shared files are looked for in `$RINGATTN_DUO_PATTERNS`, then `shared/data/duo-patterns`
-//! beside or above the workspace; without them the tests on them print a note and pass.
+//! The files are vendored in the repository (`data/duo-patterns`, MIT licence).
 
 use std::path::{Path, PathBuf};
 
@@ -18,18 +17,17 @@ const MODELS: [(&str, usize, usize, usize); 3] = [
 ];
 const RUN: &str = "lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10";
 
-fn shared_patterns() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("RINGATTN_DUO_PATTERNS").map(PathBuf::from),
-        Some(manifest.join("../shared/data/duo-patterns")),
-        Some(manifest.join("../../shared/data/duo-patterns")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_dir());
-    if found.is_none() {
-        eprintln!("note: shared DuoAttention patterns not found; skipping");
-    }
-    found
+/// The official patterns, vendored in the repository's `data/duo-patterns` (MIT licence).
+fn shared_patterns() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/duo-patterns")
+}
+
+/// SplitMix64 written out from its published definition (the documented tie-break order).
+fn splitmix64(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
 }
 
 /// Gates as this test reads them: whitespace-separated, clipped to [0, 1], row-major.
@@ -45,19 +43,19 @@ fn independent_gates(dir: &Path) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Retrieval count per layer at sparsity `s`: sort (gate, layer, head) tuples, keep the top
-/// `n - round(s·n)`.
+/// Retrieval count per layer at sparsity `s`: sort (gate, splitmix64(index)) pairs, keep the
+/// top `n - round(s·n)`.
 fn independent_sparsity(gates: &[Vec<f64>], s: f64) -> Vec<usize> {
-    let mut all: Vec<(f64, usize, usize)> = Vec::new();
+    let mut all: Vec<(f64, u64, usize)> = Vec::new(); // (gate, tie key, layer)
     for (l, row) in gates.iter().enumerate() {
         for (h, &g) in row.iter().enumerate() {
-            all.push((g, l, h));
+            all.push((g, splitmix64(l * row.len() + h), l));
         }
     }
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let streaming = (s * all.len() as f64).round() as usize;
     let mut per_layer = vec![0; gates.len()];
-    for &(_, l, _) in &all[streaming..] {
+    for &(_, _, l) in &all[streaming..] {
         per_layer[l] += 1;
     }
     per_layer
@@ -65,9 +63,7 @@ fn independent_sparsity(gates: &[Vec<f64>], s: f64) -> Vec<usize> {
 
 #[test]
 fn shared_patterns_match_an_independent_count() {
-    let Some(root) = shared_patterns() else {
-        return;
-    };
+    let root = shared_patterns();
     for (model, layers, kv_heads, above_half) in MODELS {
         let dir = root.join(model).join(RUN);
         let p = DuoPattern::load(&dir).unwrap();

@@ -11,9 +11,12 @@
 //! - [`Selection::Threshold`]`(t)`: gate ≥ t is a retrieval head.
 //! - [`Selection::Sparsity`]`(s)`: the fraction `s` of all KV heads, over ALL layers together, are
 //!   streaming heads (the official `sparsify_attention_heads`). The official code breaks ties
-//!   (many gates are exactly 1.0 or 0.0) with seeded random noise; here ties are broken
-//!   deterministically: every (gate, layer, head) is sorted ascending by gate, then by layer, then
-//!   by head, and the first `round(s · layers · kv_heads)` entries are streaming. The effective
+//!   (many gates are exactly 1.0 or 0.0) with seeded random noise; here ties are broken the same
+//!   way but reproducibly: entry `i = layer · kv_heads + head` is sorted ascending by
+//!   (gate, [`tie_key`]`(i)`), a fixed pseudo-random permutation (SplitMix64 of `i`), and the first
+//!   `round(s · layers · kv_heads)` entries are streaming. Breaking ties by index instead would
+//!   hand every tied retrieval slot to the last layers (Llama-3-8B at sparsity 0.75 would have no
+//!   retrieval head in layers 0–8); the hash spreads them over layers as the official noise does. The effective
 //!   threshold is the gate of the first retrieval entry (2.0, above every gate, when none is
 //!   left). With ties at that gate, `Threshold(effective)` may select a few more heads than the
 //!   sparsity did: the sparsity's count is exact, the threshold is informative.
@@ -23,6 +26,16 @@ use std::path::{Path, PathBuf};
 use ringattn_runtime::{Error, Result};
 
 use super::plan::{DuoPlan, HeadKind};
+
+/// The tie-break key of pattern entry `index` (`layer · kv_heads + head`): SplitMix64 of the
+/// index, a fixed pseudo-random permutation that plays the role of the official code's seeded
+/// noise, reproducibly.
+pub fn tie_key(index: usize) -> u64 {
+    let mut z = (index as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// Sink size used when neither the pattern's `config.json` nor the user gives one (the
 /// DuoAttention evaluation scripts' value).
@@ -39,8 +52,8 @@ pub const NO_RETRIEVAL_THRESHOLD: f64 = 2.0;
 /// How retrieval heads are chosen from the gates.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Selection {
-    /// Fraction in [0, 1] of STREAMING KV heads over all layers together (ties broken by
-    /// (layer, head) index, see the module docs).
+    /// Fraction in [0, 1] of STREAMING KV heads over all layers together (ties broken by a
+    /// fixed pseudo-random key, see the module docs).
     Sparsity(f64),
     /// Gates ≥ this value are retrieval heads.
     Threshold(f64),
@@ -225,8 +238,12 @@ impl DuoPattern {
                 }
                 let streaming = ((s * n as f64).round() as usize).min(n);
                 let mut order: Vec<usize> = (0..n).collect();
-                // Stable sort by gate: equal gates keep (layer, head) order.
-                order.sort_by(|&a, &b| self.gates[a].total_cmp(&self.gates[b]));
+                // Sort by gate; equal gates in the fixed pseudo-random order of `tie_key`.
+                order.sort_by(|&a, &b| {
+                    self.gates[a]
+                        .total_cmp(&self.gates[b])
+                        .then(tie_key(a).cmp(&tie_key(b)))
+                });
                 let mut retrieval = vec![true; n];
                 for &i in &order[..streaming] {
                     retrieval[i] = false;

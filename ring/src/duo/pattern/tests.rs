@@ -42,25 +42,34 @@ fn threshold_keeps_gates_at_or_above() {
 }
 
 #[test]
-fn sparsity_breaks_ties_by_layer_then_head() {
-    // Sorted: (0.0,l0h1) (0.0,l1h0) (0.0,l1h2) (0.25,l1h1) (0.5,l0h2) (0.9,l1h3) (1,l0h0) (1,l0h3)
+fn sparsity_breaks_ties_by_the_fixed_key() {
+    // Gates row-major: l0 = [1, 0, .5, 1], l1 = [0, .25, 0, .9]; ties at 0.0 (entries 1, 4, 6)
+    // and at 1.0 (entries 0, 3) are ordered by tie_key.
     let p = parse(SMALL).unwrap();
-    let kinds = |s: f64| p.plan(1, Selection::Sparsity(s), 4, 8).unwrap().kinds;
-    use HeadKind::{Retrieval as R, Streaming as S};
-    // 2 of 8 streaming: l0h1 and l1h0 (the tie at 0.0 resolved by index).
-    assert_eq!(kinds(0.25), vec![S, R, R, R]);
-    assert_eq!(p.threshold(Selection::Sparsity(0.25)).unwrap(), 0.0);
+    let by_key = |mut v: Vec<usize>| {
+        v.sort_by_key(|&i| tie_key(i));
+        v
+    };
+    let zeros = by_key(vec![1, 4, 6]);
+    let ones = by_key(vec![0, 3]);
+    // 2 of 8 streaming: the first two zeros in key order.
+    let (kinds, t) = p.select(Selection::Sparsity(0.25)).unwrap();
+    let streaming: Vec<usize> = (0..8).filter(|&i| !kinds[i]).collect();
+    let mut expected = zeros[..2].to_vec();
+    expected.sort();
+    assert_eq!(streaming, expected);
+    assert_eq!(t, 0.0);
     assert_eq!(
         p.retrieval_per_layer(Selection::Sparsity(0.5)).unwrap(),
         vec![3, 1]
     );
     assert_eq!(p.threshold(Selection::Sparsity(0.5)).unwrap(), 0.5);
-    // 7 of 8 streaming: the tie at 1.0 keeps the later l0h3.
+    // 7 of 8 streaming: the tie at 1.0 keeps the one with the larger key.
+    let (kinds, _) = p.select(Selection::Sparsity(0.875)).unwrap();
     assert_eq!(
-        p.retrieval_per_layer(Selection::Sparsity(0.875)).unwrap(),
-        vec![1, 0]
+        (0..8).filter(|&i| kinds[i]).collect::<Vec<_>>(),
+        vec![ones[1]]
     );
-    assert!(p.plan(0, Selection::Sparsity(0.875), 4, 8).unwrap().kinds[3] == R);
     assert_eq!(
         p.retrieval_per_layer(Selection::Sparsity(0.0)).unwrap(),
         vec![4, 4]
@@ -76,6 +85,16 @@ fn sparsity_breaks_ties_by_layer_then_head() {
     for bad in [-0.1, 1.1, f64::NAN] {
         assert!(p.select(Selection::Sparsity(bad)).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn tie_key_is_a_fixed_permutation_of_small_indices() {
+    // SplitMix64's published first output for state 0 (seed + golden gamma).
+    assert_eq!(tie_key(0), 0xE220_A839_7B1D_CDAF);
+    let mut keys: Vec<u64> = (0..1024).map(tie_key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 1024);
 }
 
 #[test]
