@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ringattn_runtime::kernel::measure_peak_gflops;
+use ringattn_runtime::sched::topology::{CoreKind, Topology};
 use ringattn_runtime::{Isa, Result};
 use serde::Serialize;
 
@@ -38,6 +39,10 @@ pub struct Info {
     pub p_cores: Option<String>,
     /// Efficiency-core list on Intel hybrid parts (/sys/devices/cpu_atom/cpus), if any.
     pub e_cores: Option<String>,
+    /// The scheduler's view of the allowed cores: kind of each and where it came from.
+    pub topology: Topology,
+    /// The scheduler's starting ratio of each allowed core (before any measurement).
+    pub initial_ratios: Vec<f64>,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -67,7 +72,10 @@ pub fn gather(allowed_cores: usize) -> Info {
         })
         .unwrap_or_else(|| "unknown".into());
     let isa = Isa::best();
+    let topology = Topology::detect();
     Info {
+        initial_ratios: topology.initial_ratios(),
+        topology,
         cpu,
         isa: isa.name(),
         isa_available: Isa::available().into_iter().map(Isa::name).collect(),
@@ -103,8 +111,30 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
             );
             match (&info.p_cores, &info.e_cores) {
                 (Some(p), Some(e)) => println!("hybrid:       P cores {p}, E cores {e}"),
-                _ => println!("hybrid:       no P/E core lists (all cores treated alike)"),
+                _ => println!("hybrid:       no P/E core lists in sysfs"),
             }
+            let kinds: Vec<String> = info
+                .topology
+                .cores
+                .iter()
+                .zip(&info.initial_ratios)
+                .map(|(c, r)| {
+                    let kind = match c.kind {
+                        CoreKind::Performance => "P",
+                        CoreKind::Efficiency => "E",
+                        CoreKind::Uniform => "=",
+                    };
+                    let mhz = c
+                        .max_khz
+                        .map_or(String::new(), |k| format!(" {} MHz", k / 1000));
+                    format!("{}:{kind}{mhz} ratio {r:.2}", c.cpu)
+                })
+                .collect();
+            println!(
+                "topology:     {} (from {}; the hybrid scheduler starts from these ratios)",
+                kinds.join(", "),
+                info.topology.source
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
