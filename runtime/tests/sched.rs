@@ -8,6 +8,13 @@ use ringattn_runtime::{
     Synthetic, TileShape,
 };
 
+/// Tests here time threads pinned to the same cores: they must not run at the same time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn inputs(seq: usize, heads: usize, dim: usize) -> (QShard, KvBlock) {
     let source = Synthetic { seed: 7 };
     let pos = Positions::contiguous(0, seq);
@@ -40,6 +47,7 @@ fn two_threads(kind: SchedKind, slow: Vec<SlowCore>) -> (Scheduler, usize) {
 
 #[test]
 fn every_scheduler_gives_bitwise_the_same_state() {
+    let _serial = serial();
     let (q, kv) = inputs(700, 8, 48);
     for mask in [
         Mask::None,
@@ -73,6 +81,7 @@ fn every_scheduler_gives_bitwise_the_same_state() {
 
 #[test]
 fn hybrid_learns_a_core_slowed_two_times_within_ten_calls() {
+    let _serial = serial();
     let (q, kv) = inputs(1536, 8, 64);
     let (sched, _) = two_threads(
         SchedKind::Hybrid,
@@ -112,6 +121,7 @@ fn hybrid_learns_a_core_slowed_two_times_within_ten_calls() {
 
 #[test]
 fn static_and_rayon_keep_ratios_even() {
+    let _serial = serial();
     let (q, kv) = inputs(512, 4, 32);
     for kind in [SchedKind::Static, SchedKind::Rayon] {
         let (sched, _) = two_threads(
