@@ -10,6 +10,8 @@ mod calibrate;
 mod check;
 mod cli;
 mod cores;
+#[cfg(test)]
+mod duo_tests;
 mod info;
 mod job;
 mod launch;

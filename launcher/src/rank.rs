@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use std::io::{IsTerminal, Write};
 
-use ringattn_ring::{ring_pass_with_progress, RankStats, StepStats};
+use ringattn_ring::{duo_ring_pass, ring_pass_with_progress, RankStats, StepStats};
 use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result};
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +27,12 @@ pub struct RankResult {
     pub setup_s: f64,
     /// Seconds waiting at the end for the slowest rank.
     pub idle_s: f64,
-    /// Ring pass measurements.
+    /// Ring pass measurements (both head kinds together under DuoAttention).
     pub stats: RankStats,
+    /// KV payload bytes sent for retrieval heads (all of them without DuoAttention).
+    pub bytes_sent_retrieval: u64,
+    /// KV payload bytes sent for DuoAttention streaming heads.
+    pub bytes_sent_streaming: u64,
     /// Accuracy check of its rows, when asked.
     pub check: Option<CheckResult>,
     /// `out[heads][rows][dim]`, only when the root writes an output file.
@@ -100,8 +104,20 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             let _ = err.flush();
         }
     };
-    let (state, stats) =
-        ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
+    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) = match &job.duo {
+        Some(plan) => {
+            drop(state);
+            let (state, duo) = duo_ring_pass(comm, &q, kv, &job.ring, &pool, plan, &mut progress)?;
+            let (ret, st) = (duo.bytes_sent_retrieval, duo.bytes_sent_streaming);
+            (state, duo.total, ret, st)
+        }
+        None => {
+            let (state, stats) =
+                ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
+            let bytes = stats.bytes_sent;
+            (state, stats, bytes, 0)
+        }
+    };
     let fin = state.finalize();
     let idle = Instant::now();
     comm.barrier()?;
@@ -113,9 +129,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             &job.input,
             &q,
             &fin,
-            job.kv_heads,
             job.seq,
-            job.mask(),
+            &job.kv_head_masks(),
             rows,
         )?),
         None => None,
@@ -133,6 +148,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         setup_s,
         idle_s,
         stats,
+        bytes_sent_retrieval,
+        bytes_sent_streaming,
         check,
         out,
         lse,

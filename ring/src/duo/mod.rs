@@ -1,11 +1,15 @@
 //! DuoAttention (Xiao et al., ICLR 2025) across the ring: retrieval heads keep and attend the full
 //! KV; streaming heads keep only the first `sink` tokens and the last `recent` ones.
 //!
-//! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks.
+//! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks;
+//! - [`prefill`]: the ring pass with streaming heads' KV pruned to what later ranks attend
+//!   ([`duo_ring_pass`]).
 //!
 //! The streaming mask itself (`Mask::Streaming`) and its tile classification live in the
 //! runtime's `mask` module, so the kernel needs no DuoAttention special case.
 
 pub mod plan;
+pub mod prefill;
 
 pub use plan::{DuoPlan, HeadKind};
+pub use prefill::{duo_ring_pass, streaming_key_ranges, DuoRankStats};
