@@ -1,7 +1,7 @@
 //! `--check`: a rank's rows against the f64 reference.
 
 use ringattn_runtime::reference::reference_row;
-use ringattn_runtime::{Dtype, Finalized, Positions, QShard, Result, RowSource, TensorKind};
+use ringattn_runtime::{Dtype, Finalized, Mask, Positions, QShard, Result, RowSource, TensorKind};
 use serde::{Deserialize, Serialize};
 
 /// Largest errors `--check` accepts.
@@ -71,22 +71,23 @@ pub fn sample_rows(len: usize, rows: usize) -> Vec<usize> {
 }
 
 /// Compares `rows` local rows of `fin` (this rank's output for `q`) with the reference over
-/// all `seq` keys, one KV head at a time (K/V of one head materialised at once).
+/// all `seq` keys, one KV head at a time (K/V of one head materialised at once). `masks[h]` is
+/// the mask of KV head h and its query heads (per-head masks of DuoAttention).
 pub fn check_rank(
     source: &dyn RowSource,
     q: &QShard,
     fin: &Finalized,
-    kv_heads: usize,
     seq: usize,
-    mask: ringattn_runtime::Mask,
+    masks: &[Mask],
     rows: usize,
 ) -> Result<CheckResult> {
+    let kv_heads = masks.len();
     let dim = q.dim;
     let local = sample_rows(q.rows(), rows);
     let group = q.heads / kv_heads;
     let all = Positions::contiguous(0, seq);
     let mut result = CheckResult::default();
-    for kv_head in 0..kv_heads {
+    for (kv_head, &mask) in masks.iter().enumerate() {
         let mut keys = vec![0.0f32; seq * dim];
         let mut values = vec![0.0f32; seq * dim];
         for (pos, (k, v)) in all

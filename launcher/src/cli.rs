@@ -156,4 +156,7 @@ pub struct RunArgs {
     /// Kernel thread scheduling.
     #[command(flatten)]
     pub sched: crate::sched_args::SchedArgs,
+    /// DuoAttention: retrieval heads attend everything, streaming heads a sink + recent window.
+    #[command(flatten)]
+    pub duo: crate::duo_args::DuoArgs,
 }

@@ -3,7 +3,6 @@
 //!
 //! `ringattn duo inspect` takes the pattern as a positional argument and reuses
 //! [`selection_of`] for `--sparsity` / `--threshold`.
-#![allow(dead_code)] // `run` and `decode` wire these in separately
 
 use std::path::PathBuf;
 

@@ -1,9 +1,9 @@
 //! A validated job: what every rank runs, whatever the backend.
 
-use ringattn_ring::{FaultInjection, RingConfig};
+use ringattn_ring::{DuoPlan, FaultInjection, RingConfig};
 use ringattn_runtime::io::FileSource;
 use ringattn_runtime::{Dtype, Error, Mask, Result, RowSource, Synthetic, TensorKind, TileShape};
-use ringattn_striped::{plan, LayoutChoice, LayoutKind, Plan};
+use ringattn_striped::{plan, plan_mixed, HeadMix, LayoutChoice, LayoutKind, Plan};
 
 use crate::cli::{LayoutArg, RunArgs};
 use crate::sched_args::SchedSpec;
@@ -65,6 +65,8 @@ pub struct Job {
     pub input: Input,
     /// How each rank's kernel threads share the work.
     pub sched: SchedSpec,
+    /// DuoAttention plan (kind of every KV head, sink / recent), or `None` for plain attention.
+    pub duo: Option<DuoPlan>,
 }
 
 impl Job {
@@ -76,9 +78,20 @@ impl Job {
         }
     }
 
-    /// The mask of the run.
+    /// The mask of the run (of retrieval heads, when DuoAttention is on).
     pub fn mask(&self) -> Mask {
         self.ring.mask
+    }
+
+    /// The mask of every KV head (and its query heads), in head order: the run's mask, or with
+    /// a DuoAttention plan the streaming mask for streaming heads.
+    pub fn kv_head_masks(&self) -> Vec<Mask> {
+        (0..self.kv_heads)
+            .map(|h| match &self.duo {
+                Some(plan) if h < plan.kv_heads() => plan.mask_of(h, self.mask()),
+                _ => self.mask(),
+            })
+            .collect()
     }
 
     /// Validates the arguments and builds the job (including the layout plan).
@@ -159,12 +172,7 @@ impl Job {
             q: args.tile_q,
             k: args.tile_k,
         };
-        let choice = match args.layout {
-            LayoutArg::Auto => LayoutChoice::Auto,
-            LayoutArg::Contiguous => LayoutChoice::Fixed(LayoutKind::Contiguous),
-            LayoutArg::Striped => LayoutChoice::Fixed(LayoutKind::Striped),
-            LayoutArg::Zigzag => LayoutChoice::Fixed(LayoutKind::Zigzag),
-        };
+        let choice = layout_choice(args.layout);
         let check_rows = match args.check {
             None => None,
             Some(Some(0)) => return Err(Error::config("--check ROWS must be at least 1")),
@@ -172,7 +180,12 @@ impl Job {
             Some(None) if seq <= CHECK_ALL_UP_TO => Some(usize::MAX),
             Some(None) => Some(DEFAULT_CHECK_ROWS),
         };
-        Ok(Job {
+        if args.duo.enabled() && !args.causal {
+            return Err(Error::config(
+                "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)",
+            ));
+        }
+        let mut job = Job {
             world,
             seq,
             heads,
@@ -188,12 +201,65 @@ impl Job {
             want_output: args.output.is_some(),
             input,
             sched: args.sched.spec()?,
-        })
+            duo: None,
+        };
+        if let Some(plan) = args.duo.plan(kv_heads)? {
+            job.set_duo(plan, args)?;
+        }
+        Ok(job)
     }
 
-    /// FLOPs the mask actually requires: 4 · D · H · allowed (query, key) pairs.
+    /// Turns DuoAttention on with `duo` (one kind per KV head of the job) and re-plans the
+    /// layout for that head mix (`--layout` as in `args`): streaming heads are costed by their
+    /// windows. Fails when the plan's number of KV heads differs from the job's.
+    pub fn set_duo(&mut self, duo: DuoPlan, args: &RunArgs) -> Result<()> {
+        if duo.kv_heads() != self.kv_heads {
+            return Err(Error::config(format!(
+                "the DuoAttention plan has {} KV heads but the run has {}",
+                duo.kv_heads(),
+                self.kv_heads
+            )));
+        }
+        let mix = HeadMix {
+            retrieval: duo.retrieval_count(),
+            streaming: duo.streaming_count(),
+            streaming_mask: Mask::Streaming {
+                sink: duo.sink,
+                recent: duo.recent,
+            },
+        };
+        let (world, seq, mask, tile) = (self.world, self.seq, self.mask(), self.ring.tile);
+        self.plan = plan_mixed(
+            layout_choice(args.layout),
+            world,
+            seq,
+            mask,
+            tile,
+            Some(&mix),
+        );
+        self.duo = Some(duo);
+        Ok(())
+    }
+
+    /// FLOPs the masks actually require: 4 · D · Σ over query heads of the allowed (query, key)
+    /// pairs of that head's mask (streaming heads of a DuoAttention plan count their windows).
     pub fn flops(&self) -> f64 {
-        4.0 * self.dim as f64 * self.heads as f64 * self.mask().allowed_pairs(self.seq) as f64
+        let group = (self.heads / self.kv_heads.max(1)) as f64;
+        let pairs: f64 = self
+            .kv_head_masks()
+            .iter()
+            .map(|m| m.allowed_pairs(self.seq) as f64)
+            .sum();
+        4.0 * self.dim as f64 * group * pairs
+    }
+}
+
+fn layout_choice(layout: LayoutArg) -> LayoutChoice {
+    match layout {
+        LayoutArg::Auto => LayoutChoice::Auto,
+        LayoutArg::Contiguous => LayoutChoice::Fixed(LayoutKind::Contiguous),
+        LayoutArg::Striped => LayoutChoice::Fixed(LayoutKind::Striped),
+        LayoutArg::Zigzag => LayoutChoice::Fixed(LayoutKind::Zigzag),
     }
 }
 

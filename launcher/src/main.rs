@@ -12,6 +12,8 @@ mod cli;
 mod cores;
 mod duo_args;
 mod duo_cmd;
+#[cfg(test)]
+mod duo_tests;
 mod info;
 mod job;
 mod launch;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::io::{IsTerminal, Write};
 
-use ringattn_ring::{ring_pass_with_progress, RankStats, StepStats};
+use ringattn_ring::{duo_ring_pass, ring_pass_with_progress, RankStats, StepStats};
 use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result};
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +28,14 @@ pub struct RankResult {
     pub setup_s: f64,
     /// Seconds waiting at the end for the slowest rank.
     pub idle_s: f64,
-    /// Ring pass measurements.
+    /// Ring pass measurements (both head kinds together under DuoAttention).
     pub stats: RankStats,
     /// The scheduler's ratios per kernel class after the run, one per kernel thread.
     pub sched_ratios: BTreeMap<String, Vec<f64>>,
+    /// KV payload bytes sent for retrieval heads (all of them without DuoAttention).
+    pub bytes_sent_retrieval: u64,
+    /// KV payload bytes sent for DuoAttention streaming heads.
+    pub bytes_sent_streaming: u64,
     /// Accuracy check of its rows, when asked.
     pub check: Option<CheckResult>,
     /// `out[heads][rows][dim]`, only when the root writes an output file.
@@ -95,8 +99,20 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             let _ = err.flush();
         }
     };
-    let (state, stats) =
-        ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
+    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) = match &job.duo {
+        Some(plan) => {
+            drop(state);
+            let (state, duo) = duo_ring_pass(comm, &q, kv, &job.ring, &pool, plan, &mut progress)?;
+            let (ret, st) = (duo.bytes_sent_retrieval, duo.bytes_sent_streaming);
+            (state, duo.total, ret, st)
+        }
+        None => {
+            let (state, stats) =
+                ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
+            let bytes = stats.bytes_sent;
+            (state, stats, bytes, 0)
+        }
+    };
     let fin = state.finalize();
     job.sched.save(&pool);
     let idle = Instant::now();
@@ -109,9 +125,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             &job.input,
             &q,
             &fin,
-            job.kv_heads,
             job.seq,
-            job.mask(),
+            &job.kv_head_masks(),
             rows,
         )?),
         None => None,
@@ -130,6 +145,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         idle_s,
         stats,
         sched_ratios: pool.all_ratios(),
+        bytes_sent_retrieval,
+        bytes_sent_streaming,
         check,
         out,
         lse,

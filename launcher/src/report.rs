@@ -40,6 +40,10 @@ pub struct RankReport {
     pub idle_s: f64,
     /// KV payload bytes sent.
     pub bytes_sent: u64,
+    /// KV payload bytes sent for retrieval heads (all of `bytes_sent` without DuoAttention).
+    pub bytes_sent_retrieval: u64,
+    /// KV payload bytes sent for DuoAttention streaming heads.
+    pub bytes_sent_streaming: u64,
     /// Most KV bytes allocated at once.
     pub kv_bytes_peak: u64,
     /// Kernel threads.
@@ -77,6 +81,19 @@ pub struct CheckReport {
     pub passed: bool,
 }
 
+/// `duo` of the report: the DuoAttention plan that ran.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DuoReport {
+    /// KV heads that keep and attend the full KV.
+    pub retrieval_kv_heads: usize,
+    /// KV heads that attend only the sink and the recent window.
+    pub streaming_kv_heads: usize,
+    /// Sink tokens of streaming heads.
+    pub sink: usize,
+    /// Recent window of streaming heads.
+    pub recent: usize,
+}
+
 /// The run report (DESIGN.md contract; extra fields are additions, never renames).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -104,8 +121,8 @@ pub struct Report {
     pub dtype: String,
     /// Kernel thread scheduler (`hybrid`, `static`, `rayon`).
     pub sched: String,
-    /// DuoAttention plan (not yet supported: always null).
-    pub duo: Option<serde_json::Value>,
+    /// DuoAttention plan, or null when off.
+    pub duo: Option<DuoReport>,
     /// Ring pass wall seconds (slowest rank, shard setup excluded).
     pub wall_s: f64,
     /// FLOPs the mask requires (4 · D · H · allowed pairs).
@@ -135,6 +152,8 @@ impl Report {
                 comm_wait_s: r.stats.comm_wait_s,
                 idle_s: r.idle_s,
                 bytes_sent: r.stats.bytes_sent,
+                bytes_sent_retrieval: r.bytes_sent_retrieval,
+                bytes_sent_streaming: r.bytes_sent_streaming,
                 kv_bytes_peak: r.stats.kv_bytes_peak,
                 threads: r.threads,
                 cores: r.cores.clone(),
@@ -204,7 +223,12 @@ impl Report {
             causal: job.causal,
             dtype: job.dtype.name().into(),
             sched: job.sched.kind.name().into(),
-            duo: None,
+            duo: job.duo.as_ref().map(|p| DuoReport {
+                retrieval_kv_heads: p.retrieval_count(),
+                streaming_kv_heads: p.streaming_count(),
+                sink: p.sink,
+                recent: p.recent,
+            }),
             wall_s: g.wall_s,
             flops,
             gflops: if g.wall_s > 0.0 {
@@ -243,6 +267,19 @@ impl Report {
             if self.causal { "causal" } else { "non-causal" },
             self.dtype
         );
+        if let Some(d) = &self.duo {
+            let sent = |f: fn(&RankReport) -> u64| self.ranks.iter().map(f).sum::<u64>();
+            let _ = writeln!(
+                s,
+                "  duo: {} retrieval + {} streaming kv heads (sink {}, recent {}) · bytes sent {} retrieval, {} streaming",
+                d.retrieval_kv_heads,
+                d.streaming_kv_heads,
+                d.sink,
+                d.recent,
+                sent(|r| r.bytes_sent_retrieval),
+                sent(|r| r.bytes_sent_streaming)
+            );
+        }
         let _ = writeln!(
             s,
             "  wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3} · overlap {:.3}",

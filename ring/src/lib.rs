@@ -8,7 +8,9 @@ pub mod duo;
 pub mod layout;
 pub mod pass;
 
-pub use duo::{DuoPattern, DuoPlan, HeadKind, Selection};
+pub use duo::{
+    duo_ring_pass, streaming_key_ranges, DuoPattern, DuoPlan, DuoRankStats, HeadKind, Selection,
+};
 pub use layout::{split_range, Contiguous, Layout};
 pub use pass::{
     ring_pass, ring_pass_with_progress, FaultInjection, RankStats, RingConfig, StepStats,

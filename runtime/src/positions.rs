@@ -5,6 +5,8 @@
 //! contiguous range of local rows is just its first/last element: tile classification
 //! ([`crate::mask::Mask::classify`]) needs nothing more.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -124,6 +126,55 @@ impl Positions {
         }
         None
     }
+
+    /// The positions that fall in the union of the global position `ranges` (any order, may
+    /// overlap), with the local row ranges (ascending, disjoint) they occupy in `self`. Each
+    /// kept stretch of a run stays one run of the same stride, so the result is valid
+    /// [`Positions`] in the same local order.
+    pub fn intersect_ranges(&self, ranges: &[Range<usize>]) -> (Positions, Vec<Range<usize>>) {
+        let mut merged: Vec<Range<usize>> =
+            ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+        merged.sort_by_key(|r| r.start);
+        let mut union: Vec<Range<usize>> = Vec::with_capacity(merged.len());
+        for r in merged {
+            match union.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => union.push(r),
+            }
+        }
+        let (mut runs, mut rows) = (Vec::new(), Vec::<Range<usize>>::new());
+        let mut base = 0;
+        for run in &self.runs {
+            let stride = run.stride.max(1);
+            for r in &union {
+                // Indices i with start + i·stride in [r.start, r.end), clipped to the run.
+                let lo = r
+                    .start
+                    .saturating_sub(run.start)
+                    .div_ceil(stride)
+                    .min(run.len);
+                let hi = r
+                    .end
+                    .saturating_sub(run.start)
+                    .div_ceil(stride)
+                    .min(run.len);
+                if lo < hi {
+                    runs.push(Run {
+                        start: run.start + lo * stride,
+                        len: hi - lo,
+                        stride: run.stride,
+                    });
+                    match rows.last_mut() {
+                        Some(last) if last.end == base + lo => last.end = base + hi,
+                        _ => rows.push(base + lo..base + hi),
+                    }
+                }
+            }
+            base += run.len;
+        }
+        let positions = Positions::new(runs).expect("sub-runs of increasing runs still increase");
+        (positions, rows)
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +204,50 @@ mod tests {
         let mut buf = [0; 2];
         p.fill(2, &mut buf);
         assert_eq!(buf, [4, 10]);
+    }
+
+    #[test]
+    fn intersect_ranges_keeps_exactly_the_positions_in_the_ranges() {
+        let shards = [
+            Positions::contiguous(10, 50),
+            Positions::strided(3, 40, 4),
+            Positions::new([
+                Run {
+                    start: 0,
+                    len: 7,
+                    stride: 1,
+                },
+                Run {
+                    start: 30,
+                    len: 9,
+                    stride: 1,
+                },
+            ])
+            .unwrap(),
+            Positions::default(),
+        ];
+        let range_sets: [Vec<Range<usize>>; 4] = [
+            vec![0..4, 20..36],
+            vec![33..40, 0..12, 5..8, 50..50],
+            vec![0..1000, 2000..2000],
+            vec![],
+        ];
+        for p in &shards {
+            for ranges in &range_sets {
+                let (sub, rows) = p.intersect_ranges(ranges);
+                let want: Vec<usize> = p
+                    .iter()
+                    .filter(|x| ranges.iter().any(|r| r.contains(x)))
+                    .collect();
+                assert_eq!(sub.iter().collect::<Vec<_>>(), want, "{p:?} {ranges:?}");
+                let from_rows: Vec<usize> = rows
+                    .iter()
+                    .flat_map(|r| r.clone().map(|i| p.get(i)))
+                    .collect();
+                assert_eq!(from_rows, want, "{p:?} {ranges:?} rows {rows:?}");
+                assert!(rows.windows(2).all(|w| w[0].end < w[1].start), "{rows:?}");
+            }
+        }
     }
 
     #[test]

@@ -80,6 +80,22 @@ impl AttnState {
         }
     }
 
+    /// Copies head `i` of `part` (same rows and dim) into head `heads[i]` of `self`: puts the
+    /// state of a sub-shard made by `QShard::select_heads(heads)` back in full head order.
+    pub fn scatter_heads(&mut self, part: &AttnState, heads: &[usize]) {
+        assert_eq!(
+            (part.heads, part.rows, part.dim),
+            (heads.len(), self.rows, self.dim),
+            "scattering a state of another shape"
+        );
+        let (rows, rd) = (self.rows, self.rows * self.dim);
+        for (i, &h) in heads.iter().enumerate() {
+            self.m[h * rows..(h + 1) * rows].copy_from_slice(&part.m[i * rows..(i + 1) * rows]);
+            self.l[h * rows..(h + 1) * rows].copy_from_slice(&part.l[i * rows..(i + 1) * rows]);
+            self.acc[h * rd..(h + 1) * rd].copy_from_slice(&part.acc[i * rd..(i + 1) * rd]);
+        }
+    }
+
     /// `out = acc / l`, `lse = m + ln l`; rows that saw no key give 0 and −∞.
     pub fn finalize(&self) -> Finalized {
         let d = self.dim;
@@ -99,5 +115,26 @@ impl AttnState {
             }
         }
         Finalized { out, lse }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scatter_heads_puts_each_head_in_its_place() {
+        let mut full = AttnState::new(3, 2, 2);
+        let mut part = AttnState::new(2, 2, 2);
+        part.m = vec![1.0, 2.0, 3.0, 4.0];
+        part.l = vec![5.0, 6.0, 7.0, 8.0];
+        part.acc = (0..8).map(|x| x as f32).collect();
+        full.scatter_heads(&part, &[2, 0]);
+        assert_eq!(full.m[..2], [3.0, 4.0]);
+        assert_eq!(full.m[4..], [1.0, 2.0]);
+        assert!(full.m[2..4].iter().all(|m| *m == f32::NEG_INFINITY));
+        assert_eq!(full.l, vec![7.0, 8.0, 0.0, 0.0, 5.0, 6.0]);
+        assert_eq!(full.acc[..4], [4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(full.acc[8..], [0.0, 1.0, 2.0, 3.0]);
     }
 }

@@ -4,6 +4,8 @@
 //! head mapping in the kernel, never by replication), and a block carries the global positions
 //! of its rows as [`Positions`] runs, so the receiver can classify tiles without any side table.
 
+use std::ops::Range;
+
 use half::bf16;
 use half::slice::HalfFloatSliceExt;
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,22 @@ impl QShard {
     pub fn row(&self, head: usize, row: usize) -> &[f32] {
         let start = (head * self.rows() + row) * self.dim;
         &self.data[start..start + self.dim]
+    }
+
+    /// A shard of the query heads `heads` (in the given order), same rows. Panics on a head
+    /// out of range, like slice indexing.
+    pub fn select_heads(&self, heads: &[usize]) -> QShard {
+        let per_head = self.rows() * self.dim;
+        let mut data = Vec::with_capacity(heads.len() * per_head);
+        for &h in heads {
+            data.extend_from_slice(&self.data[h * per_head..(h + 1) * per_head]);
+        }
+        QShard {
+            heads: heads.len(),
+            dim: self.dim,
+            positions: self.positions.clone(),
+            data,
+        }
     }
 }
 
@@ -122,6 +140,45 @@ impl KvBlock {
     /// Bytes actually allocated for K and V (buffer capacities).
     pub fn allocated_bytes(&self) -> u64 {
         self.k.allocated_bytes() + self.v.allocated_bytes()
+    }
+
+    /// A block of the KV heads `heads` (in the given order), same rows, origin and dtype.
+    /// Panics on a head out of range, like slice indexing.
+    pub fn select_heads(&self, heads: &[usize]) -> KvBlock {
+        let per_head = self.rows() * self.dim;
+        let pieces: Vec<_> = heads
+            .iter()
+            .map(|&h| h * per_head..(h + 1) * per_head)
+            .collect();
+        KvBlock {
+            origin: self.origin,
+            kv_heads: heads.len(),
+            dim: self.dim,
+            positions: self.positions.clone(),
+            k: self.k.gather(&pieces),
+            v: self.v.gather(&pieces),
+        }
+    }
+
+    /// A block of only the rows whose global positions fall in the union of `ranges` (every
+    /// head, same origin and dtype), allocated to exactly its size; an empty block when none do.
+    pub fn select_rows(&self, ranges: &[Range<usize>]) -> KvBlock {
+        let (positions, rows) = self.positions.intersect_ranges(ranges);
+        let (n, d) = (self.rows(), self.dim);
+        let pieces: Vec<_> = (0..self.kv_heads)
+            .flat_map(|h| {
+                rows.iter()
+                    .map(move |r| (h * n + r.start) * d..(h * n + r.end) * d)
+            })
+            .collect();
+        KvBlock {
+            origin: self.origin,
+            kv_heads: self.kv_heads,
+            dim: d,
+            positions,
+            k: self.k.gather(&pieces),
+            v: self.v.gather(&pieces),
+        }
     }
 }
 
@@ -214,6 +271,22 @@ impl KvData {
         (cap * self.dtype().size()) as u64
     }
 
+    /// The elements of `pieces` (index ranges), concatenated in order into a buffer of the same
+    /// dtype allocated to exactly that length.
+    pub fn gather(&self, pieces: &[Range<usize>]) -> KvData {
+        fn take<T: Copy>(src: &[T], pieces: &[Range<usize>]) -> Vec<T> {
+            let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+            for p in pieces {
+                out.extend_from_slice(&src[p.clone()]);
+            }
+            out
+        }
+        match self {
+            KvData::F32(v) => KvData::F32(take(v, pieces)),
+            KvData::Bf16(v) => KvData::Bf16(take(v, pieces)),
+        }
+    }
+
     /// The values when stored as f32.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match self {
@@ -249,4 +322,71 @@ fn gather_rows(
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::positions::Run;
+    use crate::source::Synthetic;
+
+    #[test]
+    fn select_heads_and_rows_match_gathering_them_directly() {
+        let src = Synthetic { seed: 9 };
+        let positions = Positions::new([
+            Run {
+                start: 0,
+                len: 10,
+                stride: 1,
+            },
+            Run {
+                start: 20,
+                len: 8,
+                stride: 3,
+            },
+        ])
+        .unwrap();
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            let kv = KvBlock::from_source_as(&src, 2, 3, 4, positions.clone(), dtype).unwrap();
+            let heads = kv.select_heads(&[2, 0]);
+            let direct = |h: usize, pos: Positions| {
+                KvBlock::from_source_as(&src, 2, 3, 4, pos, dtype)
+                    .unwrap()
+                    .select_heads(&[h])
+            };
+            assert_eq!((heads.kv_heads, heads.origin), (2, 2));
+            assert_eq!(heads.select_heads(&[0]), direct(2, positions.clone()));
+            assert_eq!(heads.select_heads(&[1]), direct(0, positions.clone()));
+
+            let rows = kv.select_rows(&[3..5, 26..33, 100..200]);
+            let want = Positions::new([
+                Run {
+                    start: 3,
+                    len: 2,
+                    stride: 1,
+                },
+                Run {
+                    start: 26,
+                    len: 3,
+                    stride: 3,
+                },
+            ])
+            .unwrap();
+            assert_eq!(rows.positions, want);
+            assert_eq!(
+                rows,
+                KvBlock::from_source_as(&src, 2, 3, 4, want, dtype).unwrap()
+            );
+            assert_eq!(rows.allocated_bytes(), rows.payload_bytes());
+            let none = kv.select_rows(&[11..20, 14..19]);
+            assert_eq!(
+                (none.rows(), none.payload_bytes(), none.allocated_bytes()),
+                (0, 0, 0)
+            );
+        }
+        let q = QShard::from_source(&src, 4, 4, positions.clone()).unwrap();
+        let sub = q.select_heads(&[3, 1]);
+        assert_eq!(sub.row(0, 5), q.row(3, 5));
+        assert_eq!(sub.row(1, 17), q.row(1, 17));
+    }
 }

@@ -11,7 +11,8 @@ pub mod tilework;
 
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{
-    estimate, plan, Estimate, LayoutChoice, LayoutKind, Plan, PARTIAL_TILE_COST,
+    estimate, estimate_mixed, plan, plan_mixed, Estimate, HeadMix, LayoutChoice, LayoutKind, Plan,
+    PARTIAL_TILE_COST,
 };
 pub use simulate::{simulate, RankSim, SimConfig, Simulation, StepSim};
 pub use tilework::TileWork;

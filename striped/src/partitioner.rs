@@ -143,6 +143,49 @@ pub fn estimate(
     }
 }
 
+/// DuoAttention's head mix for the cost model: streaming heads run their own (pruned) ring
+/// pass with `streaming_mask` after the retrieval heads' pass with the run's mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadMix {
+    /// KV heads attending with the run's mask.
+    pub retrieval: usize,
+    /// KV heads attending with `streaming_mask`.
+    pub streaming: usize,
+    /// The streaming heads' mask (`Mask::Streaming`).
+    pub streaming_mask: Mask,
+}
+
+/// [`estimate`] for a DuoAttention run: the two sub-passes run one after the other, each in
+/// lockstep, so work is the per-head average of both masks' work (weighted by head counts)
+/// per (step, rank), and the makespan the weighted sum of both passes' makespans.
+pub fn estimate_mixed(
+    kind: LayoutKind,
+    world: usize,
+    seq: usize,
+    mask: Mask,
+    tile: TileShape,
+    mix: &HeadMix,
+) -> Estimate {
+    let total = (mix.retrieval + mix.streaming).max(1) as f64;
+    let (wr, ws) = (mix.retrieval as f64 / total, mix.streaming as f64 / total);
+    let r = estimate(kind, world, seq, mask, tile);
+    let s = estimate(kind, world, seq, mix.streaming_mask, tile);
+    let mix_rows = |a: &[f64], b: &[f64]| -> Vec<f64> {
+        a.iter().zip(b).map(|(x, y)| wr * x + ws * y).collect()
+    };
+    Estimate {
+        kind,
+        makespan: wr * r.makespan + ws * s.makespan,
+        work_per_rank: mix_rows(&r.work_per_rank, &s.work_per_rank),
+        work: r
+            .work
+            .iter()
+            .zip(&s.work)
+            .map(|(a, b)| mix_rows(a, b))
+            .collect(),
+    }
+}
+
 /// The partitioner's decision.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -158,9 +201,26 @@ pub struct Plan {
 /// takes the smallest predicted makespan, preferring the earlier of
 /// contiguous, striped, zigzag when within 1% (contiguous keeps tokens adjacent).
 pub fn plan(choice: LayoutChoice, world: usize, seq: usize, mask: Mask, tile: TileShape) -> Plan {
+    plan_mixed(choice, world, seq, mask, tile, None)
+}
+
+/// [`plan`] for a run with DuoAttention's head `mix` (`None`: every head uses `mask`), costed
+/// by [`estimate_mixed`]: streaming heads count only their windows' tiles. (Compute only: the
+/// streaming bytes contiguous saves are not costed yet.)
+pub fn plan_mixed(
+    choice: LayoutChoice,
+    world: usize,
+    seq: usize,
+    mask: Mask,
+    tile: TileShape,
+    mix: Option<&HeadMix>,
+) -> Plan {
     let estimates: Vec<Estimate> = LayoutKind::ALL
         .iter()
-        .map(|&k| estimate(k, world, seq, mask, tile))
+        .map(|&k| match mix {
+            Some(mix) if mix.streaming > 0 => estimate_mixed(k, world, seq, mask, tile, mix),
+            _ => estimate(k, world, seq, mask, tile),
+        })
         .collect();
     let summary = estimates
         .iter()
@@ -218,6 +278,61 @@ mod tests {
         let full = plan(LayoutChoice::Auto, 4, 4096, Mask::None, tile);
         assert_eq!(full.kind, LayoutKind::Contiguous);
         assert!(full.reason.starts_with("auto:"));
+    }
+
+    #[test]
+    fn streaming_heads_are_costed_by_their_windows() {
+        let tile = TileShape::default();
+        let streaming_mask = Mask::Streaming {
+            sink: 64,
+            recent: 256,
+        };
+        let all_streaming = HeadMix {
+            retrieval: 0,
+            streaming: 8,
+            streaming_mask,
+        };
+        let p = plan_mixed(
+            LayoutChoice::Auto,
+            4,
+            4096,
+            Mask::Causal,
+            tile,
+            Some(&all_streaming),
+        );
+        // Striped tiles span P × tile positions, so they cannot skip outside the windows;
+        // contiguous and zigzag do (compute only: the bytes saved are not costed yet).
+        assert_ne!(p.kind, LayoutKind::Striped, "{}", p.reason);
+        let causal = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
+        let (s, c) = (&p.estimates, &causal.estimates);
+        assert!(
+            s[0].makespan < 0.2 * c[0].makespan,
+            "{} vs {}",
+            p.reason,
+            causal.reason
+        );
+        assert!(s[1].makespan > s[0].makespan && s[1].makespan > s[2].makespan);
+        // No streaming heads: exactly the plain plan.
+        let none = HeadMix {
+            retrieval: 8,
+            streaming: 0,
+            streaming_mask,
+        };
+        let a = plan_mixed(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile, Some(&none));
+        let b = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
+        assert_eq!((a.kind, a.estimates), (b.kind, b.estimates));
+        // A mix weighs both passes by head count.
+        let half = HeadMix {
+            retrieval: 4,
+            streaming: 4,
+            streaming_mask,
+        };
+        for kind in LayoutKind::ALL {
+            let m = estimate_mixed(kind, 4, 4096, Mask::Causal, tile, &half).makespan;
+            let r = estimate(kind, 4, 4096, Mask::Causal, tile).makespan;
+            let s = estimate(kind, 4, 4096, streaming_mask, tile).makespan;
+            assert!((m - (r + s) / 2.0).abs() < 1e-9, "{kind}");
+        }
     }
 
     #[test]

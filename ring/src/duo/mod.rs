@@ -1,7 +1,9 @@
 //! DuoAttention (Xiao et al., ICLR 2025) across the ring: retrieval heads keep and attend the full
 //! KV; streaming heads keep only the first `sink` tokens and the last `recent` ones.
 //!
-//! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks.
+//! - [`plan`]: which KV heads are retrieval and which streaming ([`DuoPlan`]), and their masks;
+//! - [`prefill`]: the ring pass with streaming heads' KV pruned to what later ranks attend
+//!   ([`duo_ring_pass`]).
 //! - [`pattern`]: the official gate files ([`DuoPattern`]) and the choice of retrieval heads from
 //!   them by sparsity or threshold ([`Selection`]).
 //!
@@ -10,6 +12,8 @@
 
 pub mod pattern;
 pub mod plan;
+pub mod prefill;
 
 pub use pattern::{DuoPattern, Selection};
 pub use plan::{DuoPlan, HeadKind};
+pub use prefill::{duo_ring_pass, streaming_key_ranges, DuoRankStats};

@@ -1,0 +1,339 @@
+//! DuoAttention prefill across the ring.
+//!
+//! The query shard and the KV block are split by head kind (query head `h` belongs to KV head
+//! `h / (heads / kv_heads)`; each part keeps its heads in ascending order, so the GQA ratio is
+//! preserved). Retrieval heads run the plain ring pass with the run's mask. Streaming heads run a
+//! *pruned* ring pass with `Mask::Streaming`: the block that originated at rank s, forwarded from
+//! rank r to r + 1, keeps only the rows that a rank which has not seen it yet (r + 1, …, s − 1
+//! mod P) may attend — the sink and, per query run of that rank, the window
+//! `[first − recent + 1, last]` ([`streaming_key_ranges`]). Blocks that become empty still
+//! travel (the ring stays in lockstep) at no payload cost. With the contiguous layout the
+//! streaming KV makes one hop of `recent − 1` rows, plus the sink rows that ride along with
+//! rank 0's block — DESIGN.md's "one hop plus the sink". Compute covers only the windows through
+//! the kernel's Empty / Partial / Full tile classification. The two states are scattered back
+//! into full head order.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringattn_runtime::{
+    attend, AttnState, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Result, Run,
+};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{DuoPlan, HeadKind};
+use crate::pass::{ring_pass_with_progress, RankStats, RingConfig, StepStats};
+
+/// Measurements of a DuoAttention ring pass on one rank.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DuoRankStats {
+    /// Both sub-passes together: compute, comm wait, bytes and tiles summed, steps merged by
+    /// ring step (same source block), `wall_s` of the whole pass, and `kv_bytes_peak` the most
+    /// KV bytes allocated at once on this rank during the ring steps (the other kind's own
+    /// block included while one sub-pass runs).
+    pub total: RankStats,
+    /// KV payload bytes sent for retrieval heads.
+    pub bytes_sent_retrieval: u64,
+    /// KV payload bytes sent for streaming heads.
+    pub bytes_sent_streaming: u64,
+    /// The retrieval heads' ring pass, when the plan has retrieval heads.
+    pub retrieval: Option<RankStats>,
+    /// The streaming heads' pruned ring pass, when the plan has streaming heads.
+    pub streaming: Option<RankStats>,
+}
+
+/// Runs DuoAttention prefill for this rank: retrieval heads attend every rank's KV with
+/// `cfg.mask`, streaming heads attend their sink + recent window with `Mask::Streaming`, and
+/// only the KV rows some later rank needs travel. `on_step(step, stats)` is called after each
+/// ring step of each sub-pass (retrieval first, then streaming), with that sub-pass's step
+/// index. `cfg.fault` fires in the first sub-pass that runs.
+///
+/// With no streaming heads this is exactly [`ring_pass_with_progress`] (bitwise the same).
+/// Errors: a plan whose number of KV heads differs from the block's, heads not a multiple of
+/// KV heads, or query and key dims that differ; and any communication failure.
+pub fn duo_ring_pass<E: Executor>(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &E,
+    plan: &DuoPlan,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, DuoRankStats)> {
+    if plan.kv_heads() != kv.kv_heads {
+        return Err(Error::config(format!(
+            "the DuoAttention plan has {} KV heads but the run has {}",
+            plan.kv_heads(),
+            kv.kv_heads
+        )));
+    }
+    if kv.kv_heads == 0 || !q.heads.is_multiple_of(kv.kv_heads) || q.dim != kv.dim {
+        return Err(Error::config(format!(
+            "query shard ({} heads, dim {}) does not fit the KV block ({} heads, dim {})",
+            q.heads, q.dim, kv.kv_heads, kv.dim
+        )));
+    }
+    let start = Instant::now();
+    let group = q.heads / kv.kv_heads;
+    let retrieval = plan.kv_heads_of(HeadKind::Retrieval);
+    let streaming = plan.kv_heads_of(HeadKind::Streaming);
+    let stream_cfg = RingConfig {
+        mask: Mask::Streaming {
+            sink: plan.sink,
+            recent: plan.recent,
+        },
+        ..*cfg
+    };
+    if streaming.is_empty() {
+        let state = AttnState::new(q.heads, q.rows(), q.dim);
+        let (state, stats) = ring_pass_with_progress(comm, q, kv, cfg, pool, state, on_step)?;
+        return Ok((state, one_kind(stats, HeadKind::Retrieval)));
+    }
+    if retrieval.is_empty() {
+        let all = all_positions(comm, &q.positions)?;
+        let (state, stats) = streaming_pass(comm, q, kv, &stream_cfg, pool, &all, on_step)?;
+        return Ok((state, one_kind(stats, HeadKind::Streaming)));
+    }
+
+    let q_heads_of = |kv_heads: &[usize]| -> Vec<usize> {
+        kv_heads
+            .iter()
+            .flat_map(|&k| k * group..(k + 1) * group)
+            .collect()
+    };
+    let (ret_q, str_q) = (q_heads_of(&retrieval), q_heads_of(&streaming));
+    let (q_ret, kv_ret) = (q.select_heads(&ret_q), kv.select_heads(&retrieval));
+    let (q_str, kv_str) = (q.select_heads(&str_q), kv.select_heads(&streaming));
+    drop(kv);
+    let str_own = kv_str.allocated_bytes();
+
+    let state = AttnState::new(q_ret.heads, q.rows(), q.dim);
+    let (state_ret, stats_ret) =
+        ring_pass_with_progress(comm, &q_ret, kv_ret, cfg, pool, state, on_step)?;
+    let all = all_positions(comm, &q.positions)?;
+    let stream_cfg = RingConfig {
+        fault: None,
+        ..stream_cfg
+    };
+    let (state_str, stats_str) =
+        streaming_pass(comm, &q_str, kv_str, &stream_cfg, pool, &all, on_step)?;
+
+    let mut state = AttnState::new(q.heads, q.rows(), q.dim);
+    state.scatter_heads(&state_ret, &ret_q);
+    state.scatter_heads(&state_str, &str_q);
+    let mut total = merge(&stats_ret, &stats_str);
+    total.kv_bytes_peak = (stats_ret.kv_bytes_peak + str_own).max(stats_str.kv_bytes_peak);
+    total.wall_s = start.elapsed().as_secs_f64();
+    let stats = DuoRankStats {
+        total,
+        bytes_sent_retrieval: stats_ret.bytes_sent,
+        bytes_sent_streaming: stats_str.bytes_sent,
+        retrieval: Some(stats_ret),
+        streaming: Some(stats_str),
+    };
+    Ok((state, stats))
+}
+
+/// The key positions a streaming head with queries at `queries` may attend, as global ranges
+/// (a superset, exact for stride-1 runs): the sink `[0, min(sink, last + 1))` and, per query
+/// run, the window `[first − recent + 1, last]`.
+pub fn streaming_key_ranges(queries: &Positions, sink: usize, recent: usize) -> Vec<Range<usize>> {
+    let Some(last_query) = queries.runs().last().map(run_last) else {
+        return Vec::new();
+    };
+    let mut ranges = Vec::with_capacity(1 + queries.runs().len());
+    ranges.push(0..sink.min(last_query + 1));
+    if recent > 0 {
+        ranges.extend(
+            queries
+                .runs()
+                .iter()
+                .map(|r| (r.start + 1).saturating_sub(recent)..run_last(r) + 1),
+        );
+    }
+    ranges
+}
+
+/// Last position of a non-empty run.
+fn run_last(r: &Run) -> usize {
+    r.start + (r.len - 1) * r.stride
+}
+
+/// Stats of a pass that had heads of one kind only.
+fn one_kind(stats: RankStats, kind: HeadKind) -> DuoRankStats {
+    let bytes = stats.bytes_sent;
+    match kind {
+        HeadKind::Retrieval => DuoRankStats {
+            total: stats.clone(),
+            bytes_sent_retrieval: bytes,
+            retrieval: Some(stats),
+            ..DuoRankStats::default()
+        },
+        HeadKind::Streaming => DuoRankStats {
+            total: stats.clone(),
+            bytes_sent_streaming: bytes,
+            streaming: Some(stats),
+            ..DuoRankStats::default()
+        },
+    }
+}
+
+/// Sums two sub-passes over the same ring: per step (same source), compute, waits and tiles.
+fn merge(a: &RankStats, b: &RankStats) -> RankStats {
+    let mut tiles = a.tiles;
+    tiles += b.tiles;
+    let steps = a
+        .steps
+        .iter()
+        .zip(&b.steps)
+        .map(|(x, y)| {
+            debug_assert_eq!(x.source, y.source);
+            let mut tiles = x.tiles;
+            tiles += y.tiles;
+            StepStats {
+                source: x.source,
+                compute_s: x.compute_s + y.compute_s,
+                comm_wait_s: x.comm_wait_s + y.comm_wait_s,
+                tiles,
+            }
+        })
+        .collect();
+    RankStats {
+        compute_s: a.compute_s + b.compute_s,
+        comm_wait_s: a.comm_wait_s + b.comm_wait_s,
+        wall_s: a.wall_s + b.wall_s,
+        bytes_sent: a.bytes_sent + b.bytes_sent,
+        kv_bytes_peak: a.kv_bytes_peak.max(b.kv_bytes_peak),
+        tiles,
+        steps,
+    }
+}
+
+/// The streaming heads' ring pass: like [`crate::ring_pass`], but each forwarded block keeps
+/// only the rows its remaining recipients may attend (`all[r]` = rank r's query positions).
+fn streaming_pass<E: Executor>(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &E,
+    all: &[Positions],
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, RankStats)> {
+    let Mask::Streaming { sink, recent } = cfg.mask else {
+        unreachable!("the streaming pass always runs with the streaming mask")
+    };
+    let (rank, world) = (comm.rank(), comm.size());
+    let start = Instant::now();
+    let mut state = AttnState::new(q.heads, q.rows(), q.dim);
+    let mut stats = RankStats {
+        kv_bytes_peak: kv.allocated_bytes(),
+        ..RankStats::default()
+    };
+    let mut current = Arc::new(kv);
+    for step in 0..world {
+        if let Some(f) = cfg.fault {
+            if f.rank == rank && f.step == step {
+                return Err(Error::RankFailed {
+                    rank,
+                    reason: format!("injected fault at ring step {step}"),
+                });
+            }
+        }
+        let last = step + 1 == world;
+        let mut outgoing = 0;
+        if !last {
+            // Ranks r + 1, …, s − 1 (mod P) have not seen this block yet.
+            let ranges: Vec<Range<usize>> = (1..world - step)
+                .flat_map(|j| streaming_key_ranges(&all[(rank + j) % world], sink, recent))
+                .collect();
+            let kept = current.positions.intersect_ranges(&ranges).0.len();
+            let block = if kept == current.rows() {
+                Arc::clone(&current)
+            } else {
+                let pruned = current.select_rows(&ranges);
+                outgoing = pruned.allocated_bytes();
+                Arc::new(pruned)
+            };
+            stats.bytes_sent += block.payload_bytes();
+            comm.shift_start(block)?;
+        }
+        let t0 = Instant::now();
+        let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
+        let mut step_stats = StepStats {
+            source: current.origin,
+            compute_s: t0.elapsed().as_secs_f64(),
+            tiles,
+            ..StepStats::default()
+        };
+        if !last {
+            let t1 = Instant::now();
+            let next = comm.shift_wait()?;
+            step_stats.comm_wait_s = t1.elapsed().as_secs_f64();
+            stats.kv_bytes_peak = stats
+                .kv_bytes_peak
+                .max(current.allocated_bytes() + outgoing + next.allocated_bytes());
+            current = next;
+        }
+        stats.compute_s += step_stats.compute_s;
+        stats.comm_wait_s += step_stats.comm_wait_s;
+        stats.tiles += tiles;
+        on_step(step, &step_stats);
+        stats.steps.push(step_stats);
+    }
+    stats.wall_s = start.elapsed().as_secs_f64();
+    Ok((state, stats))
+}
+
+/// Every rank's query positions, in rank order (one gather and one broadcast of a few runs).
+fn all_positions(comm: &mut dyn Comm, mine: &Positions) -> Result<Vec<Positions>> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let mut bytes = Vec::with_capacity(8 * (1 + 3 * mine.runs().len()));
+    bytes.extend((mine.runs().len() as u64).to_le_bytes());
+    for r in mine.runs() {
+        for x in [r.start, r.len, r.stride] {
+            bytes.extend((x as u64).to_le_bytes());
+        }
+    }
+    let gathered = comm.gather(0, bytes)?.map(|parts| parts.concat());
+    let all = comm.broadcast(0, gathered.unwrap_or_default())?;
+    let bad = || Error::Comm {
+        rank,
+        reason: "malformed positions exchanged by the DuoAttention pass".into(),
+    };
+    let mut words = all.chunks_exact(8).map(|c| {
+        usize::try_from(u64::from_le_bytes(c.try_into().expect("8 bytes"))).map_err(|_| bad())
+    });
+    let mut next = || -> Result<usize> { words.next().ok_or_else(bad)? };
+    (0..world)
+        .map(|_| {
+            let n = next()?;
+            let runs = (0..n)
+                .map(|_| {
+                    Ok(Run {
+                        start: next()?,
+                        len: next()?,
+                        stride: next()?,
+                    })
+                })
+                .collect::<Result<Vec<Run>>>()?;
+            Positions::new(runs).map_err(|_| bad())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ranges_cover_sink_and_windows() {
+        let q = Positions::contiguous(100, 50);
+        assert_eq!(streaming_key_ranges(&q, 4, 32), vec![0..4, 69..150]);
+        assert_eq!(streaming_key_ranges(&q, 4, 0), vec![0..4]);
+        let early = Positions::contiguous(0, 3);
+        assert_eq!(streaming_key_ranges(&early, 8, 2), vec![0..3, 0..3]);
+        assert!(streaming_key_ranges(&Positions::default(), 4, 32).is_empty());
+    }
+}
