@@ -64,21 +64,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         job.dtype,
     )?;
     let cores = job.cores_of(rank).to_vec();
-    let mut builder = rayon::ThreadPoolBuilder::new()
-        .num_threads(job.threads)
-        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"));
-    if !cores.is_empty() {
-        let pins = cores.clone();
-        builder = builder.start_handler(move |i| {
-            if let Some(&cpu) = pins.get(i) {
-                crate::cores::pin_current_thread(cpu);
-            }
-        });
-    }
-    let pool = builder.build().map_err(|e| Error::RankFailed {
-        rank,
-        reason: format!("cannot start kernel threads: {e}"),
-    })?;
+    let pool = kernel_pool(rank, job.threads, &cores)?;
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);
@@ -159,4 +145,24 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         })
         .collect::<Result<Vec<RankResult>>>()?;
     Ok(Some(Gathered { ranks, wall_s }))
+}
+
+/// The rank's kernel thread pool: `threads` threads named after the rank, thread i pinned to
+/// `cores[i]` when `cores` is not empty.
+pub fn kernel_pool(rank: usize, threads: usize, cores: &[usize]) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("ringattn-r{rank}-t{i}"));
+    if !cores.is_empty() {
+        let pins = cores.to_vec();
+        builder = builder.start_handler(move |i| {
+            if let Some(&cpu) = pins.get(i) {
+                crate::cores::pin_current_thread(cpu);
+            }
+        });
+    }
+    builder.build().map_err(|e| Error::RankFailed {
+        rank,
+        reason: format!("cannot start kernel threads: {e}"),
+    })
 }
