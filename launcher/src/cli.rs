@@ -1,4 +1,4 @@
-//! Command-line interface: `ringattn run ...`.
+//! Command-line interface: `ringattn run ...`, `ringattn decode ...` and the helpers.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run distributed attention once and report time, balance, overlap and (optionally) accuracy.
     Run(RunArgs),
+    /// Prefill a prompt over the ring, then decode tokens with the KV cache kept distributed.
+    Decode(crate::decode_cmd::DecodeArgs),
     /// Show the SIMD level, the measured FMA peak per core, the cores and the affinity mask.
     Info(crate::info::InfoArgs),
     /// Predict a ring pass (step times, wall time, imbalance, bytes) with the cost model.

@@ -12,8 +12,18 @@ use crate::rank::{run_rank, Gathered};
 /// Runs `job` with `job.world` rank threads joined by channels. A failing (or panicking) rank
 /// aborts the others; the error returned is the first rank's own failure, not the echoes.
 pub fn run_local(job: &Job) -> Result<Gathered> {
+    run_local_with(job, run_rank)
+}
+
+/// [`run_local`] with any rank function (`ringattn decode` runs its own): every rank thread
+/// calls `rank_fn`, whose root (rank 0) result is returned.
+pub fn run_local_with<G: Send>(
+    job: &Job,
+    rank_fn: impl Fn(&mut dyn Comm, &Job) -> Result<Option<G>> + Sync,
+) -> Result<G> {
     let comms = local_world(job.world);
-    let results: Vec<Result<Option<Gathered>>> = thread::scope(|scope| {
+    let rank_fn = &rank_fn;
+    let results: Vec<Result<Option<G>>> = thread::scope(|scope| {
         let handles: Vec<_> = comms
             .into_iter()
             .map(|mut comm| {
@@ -21,7 +31,7 @@ pub fn run_local(job: &Job) -> Result<Gathered> {
                 thread::Builder::new()
                     .name(format!("ringattn-rank-{rank}"))
                     .spawn_scoped(scope, move || {
-                        let result = catch_unwind(AssertUnwindSafe(|| run_rank(&mut comm, job)))
+                        let result = catch_unwind(AssertUnwindSafe(|| rank_fn(&mut comm, job)))
                             .unwrap_or_else(|panic| {
                                 Err(Error::RankFailed {
                                     rank,

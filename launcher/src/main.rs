@@ -10,6 +10,9 @@ mod calibrate;
 mod check;
 mod cli;
 mod cores;
+mod decode_cmd;
+mod decode_rank;
+mod decode_report;
 mod duo_args;
 mod duo_cmd;
 #[cfg(test)]
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Decode(args) => decode_cmd::run_decode(&args),
         Command::Info(args) => info::run_info(&args, allowed_cores()),
         Command::Simulate(args) => simulate_cmd::run_simulate(&args),
         Command::Bench(args) => bench::run_bench(&args, allowed_cores()),

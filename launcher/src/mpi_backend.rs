@@ -21,6 +21,26 @@ use crate::rank::run_rank;
 /// Runs this process's rank of an MPI job. Rank 0 returns the job's error (printed by `main`);
 /// the other ranks stay silent and return the same exit code.
 pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
+    run_mpi_with(
+        args,
+        allowed_cores,
+        || Ok(()),
+        run_rank,
+        |job, backend, g| crate::finish(args, job, backend, g),
+    )
+}
+
+/// [`run_mpi`] with any rank function and root finish (`ringattn decode` runs its own):
+/// `precheck` validates what the [`Job`] does not (its failure is agreed on like a bad option:
+/// one message from rank 0, exit 2); every rank calls `rank_fn`; rank 0 calls `finish` on its
+/// result, whose exit code every rank returns.
+pub fn run_mpi_with<G>(
+    args: &RunArgs,
+    allowed_cores: usize,
+    precheck: impl Fn() -> Result<()>,
+    rank_fn: impl Fn(&mut dyn Comm, &Job) -> Result<Option<G>>,
+    finish: impl Fn(&Job, &str, &G) -> Result<u8>,
+) -> Result<ExitCode> {
     let mut comm = MpiComm::init()?;
     let rank = comm.rank();
     let cores = plan_cores(&mut comm, args)?;
@@ -29,7 +49,7 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
             eprintln!("{w}");
         }
     }
-    let prepared = prepare(args, &comm, allowed_cores, cores);
+    let prepared = precheck().and_then(|()| prepare(args, &comm, allowed_cores, cores));
     let job = match agree(&mut comm, prepared)? {
         Ok(job) => job,
         Err(e) if rank == 0 => return Err(e),
@@ -37,7 +57,7 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     };
 
     let result =
-        catch_unwind(AssertUnwindSafe(|| run_rank(&mut comm, &job))).unwrap_or_else(|panic| {
+        catch_unwind(AssertUnwindSafe(|| rank_fn(&mut comm, &job))).unwrap_or_else(|panic| {
             Err(Error::RankFailed {
                 rank,
                 reason: panic_message(&panic),
@@ -55,15 +75,13 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     // Rank 0 finishes; every rank leaves with rank 0's exit code.
     let (code, root_error) = match (rank, &gathered) {
         (0, Some(g)) => {
-            let finished = catch_unwind(AssertUnwindSafe(|| {
-                crate::finish(args, &job, comm.backend(), g)
-            }))
-            .unwrap_or_else(|panic| {
-                Err(Error::RankFailed {
-                    rank,
-                    reason: panic_message(&panic),
-                })
-            });
+            let finished = catch_unwind(AssertUnwindSafe(|| finish(&job, comm.backend(), g)))
+                .unwrap_or_else(|panic| {
+                    Err(Error::RankFailed {
+                        rank,
+                        reason: panic_message(&panic),
+                    })
+                });
             match finished {
                 Ok(code) => (code, None),
                 Err(e) => (crate::exit_code(&e), Some(e)),

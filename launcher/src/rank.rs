@@ -7,7 +7,7 @@ use std::time::Instant;
 use std::io::{IsTerminal, Write};
 
 use ringattn_ring::{duo_ring_pass, ring_pass_with_progress, RankStats, StepStats};
-use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result};
+use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result, Scheduler};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{check_rank, CheckResult};
@@ -71,13 +71,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         job.dtype,
     )?;
     let cores = job.cores_of(rank).to_vec();
-    let pool = job
-        .sched
-        .build(job.threads, cores.clone())
-        .map_err(|e| Error::RankFailed {
-            rank,
-            reason: e.to_string(),
-        })?;
+    let pool = kernel_sched(rank, job, &cores)?;
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);
@@ -173,4 +167,14 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         })
         .collect::<Result<Vec<RankResult>>>()?;
     Ok(Some(Gathered { ranks, wall_s }))
+}
+
+/// The rank's kernel scheduler (`--sched`): `threads` pinned threads when `cores` is not empty.
+pub fn kernel_sched(rank: usize, job: &Job, cores: &[usize]) -> Result<Scheduler> {
+    job.sched
+        .build(job.threads, cores.to_vec())
+        .map_err(|e| Error::RankFailed {
+            rank,
+            reason: e.to_string(),
+        })
 }

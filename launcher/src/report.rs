@@ -94,6 +94,18 @@ pub struct DuoReport {
     pub recent: usize,
 }
 
+impl DuoReport {
+    /// The report of `plan`.
+    pub fn of(plan: &ringattn_ring::DuoPlan) -> DuoReport {
+        DuoReport {
+            retrieval_kv_heads: plan.retrieval_count(),
+            streaming_kv_heads: plan.streaming_count(),
+            sink: plan.sink,
+            recent: plan.recent,
+        }
+    }
+}
+
 /// The run report (DESIGN.md contract; extra fields are additions, never renames).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -223,12 +235,7 @@ impl Report {
             causal: job.causal,
             dtype: job.dtype.name().into(),
             sched: job.sched.kind.name().into(),
-            duo: job.duo.as_ref().map(|p| DuoReport {
-                retrieval_kv_heads: p.retrieval_count(),
-                streaming_kv_heads: p.streaming_count(),
-                sink: p.sink,
-                recent: p.recent,
-            }),
+            duo: job.duo.as_ref().map(DuoReport::of),
             wall_s: g.wall_s,
             flops,
             gflops: if g.wall_s > 0.0 {

@@ -11,6 +11,19 @@ pub trait Layout: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Global positions owned by `rank`.
     fn positions(&self, rank: usize, world: usize, seq: usize) -> Positions;
+
+    /// The rank that owns decode position `pos` (≥ `seq`) after a prefill of `seq` tokens: its
+    /// K/V row is appended to that rank's cache. By default the owner of the last prefill token
+    /// (`seq − 1`), so decoded tokens extend the sequence's last block: the last rank for
+    /// contiguous, rank 0 for zigzag (it owns the last of the 2P chunks). Round-robin layouts
+    /// override this to keep the cache balanced.
+    fn decode_owner(&self, pos: usize, world: usize, seq: usize) -> usize {
+        let _ = pos;
+        let last = seq.saturating_sub(1);
+        (0..world)
+            .find(|&r| self.positions(r, world, seq).local_index(last).is_some())
+            .unwrap_or(world.saturating_sub(1))
+    }
 }
 
 /// Ring Attention's layout: rank r owns one contiguous block. With `seq` not divisible by
@@ -61,5 +74,12 @@ mod tests {
                 "{lens:?}"
             );
         }
+    }
+
+    #[test]
+    fn contiguous_decodes_on_the_last_rank() {
+        assert_eq!(Contiguous.decode_owner(10, 3, 10), 2);
+        assert_eq!(Contiguous.decode_owner(11, 3, 10), 2);
+        assert_eq!(Contiguous.decode_owner(1, 1, 1), 0);
     }
 }

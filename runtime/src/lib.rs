@@ -4,6 +4,7 @@
 //! - [`mask`]: masks as predicates on positions and the Empty / Full / Partial tile rule;
 //! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
 //! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
+//! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
 //! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
 //! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
@@ -14,9 +15,11 @@
 #![warn(missing_docs)]
 
 pub mod comm;
+pub mod decode;
 pub mod error;
 pub mod io;
 pub mod kernel;
+pub mod kv_cache;
 pub mod kv_wire;
 pub mod local;
 pub mod mask;
@@ -30,8 +33,10 @@ pub mod state;
 pub mod tensor;
 
 pub use comm::Comm;
+pub use decode::decode_attend;
 pub use error::{Error, Result};
 pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
+pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
 pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};

@@ -22,6 +22,12 @@ impl Layout for Striped {
         };
         Positions::strided(rank, count, world)
     }
+
+    /// Round robin continues through decoding: position `pos` goes to rank `pos mod P`, so the
+    /// KV cache stays balanced.
+    fn decode_owner(&self, pos: usize, world: usize, _seq: usize) -> usize {
+        pos % world.max(1)
+    }
 }
 
 /// Zigzag (Megatron-LM / Llama 3 context parallel): the sequence is cut into 2P near-equal
@@ -91,5 +97,20 @@ mod tests {
         assert_eq!(p.iter().collect::<Vec<_>>(), vec![2, 3, 12, 13]);
         let s = Striped.positions(2, 4, 10);
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![2, 6]);
+    }
+
+    #[test]
+    fn decode_owners_follow_each_layout() {
+        // Striped continues the round robin; zigzag appends to rank 0, which owns the last chunk.
+        assert_eq!(
+            (10..14)
+                .map(|p| Striped.decode_owner(p, 4, 10))
+                .collect::<Vec<_>>(),
+            [2, 3, 0, 1]
+        );
+        assert_eq!(Zigzag.decode_owner(16, 4, 16), 0);
+        assert!(Zigzag.positions(0, 4, 16).local_index(15).is_some());
+        assert_eq!(Zigzag.decode_owner(37, 3, 37), 0);
+        assert_eq!(Contiguous.decode_owner(37, 3, 37), 2);
     }
 }

@@ -6,14 +6,20 @@
 //!   ([`duo_ring_pass`]).
 //! - [`pattern`]: the official gate files ([`DuoPattern`]) and the choice of retrieval heads from
 //!   them by sparsity or threshold ([`Selection`]).
+//! - [`decode`](mod@decode): distributed decode after the prefill, plain or with a plan.
 //!
 //! The streaming mask itself (`Mask::Streaming`) and its tile classification live in the
 //! runtime's `mask` module, so the kernel needs no DuoAttention special case.
 
+pub mod decode;
 pub mod pattern;
 pub mod plan;
 pub mod prefill;
 
+pub use decode::{
+    decode, decode_masks, prefill, DecodeOutput, DecodeRoles, DecodeSpec, DecodeStats,
+    DecodeStepStats, DecodedRow,
+};
 pub use pattern::{DuoPattern, Selection};
 pub use plan::{DuoPlan, HeadKind};
 pub use prefill::{duo_ring_pass, streaming_key_ranges, DuoRankStats};

@@ -1,0 +1,264 @@
+//! What one rank does in `ringattn decode`, on any backend: the ring prefill, the distributed
+//! decode, the check of the rows it owns, and its figures sent to the root.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use ringattn_ring::duo::{decode, decode_masks, prefill, DecodeSpec, DecodeStats, DecodedRow};
+use ringattn_ring::{DuoPlan, RankStats};
+use ringattn_runtime::reference::reference_row;
+use ringattn_runtime::{Comm, Error, Mask, Positions, Result, RowSource, TensorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::check::CheckResult;
+use crate::job::{Input, Job};
+use crate::rank::kernel_sched;
+
+/// What `decode` adds to a [`Job`].
+#[derive(Clone, Debug)]
+pub struct DecodeJob {
+    /// Tokens decoded after the prefill.
+    pub steps: usize,
+    /// DuoAttention plan (`None`: every head retrieval).
+    pub duo: Option<DuoPlan>,
+    /// Verify every decoded row against the reference.
+    pub check: bool,
+}
+
+/// Everything a rank reports to the root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecodeRankResult {
+    /// The rank.
+    pub rank: usize,
+    /// Its prefill positions.
+    pub positions: Positions,
+    /// Kernel threads.
+    pub threads: usize,
+    /// CPU ids its kernel threads were pinned to (empty: unpinned).
+    pub cores: Vec<usize>,
+    /// Seconds before the common start (thread pool start-up); making the prefill shard is
+    /// part of the prefill.
+    pub setup_s: f64,
+    /// Seconds of the prefill ring pass on this rank (from the common start).
+    pub prefill_own_s: f64,
+    /// Seconds from the common start to the barrier after the prefill (the prefill's wall).
+    pub prefill_s: f64,
+    /// Seconds waiting at the end for the slowest rank.
+    pub idle_s: f64,
+    /// Ring pass (prefill) measurements.
+    pub prefill: RankStats,
+    /// Prefill bytes sent for DuoAttention streaming heads (part of `prefill.bytes_sent`).
+    pub prefill_bytes_streaming: u64,
+    /// The scheduler's ratios per kernel class at the end.
+    pub sched_ratios: std::collections::BTreeMap<String, Vec<f64>>,
+    /// Decode measurements.
+    pub decode: DecodeStats,
+    /// Check of the rows it owns, when asked.
+    pub check: Option<CheckResult>,
+}
+
+/// What the root gets back.
+#[derive(Debug)]
+pub struct DecodeGathered {
+    /// Every rank's result, in rank order.
+    pub ranks: Vec<DecodeRankResult>,
+    /// Wall seconds from the common start to the last rank's end.
+    pub wall_s: f64,
+}
+
+/// The decode spec of `job`.
+pub fn spec_of(job: &Job, steps: usize) -> DecodeSpec {
+    DecodeSpec {
+        prefill: job.seq,
+        steps,
+        heads: job.heads,
+        kv_heads: job.kv_heads,
+        dim: job.dim,
+        dtype: job.dtype,
+    }
+}
+
+/// Runs this rank's part; the root (rank 0) returns the gathered results.
+pub fn decode_rank(
+    comm: &mut dyn Comm,
+    job: &Job,
+    dj: &DecodeJob,
+) -> Result<Option<DecodeGathered>> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let setup = Instant::now();
+    let layout = job.plan.kind.layout();
+    let positions = layout.positions(rank, world, job.seq);
+    if let Input::File(file) = &job.input {
+        file.check_finite(&positions)?;
+    }
+    let spec = spec_of(job, dj.steps);
+    let cores = job.cores_of(rank).to_vec();
+    let pool = kernel_sched(rank, job, &cores)?;
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    comm.barrier()?;
+    let start = Instant::now();
+    let show = rank == 0 && std::io::stderr().is_terminal();
+    let mut ring_progress = |step: usize, _: &ringattn_ring::StepStats| {
+        if show {
+            progress(&format!(
+                "prefill ring step {}/{world} ({:.1} s)",
+                step + 1,
+                start.elapsed().as_secs_f64()
+            ));
+        }
+    };
+    let tile = job.ring.tile;
+    let (_, prefill_stats, prefill_bytes_streaming) = prefill(
+        comm,
+        layout,
+        &job.input,
+        &spec,
+        dj.duo.as_ref(),
+        tile,
+        &pool,
+        &mut ring_progress,
+    )?;
+    let prefill_own_s = start.elapsed().as_secs_f64();
+    // Decode starts together: the prefill's imbalance stays in the prefill's time.
+    comm.barrier()?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let decode_start = Instant::now();
+    let mut step_progress = |step: usize, _: &ringattn_ring::duo::DecodeStepStats| {
+        if show {
+            let rate = (step + 1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
+            progress(&format!(
+                "decode step {}/{} ({rate:.1} tokens/s)",
+                step + 1,
+                dj.steps
+            ));
+        }
+    };
+    let out = decode(
+        comm,
+        layout,
+        &job.input,
+        &spec,
+        dj.duo.as_ref(),
+        &pool,
+        &mut step_progress,
+    )?;
+    if show {
+        progress("");
+    }
+    let idle = Instant::now();
+    comm.barrier()?;
+    let idle_s = idle.elapsed().as_secs_f64();
+    let wall_s = start.elapsed().as_secs_f64();
+
+    let check = if dj.check {
+        Some(check_rows(&job.input, &out.rows, &spec, dj.duo.as_ref())?)
+    } else {
+        None
+    };
+    let result = DecodeRankResult {
+        rank,
+        positions,
+        threads: job.threads,
+        cores,
+        setup_s,
+        prefill_own_s,
+        prefill_s,
+        idle_s,
+        prefill: prefill_stats,
+        prefill_bytes_streaming,
+        sched_ratios: pool.all_ratios(),
+        decode: out.stats,
+        check,
+    };
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&result, config).map_err(|e| Error::RankFailed {
+        rank,
+        reason: format!("encoding results: {e}"),
+    })?;
+    let Some(parts) = comm.gather(0, bytes)? else {
+        return Ok(None);
+    };
+    let ranks = parts
+        .iter()
+        .map(|p| {
+            bincode::serde::decode_from_slice(p, config)
+                .map(|(r, _)| r)
+                .map_err(|e| Error::Comm {
+                    rank,
+                    reason: format!("decoding a rank's results: {e}"),
+                })
+        })
+        .collect::<Result<Vec<DecodeRankResult>>>()?;
+    Ok(Some(DecodeGathered { ranks, wall_s }))
+}
+
+/// One progress line on stderr (a terminal), overwriting the previous one; empty clears it.
+fn progress(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = if line.is_empty() {
+        write!(err, "\r\x1b[2K")
+    } else {
+        write!(err, "\r\x1b[2K{line}")
+    };
+    let _ = err.flush();
+}
+
+/// Compares every head of every decoded row with the f64 reference over keys `0..=p` under the
+/// head's decode mask (retrieval: causal; streaming: `k <= p` and (`k < sink` or
+/// `p − k < recent`)). K/V of one KV head are materialised at a time.
+pub fn check_rows(
+    source: &dyn RowSource,
+    rows: &[DecodedRow],
+    spec: &DecodeSpec,
+    duo: Option<&DuoPlan>,
+) -> Result<CheckResult> {
+    let mut result = CheckResult::default();
+    let Some(last) = rows.iter().map(|r| r.pos).max() else {
+        return Ok(result);
+    };
+    let d = spec.dim;
+    let masks: Vec<Mask> = decode_masks(spec.kv_heads, duo);
+    let group = spec.heads / spec.kv_heads;
+    let mut keys = vec![0.0f32; (last + 1) * d];
+    let mut values = vec![0.0f32; (last + 1) * d];
+    let mut q = vec![0.0f32; d];
+    for (g, &mask) in masks.iter().enumerate() {
+        for (pos, (k, v)) in keys.chunks_mut(d).zip(values.chunks_mut(d)).enumerate() {
+            source.fill_row(TensorKind::K, g, pos, k)?;
+            source.fill_row(TensorKind::V, g, pos, v)?;
+        }
+        for row in rows {
+            let n = (row.pos + 1) * d;
+            for h in g * group..(g + 1) * group {
+                source.fill_row(TensorKind::Q, h, row.pos, &mut q)?;
+                let (out, lse) = reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask);
+                let err = row.out[h * d..(h + 1) * d]
+                    .iter()
+                    .zip(&out)
+                    .map(|(&got, &want)| not_nan((got as f64 - want).abs()))
+                    .fold(0.0, f64::max);
+                let lse_err = if lse.is_finite() {
+                    not_nan((row.lse[h] as f64 - lse).abs())
+                } else {
+                    0.0
+                };
+                result = result.combine(CheckResult {
+                    rows_checked: 1,
+                    max_abs_err: err,
+                    max_lse_err: lse_err,
+                });
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// An error that is NaN (a NaN output) counts as infinite, so it fails the check.
+fn not_nan(err: f64) -> f64 {
+    if err.is_nan() {
+        f64::INFINITY
+    } else {
+        err
+    }
+}
