@@ -12,7 +12,8 @@
 use std::thread;
 
 use ringattn_ring::{
-    duo_ring_pass, ring_pass, DuoPlan, DuoRankStats, HeadKind, RankStats, RingConfig,
+    duo_ring_pass, ring_pass, DuoPattern, DuoPlan, DuoRankStats, HeadKind, RankStats, RingConfig,
+    Selection,
 };
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::reference::reference_row;
@@ -403,4 +404,51 @@ fn plan_of_the_wrong_size_is_a_config_error() {
         err.is_user_error() && err.to_string().contains("2 KV heads"),
         "{err}"
     );
+}
+
+/// The plan of the first layer of a vendored official pattern that mixes both kinds at
+/// `sparsity`, with a small window (sink 4, recent 24) that crosses rank boundaries here.
+fn shared_plan(model: &str, sparsity: f64) -> DuoPlan {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/duo-patterns")
+        .join(model)
+        .join("lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10");
+    let pattern = DuoPattern::load(&dir).unwrap();
+    let sel = Selection::Sparsity(sparsity);
+    let per_layer = pattern.retrieval_per_layer(sel).unwrap();
+    let layer = (0..pattern.layers())
+        .find(|&l| per_layer[l] > 0 && per_layer[l] < pattern.kv_heads())
+        .expect("a layer with both kinds");
+    pattern.plan(layer, sel, 4, 24).unwrap()
+}
+
+#[test]
+fn prefill_with_the_shared_patterns_matches_the_reference() {
+    // Llama-2-7B (MHA, 32 KV heads) and Llama-3-8B (GQA 32/8) at sparsity 0.5 and 0.75.
+    for (model, heads) in [
+        ("Llama-2-7B-32K-Instruct", 32),
+        ("Llama-3-8B-Instruct-Gradient-1048k", 32),
+    ] {
+        for sparsity in [0.5, 0.75] {
+            let plan = shared_plan(model, sparsity);
+            for layout in LayoutKind::ALL {
+                for p in 1..=4 {
+                    let spec = Spec {
+                        layout,
+                        p,
+                        n: 203,
+                        heads,
+                        dim: 8,
+                        plan: plan.clone(),
+                        base: Mask::Causal,
+                        dtype: Dtype::F32,
+                        tile: TileShape { q: 16, k: 16 },
+                        seed: 3,
+                    };
+                    let want = reference(&spec);
+                    check(&spec, &assemble(&spec, &run_duo(&spec)), &want);
+                }
+            }
+        }
+    }
 }
