@@ -1,7 +1,6 @@
 //! The simulator against measured runs of this machine (issue 7): P ∈ {1, 2, 4}, contiguous
 //! and striped, causal; predicted wall within 25% of measured, predicted imbalance within 10%,
-//! and the contiguous/striped ratio within 25% (contiguous with more workers than cores:
-//! imbalance within 30%, a known gap of the core-sharing model).
+//! and the contiguous/striped ratio within 25%.
 //!
 //! The machine may be small and shared, so the comparison is made robust rather than loose:
 //! - the kernel speed is calibrated in the same test, right before each measurement
@@ -36,6 +35,13 @@ fn ringattn(args: &[String]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// The median of `xs` (upper median for an even count).
+fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -94,7 +100,10 @@ fn attempt(cores: usize) -> (Vec<Row>, Vec<String>) {
         )));
         // Unpinned, like the calibration: a pinned rank cannot move off a core that other work
         // holds, which would make the measured balance depend on load.
-        let runs: Vec<Value> = (0..1)
+        // Several runs: which oversubscribed rank the OS deschedules varies from run to run, so
+        // the balance is the median run's (the wall the fastest run's).
+        let repeats = if world > cores { 5 } else { 3 };
+        let runs: Vec<Value> = (0..repeats)
             .map(|_| {
                 ringattn(&words(&format!(
                     "run {common} --threads 1 --no-pin --json -"
@@ -115,7 +124,7 @@ fn attempt(cores: usize) -> (Vec<Row>, Vec<String>) {
             world,
             layout,
             measured_wall: best["wall_s"].as_f64().unwrap(),
-            measured_imbalance: best["imbalance"].as_f64().unwrap(),
+            measured_imbalance: median(runs.iter().map(|r| r["imbalance"].as_f64().unwrap())),
             predicted_wall: predicted["predicted_wall_s"].as_f64().unwrap(),
             predicted_imbalance: predicted["predicted_imbalance"].as_f64().unwrap(),
             model: (
@@ -127,15 +136,10 @@ fn attempt(cores: usize) -> (Vec<Row>, Vec<String>) {
     }
     let mut failures = Vec::new();
     for r in &rows {
-        // Known gap: 4 contiguous workers on 2 cores. A rank that shares its core with another
-        // busy rank accrues compute_s while descheduled, which lowers the measured imbalance
-        // (1.29 measured vs 1.55 predicted on a quiet machine, 2026-11-28); the wall time is
-        // within 5% there since the attention state is touched before the timed pass.
-        let (wall_tol, imb_tol) = if r.world > cores && r.layout == "contiguous" {
-            (0.25, 0.30)
-        } else {
-            (0.25, 0.10)
-        };
+        // The issue's tolerances for every case, oversubscribed contiguous included: since the
+        // kernel touches nothing on an all-Empty step (it used to pack K/V anyway, which gave
+        // idle ranks compute time the model rightly does not count), that case is within 10%.
+        let (wall_tol, imb_tol) = (0.25, 0.10);
         let wall = r.predicted_wall / r.measured_wall - 1.0;
         if wall.abs() > wall_tol {
             failures.push(format!(

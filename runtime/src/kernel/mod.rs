@@ -276,8 +276,16 @@ fn run_items<M: Micro, E: Executor>(
             });
         }
     }
-    let packed = PackedK::new::<M, E>(kv, tile, pool);
     let cost = item_costs(q, kv, mask, tile);
+    if cost.iter().all(|&c| c <= 1.0) {
+        // Every tile Empty (a causal step against a later block): touch nothing, not even K/V.
+        let tiles = (rows.div_ceil(tile.q) * kv.rows().div_ceil(tile.k) * q.heads) as u64;
+        return TileCounts {
+            empty: tiles,
+            ..TileCounts::default()
+        };
+    }
+    let packed = PackedK::new::<M, E>(kv, tile, pool);
     let class = format!("attention-{}-{}", kv.dtype().name(), M::ISA.name());
     let counts = pool.run(
         &class,
