@@ -6,7 +6,8 @@ use std::sync::Barrier;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    attend, AttnState, Error, KvBlock, Mask, Positions, QShard, Result, Synthetic, TileShape,
+    attend, AttnState, Error, KvBlock, Mask, Positions, QShard, Result, SchedConfig, SchedKind,
+    Scheduler, Synthetic, TileShape,
 };
 use ringattn_striped::PARTIAL_TILE_COST;
 
@@ -27,7 +28,7 @@ pub struct Calibration {
 /// shared caches, memory bandwidth, turbo limits and vCPU sharing all count), for about
 /// `budget_s` seconds; each thread keeps its fastest round (outside load only slows a round
 /// down, the neighbours' slowdown is in every round), then the median over threads:
-/// - the rate on Full tiles: 512 query rows against a `rows`-row KV block of one head, so the
+/// - the rate on Full tiles: 2048 query rows against a `rows`-row KV block of one head, so the
 ///   KV working set is that of a real shard (the rate drops once K and V leave the L2 cache);
 /// - the Partial tile cost: a 512-row causal triangle against the same block unmasked.
 pub fn calibrate(
@@ -82,7 +83,10 @@ fn calibrate_one(
     let heads = 1;
     let source = Synthetic { seed: 7 };
     let q_rows = rows.min(512);
-    let q_pos = Positions::contiguous(rows - q_rows, q_rows);
+    // The rate round uses 2048 queries so that packing the block's K/V (once per call, as in
+    // a ring step) weighs as little as in a real step: with 512 it was ~15% of the round.
+    let big_rows = rows.min(2048);
+    let q_pos = Positions::contiguous(rows - big_rows, big_rows);
     let k_pos = Positions::contiguous(0, rows);
     let small = Positions::contiguous(0, q_rows);
     let inputs = (|| -> Result<_> {
@@ -93,7 +97,8 @@ fn calibrate_one(
             KvBlock::from_source(&source, 0, heads, dim, small.clone())?,
         ))
     })();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+    // The same executor a rank uses (one unpinned thread), so calibration and runs agree.
+    let pool = Scheduler::new(SchedConfig::new(SchedKind::Static, 1, Vec::new()));
     // Every thread reaches every barrier, even after a failure, so none waits forever.
     let ready = match (&inputs, &pool) {
         (Ok(_), Ok(_)) => true,
