@@ -13,5 +13,6 @@ pub use duo::{
 };
 pub use layout::{split_range, Contiguous, Layout};
 pub use pass::{
-    ring_pass, ring_pass_with_progress, FaultInjection, RankStats, RingConfig, StepStats,
+    ring_pass, ring_pass_forwarding, ring_pass_with_progress, FaultInjection, RankStats,
+    RingConfig, StepStats,
 };

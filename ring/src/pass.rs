@@ -89,8 +89,27 @@ pub fn ring_pass_with_progress<E: Executor>(
     kv: KvBlock,
     cfg: &RingConfig,
     pool: &E,
+    state: AttnState,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, RankStats)> {
+    ring_pass_forwarding(comm, q, kv, cfg, pool, state, on_step, &mut |_, block| {
+        Arc::clone(block)
+    })
+}
+
+/// The ring pass with a say in what travels: at each step but the last, `forward(step, block)`
+/// returns the block to send on (the block itself, or a smaller copy — DuoAttention's streaming
+/// heads send only the rows later ranks may attend). A copy counts toward `kv_bytes_peak`.
+#[allow(clippy::too_many_arguments)]
+pub fn ring_pass_forwarding<E: Executor>(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &E,
     mut state: AttnState,
     on_step: &mut dyn FnMut(usize, &StepStats),
+    forward: &mut dyn FnMut(usize, &Arc<KvBlock>) -> Arc<KvBlock>,
 ) -> Result<(AttnState, RankStats)> {
     assert_eq!(
         (state.heads, state.rows, state.dim),
@@ -114,9 +133,14 @@ pub fn ring_pass_with_progress<E: Executor>(
             }
         }
         let last = step + 1 == world;
+        let mut outgoing = 0;
         if !last {
-            stats.bytes_sent += current.payload_bytes();
-            comm.shift_start(Arc::clone(&current))?;
+            let block = forward(step, &current);
+            if !Arc::ptr_eq(&block, &current) {
+                outgoing = block.allocated_bytes();
+            }
+            stats.bytes_sent += block.payload_bytes();
+            comm.shift_start(block)?;
         }
         let t0 = Instant::now();
         let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
@@ -133,7 +157,7 @@ pub fn ring_pass_with_progress<E: Executor>(
             step_stats.comm_wait_s = t1.elapsed().as_secs_f64();
             stats.kv_bytes_peak = stats
                 .kv_bytes_peak
-                .max(current.allocated_bytes() + next.allocated_bytes());
+                .max(current.allocated_bytes() + outgoing + next.allocated_bytes());
             current = next;
         }
         stats.compute_s += step_stats.compute_s;

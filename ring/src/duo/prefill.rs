@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    attend, AttnState, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Result, Run,
+    AttnState, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Result, Run,
 };
 use serde::{Deserialize, Serialize};
 
 use super::plan::{DuoPlan, HeadKind};
-use crate::pass::{ring_pass_with_progress, RankStats, RingConfig, StepStats};
+use crate::pass::{
+    ring_pass_forwarding, ring_pass_with_progress, RankStats, RingConfig, StepStats,
+};
 
 /// Measurements of a DuoAttention ring pass on one rank.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -225,65 +227,27 @@ fn streaming_pass<E: Executor>(
         unreachable!("the streaming pass always runs with the streaming mask")
     };
     let (rank, world) = (comm.rank(), comm.size());
-    let start = Instant::now();
-    let mut state = AttnState::new(q.heads, q.rows(), q.dim);
-    let mut stats = RankStats {
-        kv_bytes_peak: kv.allocated_bytes(),
-        ..RankStats::default()
-    };
-    let mut current = Arc::new(kv);
-    for step in 0..world {
-        if let Some(f) = cfg.fault {
-            if f.rank == rank && f.step == step {
-                return Err(Error::RankFailed {
-                    rank,
-                    reason: format!("injected fault at ring step {step}"),
-                });
-            }
-        }
-        let last = step + 1 == world;
-        let mut outgoing = 0;
-        if !last {
+    let state = AttnState::new(q.heads, q.rows(), q.dim);
+    ring_pass_forwarding(
+        comm,
+        q,
+        kv,
+        cfg,
+        pool,
+        state,
+        on_step,
+        &mut |step, current| {
             // Ranks r + 1, …, s − 1 (mod P) have not seen this block yet.
             let ranges: Vec<Range<usize>> = (1..world - step)
                 .flat_map(|j| streaming_key_ranges(&all[(rank + j) % world], sink, recent))
                 .collect();
-            let kept = current.positions.intersect_ranges(&ranges).0.len();
-            let block = if kept == current.rows() {
-                Arc::clone(&current)
+            if current.positions.intersect_ranges(&ranges).0.len() == current.rows() {
+                Arc::clone(current)
             } else {
-                let pruned = current.select_rows(&ranges);
-                outgoing = pruned.allocated_bytes();
-                Arc::new(pruned)
-            };
-            stats.bytes_sent += block.payload_bytes();
-            comm.shift_start(block)?;
-        }
-        let t0 = Instant::now();
-        let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
-        let mut step_stats = StepStats {
-            source: current.origin,
-            compute_s: t0.elapsed().as_secs_f64(),
-            tiles,
-            ..StepStats::default()
-        };
-        if !last {
-            let t1 = Instant::now();
-            let next = comm.shift_wait()?;
-            step_stats.comm_wait_s = t1.elapsed().as_secs_f64();
-            stats.kv_bytes_peak = stats
-                .kv_bytes_peak
-                .max(current.allocated_bytes() + outgoing + next.allocated_bytes());
-            current = next;
-        }
-        stats.compute_s += step_stats.compute_s;
-        stats.comm_wait_s += step_stats.comm_wait_s;
-        stats.tiles += tiles;
-        on_step(step, &step_stats);
-        stats.steps.push(step_stats);
-    }
-    stats.wall_s = start.elapsed().as_secs_f64();
-    Ok((state, stats))
+                Arc::new(current.select_rows(&ranges))
+            }
+        },
+    )
 }
 
 /// Every rank's query positions, in rank order (one gather and one broadcast of a few runs).
