@@ -7,12 +7,12 @@ use std::time::Instant;
 use ringattn_ring::duo::{decode, decode_masks, prefill, DecodeSpec, DecodeStats, DecodedRow};
 use ringattn_ring::{DuoPlan, RankStats};
 use ringattn_runtime::reference::reference_row;
-use ringattn_runtime::{Comm, Error, Mask, Positions, Result, RowSource, TensorKind};
+use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, TensorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::check::CheckResult;
 use crate::job::{Input, Job};
-use crate::rank::kernel_sched;
+use crate::rank::{gather_to_root, kernel_sched};
 
 /// What `decode` adds to a [`Job`].
 #[derive(Clone, Debug)]
@@ -171,25 +171,9 @@ pub fn decode_rank(
         decode: out.stats,
         check,
     };
-    let config = bincode::config::standard();
-    let bytes = bincode::serde::encode_to_vec(&result, config).map_err(|e| Error::RankFailed {
-        rank,
-        reason: format!("encoding results: {e}"),
-    })?;
-    let Some(parts) = comm.gather(0, bytes)? else {
+    let Some(ranks) = gather_to_root(comm, &result)? else {
         return Ok(None);
     };
-    let ranks = parts
-        .iter()
-        .map(|p| {
-            bincode::serde::decode_from_slice(p, config)
-                .map(|(r, _)| r)
-                .map_err(|e| Error::Comm {
-                    rank,
-                    reason: format!("decoding a rank's results: {e}"),
-                })
-        })
-        .collect::<Result<Vec<DecodeRankResult>>>()?;
     Ok(Some(DecodeGathered { ranks, wall_s }))
 }
 

@@ -145,28 +145,38 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         out,
         lse,
     };
-    let bytes =
-        bincode::serde::encode_to_vec(&result, bincode::config::standard()).map_err(|e| {
-            Error::RankFailed {
-                rank,
-                reason: format!("encoding results: {e}"),
-            }
-        })?;
+    let Some(ranks) = gather_to_root(comm, &result)? else {
+        return Ok(None);
+    };
+    Ok(Some(Gathered { ranks, wall_s }))
+}
+
+/// Sends this rank's `result` to rank 0 (bincode); rank 0 gets every rank's, in rank order.
+pub fn gather_to_root<T: Serialize + serde::de::DeserializeOwned>(
+    comm: &mut dyn Comm,
+    result: &T,
+) -> Result<Option<Vec<T>>> {
+    let rank = comm.rank();
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(result, config).map_err(|e| Error::RankFailed {
+        rank,
+        reason: format!("encoding results: {e}"),
+    })?;
     let Some(parts) = comm.gather(0, bytes)? else {
         return Ok(None);
     };
-    let ranks = parts
+    let decoded = parts
         .iter()
         .map(|p| {
-            bincode::serde::decode_from_slice(p, bincode::config::standard())
+            bincode::serde::decode_from_slice(p, config)
                 .map(|(r, _)| r)
                 .map_err(|e| Error::Comm {
                     rank,
                     reason: format!("decoding a rank's results: {e}"),
                 })
         })
-        .collect::<Result<Vec<RankResult>>>()?;
-    Ok(Some(Gathered { ranks, wall_s }))
+        .collect::<Result<Vec<T>>>()?;
+    Ok(Some(decoded))
 }
 
 /// The rank's kernel scheduler (`--sched`): `threads` pinned threads when `cores` is not empty.

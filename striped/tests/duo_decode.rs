@@ -11,7 +11,10 @@
 use std::thread;
 
 use ringattn_ring::duo::{decode, decode_masks, prefill, DecodeOutput, DecodeRoles, DecodeSpec};
-use ringattn_ring::{DuoPattern, DuoPlan, HeadKind, Layout, Selection};
+use ringattn_ring::{DuoPlan, HeadKind, Layout};
+
+mod common;
+use common::shared_plan;
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{Dtype, RowSource, Synthetic, TensorKind, TileShape};
@@ -266,23 +269,6 @@ fn striped_decode_spreads_new_tokens_round_robin() {
     }
     let roles = DecodeRoles::new(LayoutKind::Striped.layout(), 4, &spec);
     assert_eq!(roles.stream_rank, 1, "owner of token 9");
-}
-
-/// The official patterns vendored in the repository (Llama-2-7B MHA 32 KV heads, Llama-3-8B GQA
-/// 8 KV heads), the plan of the first layer that mixes both kinds at `sparsity`, with a small
-/// window (sink 4, recent 24) so that windows move within these short sequences.
-fn shared_plan(model: &str, sparsity: f64) -> DuoPlan {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/duo-patterns")
-        .join(model)
-        .join("lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10");
-    let pattern = DuoPattern::load(&dir).unwrap();
-    let sel = Selection::Sparsity(sparsity);
-    let per_layer = pattern.retrieval_per_layer(sel).unwrap();
-    let layer = (0..pattern.layers())
-        .find(|&l| per_layer[l] > 0 && per_layer[l] < pattern.kv_heads())
-        .expect("a layer with both kinds");
-    pattern.plan(layer, sel, 4, 24).unwrap()
 }
 
 #[test]

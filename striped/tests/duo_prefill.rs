@@ -12,9 +12,11 @@
 use std::thread;
 
 use ringattn_ring::{
-    duo_ring_pass, ring_pass, DuoPattern, DuoPlan, DuoRankStats, HeadKind, RankStats, RingConfig,
-    Selection,
+    duo_ring_pass, ring_pass, DuoPlan, DuoRankStats, HeadKind, RankStats, RingConfig,
 };
+
+mod common;
+use common::shared_plan;
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{
@@ -404,22 +406,6 @@ fn plan_of_the_wrong_size_is_a_config_error() {
         err.is_user_error() && err.to_string().contains("2 KV heads"),
         "{err}"
     );
-}
-
-/// The plan of the first layer of a vendored official pattern that mixes both kinds at
-/// `sparsity`, with a small window (sink 4, recent 24) that crosses rank boundaries here.
-fn shared_plan(model: &str, sparsity: f64) -> DuoPlan {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/duo-patterns")
-        .join(model)
-        .join("lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10");
-    let pattern = DuoPattern::load(&dir).unwrap();
-    let sel = Selection::Sparsity(sparsity);
-    let per_layer = pattern.retrieval_per_layer(sel).unwrap();
-    let layer = (0..pattern.layers())
-        .find(|&l| per_layer[l] > 0 && per_layer[l] < pattern.kv_heads())
-        .expect("a layer with both kinds");
-    pattern.plan(layer, sel, 4, 24).unwrap()
 }
 
 #[test]
