@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use clap::Args;
 use ringattn_runtime::{Error, Mask, Result, TileShape};
-use ringattn_striped::{simulate, LayoutKind, SimConfig, Simulation, PARTIAL_TILE_COST};
+use ringattn_striped::{
+    simulate, simulate_duo, LayoutKind, SimConfig, Simulation, PARTIAL_TILE_COST,
+};
 use serde_json::json;
 
 use crate::calibrate::calibrate;
@@ -87,6 +89,10 @@ pub struct SimulateArgs {
     /// Write the prediction as JSON to PATH ("-" = stdout instead of the summary).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
+    /// DuoAttention (needs --causal): the retrieval heads' pass, then the streaming heads' pass
+    /// over their windows only (streaming transfers counted as whole blocks, an upper bound).
+    #[command(flatten)]
+    pub duo: crate::duo_args::DuoArgs,
 }
 
 /// Runs `ringattn simulate`.
@@ -98,6 +104,12 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
     if args.threads == 0 {
         return Err(Error::config("--threads must be at least 1"));
     }
+    if args.duo.enabled() && !args.causal {
+        return Err(Error::config(
+            "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)",
+        ));
+    }
+    let duo = args.duo.plan(args.kv_heads.unwrap_or(args.heads))?;
     let (gflops, partial, busy_speed, rate_source) = match (args.gflops_per_rank, args.calibrate) {
         (Some(f), _) => (f, PARTIAL_TILE_COST, 1.0, "given".to_string()),
         (None, true) => {
@@ -186,7 +198,10 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
             layout: kind,
             ..base.clone()
         };
-        let sim = simulate(&cfg)?;
+        let sim = match &duo {
+            Some(plan) => simulate_duo(&cfg, plan)?,
+            None => simulate(&cfg)?,
+        };
         results.push((cfg, sim));
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -210,6 +225,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         reason: &reason,
         rate_source: &rate_source,
         elapsed_s: elapsed,
+        duo: duo.as_ref(),
     };
     match args.json.as_deref() {
         Some("-") => println!("{}", out.json()),
@@ -246,6 +262,7 @@ struct Output<'a> {
     reason: &'a str,
     rate_source: &'a str,
     elapsed_s: f64,
+    duo: Option<&'a ringattn_ring::DuoPlan>,
 }
 
 impl Output<'_> {
@@ -271,6 +288,7 @@ impl Output<'_> {
             "kv_heads": cfg.kv_heads,
             "head_dim": cfg.head_dim,
             "causal": cfg.mask == Mask::Causal,
+            "duo": self.duo.map(crate::report::DuoReport::of),
             "dtype": cfg.dtype.name(),
             "tile_q": cfg.tile.q,
             "tile_k": cfg.tile.k,

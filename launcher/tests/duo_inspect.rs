@@ -157,3 +157,92 @@ fn bad_patterns_exit_2_with_one_line() {
         &["--threshold"],
     );
 }
+
+#[test]
+fn simulate_and_bench_scaling_take_a_plan() {
+    let sim = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--workers",
+            "4",
+            "--seq",
+            "16384",
+            "--heads",
+            "8",
+            "--kv-heads",
+            "4",
+            "--causal",
+            "--layout",
+            "contiguous",
+            "--json",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        let run = ringattn(&args);
+        assert_success(&run);
+        json(&run.stdout)
+    };
+    let plain = sim(&[]);
+    let duo = sim(&[
+        "--retrieval-ratio",
+        "0.5",
+        "--sink",
+        "64",
+        "--recent",
+        "256",
+    ]);
+    assert!(plain["duo"].is_null());
+    assert_eq!(duo["duo"]["retrieval_kv_heads"], 2);
+    assert_eq!(duo["duo"]["streaming_kv_heads"], 2);
+    let wall = |v: &serde_json::Value| v["predicted_wall_s"].as_f64().unwrap();
+    assert!(
+        wall(&duo) < 0.6 * wall(&plain),
+        "{} vs {}",
+        wall(&duo),
+        wall(&plain)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let args = [
+        "bench",
+        "scaling",
+        "--workers",
+        "1,2",
+        "--seq",
+        "1024",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--head-dim",
+        "32",
+        "--causal",
+        "--layout",
+        "contiguous",
+        "--retrieval-ratio",
+        "0.5",
+        "--sink",
+        "8",
+        "--recent",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_success(&ringattn(&args));
+    let lines = || std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let first = lines();
+    assert_eq!(first.lines().count(), 2);
+    for line in first.lines() {
+        let r = json(line);
+        assert_eq!(r["duo"]["streaming_kv_heads"], 1, "{r}");
+    }
+    // Resuming skips both runs; a different plan is a different run.
+    assert_success(&ringattn(&args));
+    assert_eq!(lines(), first);
+    let mut other = args.to_vec();
+    let at = other.iter().position(|a| *a == "0.5").unwrap();
+    other[at] = "1.0";
+    assert_success(&ringattn(&other));
+    assert_eq!(lines().lines().count(), 4);
+}

@@ -6,6 +6,7 @@
 pub mod layouts;
 pub mod partitioner;
 pub mod simulate;
+pub mod simulate_duo;
 mod simulate_shared;
 pub mod tilework;
 
@@ -15,4 +16,5 @@ pub use partitioner::{
     PARTIAL_TILE_COST,
 };
 pub use simulate::{simulate, RankSim, SimConfig, Simulation, StepSim};
+pub use simulate_duo::simulate_duo;
 pub use tilework::TileWork;

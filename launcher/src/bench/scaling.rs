@@ -79,6 +79,10 @@ pub struct ScalingArgs {
     /// Causal mask.
     #[arg(long)]
     pub causal: bool,
+    /// DuoAttention for every run (needs --causal): retrieval heads full, streaming heads
+    /// sink + recent; the plan is part of each run's identity in results.jsonl.
+    #[command(flatten)]
+    pub duo: crate::duo_args::DuoArgs,
     /// Strong scaling (fixed N) or weak scaling (N = --seq × workers).
     #[arg(long, value_enum, default_value_t = Mode::Strong)]
     pub mode: Mode,
@@ -128,6 +132,11 @@ pub struct Combo {
     pub layout: &'static str,
 }
 
+/// The DuoAttention part of a run's identity (empty without a plan).
+fn duo_key(retrieval: u64, streaming: u64, sink: u64, recent: u64) -> String {
+    format!("/duo=R{retrieval}S{streaming}:{sink}:{recent}")
+}
+
 /// Identity of a run in results.jsonl: what must match for a line to count as done.
 pub fn record_key(v: &Value) -> Option<String> {
     let threads = v["ranks"]
@@ -136,8 +145,19 @@ pub fn record_key(v: &Value) -> Option<String> {
         .unwrap_or(0);
     let mode = v["sweep"]["mode"].as_str().unwrap_or("strong");
     let dtype = v["dtype"].as_str().unwrap_or("f32");
+    let d = &v["duo"];
+    let duo = if d.is_object() {
+        duo_key(
+            d["retrieval_kv_heads"].as_u64()?,
+            d["streaming_kv_heads"].as_u64()?,
+            d["sink"].as_u64()?,
+            d["recent"].as_u64()?,
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
-        "{mode}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{threads}/{dtype}",
+        "{mode}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{threads}/{dtype}{duo}",
         v["world"].as_u64()?,
         v["seq"].as_u64()?,
         v["layout"].as_str()?,
@@ -366,6 +386,7 @@ pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> 
     if args.causal {
         words.push("--causal".into());
     }
+    words.extend(args.duo.to_words());
     words
 }
 
@@ -381,8 +402,17 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {
+    let duo = match &j.duo {
+        Some(p) => duo_key(
+            p.retrieval_count() as u64,
+            p.streaming_count() as u64,
+            p.sink as u64,
+            p.recent as u64,
+        ),
+        None => String::new(),
+    };
     format!(
-        "{}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{}/{}",
+        "{}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{}/{}{duo}",
         args.mode.name(),
         c.world,
         c.seq,
