@@ -37,22 +37,22 @@ impl SchedArg {
 pub struct SchedArgs {
     /// How kernel threads share work: `hybrid` learns each core's speed and splits by it (P/E
     /// cores, noisy neighbours), `static` splits evenly, `rayon` steals work.
-    #[arg(long, value_enum, default_value_t = SchedArg::Hybrid)]
+    #[arg(long, value_enum, default_value_t = SchedArg::Hybrid, help_heading = "Kernel threads")]
     pub sched: SchedArg,
     /// TESTING AID: make the kernel thread on CPU do FACTOR× the work per item (it spins after
     /// each item), e.g. `--slow-cores 1:2`; turns a homogeneous machine into a hybrid one.
     /// Unpinned threads are addressed by thread index.
-    #[arg(long, value_name = "CPU:FACTOR,...")]
+    #[arg(long, value_name = "CPU:FACTOR,...", help_heading = "Kernel threads")]
     pub slow_cores: Option<String>,
     /// File of measured ratios, read at start and updated at the end, so a batch job starts
     /// balanced [default: $XDG_CACHE_HOME/ringattn/sched.json, else ~/.cache/ringattn/sched.json].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Kernel threads")]
     pub sched_cache: Option<PathBuf>,
     /// Neither read nor write the ratio cache (every run starts from the topology's guess).
-    #[arg(long, conflicts_with = "sched_cache")]
+    #[arg(long, conflicts_with = "sched_cache", help_heading = "Kernel threads")]
     pub no_sched_cache: bool,
     /// Weight of the old ratio in each update, in [0, 1) (Intel's shipped code keeps 0.3).
-    #[arg(long, default_value_t = ringattn_runtime::sched::ratios::DEFAULT_ALPHA)]
+    #[arg(long, default_value_t = ringattn_runtime::sched::ratios::DEFAULT_ALPHA, help_heading = "Kernel threads")]
     pub sched_alpha: f64,
 }
 
