@@ -233,14 +233,7 @@ impl DecodeReport {
             );
         }
         if let Some(c) = &b.check {
-            let _ = writeln!(
-                s,
-                "  check: {} rows · max |out err| {:.2e} · max |lse err| {:.2e} · {}",
-                c.rows_checked,
-                c.max_abs_err,
-                c.max_lse_err,
-                if c.passed { "passed" } else { "FAILED" }
-            );
+            let _ = writeln!(s, "{}", c.summary_line());
         }
         s
     }

@@ -106,6 +106,19 @@ impl DuoReport {
     }
 }
 
+impl CheckReport {
+    /// The summary's check line (`  check: N rows · max |out err| … · passed`).
+    pub fn summary_line(&self) -> String {
+        format!(
+            "  check: {} rows · max |out err| {:.2e} · max |lse err| {:.2e} · {}",
+            self.rows_checked,
+            self.max_abs_err,
+            self.max_lse_err,
+            if self.passed { "passed" } else { "FAILED" }
+        )
+    }
+}
+
 /// The run report (DESIGN.md contract; extra fields are additions, never renames).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -321,14 +334,7 @@ impl Report {
             );
         }
         if let Some(c) = &self.check {
-            let _ = writeln!(
-                s,
-                "  check: {} rows · max |out err| {:.2e} · max |lse err| {:.2e} · {}",
-                c.rows_checked,
-                c.max_abs_err,
-                c.max_lse_err,
-                if c.passed { "passed" } else { "FAILED" }
-            );
+            let _ = writeln!(s, "{}", c.summary_line());
         }
         s
     }
