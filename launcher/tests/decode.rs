@@ -164,11 +164,10 @@ fn bad_decode_options_exit_2_with_one_line() {
 #[cfg(feature = "mpi")]
 #[test]
 fn mpi_decode_matches_local() {
-    let Some(mpirun) = ["mpirun", "mpiexec"].iter().find_map(|n| common::which(n)) else {
-        eprintln!("note: no mpirun/mpiexec on PATH; skipping the MPI decode test");
+    let Some((mpirun, extra)) = common::mpi_launcher() else {
         return;
     };
-    let job = [
+    let plain = [
         "--prefill",
         "301",
         "--steps",
@@ -179,35 +178,52 @@ fn mpi_decode_matches_local() {
         "2",
         "--head-dim",
         "16",
-        "--layout",
-        "striped",
         "--check",
         "--json",
         "-",
     ];
-    let mut cmd = std::process::Command::new(mpirun);
-    cmd.args([
-        "-n",
-        "3",
-        env!("CARGO_BIN_EXE_ringattn"),
-        "decode",
-        "--backend",
-        "mpi",
-    ]);
-    cmd.args(job);
-    let m = common::run(cmd);
-    assert_success(&m);
-    let mpi = json(&m.stdout);
-    let mut args = vec!["decode", "--backend", "local", "--workers", "3"];
-    args.extend(job);
-    let local = json(&ringattn(&args).stdout);
-    assert_eq!(
-        (mpi["backend"].as_str(), u(&mpi["world"])),
-        (Some("mpi"), 3)
-    );
-    assert_eq!(mpi["check"]["passed"], true);
-    assert_eq!(
-        mpi["check"], local["check"],
-        "mpi and local decode the same rows"
-    );
+    // Plain decode, and DuoAttention (its pruned prefill and the streaming cache) on the
+    // contiguous layout, where streaming KV makes one hop.
+    let duo = ["--retrieval-ratio", "0.5", "--sink", "4", "--recent", "32"];
+    for (layout, plan) in [("striped", &[][..]), ("contiguous", &duo[..])] {
+        let mut job = plain.to_vec();
+        job.extend(["--layout", layout]);
+        job.extend(plan);
+        let mut cmd = std::process::Command::new(&mpirun);
+        cmd.args(&extra);
+        cmd.args([
+            "-n",
+            "3",
+            env!("CARGO_BIN_EXE_ringattn"),
+            "decode",
+            "--backend",
+            "mpi",
+        ]);
+        cmd.args(&job);
+        let m = common::run(cmd);
+        assert_success(&m);
+        let mpi = json(&m.stdout);
+        let mut args = vec!["decode", "--backend", "local", "--workers", "3"];
+        args.extend(&job);
+        let local = json(&ringattn(&args).stdout);
+        assert_eq!(
+            (mpi["backend"].as_str(), u(&mpi["world"])),
+            (Some("mpi"), 3)
+        );
+        assert_eq!(mpi["check"]["passed"], true, "{layout} {plan:?}");
+        assert_eq!(mpi["duo"], local["duo"]);
+        assert_eq!(
+            mpi["check"], local["check"],
+            "mpi and local decode the same rows ({layout} {plan:?})"
+        );
+        let streaming = |r: &serde_json::Value| -> Vec<u64> {
+            r["ranks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["bytes_sent_streaming"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(streaming(&mpi), streaming(&local), "{layout} {plan:?}");
+    }
 }

@@ -201,24 +201,7 @@ fn committed_slurm_scripts_are_current_and_valid() {
 /// `mpirun`/`mpiexec` on PATH, or `None` (with a note); panics when MPI is missing in CI.
 #[cfg(feature = "mpi")]
 fn mpirun() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        ["mpirun", "mpiexec"].iter().find_map(|name| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-    });
-    if found.is_none() {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true but neither mpirun nor mpiexec is on PATH: the MPI tests must run in CI \
-             (install MPI with `bash scripts/install-mpi.sh`)"
-        );
-        eprintln!(
-            "note: no mpirun/mpiexec on PATH; skipping MPI test (bash scripts/install-mpi.sh)"
-        );
-    }
-    found
+    mpi_launcher().map(|(path, _)| path)
 }
 
 /// Environment that lets Open MPI run as root and oversubscribed (MPICH ignores it).

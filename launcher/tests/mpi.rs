@@ -30,37 +30,10 @@ const JOB: [&str; 9] = [
 
 const LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
 
-/// The MPI launcher and the options it needs here, or `None` (with a note) when MPI is missing.
-/// Panics when MPI is missing in CI.
+/// The MPI launcher (found once), or `None` (with a note); panics when MPI is missing in CI.
 fn launcher() -> Option<&'static (PathBuf, Vec<&'static str>)> {
     static FOUND: OnceLock<Option<(PathBuf, Vec<&'static str>)>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        let path = ["mpirun", "mpiexec"].iter().find_map(|name| which(name))?;
-        let version = Command::new(&path)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        // OpenMPI refuses root and oversubscription unless told; MPICH's hydra needs nothing.
-        let extra = if version.contains("Open MPI") || version.contains("OpenRTE") {
-            vec!["--allow-run-as-root", "--oversubscribe"]
-        } else {
-            Vec::new()
-        };
-        Some((path, extra))
-    });
-    if found.is_none() {
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !in_ci,
-            "CI=true but neither mpirun nor mpiexec is on PATH: the MPI tests must run in CI \
-             (install MPI with `bash scripts/install-mpi.sh`)"
-        );
-        eprintln!(
-            "note: no mpirun/mpiexec on PATH; skipping MPI test (bash scripts/install-mpi.sh)"
-        );
-    }
-    found.as_ref()
+    FOUND.get_or_init(mpi_launcher).as_ref()
 }
 
 /// `mpirun -n P ringattn ARGS`.

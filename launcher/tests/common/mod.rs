@@ -267,3 +267,31 @@ pub fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
+
+/// The MPI launcher (`mpirun`, else `mpiexec`, on PATH) and the options it needs here (Open MPI
+/// refuses root and oversubscription unless told; MPICH's hydra needs nothing), or `None` with
+/// a note on stderr. Panics when MPI is missing under `CI=true`: the MPI tests must run in CI.
+pub fn mpi_launcher() -> Option<(PathBuf, Vec<&'static str>)> {
+    let Some(path) = ["mpirun", "mpiexec"].iter().find_map(|name| which(name)) else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but neither mpirun nor mpiexec is on PATH: the MPI tests must run in CI \
+             (install MPI with `bash scripts/install-mpi.sh`)"
+        );
+        eprintln!(
+            "note: no mpirun/mpiexec on PATH; skipping MPI test (bash scripts/install-mpi.sh)"
+        );
+        return None;
+    };
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let extra = if version.contains("Open MPI") || version.contains("OpenRTE") {
+        vec!["--allow-run-as-root", "--oversubscribe"]
+    } else {
+        Vec::new()
+    };
+    Some((path, extra))
+}
