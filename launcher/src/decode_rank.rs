@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use ringattn_ring::duo::{decode, decode_masks, prefill, DecodeSpec, DecodeStats, DecodedRow};
+use ringattn_ring::duo::{
+    decode, decode_masks, prefill_for_decode, DecodeSpec, DecodeStats, DecodedRow,
+};
 use ringattn_ring::{DuoPlan, RankStats};
 use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, TensorKind};
@@ -109,7 +111,7 @@ pub fn decode_rank(
         }
     };
     let tile = job.ring.tile;
-    let (_, prefill_stats, prefill_bytes_streaming) = prefill(
+    let (_, prefill_stats, prefill_bytes_streaming) = prefill_for_decode(
         comm,
         layout,
         &job.input,

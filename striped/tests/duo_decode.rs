@@ -10,7 +10,9 @@
 
 use std::thread;
 
-use ringattn_ring::duo::{decode, decode_masks, prefill, DecodeOutput, DecodeRoles, DecodeSpec};
+use ringattn_ring::duo::{
+    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeRoles, DecodeSpec,
+};
 use ringattn_ring::{DuoPlan, HeadKind, Layout};
 
 mod common;
@@ -44,7 +46,7 @@ fn run(
             .map(|mut comm| {
                 s.spawn(move || {
                     let pool = one_thread();
-                    prefill(
+                    prefill_for_decode(
                         &mut comm,
                         layout,
                         &src,

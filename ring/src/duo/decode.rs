@@ -188,7 +188,7 @@ pub struct DecodeOutput {
 /// send only their windows), this rank's shard made from `source`. Returns its state and
 /// measurements (`bytes_sent` of all heads) and the bytes of those sent for streaming heads.
 #[allow(clippy::too_many_arguments)]
-pub fn prefill<E: Executor>(
+pub fn prefill_for_decode<E: Executor>(
     comm: &mut dyn Comm,
     layout: &dyn Layout,
     source: &dyn RowSource,

@@ -17,7 +17,7 @@ pub mod plan;
 pub mod prefill;
 
 pub use decode::{
-    decode, decode_masks, prefill, DecodeOutput, DecodeRoles, DecodeSpec, DecodeStats,
+    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeRoles, DecodeSpec, DecodeStats,
     DecodeStepStats, DecodedRow,
 };
 pub use pattern::{DuoPattern, Selection};
