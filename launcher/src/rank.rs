@@ -6,8 +6,12 @@ use std::time::Instant;
 
 use std::io::{IsTerminal, Write};
 
-use ringattn_ring::{duo_ring_pass, ring_pass_with_progress, RankStats, StepStats};
-use ringattn_runtime::{AttnState, Comm, Error, KvBlock, Positions, QShard, Result, Scheduler};
+use ringattn_ring::{
+    duo_ring_pass, duo_ring_pass_parts, ring_pass_with_progress, HeadKind, RankStats, StepStats,
+};
+use ringattn_runtime::{
+    AttnState, Comm, Error, KvBlock, KvHeadSubset, Positions, QShard, Result, Scheduler,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{check_rank, CheckResult};
@@ -53,6 +57,12 @@ pub struct Gathered {
     pub wall_s: f64,
 }
 
+/// A rank's KV: one block, or DuoAttention's retrieval and streaming parts.
+enum Kv {
+    Whole(KvBlock),
+    Parts(KvBlock, KvBlock),
+}
+
 /// Runs this rank's part of `job`; the root (rank 0) returns the gathered results.
 pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let (rank, world) = (comm.rank(), comm.size());
@@ -62,14 +72,29 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         file.check_finite(&positions)?;
     }
     let q = QShard::from_source(&job.input, job.heads, job.dim, positions.clone())?;
-    let kv = KvBlock::from_source_as(
-        &job.input,
-        rank,
-        job.kv_heads,
-        job.dim,
-        positions.clone(),
-        job.dtype,
-    )?;
+    // The KV block, or with DuoAttention its retrieval and streaming parts made separately
+    // (the whole block is never held).
+    let kv_of = |heads: &[usize]| {
+        let source = KvHeadSubset {
+            inner: &job.input,
+            heads,
+        };
+        KvBlock::from_source_as(
+            &source,
+            rank,
+            heads.len(),
+            job.dim,
+            positions.clone(),
+            job.dtype,
+        )
+    };
+    let kv = match &job.duo {
+        Some(plan) if plan.retrieval_count() > 0 && plan.streaming_count() > 0 => Kv::Parts(
+            kv_of(&plan.kv_heads_of(HeadKind::Retrieval))?,
+            kv_of(&plan.kv_heads_of(HeadKind::Streaming))?,
+        ),
+        _ => Kv::Whole(kv_of(&(0..job.kv_heads).collect::<Vec<_>>())?),
+    };
     let cores = job.cores_of(rank).to_vec();
     let pool = kernel_sched(rank, job, &cores)?;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -93,14 +118,22 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             let _ = err.flush();
         }
     };
-    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) = match &job.duo {
-        Some(plan) => {
+    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) = match (&job.duo, kv) {
+        (Some(plan), kv) => {
             drop(state);
-            let (state, duo) = duo_ring_pass(comm, &q, kv, &job.ring, &pool, plan, &mut progress)?;
+            let (state, duo) = match kv {
+                Kv::Whole(kv) => {
+                    duo_ring_pass(comm, &q, kv, &job.ring, &pool, plan, &mut progress)?
+                }
+                Kv::Parts(r, s) => {
+                    duo_ring_pass_parts(comm, &q, r, s, &job.ring, &pool, plan, &mut progress)?
+                }
+            };
             let (ret, st) = (duo.bytes_sent_retrieval, duo.bytes_sent_streaming);
             (state, duo.total, ret, st)
         }
-        None => {
+        (None, Kv::Parts(..)) => unreachable!("parts are made only for a DuoAttention plan"),
+        (None, Kv::Whole(kv)) => {
             let (state, stats) =
                 ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
             let bytes = stats.bytes_sent;

@@ -9,7 +9,8 @@ pub mod layout;
 pub mod pass;
 
 pub use duo::{
-    duo_ring_pass, streaming_key_ranges, DuoPattern, DuoPlan, DuoRankStats, HeadKind, Selection,
+    duo_ring_pass, duo_ring_pass_parts, streaming_key_ranges, DuoPattern, DuoPlan, DuoRankStats,
+    HeadKind, Selection,
 };
 pub use layout::{split_range, Contiguous, Layout};
 pub use pass::{

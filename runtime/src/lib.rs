@@ -40,6 +40,6 @@ pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
 pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};
-pub use source::{RowSource, Synthetic, TensorKind};
+pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
 pub use tensor::{Dtype, KvBlock, KvData, QShard};

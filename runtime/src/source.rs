@@ -110,3 +110,47 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// A view of `inner` whose KV head `i` is KV head `heads[i]` of `inner` (queries unchanged): a
+/// rank makes the K/V of a subset of heads (DuoAttention's retrieval or streaming heads) where
+/// they live, without first making the whole block.
+pub struct KvHeadSubset<'a> {
+    /// The full source.
+    pub inner: &'a dyn RowSource,
+    /// The KV heads of `inner`, in the order of the view.
+    pub heads: &'a [usize],
+}
+
+impl RowSource for KvHeadSubset<'_> {
+    fn fill_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        let head = match tensor {
+            TensorKind::Q => head,
+            TensorKind::K | TensorKind::V => self.heads[head],
+        };
+        self.inner.fill_row(tensor, head, pos, out)
+    }
+}
+
+#[cfg(test)]
+mod subset_tests {
+    use super::*;
+
+    #[test]
+    fn kv_heads_are_renumbered_and_queries_are_not() {
+        let src = Synthetic { seed: 3 };
+        let view = KvHeadSubset {
+            inner: &src,
+            heads: &[2, 0],
+        };
+        let (mut a, mut b) = (vec![0.0; 8], vec![0.0; 8]);
+        for (t, view_head, src_head) in [
+            (TensorKind::K, 0, 2),
+            (TensorKind::V, 1, 0),
+            (TensorKind::Q, 1, 1),
+        ] {
+            view.fill_row(t, view_head, 5, &mut a).unwrap();
+            src.fill_row(t, src_head, 5, &mut b).unwrap();
+            assert_eq!(a, b, "{t:?}");
+        }
+    }
+}

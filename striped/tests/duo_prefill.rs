@@ -12,7 +12,8 @@
 use std::thread;
 
 use ringattn_ring::{
-    duo_ring_pass, ring_pass, DuoPlan, DuoRankStats, HeadKind, RankStats, RingConfig,
+    duo_ring_pass, duo_ring_pass_parts, ring_pass, DuoPlan, DuoRankStats, HeadKind, RankStats,
+    RingConfig,
 };
 
 mod common;
@@ -109,6 +110,19 @@ fn run_duo(spec: &Spec) -> Vec<Ranked<DuoRankStats>> {
     let cfg = cfg(spec);
     run(spec, |comm, q, kv, pool| {
         duo_ring_pass(comm, q, kv, &cfg, pool, &spec.plan, &mut |_, _| {}).unwrap()
+    })
+}
+
+/// `duo_ring_pass_parts` with the two parts made before the call (as a rank that makes its KV
+/// where it lives does), so only the pass's own KV counts toward the peak.
+fn run_duo_parts(spec: &Spec) -> Vec<Ranked<DuoRankStats>> {
+    let cfg = cfg(spec);
+    let plan = &spec.plan;
+    run(spec, |comm, q, kv, pool| {
+        let r = kv.select_heads(&plan.kv_heads_of(R));
+        let s = kv.select_heads(&plan.kv_heads_of(S));
+        drop(kv);
+        duo_ring_pass_parts(comm, q, r, s, &cfg, pool, plan, &mut |_, _| {}).unwrap()
     })
 }
 
@@ -335,7 +349,8 @@ fn contiguous_streaming_kv_makes_one_hop_plus_the_sink() {
         },
         ..problem(n, 8, dim, vec![], Mask::Causal)
     };
-    let duo = run_duo(&spec);
+    let whole = run_duo(&spec);
+    let duo = run_duo_parts(&spec);
     let plain = run_plain(&spec);
     // One KV row of the 4 streaming heads: K and V, f32.
     let row = (2 * 4 * dim * 4) as u64;
@@ -364,11 +379,20 @@ fn contiguous_streaming_kv_makes_one_hop_plus_the_sink() {
             sources,
             (0..p).map(|t| (rank + p - t) % p).collect::<Vec<_>>()
         );
-        assert!(
-            s.total.kv_bytes_peak < pl.stats.kv_bytes_peak,
-            "rank {rank}: duo peak {} vs plain {}",
-            s.total.kv_bytes_peak,
-            pl.stats.kv_bytes_peak
+        // Parts made separately: own retrieval + incoming retrieval + own streaming = 1.5
+        // blocks, below the plain ring's own + incoming = 2 blocks.
+        let own = 2 * block;
+        assert_eq!(pl.stats.kv_bytes_peak, 2 * own, "rank {rank}");
+        assert_eq!(s.total.kv_bytes_peak, 3 * own / 2, "rank {rank}");
+        // Splitting a whole block holds it and its two parts at once: 2 blocks, counted.
+        assert_eq!(
+            whole[rank].stats.total.kv_bytes_peak,
+            2 * own,
+            "rank {rank}"
+        );
+        assert_eq!(
+            whole[rank].state, d.state,
+            "rank {rank}: parts and whole agree bitwise"
         );
         println!(
             "rank {rank}: streaming bytes {} ({} rows), retrieval bytes {}, kv peak {} (plain {})",

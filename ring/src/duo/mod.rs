@@ -22,4 +22,4 @@ pub use decode::{
 };
 pub use pattern::{DuoPattern, Selection};
 pub use plan::{DuoPlan, HeadKind};
-pub use prefill::{duo_ring_pass, streaming_key_ranges, DuoRankStats};
+pub use prefill::{duo_ring_pass, duo_ring_pass_parts, streaming_key_ranges, DuoRankStats};

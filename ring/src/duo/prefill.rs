@@ -77,7 +77,6 @@ pub fn duo_ring_pass<E: Executor>(
         )));
     }
     let start = Instant::now();
-    let group = q.heads / kv.kv_heads;
     let retrieval = plan.kv_heads_of(HeadKind::Retrieval);
     let streaming = plan.kv_heads_of(HeadKind::Streaming);
     let stream_cfg = RingConfig {
@@ -98,6 +97,54 @@ pub fn duo_ring_pass<E: Executor>(
         return Ok((state, one_kind(stats, HeadKind::Streaming)));
     }
 
+    let (kv_ret, kv_str) = (kv.select_heads(&retrieval), kv.select_heads(&streaming));
+    // While splitting, the block and its two parts are all allocated.
+    let split_peak = kv.allocated_bytes() + kv_ret.allocated_bytes() + kv_str.allocated_bytes();
+    drop(kv);
+    let (state, mut stats) =
+        duo_ring_pass_parts(comm, q, kv_ret, kv_str, cfg, pool, plan, on_step)?;
+    stats.total.kv_bytes_peak = stats.total.kv_bytes_peak.max(split_peak);
+    stats.total.wall_s = start.elapsed().as_secs_f64();
+    Ok((state, stats))
+}
+
+/// [`duo_ring_pass`] for a plan with both kinds, with the rank's KV already in two blocks: the
+/// retrieval KV heads and the streaming KV heads (each in ascending head order, as
+/// [`DuoPlan::kv_heads_of`] lists them). A rank that makes its KV where it lives (synthetic
+/// inputs, file reads) builds the two parts directly and never holds the whole block.
+#[allow(clippy::too_many_arguments)]
+pub fn duo_ring_pass_parts<E: Executor>(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv_ret: KvBlock,
+    kv_str: KvBlock,
+    cfg: &RingConfig,
+    pool: &E,
+    plan: &DuoPlan,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, DuoRankStats)> {
+    let start = Instant::now();
+    let (retrieval, streaming) = (
+        plan.kv_heads_of(HeadKind::Retrieval),
+        plan.kv_heads_of(HeadKind::Streaming),
+    );
+    if kv_ret.kv_heads != retrieval.len() || kv_str.kv_heads != streaming.len() {
+        return Err(Error::config(format!(
+            "KV parts of {} + {} heads for a plan of {} retrieval + {} streaming heads",
+            kv_ret.kv_heads,
+            kv_str.kv_heads,
+            retrieval.len(),
+            streaming.len()
+        )));
+    }
+    let group = q.heads / plan.kv_heads().max(1);
+    let stream_cfg = RingConfig {
+        mask: Mask::Streaming {
+            sink: plan.sink,
+            recent: plan.recent,
+        },
+        ..*cfg
+    };
     let q_heads_of = |kv_heads: &[usize]| -> Vec<usize> {
         kv_heads
             .iter()
@@ -105,9 +152,7 @@ pub fn duo_ring_pass<E: Executor>(
             .collect()
     };
     let (ret_q, str_q) = (q_heads_of(&retrieval), q_heads_of(&streaming));
-    let (q_ret, kv_ret) = (q.select_heads(&ret_q), kv.select_heads(&retrieval));
-    let (q_str, kv_str) = (q.select_heads(&str_q), kv.select_heads(&streaming));
-    drop(kv);
+    let (q_ret, q_str) = (q.select_heads(&ret_q), q.select_heads(&str_q));
     let str_own = kv_str.allocated_bytes();
 
     let state = AttnState::new(q_ret.heads, q.rows(), q.dim);
