@@ -24,8 +24,8 @@
 use std::time::Instant;
 
 use ringattn_runtime::{
-    decode_attend, AttnState, Comm, Dtype, Error, Executor, KvBlock, KvCache, Mask, QShard, Result,
-    RowSource, TensorKind, TileShape,
+    decode_attend, AttnState, Comm, Dtype, Error, Executor, KvBlock, KvCache, KvHeadSubset, Mask,
+    QShard, Result, RowSource, TensorKind, TileShape,
 };
 use serde::{Deserialize, Serialize};
 
@@ -201,16 +201,41 @@ pub fn prefill_for_decode<E: Executor>(
     let (rank, world) = (comm.rank(), comm.size());
     let positions = layout.positions(rank, world, spec.prefill);
     let q = QShard::from_source(source, spec.heads, spec.dim, positions.clone())?;
-    let kv = KvBlock::from_source_as(source, rank, spec.kv_heads, spec.dim, positions, spec.dtype)?;
+    // K/V of the KV heads `heads`, made where they live.
+    let kv_of = |heads: &[usize]| {
+        let view = KvHeadSubset {
+            inner: source,
+            heads,
+        };
+        KvBlock::from_source_as(
+            &view,
+            rank,
+            heads.len(),
+            spec.dim,
+            positions.clone(),
+            spec.dtype,
+        )
+    };
     let cfg = RingConfig {
         mask: Mask::Causal,
         tile,
         fault: None,
     };
     if let Some(plan) = duo {
-        let (state, stats) = super::duo_ring_pass(comm, &q, kv, &cfg, pool, plan, on_step)?;
+        let (ret, st) = (
+            plan.kv_heads_of(HeadKind::Retrieval),
+            plan.kv_heads_of(HeadKind::Streaming),
+        );
+        let (state, stats) = if ret.is_empty() || st.is_empty() {
+            let kv = kv_of(&(0..spec.kv_heads).collect::<Vec<_>>())?;
+            super::duo_ring_pass(comm, &q, kv, &cfg, pool, plan, on_step)?
+        } else {
+            let (r, s) = (kv_of(&ret)?, kv_of(&st)?);
+            super::duo_ring_pass_parts(comm, &q, r, s, &cfg, pool, plan, on_step)?
+        };
         return Ok((state, stats.total, stats.bytes_sent_streaming));
     }
+    let kv = KvBlock::from_source_as(source, rank, spec.kv_heads, spec.dim, positions, spec.dtype)?;
     let state = AttnState::new(spec.heads, q.rows(), spec.dim);
     let (state, stats) = ring_pass_with_progress(comm, &q, kv, &cfg, pool, state, on_step)?;
     Ok((state, stats, 0))
