@@ -333,18 +333,14 @@ impl Executor for Scheduler {
         let n = self.threads();
         if self.kind == SchedKind::Rayon {
             let busy: Vec<Mutex<Duration>> = (0..n).map(|_| Mutex::new(Duration::ZERO)).collect();
-            let states = self.pool.install(|| {
-                items
-                    .par_iter_mut()
-                    .fold(init, |mut s, item| {
-                        let t = rayon::current_thread_index().unwrap_or(0);
-                        let start = Instant::now();
-                        self.timed(t, work, &mut s, item);
-                        *busy[t % n].lock().expect("busy") += start.elapsed();
-                        s
-                    })
-                    .collect()
-            });
+            // The plain pool's work stealing, each item timed (and slowed) on its thread.
+            let timed_work = |s: &mut S, item: &mut T| {
+                let t = rayon::current_thread_index().unwrap_or(0);
+                let start = Instant::now();
+                self.timed(t, work, s, item);
+                *busy[t % n].lock().expect("busy") += start.elapsed();
+            };
+            let states = self.pool.run(class, items, cost, init, &timed_work);
             *self.last.lock().expect("call record") = CallRecord {
                 class: class.to_string(),
                 busy_s: busy
