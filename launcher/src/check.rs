@@ -41,6 +41,26 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// One (head, token) row: its output and lse against the reference's. A NaN error counts
+    /// as infinite (it must fail the check, and `f64::max` would drop it); the lse of a row
+    /// with no allowed key (reference −∞) is not compared.
+    pub fn of_row(out: &[f32], want_out: &[f64], lse: f32, want_lse: f64) -> CheckResult {
+        let not_nan = |e: f64| if e.is_nan() { f64::INFINITY } else { e };
+        CheckResult {
+            rows_checked: 1,
+            max_abs_err: out
+                .iter()
+                .zip(want_out)
+                .map(|(&g, &w)| not_nan((g as f64 - w).abs()))
+                .fold(0.0, f64::max),
+            max_lse_err: if want_lse.is_finite() {
+                not_nan((lse as f64 - want_lse).abs())
+            } else {
+                0.0
+            },
+        }
+    }
+
     /// Combines the results of two sets of rows.
     pub fn combine(self, other: CheckResult) -> CheckResult {
         CheckResult {
@@ -109,21 +129,7 @@ pub fn check_rank(
                 );
                 let i = head * q.rows() + row;
                 let got = &fin.out[i * dim..(i + 1) * dim];
-                let err = got
-                    .iter()
-                    .zip(&out)
-                    .map(|(&g, &r)| (g as f64 - r).abs())
-                    .fold(0.0, f64::max);
-                let lse_err = if lse.is_finite() {
-                    (fin.lse[i] as f64 - lse).abs()
-                } else {
-                    0.0
-                };
-                result = result.combine(CheckResult {
-                    rows_checked: 1,
-                    max_abs_err: err,
-                    max_lse_err: lse_err,
-                });
+                result = result.combine(CheckResult::of_row(got, &out, fin.lse[i], lse));
             }
         }
     }
@@ -133,6 +139,20 @@ pub fn check_rank(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_output_fails_and_an_empty_row_has_no_lse_error() {
+        let ok = CheckResult::of_row(&[1.0, 2.0], &[1.0, 2.5], 0.25, 0.0);
+        assert_eq!((ok.max_abs_err, ok.max_lse_err), (0.5, 0.25));
+        let nan = CheckResult::of_row(&[f32::NAN, 2.0], &[1.0, 2.0], f32::NAN, 0.0);
+        assert_eq!(
+            (nan.max_abs_err, nan.max_lse_err),
+            (f64::INFINITY, f64::INFINITY)
+        );
+        assert!(!nan.passed(Tolerance::for_dtype(Dtype::F32)));
+        let empty = CheckResult::of_row(&[0.0], &[0.0], f32::NEG_INFINITY, f64::NEG_INFINITY);
+        assert_eq!(empty.max_lse_err, 0.0);
+    }
 
     #[test]
     fn samples_include_ends_and_cap_at_len() {

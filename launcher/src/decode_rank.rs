@@ -219,32 +219,10 @@ pub fn check_rows(
             for h in g * group..(g + 1) * group {
                 source.fill_row(TensorKind::Q, h, row.pos, &mut q)?;
                 let (out, lse) = reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask);
-                let err = row.out[h * d..(h + 1) * d]
-                    .iter()
-                    .zip(&out)
-                    .map(|(&got, &want)| not_nan((got as f64 - want).abs()))
-                    .fold(0.0, f64::max);
-                let lse_err = if lse.is_finite() {
-                    not_nan((row.lse[h] as f64 - lse).abs())
-                } else {
-                    0.0
-                };
-                result = result.combine(CheckResult {
-                    rows_checked: 1,
-                    max_abs_err: err,
-                    max_lse_err: lse_err,
-                });
+                let got = &row.out[h * d..(h + 1) * d];
+                result = result.combine(CheckResult::of_row(got, &out, row.lse[h], lse));
             }
         }
     }
     Ok(result)
-}
-
-/// An error that is NaN (a NaN output) counts as infinite, so it fails the check.
-fn not_nan(err: f64) -> f64 {
-    if err.is_nan() {
-        f64::INFINITY
-    } else {
-        err
-    }
 }
