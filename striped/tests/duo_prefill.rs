@@ -181,30 +181,20 @@ fn check(spec: &Spec, got: &(Vec<f32>, Vec<f32>), want: &(Vec<f64>, Vec<f64>)) -
         Dtype::F32 => (2e-5, 1e-5),
         Dtype::Bf16 => (2e-2, 2e-2),
     };
-    let e_out = got
-        .0
-        .iter()
-        .zip(&want.0)
-        .map(|(&g, &w)| {
-            if g.is_finite() {
-                (g as f64 - w).abs()
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max);
-    let e_lse = got
-        .1
-        .iter()
-        .zip(&want.1)
-        .map(|(&g, &w)| {
-            if g.is_finite() {
-                (g as f64 - w).abs()
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max);
+    // Largest error, a non-finite output counting as infinite.
+    let worst = |got: &[f32], want: &[f64]| {
+        got.iter()
+            .zip(want)
+            .map(|(&g, &w)| {
+                if g.is_finite() {
+                    (g as f64 - w).abs()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max)
+    };
+    let (e_out, e_lse) = (worst(&got.0, &want.0), worst(&got.1, &want.1));
     assert!(
         e_out <= tol_out && e_lse <= tol_lse,
         "{} P={} N={} {:?} {:?}: out err {e_out:.3e}, lse err {e_lse:.3e}",
