@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ringattn_runtime::kernel::measure_peak_gflops;
+use ringattn_runtime::kernel::{measure_peak_gflops, measure_tile_peak_gflops};
 use ringattn_runtime::sched::topology::{CoreKind, Topology};
 use ringattn_runtime::{Isa, Result};
 use serde::Serialize;
@@ -27,8 +27,11 @@ pub struct Info {
     pub isa: &'static str,
     /// Every instruction set this CPU supports, fastest first.
     pub isa_available: Vec<&'static str>,
-    /// Measured f32 FMA peak of one core with `isa`, GFLOP/s.
+    /// Measured f32 FMA peak of one core with `isa` (AVX-512's for `amx`), GFLOP/s.
     pub peak_gflops_per_core: f64,
+    /// Measured bf16 rate of one core's AMX tile unit, GFLOP/s (absent without AMX). The f32
+    /// tile path does six bf16 products per f32 product: its ceiling is a sixth of this.
+    pub tile_peak_gflops_per_core: Option<f64>,
     /// Cores this process may run on.
     pub allowed_cores: usize,
     /// The affinity mask as a CPU list (from /proc/self/status), e.g. "0-3,8".
@@ -80,6 +83,7 @@ pub fn gather(allowed_cores: usize) -> Info {
         isa: isa.name(),
         isa_available: Isa::available().into_iter().map(Isa::name).collect(),
         peak_gflops_per_core: measure_peak_gflops(isa, Duration::from_millis(300)),
+        tile_peak_gflops_per_core: measure_tile_peak_gflops(Duration::from_millis(100)),
         allowed_cores,
         affinity,
         online_cpus: read_trimmed("/sys/devices/system/cpu/online")
@@ -105,6 +109,13 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
                 "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
                 info.peak_gflops_per_core
             );
+            if let Some(tile) = info.tile_peak_gflops_per_core {
+                println!(
+                    "amx:          {tile:.0} GFLOP/s per core (bf16 tiles, measured; f32 by six \
+                     bf16 products: ceiling {:.0})",
+                    tile / 6.0
+                );
+            }
             println!(
                 "cores:        {} allowed (affinity {}; online {})",
                 info.allowed_cores, info.affinity, info.online_cpus

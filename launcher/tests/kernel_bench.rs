@@ -20,9 +20,13 @@ fn info_reports_simd_peak_and_cores() {
     assert_eq!(code, Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let isa = v["isa"].as_str().unwrap();
-    assert!(["avx512", "avx2", "portable"].contains(&isa));
+    assert!(["amx", "avx512", "avx2", "portable"].contains(&isa));
     assert_eq!(v["isa_available"][0], isa);
     assert!(v["peak_gflops_per_core"].as_f64().unwrap() > 0.0);
+    // The tile unit's rate is there exactly when the AMX path is.
+    let tile_peak = v["tile_peak_gflops_per_core"].as_f64();
+    assert_eq!(tile_peak.is_some(), isa == "amx", "{stdout}");
+    assert!(tile_peak.is_none_or(|g| g > v["peak_gflops_per_core"].as_f64().unwrap()));
     assert!(v["allowed_cores"].as_u64().unwrap() >= 1);
     assert!(v["affinity"].is_string());
     let (code, text, _) = ringattn(&["info"]);

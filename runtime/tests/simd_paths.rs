@@ -1,6 +1,7 @@
 //! Every SIMD micro-kernel path against the portable path and the f64 reference, on every tile
 //! class: Full, Partial at every diagonal offset and window edge, Empty; odd head dims (tails
-//! of 16- and 8-lane vectors), sequences that are not multiples of the tile, GQA.
+//! of 16- and 8-lane vectors; multiples of 32 for the AMX path), sequences that are not
+//! multiples of the tile, GQA.
 
 use ringattn_runtime::{
     attend_with, count_tiles, AttnState, Isa, KvBlock, Mask, Positions, QShard, RowSource,
@@ -176,15 +177,15 @@ fn full_tiles_with_odd_dims_and_ragged_tiles() {
 #[test]
 fn partial_tiles_at_every_diagonal_offset() {
     // Queries [off, off + 40) against keys [0, 80): the causal diagonal crosses the key tiles
-    // at every offset, including tiles that become Full or Empty.
-    for off in 0..48 {
+    // at every offset, including tiles that become Full or Empty. D = 32 runs the AMX path too.
+    for (off, dim) in (0..48).flat_map(|off| [(off, 24), (off, 32)]) {
         check(&Case {
             q_pos: Positions::contiguous(off, 40),
             k_pos: Positions::contiguous(0, 80),
             n: 120,
             heads: 2,
             kv_heads: 1,
-            dim: 24,
+            dim,
             mask: Mask::Causal,
             tile: TileShape { q: 16, k: 16 },
         });
@@ -193,14 +194,15 @@ fn partial_tiles_at_every_diagonal_offset() {
 
 #[test]
 fn partial_tiles_at_window_and_sink_edges() {
-    for (sink, recent) in [(0, 1), (1, 1), (4, 16), (3, 17), (16, 16), (0, 33), (40, 5)] {
+    let windows = [(0, 1), (1, 1), (4, 16), (3, 17), (16, 16), (0, 33), (40, 5)];
+    for ((sink, recent), dim) in windows.into_iter().flat_map(|w| [(w, 48), (w, 64)]) {
         check(&Case {
             q_pos: Positions::contiguous(0, 97),
             k_pos: Positions::contiguous(0, 97),
             n: 97,
             heads: 3,
             kv_heads: 1,
-            dim: 48,
+            dim,
             mask: Mask::Streaming { sink, recent },
             tile: TileShape { q: 16, k: 16 },
         });
@@ -227,7 +229,7 @@ fn empty_tiles_and_strided_positions() {
         n: 152,
         heads: 6,
         kv_heads: 3,
-        dim: 80,
+        dim: 96,
         mask: Mask::Causal,
         tile: TileShape { q: 16, k: 16 },
     });

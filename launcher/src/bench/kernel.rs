@@ -73,6 +73,8 @@ pub struct KernelArgs {
 pub enum IsaArg {
     /// The fastest available.
     Auto,
+    /// AMX-BF16 tiles with split operands (f32 accuracy; head dims that are multiples of 32).
+    Amx,
     /// AVX-512F.
     Avx512,
     /// AVX2 + FMA.
@@ -120,6 +122,7 @@ pub struct KernelResult {
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
     let isa = match args.isa {
         IsaArg::Auto => Isa::best(),
+        IsaArg::Amx => Isa::Amx,
         IsaArg::Avx512 => Isa::Avx512,
         IsaArg::Avx2 => Isa::Avx2,
         IsaArg::Portable => Isa::Portable,

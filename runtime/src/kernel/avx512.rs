@@ -156,7 +156,7 @@ unsafe fn qk_block<const MR: usize, const NC: usize, const D: usize>(
 
 /// Lanes `0..n` of a 16-lane mask (n ≤ 16).
 #[inline]
-fn lanes(n: usize) -> __mmask16 {
+pub(crate) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xFFFF
     } else {
@@ -167,7 +167,7 @@ fn lanes(n: usize) -> __mmask16 {
 /// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn exp2(x: __m512) -> __m512 {
+pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
     const C: [f32; 6] = super::EXP2_TAYLOR;
     let valid = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-126.0));
     let x = _mm512_max_ps(x, _mm512_set1_ps(-126.0));

@@ -43,6 +43,50 @@ pub(crate) trait Micro: Copy + Send + Sync {
     );
 }
 
+/// Blanks the forbidden scores of Partial tiles: whole ranges per row from
+/// [`Mask::blocked_key_ranges`], no branch per element. Keeps the positions of the item's query
+/// rows (filled on its first Partial tile) and of the current key tile.
+pub(crate) struct PartialBlanker {
+    q_pos: Vec<usize>,
+    k_pos: Vec<usize>,
+    q_start: Option<usize>,
+}
+
+impl PartialBlanker {
+    pub(crate) fn new(tile: TileShape) -> Self {
+        PartialBlanker {
+            q_pos: vec![0; tile.q],
+            k_pos: vec![0; tile.k],
+            q_start: None,
+        }
+    }
+
+    /// Sets to −∞ the scores of `scores` (rows `q_rows` = (first, count) of `q`, row stride `ld`,
+    /// columns = key rows `k_rows` of `kv`) that `mask` forbids.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn blank(
+        &mut self,
+        mask: Mask,
+        q: &QShard,
+        kv: &KvBlock,
+        (qa, nq): (usize, usize),
+        (ka, nk): (usize, usize),
+        scores: &mut [f32],
+        ld: usize,
+    ) {
+        if self.q_start != Some(qa) {
+            q.positions.fill(qa, &mut self.q_pos[..nq]);
+            self.q_start = Some(qa);
+        }
+        kv.positions.fill(ka, &mut self.k_pos[..nk]);
+        for (row, &qp) in scores.chunks_mut(ld).zip(&self.q_pos[..nq]) {
+            for blocked in mask.blocked_key_ranges(qp, &self.k_pos[..nk]) {
+                row[blocked].fill(f32::NEG_INFINITY);
+            }
+        }
+    }
+}
+
 /// One (head, query tile) work item and its slices of the state.
 pub(crate) struct Item<'a> {
     pub head: usize,
@@ -56,8 +100,7 @@ pub(crate) struct Item<'a> {
 pub(crate) struct Scratch {
     scores: AlignedBuf,
     alpha: Vec<f32>,
-    q_pos: Vec<usize>,
-    k_pos: Vec<usize>,
+    blanker: PartialBlanker,
 }
 
 impl Scratch {
@@ -66,8 +109,7 @@ impl Scratch {
         Scratch {
             scores: AlignedBuf::zeroed(tile.q * ld),
             alpha: vec![0.0; tile.q],
-            q_pos: vec![0; tile.q],
-            k_pos: vec![0; tile.k],
+            blanker: PartialBlanker::new(tile),
         }
     }
 }
@@ -153,7 +195,6 @@ pub(crate) fn process_item<M: Micro>(
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
     let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
     let ld = packed.ld;
-    let mut q_pos_ready = false;
     let mut counts = TileCounts::default();
     for (t, ka) in (0..k_rows).step_by(tile.k).enumerate() {
         let nk = tile.k.min(k_rows - ka);
@@ -170,16 +211,7 @@ pub(crate) fn process_item<M: Micro>(
         let scores = &mut s.scores.as_mut_slice()[..nq * ld];
         micro.qk(q_tile, nq, dim, packed.panel(kv_head, t), ld, scores);
         if class == TileClass::Partial {
-            if !q_pos_ready {
-                q.positions.fill(qa, &mut s.q_pos[..nq]);
-                q_pos_ready = true;
-            }
-            kv.positions.fill(ka, &mut s.k_pos[..nk]);
-            for (row, &qp) in scores.chunks_mut(ld).zip(&s.q_pos[..nq]) {
-                for blocked in mask.blocked_key_ranges(qp, &s.k_pos[..nk]) {
-                    row[blocked].fill(f32::NEG_INFINITY);
-                }
-            }
+            s.blanker.blank(mask, q, kv, (qa, nq), (ka, nk), scores, ld);
         }
         for (i, row) in scores.chunks_mut(ld).enumerate() {
             s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
@@ -191,20 +223,21 @@ pub(crate) fn process_item<M: Micro>(
     counts
 }
 
-/// An f32 buffer whose first element sits on a 64-byte boundary, so rows whose length is a
+/// A buffer (f32 unless said otherwise) whose first element sits on a 64-byte boundary, so rows whose length is a
 /// multiple of 16 floats never split a cache line on a full-width vector load (a split load
 /// costs two load slots). Safe: it over-allocates and starts at the aligned offset.
-pub(crate) struct AlignedBuf {
-    storage: Vec<f32>,
+pub(crate) struct AlignedBuf<T = f32> {
+    storage: Vec<T>,
     offset: usize,
     len: usize,
 }
 
-impl AlignedBuf {
+impl<T: Copy + Default> AlignedBuf<T> {
     /// `len` zeros, 64-byte aligned.
     pub(crate) fn zeroed(len: usize) -> Self {
-        let storage = vec![0.0f32; len + 16];
-        let offset = storage.as_ptr().align_offset(64).min(16);
+        let slack = 64 / std::mem::size_of::<T>().max(1);
+        let storage = vec![T::default(); len + slack];
+        let offset = storage.as_ptr().align_offset(64).min(slack);
         AlignedBuf {
             storage,
             offset,
@@ -212,11 +245,11 @@ impl AlignedBuf {
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[f32] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         &self.storage[self.offset..self.offset + self.len]
     }
 
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.storage[self.offset..self.offset + self.len]
     }
 }

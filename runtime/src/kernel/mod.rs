@@ -8,8 +8,11 @@
 //! item. GQA: query head `h` reads KV head `h / (heads / kv_heads)`.
 //!
 //! The per-tile arithmetic (Q·Kᵀ, online softmax, P·V) is done by micro-kernels chosen at run
-//! time ([`Isa`]): AVX-512, AVX2+FMA, or the portable path that tests use as the reference.
+//! time ([`Isa`]): AMX tiles with split-bf16 operands at f32 accuracy, AVX-512, AVX2+FMA, or
+//! the portable path that tests use as the reference.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -29,7 +32,7 @@ use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
 use driver::{process_item, Item, Micro, PackedK, Scratch};
-pub use peak::measure_peak_gflops;
+pub use peak::{measure_peak_gflops, measure_tile_peak_gflops};
 
 /// Coefficients k = 1..6 of 2^f = Σ (f·ln 2)^k / k! on f ∈ [−½, ½] (relative error ≈ 1.2e-7,
 /// about one f32 ulp): the polynomial of the SIMD `exp2` after range reduction.
@@ -145,12 +148,16 @@ pub enum Isa {
     Avx2,
     /// AVX-512F, 16 lanes.
     Avx512,
+    /// Intel AMX-BF16 tiles for Q·Kᵀ and P·V, each f32 operand split into three bf16 parts
+    /// (six products per f32 product, f32 accuracy); AVX-512 softmax. Head dims that are not
+    /// multiples of 32 run the AVX-512 path.
+    Amx,
 }
 
 impl Isa {
     /// The fastest instruction set this CPU supports.
     pub fn best() -> Isa {
-        [Isa::Avx512, Isa::Avx2]
+        [Isa::Amx, Isa::Avx512, Isa::Avx2]
             .into_iter()
             .find(|i| i.is_available())
             .unwrap_or(Isa::Portable)
@@ -164,6 +171,8 @@ impl Isa {
             Isa::Avx2 => avx2::Avx2::new().is_some(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => avx512::Avx512::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => amx::Amx::new().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -171,15 +180,16 @@ impl Isa {
 
     /// Every instruction set this CPU supports, fastest first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+        [Isa::Amx, Isa::Avx512, Isa::Avx2, Isa::Portable]
             .into_iter()
             .filter(|i| i.is_available())
             .collect()
     }
 
-    /// Lower-case name (`avx512`, `avx2`, `portable`).
+    /// Lower-case name (`amx`, `avx512`, `avx2`, `portable`).
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "amx",
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
@@ -214,6 +224,13 @@ pub fn attend_with<E: Executor>(
 ) -> TileCounts {
     match isa {
         #[cfg(target_arch = "x86_64")]
+        Isa::Amx => {
+            if let Some(amx) = amx::Amx::new().filter(|_| amx::Amx::supports_dim(q.dim)) {
+                return run_amx(amx, q, kv, mask, tile, state, pool);
+            }
+            return attend_with(Isa::Avx512, q, kv, mask, tile, state, pool);
+        }
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
             if let Some(micro) = avx512::Avx512::new() {
                 return run_items(micro, q, kv, mask, tile, state, pool);
@@ -239,6 +256,74 @@ fn run_items<M: Micro, E: Executor>(
     state: &mut AttnState,
     pool: &E,
 ) -> TileCounts {
+    let (mut items, cost, tile) = match prepare_items(q, kv, mask, tile, state) {
+        Ok(prepared) => prepared,
+        Err(skipped) => return skipped,
+    };
+    let packed = PackedK::new::<M, E>(kv, tile, pool);
+    let class = format!("attention-{}-{}", kv.dtype().name(), M::ISA.name());
+    let counts = pool.run(
+        &class,
+        &mut items,
+        &|item: &Item<'_>| cost[item.q_start / tile.q],
+        &|| (Scratch::new::<M>(tile), TileCounts::default()),
+        &|(scratch, counts), item| {
+            *counts += process_item(micro, q, kv, &packed, mask, tile, item, scratch)
+        },
+    );
+    sum_counts(counts)
+}
+
+/// [`run_items`] on the AMX tiles.
+#[cfg(target_arch = "x86_64")]
+fn run_amx<E: Executor>(
+    amx: amx::Amx,
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &mut AttnState,
+    pool: &E,
+) -> TileCounts {
+    let (mut items, cost, tile) = match prepare_items(q, kv, mask, tile, state) {
+        Ok(prepared) => prepared,
+        Err(skipped) => return skipped,
+    };
+    let packed = amx::PackedAmx::new(kv, tile, pool);
+    let class = format!("attention-{}-{}", kv.dtype().name(), Isa::Amx.name());
+    let counts = pool.run(
+        &class,
+        &mut items,
+        &|item: &Item<'_>| cost[item.q_start / tile.q],
+        &|| (amx::Scratch::new(tile, q.dim), TileCounts::default()),
+        &|(scratch, counts), item| {
+            *counts += amx::process_item(amx, q, kv, &packed, mask, tile, item, scratch)
+        },
+    );
+    sum_counts(counts)
+}
+
+fn sum_counts<S>(per_thread: Vec<(S, TileCounts)>) -> TileCounts {
+    per_thread
+        .into_iter()
+        .fold(TileCounts::default(), |mut a, (_, b)| {
+            a += b;
+            a
+        })
+}
+
+/// Checks the shapes and cuts `state` into one [`Item`] per (head, query tile), with each
+/// query tile's cost. `Err` with the tile counts when there is nothing to compute (no rows, or
+/// every tile Empty): the caller returns them without touching K or V.
+type Prepared<'a> = (Vec<Item<'a>>, Vec<f64>, TileShape);
+
+fn prepare_items<'a>(
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &'a mut AttnState,
+) -> Result<Prepared<'a>, TileCounts> {
     assert_eq!(q.dim, kv.dim, "query and key head dims differ");
     assert_eq!(
         (state.heads, state.rows, state.dim),
@@ -250,13 +335,21 @@ fn run_items<M: Micro, E: Executor>(
     );
     let (rows, dim) = (q.rows(), q.dim);
     if rows == 0 || kv.rows() == 0 || dim == 0 {
-        return TileCounts::default();
+        return Err(TileCounts::default());
     }
     let tile = TileShape {
         q: tile.q.max(1),
         k: tile.k.max(1),
     };
-    // One item per (head, query tile), each owning disjoint slices of the state.
+    let cost = item_costs(q, kv, mask, tile);
+    if cost.iter().all(|&c| c <= 1.0) {
+        // Every tile Empty (a causal step against a later block): touch nothing, not even K/V.
+        let tiles = (rows.div_ceil(tile.q) * kv.rows().div_ceil(tile.k) * q.heads) as u64;
+        return Err(TileCounts {
+            empty: tiles,
+            ..TileCounts::default()
+        });
+    }
     let mut items: Vec<Item<'_>> = Vec::with_capacity(q.heads * rows.div_ceil(tile.q));
     let heads_m = state.m.chunks_mut(rows);
     let heads_l = state.l.chunks_mut(rows);
@@ -276,32 +369,7 @@ fn run_items<M: Micro, E: Executor>(
             });
         }
     }
-    let cost = item_costs(q, kv, mask, tile);
-    if cost.iter().all(|&c| c <= 1.0) {
-        // Every tile Empty (a causal step against a later block): touch nothing, not even K/V.
-        let tiles = (rows.div_ceil(tile.q) * kv.rows().div_ceil(tile.k) * q.heads) as u64;
-        return TileCounts {
-            empty: tiles,
-            ..TileCounts::default()
-        };
-    }
-    let packed = PackedK::new::<M, E>(kv, tile, pool);
-    let class = format!("attention-{}-{}", kv.dtype().name(), M::ISA.name());
-    let counts = pool.run(
-        &class,
-        &mut items,
-        &|item: &Item<'_>| cost[item.q_start / tile.q],
-        &|| (Scratch::new::<M>(tile), TileCounts::default()),
-        &|(scratch, counts), item| {
-            *counts += process_item(micro, q, kv, &packed, mask, tile, item, scratch)
-        },
-    );
-    counts
-        .into_iter()
-        .fold(TileCounts::default(), |mut a, (_, b)| {
-            a += b;
-            a
-        })
+    Ok((items, cost, tile))
 }
 
 /// Relative cost of each query tile against `kv` under `mask` (the same for every head): one

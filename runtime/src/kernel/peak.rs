@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use super::Isa;
 
 /// Measures the f32 FMA throughput of one core with `isa`, in GFLOP/s (an FMA = 2 FLOPs), by
-/// running independent FMA chains for about `budget`. Runs on the calling thread.
+/// running independent FMA chains for about `budget`. Runs on the calling thread. For
+/// [`Isa::Amx`] this is the AVX-512 f32 FMA peak: the tile path is measured against the f32
+/// vector limit of the core, so its fraction can exceed 1 (see [`measure_tile_peak_gflops`]).
 pub fn measure_peak_gflops(isa: Isa, budget: Duration) -> f64 {
     let mut best = 0.0f64;
     let start = Instant::now();
@@ -27,7 +29,7 @@ pub fn measure_peak_gflops(isa: Isa, budget: Duration) -> f64 {
 fn fma_loop(isa: Isa, iters: u64) -> (f64, f32) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if is_x86_feature_detected!("avx512f") => {
+        Isa::Avx512 | Isa::Amx if is_x86_feature_detected!("avx512f") => {
             // SAFETY: AVX-512F was just detected.
             (12.0 * 16.0 * 2.0, unsafe { x86::fma_avx512(iters) })
         }
@@ -37,6 +39,21 @@ fn fma_loop(isa: Isa, iters: u64) -> (f64, f32) {
             (12.0 * 8.0 * 2.0, unsafe { x86::fma_avx2(iters) })
         }
         _ => (12.0 * 2.0, scalar_fma(iters)),
+    }
+}
+
+/// Measures the bf16 throughput of one core's AMX tile unit (GFLOP/s, a multiply-add = 2
+/// FLOPs) for about `budget`: `None` without AMX. The f32 tile path does six bf16 products
+/// per f32 product, so its ceiling is a sixth of this.
+pub fn measure_tile_peak_gflops(budget: Duration) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::amx::measure_tile_peak_gflops(budget)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = budget;
+        None
     }
 }
 
