@@ -147,10 +147,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Query rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
     pub tile_q: usize,
     /// Key rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
     pub tile_k: usize,
     /// Testing aid: make worker RANK fail at ring step STEP (format RANK:STEP).
     #[arg(long, value_name = "RANK:STEP", hide = true)]

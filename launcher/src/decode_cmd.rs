@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use ringattn_ring::DuoPlan;
-use ringattn_runtime::{Error, Result};
+use ringattn_runtime::{Error, Result, TileShape};
 
 use crate::backend::{self, Backend};
 use crate::cli::{BackendArg, DtypeArg, LayoutArg, RunArgs};
@@ -97,8 +97,8 @@ impl DecodeArgs {
             json: self.json.clone(),
             input: None,
             output: None,
-            tile_q: 64,
-            tile_k: 64,
+            tile_q: TileShape::default().q,
+            tile_k: TileShape::default().k,
             inject_fault: None,
             sched: self.sched.clone(),
             duo: self.duo.clone(),

@@ -127,6 +127,8 @@ fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
         .set_duo(DuoPlan::all_retrieval(3, 4, 16), &args(&WORDS))
         .unwrap_err();
     assert!(err.is_user_error() && err.to_string().contains("3 KV heads"));
+    // 64 × 64 tiles: the windows (sink 64 + recent 256) span few tiles, so an all-streaming
+    // plan must cost well under a fifth of full causal attention.
     let auto = [
         "--workers",
         "4",
@@ -135,6 +137,10 @@ fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
         "--heads",
         "8",
         "--causal",
+        "--tile-q",
+        "64",
+        "--tile-k",
+        "64",
     ];
     let mut auto_job = job(&auto);
     let causal_makespan = auto_job.plan.estimates[0].makespan;

@@ -81,10 +81,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 2.0)]
     pub latency_us: f64,
     /// Query rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
     pub tile_q: usize,
     /// Key rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
     pub tile_k: usize,
     /// Write the prediction as JSON to PATH ("-" = stdout instead of the summary).
     #[arg(long, value_name = "PATH")]

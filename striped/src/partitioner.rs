@@ -282,7 +282,9 @@ mod tests {
 
     #[test]
     fn streaming_heads_are_costed_by_their_windows() {
-        let tile = TileShape::default();
+        // Tiles small against the windows (320 keys) and the blocks (1024 rows), so the
+        // geometry below holds at tile granularity.
+        let tile = TileShape { q: 64, k: 64 };
         let streaming_mask = Mask::Streaming {
             sink: 64,
             recent: 256,

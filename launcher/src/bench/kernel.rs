@@ -55,10 +55,10 @@ pub struct KernelArgs {
     #[arg(long, value_enum, default_value_t = IsaArg::Auto)]
     pub isa: IsaArg,
     /// Query rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
     pub tile_q: usize,
     /// Key rows per kernel tile.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
     pub tile_k: usize,
     /// Write JSON lines to PATH ("-" = stdout, replacing the table).
     #[arg(long, value_name = "PATH")]
