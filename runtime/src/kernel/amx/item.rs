@@ -52,9 +52,10 @@ impl Scratch {
 /// Runs one item over every key tile of `kv` (whose K and V `packed` holds).
 ///
 /// Per key tile, row block by row block (32 rows): scores on the tiles, online softmax and
-/// split on AVX-512, P·V on the tiles. The softmax of block `b` runs interleaved with the
-/// score products of block `b + 1` ([`tiles::scores`]' `between`), so the vector units and
-/// the tile unit work at the same time.
+/// split on AVX-512, P·V on the tiles. Each row block computes only the 32-key chunks its
+/// mask lets it see (a causal diagonal or a streaming window is cut at 32 × 32, not at the
+/// tile), and the softmax of one block runs interleaved with the score products of the next
+/// ([`tiles::scores`]' `between`), so the vector units and the tile unit work at once.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_item(
     _proof: Amx,
@@ -68,7 +69,6 @@ pub(crate) fn process_item(
 ) -> TileCounts {
     let d = q.dim;
     assert!(Amx::supports_dim(d) && packed.dim == d && packed.ld == s.ld);
-    let scale = 1.0 / (d as f32).sqrt();
     let (q_rows, k_rows) = (q.rows(), kv.rows());
     let (qa, nq) = (item.q_start, item.m.len());
     assert!(nq <= s.rows);
@@ -76,9 +76,9 @@ pub(crate) fn process_item(
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * d..(item.head * q_rows + qa + nq) * d];
     let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
-    let ld = s.ld;
     let mut counts = TileCounts::default();
     let mut active: Option<ActiveTiles> = None;
+    let mut todo = Vec::with_capacity(blocks);
     for (t, ka) in (0..k_rows).step_by(tile.k).enumerate() {
         let nk = tile.k.min(k_rows - ka);
         let (k_lo, k_hi) = (kv.positions.get(ka), kv.positions.get(ka + nk - 1));
@@ -91,81 +91,154 @@ pub(crate) fn process_item(
             TileClass::Full => counts.full += 1,
             TileClass::Partial => counts.partial += 1,
         }
+        todo.clear();
+        for b in 0..blocks {
+            let rows = (qa + b * BLOCK, BLOCK.min(nq - b * BLOCK));
+            if let Some(chunks) = live_chunks(mask, class, q, kv, rows, (ka, nk)) {
+                todo.push(BlockCols { block: b, chunks });
+            }
+        }
+        if todo.is_empty() {
+            continue;
+        }
         if active.is_none() {
             start_item(q_tile, nq, blocks * BLOCK, d, item.acc, s);
             // SAFETY: an `Amx` exists only when the CPU has AMX and the permission was granted.
             active = Some(unsafe { ActiveTiles::configure() });
         }
-        let cols = nk.next_multiple_of(32);
-        let (k_panel, v_panel) = packed.panels(kv_head, t);
-        let q_size = s.rows * d;
-        let q_parts = s.q.as_slice().as_ptr();
-        let q_block =
-            |b: usize| [0, 1, 2].map(|p| q_parts.wrapping_add(p * q_size + b * BLOCK * d));
-        let scores_ptr = s.s.as_mut_slice().as_mut_ptr();
-        let slot_scores = |b: usize| scores_ptr.wrapping_add((b % 2) * BLOCK * ld);
-        let p_ptr = s.p.as_mut_slice().as_mut_ptr();
-        let slot_probs =
-            |b: usize| [0, 1, 2].map(|p| p_ptr.wrapping_add(((p * 2) + b % 2) * BLOCK * ld));
-        let o_ptr = s.o.as_mut_slice().as_mut_ptr();
-        let steps = tiles::score_steps(BLOCK, cols, d, packed.parts);
-        // SAFETY (every `unsafe` below): tiles are configured on this thread (`active`), and
-        // AVX-512F/BW are present (an `Amx` exists); d is a multiple of 32; each block has 32
-        // rows inside the scratch (blocks·32 ≤ s.rows), cols ≤ ld; the panels hold
-        // [d/2][ld][2] and [ld/2][d][2] per part; score and probability slots hold 32 × ld.
-        unsafe {
-            let parts = packed.parts;
-            tiles::scores(
-                q_block(0),
-                d,
-                BLOCK,
-                k_panel,
-                parts,
-                ld,
-                cols,
-                slot_scores(0),
-                || {},
-            );
-            for b in 0..blocks {
-                let (r0, nr) = (b * BLOCK, BLOCK.min(nq - b * BLOCK));
-                let block_scores = std::slice::from_raw_parts_mut(slot_scores(b), nr * ld);
-                if class == TileClass::Partial {
-                    let (q_range, k_range) = ((qa + r0, nr), (ka, nk));
-                    s.blanker
-                        .blank(mask, q, kv, q_range, k_range, block_scores, ld);
-                }
-                let mut softmax = BlockSoftmax {
-                    scores: slot_scores(b),
-                    probs: slot_probs(b),
-                    o: o_ptr.add(r0 * d),
-                    m: &mut item.m[r0..r0 + nr],
-                    l: &mut item.l[r0..r0 + nr],
-                    done: 0,
-                    nk,
-                    cols,
-                    ld,
-                    d,
-                    scale,
-                };
-                if b + 1 < blocks {
-                    let mut step = 0;
-                    let next = (q_block(b + 1), slot_scores(b + 1));
-                    tiles::scores(next.0, d, BLOCK, k_panel, parts, ld, cols, next.1, || {
-                        step += 1;
-                        softmax.rows_until((step * nr).div_ceil(steps));
-                    });
-                }
-                softmax.rows_until(nr);
-                let o = o_ptr.add(r0 * d);
-                let probs = slot_probs(b).map(|p| p.cast_const());
-                tiles::accumulate(probs, ld, BLOCK, cols / 32, v_panel, parts, d, o);
-            }
-        }
+        let key_tile = KeyTile {
+            panels: packed.panels(kv_head, t),
+            parts: packed.parts,
+            keys: (ka, nk),
+            class,
+        };
+        // SAFETY: tiles are configured on this thread (`active`); the rest is `run`'s contract,
+        // which the scratch sizes and the packed panels meet.
+        unsafe { key_tile.run(mask, q, kv, qa, item, s, &todo) };
     }
     if active.take().is_some() {
         item.acc.copy_from_slice(&s.o.as_slice()[..nq * d]);
     }
     counts
+}
+
+/// A row block and the 32-key chunks `[chunks.0, chunks.1)` of the key tile it computes.
+#[derive(Clone, Copy)]
+struct BlockCols {
+    block: usize,
+    chunks: (usize, usize),
+}
+
+/// The first to last 32-key chunk of a key tile (`keys` = first row, count) that the query rows
+/// `rows` (first row, count) may attend, or `None` if none: chunks are classified like tiles.
+fn live_chunks(
+    mask: Mask,
+    class: TileClass,
+    q: &QShard,
+    kv: &KvBlock,
+    (qa, nr): (usize, usize),
+    (ka, nk): (usize, usize),
+) -> Option<(usize, usize)> {
+    let chunks = nk.div_ceil(32);
+    if class == TileClass::Full {
+        return Some((0, chunks));
+    }
+    let (lo, hi) = (q.positions.get(qa), q.positions.get(qa + nr - 1));
+    let live = |c: &usize| {
+        let (k0, k1) = (ka + c * 32, ka + nk.min(c * 32 + 32) - 1);
+        mask.classify(lo, hi, kv.positions.get(k0), kv.positions.get(k1)) != TileClass::Empty
+    };
+    let first = (0..chunks).find(live)?;
+    let last = (first..chunks).rev().find(live)?;
+    Some((first, last + 1))
+}
+
+/// One key tile of an item: its packed panels and where it lies.
+struct KeyTile {
+    /// The K and V panels (per part) of the tile.
+    panels: ([*const u16; PARTS], [*const u16; PARTS]),
+    parts: usize,
+    /// First key row and count.
+    keys: (usize, usize),
+    class: TileClass,
+}
+
+impl KeyTile {
+    /// Scores, softmax and P·V of the row blocks `todo` against this key tile.
+    ///
+    /// # Safety
+    /// Tiles configured on this thread; AVX-512F/BW present; `s` sized for the item (its
+    /// query rows split by `start_item`), `d` a multiple of 32, chunks within the tile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run(
+        &self,
+        mask: Mask,
+        q: &QShard,
+        kv: &KvBlock,
+        qa: usize,
+        item: &mut Item<'_>,
+        s: &mut Scratch,
+        todo: &[BlockCols],
+    ) {
+        let (d, ld, nq) = (q.dim, s.ld, item.m.len());
+        let scale = 1.0 / (d as f32).sqrt();
+        let (ka, nk) = self.keys;
+        let ((k_panel, v_panel), parts) = (self.panels, self.parts);
+        let q_size = s.rows * d;
+        let q_parts = s.q.as_slice().as_ptr();
+        let scores_ptr = s.s.as_mut_slice().as_mut_ptr();
+        let p_ptr = s.p.as_mut_slice().as_mut_ptr();
+        let o_ptr = s.o.as_mut_slice().as_mut_ptr();
+        // Block `todo[i]` uses score and probability slot i % 2, from its first chunk on.
+        let slot_scores = |i: usize, c0: usize| scores_ptr.add((i % 2) * BLOCK * ld + c0 * 32);
+        let slot_probs = |i: usize, c0: usize| {
+            [0, 1, 2].map(|p| p_ptr.add(((p * 2) + i % 2) * BLOCK * ld + c0 * 32))
+        };
+        let score = |i: usize, between: &mut dyn FnMut()| {
+            let BlockCols { block, chunks } = todo[i];
+            let qb = [0, 1, 2].map(|p| q_parts.add(p * q_size + block * BLOCK * d));
+            let kb = k_panel.map(|p| p.add(chunks.0 * 64));
+            let cols = (chunks.1 - chunks.0) * 32;
+            let out = slot_scores(i, chunks.0);
+            tiles::scores(qb, d, BLOCK, kb, parts, ld, cols, out, between);
+        };
+        score(0, &mut || {});
+        for (i, &BlockCols { block, chunks }) in todo.iter().enumerate() {
+            let (r0, nr) = (block * BLOCK, BLOCK.min(nq - block * BLOCK));
+            if self.class == TileClass::Partial {
+                let rows = std::slice::from_raw_parts_mut(slot_scores(i, 0), nr * ld);
+                s.blanker
+                    .blank(mask, q, kv, (qa + r0, nr), (ka, nk), rows, ld);
+            }
+            let mut softmax = BlockSoftmax {
+                scores: slot_scores(i, chunks.0),
+                probs: slot_probs(i, chunks.0),
+                o: o_ptr.add(r0 * d),
+                m: &mut item.m[r0..r0 + nr],
+                l: &mut item.l[r0..r0 + nr],
+                done: 0,
+                nk: nk.min(chunks.1 * 32) - chunks.0 * 32,
+                cols: (chunks.1 - chunks.0) * 32,
+                ld,
+                d,
+                scale,
+            };
+            if let Some(next) = todo.get(i + 1) {
+                let cols = (next.chunks.1 - next.chunks.0) * 32;
+                let steps = tiles::score_steps(BLOCK, cols, d, parts);
+                let mut step = 0;
+                score(i + 1, &mut || {
+                    step += 1;
+                    softmax.rows_until((step * nr).div_ceil(steps));
+                });
+            }
+            softmax.rows_until(nr);
+            let probs = slot_probs(i, chunks.0).map(|p| p.cast_const());
+            let vb = v_panel.map(|p| p.add(chunks.0 * 16 * d * 2));
+            let o = o_ptr.add(r0 * d);
+            tiles::accumulate(probs, ld, BLOCK, chunks.1 - chunks.0, vb, parts, d, o);
+        }
+    }
 }
 
 /// The online softmax of one row block, a few rows at a time: each row's scores become split
