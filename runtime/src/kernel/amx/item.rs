@@ -54,8 +54,8 @@ impl Scratch {
 /// Per key tile, row block by row block (32 rows): scores on the tiles, online softmax and
 /// split on AVX-512, P·V on the tiles. Each row block computes only the 32-key chunks its
 /// mask lets it see (a causal diagonal or a streaming window is cut at 32 × 32, not at the
-/// tile), and the softmax of one block runs interleaved with the score products of the next
-/// ([`tiles::scores`]' `between`), so the vector units and the tile unit work at once.
+/// tile), and the softmax of one block runs interleaved with the tile products of its
+/// neighbours (see [`KeyTile::run`]), so the vector units and the tile unit work at once.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_item(
     _proof: Amx,
@@ -202,6 +202,18 @@ impl KeyTile {
             let out = slot_scores(i, chunks.0);
             tiles::scores(qb, d, BLOCK, kb, parts, ld, cols, out, between);
         };
+        let accumulate = |i: usize, between: &mut dyn FnMut()| {
+            let BlockCols { block, chunks } = todo[i];
+            let probs = slot_probs(i, chunks.0).map(|p| p.cast_const());
+            let vb = v_panel.map(|p| p.add(chunks.0 * 16 * d * 2));
+            let o = o_ptr.add(block * BLOCK * d);
+            let n = chunks.1 - chunks.0;
+            tiles::accumulate(probs, ld, BLOCK, n, vb, parts, d, o, between);
+        };
+        // Software pipeline over the row blocks: while block i's softmax runs on the vector
+        // units (a few rows after each 2×2 tile step), the tile unit works on block i − 1's
+        // P·V and block i + 1's scores, which do not depend on it (two slots each for scores
+        // and probabilities).
         score(0, &mut || {});
         for (i, &BlockCols { block, chunks }) in todo.iter().enumerate() {
             let (r0, nr) = (block * BLOCK, BLOCK.min(nq - block * BLOCK));
@@ -223,21 +235,28 @@ impl KeyTile {
                 d,
                 scale,
             };
-            if let Some(next) = todo.get(i + 1) {
-                let cols = (next.chunks.1 - next.chunks.0) * 32;
-                let steps = tiles::score_steps(BLOCK, cols, d, parts);
-                let mut step = 0;
-                score(i + 1, &mut || {
-                    step += 1;
-                    softmax.rows_until((step * nr).div_ceil(steps));
-                });
+            let chunk_count = |c: &BlockCols| c.chunks.1 - c.chunks.0;
+            let prev_steps = i.checked_sub(1).map_or(0, |p| {
+                tiles::accumulate_steps(BLOCK, chunk_count(&todo[p]), d, parts)
+            });
+            let next_steps = todo.get(i + 1).map_or(0, |n| {
+                tiles::score_steps(BLOCK, chunk_count(n) * 32, d, parts)
+            });
+            let steps = prev_steps + next_steps;
+            let mut step = 0;
+            let mut pace = || {
+                step += 1;
+                softmax.rows_until((step * nr).div_ceil(steps));
+            };
+            if i > 0 {
+                accumulate(i - 1, &mut pace);
+            }
+            if i + 1 < todo.len() {
+                score(i + 1, &mut pace);
             }
             softmax.rows_until(nr);
-            let probs = slot_probs(i, chunks.0).map(|p| p.cast_const());
-            let vb = v_panel.map(|p| p.add(chunks.0 * 16 * d * 2));
-            let o = o_ptr.add(r0 * d);
-            tiles::accumulate(probs, ld, BLOCK, chunks.1 - chunks.0, vb, parts, d, o);
         }
+        accumulate(todo.len() - 1, &mut || {});
     }
 }
 

@@ -171,8 +171,17 @@ unsafe fn block_product(
 
 /// How many 2×2 steps [`scores`] takes for `rows × cols` scores over head dim `d`.
 pub(crate) fn score_steps(rows: usize, cols: usize, d: usize, k_parts: usize) -> usize {
-    let terms: usize = (0..PARTS).map(|s| k_parts.min(PARTS - s)).sum();
-    (rows / 32) * (cols / 32) * (d / 32) * terms
+    (rows / 32) * (cols / 32) * (d / 32) * terms(k_parts)
+}
+
+/// How many 2×2 steps [`accumulate`] takes for `rows` rows, `chunks` key chunks, head dim `d`.
+pub(crate) fn accumulate_steps(rows: usize, chunks: usize, d: usize, v_parts: usize) -> usize {
+    (rows / 32) * (d / 32) * chunks * terms(v_parts)
+}
+
+/// Part products per k-chunk when the B operand has `b_parts` parts (s + t ≤ 2).
+fn terms(b_parts: usize) -> usize {
+    (0..PARTS).map(|s| b_parts.min(PARTS - s)).sum()
 }
 
 /// Scores `s[i·ld + j] = Σ_c q[i][c]·k[j][c]` for `i < rows`, `j < cols` (both multiples of 32),
@@ -212,7 +221,8 @@ pub(crate) unsafe fn scores(
 
 /// `o[i][c] += Σ_j p[i][j]·v[j][c]` for `i < rows`, `c < d`, keys `j < 32·chunks`, from the split
 /// probabilities `p[s]` (`[rows][ld]`) and the packed value panel `v[t]` (`[ld/2][d][2]`,
-/// `v_parts` parts).
+/// `v_parts` parts). `between` runs after each of its [`accumulate_steps`] 2×2 steps, as in
+/// [`scores`].
 ///
 /// # Safety
 /// Tiles configured on this thread; `rows` and `d` multiples of 32, `32·chunks ≤ ld`; the
@@ -227,6 +237,7 @@ pub(crate) unsafe fn accumulate(
     v_parts: usize,
     d: usize,
     o: *mut f32,
+    mut between: impl FnMut(),
 ) {
     for rb in (0..rows).step_by(32) {
         for cb in (0..d).step_by(32) {
@@ -235,7 +246,7 @@ pub(crate) unsafe fn accumulate(
             let a = p.map(|x| x.add(rb * ld));
             let b = v.map(|x| x.add(cb * 2));
             let (lda, ldb, b_step) = (ld * 2, d * 4, 16 * d * 2);
-            block_product(a, lda, 32, b, v_parts, ldb, b_step, chunks, &mut || ());
+            block_product(a, lda, 32, b, v_parts, ldb, b_step, chunks, &mut between);
             store_block(c, d * 4);
         }
     }
