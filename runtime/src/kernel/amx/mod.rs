@@ -154,17 +154,17 @@ impl PackedAmx {
             "pack",
             &mut jobs,
             &|_| 1.0,
-            &|| vec![0.0f32; tile.k * d],
-            &|rows_f32, (idx, k_panel, v_panel)| {
+            &|| (vec![0.0f32; tile.k * d], vec![0u16; PARTS * tile.k * d]),
+            &|(rows_f32, split_rows), (idx, k_panel, v_panel)| {
                 let (head, t) = (*idx / tiles_per_head, *idx % tiles_per_head);
                 let ka = t * tile.k;
                 let nk = tile.k.min(rows - ka);
                 let start = (head * rows + ka) * d;
                 let buf = &mut rows_f32[..nk * d];
                 kv.k.read_f32(start, buf);
-                split::pack_k(buf, nk, d, ld, parts, k_panel);
+                split::pack_k(buf, (nk, d, ld), parts, split_rows, k_panel);
                 kv.v.read_f32(start, buf);
-                split::pack_v(buf, nk, d, ld, parts, v_panel);
+                split::pack_v(buf, (nk, d, ld), parts, split_rows, v_panel);
             },
         );
         packed

@@ -48,16 +48,47 @@ pub(crate) fn split_row(row: &[f32], parts: [&mut [u16]; PARTS]) {
     }
 }
 
+/// Splits `nk` rows of `d` values into `parts[p][j·d + c]` (the first `PARTS · nk · d`
+/// entries): the vector split when AVX-512 is there, else the scalar [`split`].
+fn split_rows(x: &[f32], nk: usize, d: usize, parts: &mut [u16]) {
+    let (hi, rest) = parts[..PARTS * nk * d].split_at_mut(nk * d);
+    let (mid, lo) = rest.split_at_mut(nk * d);
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        for (j, row) in x[..nk * d].chunks_exact(d).enumerate() {
+            let dst = [&mut *hi, &mut *mid, &mut *lo].map(|p| p[j * d..].as_mut_ptr());
+            // SAFETY: AVX-512F was just detected; `row` holds d floats and each destination
+            // row d u16.
+            unsafe { split_row_avx512(row.as_ptr(), d, d, dst) };
+        }
+        return;
+    }
+    for (i, &v) in x[..nk * d].iter().enumerate() {
+        [hi[i], mid[i], lo[i]] = split(v);
+    }
+}
+
 /// Packs `nk` keys (`k`, rows of `d`) as the B operand of Q·Kᵀ: `panel[p]` is `[d/2][ld][2]`
 /// with keys `nk..ld` zero. Only the first `parts` parts are written (1 when K is exactly bf16).
-pub(crate) fn pack_k(k: &[f32], nk: usize, d: usize, ld: usize, parts: usize, panel: &mut [u16]) {
+/// `scratch` holds at least `3 · nk · d` u16. Each (dim pair, key) is one 32-bit move: the
+/// pack is a transpose of 32-bit words.
+pub(crate) fn pack_k(
+    k: &[f32],
+    (nk, d, ld): (usize, usize, usize),
+    parts: usize,
+    scratch: &mut [u16],
+    panel: &mut [u16],
+) {
     let size = d * ld;
     panel.fill(0);
-    for j in 0..nk {
-        for c in 0..d {
-            let split = split(k[j * d + c]);
-            for (p, &bits) in split.iter().enumerate().take(parts) {
-                panel[p * size + ((c / 2) * ld + j) * 2 + c % 2] = bits;
+    split_rows(k, nk, d, scratch);
+    for p in 0..parts {
+        let src = &scratch[p * nk * d..(p + 1) * nk * d];
+        let dst = &mut panel[p * size..(p + 1) * size];
+        for (j, row) in src.chunks_exact(d).enumerate() {
+            for (r, pair) in row.chunks_exact(2).enumerate() {
+                let at = (r * ld + j) * 2;
+                dst[at..at + 2].copy_from_slice(pair);
             }
         }
     }
@@ -65,14 +96,24 @@ pub(crate) fn pack_k(k: &[f32], nk: usize, d: usize, ld: usize, parts: usize, pa
 
 /// Packs `nk` value rows (`v`, rows of `d`) as the B operand of P·V: `panel[p]` is
 /// `[ld/2][d][2]` with rows `nk..ld` zero. Only the first `parts` parts are written.
-pub(crate) fn pack_v(v: &[f32], nk: usize, d: usize, ld: usize, parts: usize, panel: &mut [u16]) {
+/// `scratch` as for [`pack_k`]; each pair of rows is interleaved element by element.
+pub(crate) fn pack_v(
+    v: &[f32],
+    (nk, d, ld): (usize, usize, usize),
+    parts: usize,
+    scratch: &mut [u16],
+    panel: &mut [u16],
+) {
     let size = d * ld;
     panel.fill(0);
-    for j in 0..nk {
-        for c in 0..d {
-            let split = split(v[j * d + c]);
-            for (p, &bits) in split.iter().enumerate().take(parts) {
-                panel[p * size + ((j / 2) * d + c) * 2 + j % 2] = bits;
+    split_rows(v, nk, d, scratch);
+    for p in 0..parts {
+        let src = &scratch[p * nk * d..(p + 1) * nk * d];
+        let dst = &mut panel[p * size..(p + 1) * size];
+        for (j, row) in src.chunks_exact(d).enumerate() {
+            let out = &mut dst[(j / 2) * d * 2..(j / 2 + 1) * d * 2];
+            for (slot, &x) in out.iter_mut().skip(j % 2).step_by(2).zip(row) {
+                *slot = x;
             }
         }
     }
@@ -263,14 +304,15 @@ mod tests {
         let (nk, d, ld) = (5, 4, 8);
         let k: Vec<f32> = (0..nk * d).map(|i| 1.0 + i as f32).collect();
         let mut panel = vec![7u16; 3 * d * ld];
-        pack_k(&k, nk, d, ld, 3, &mut panel);
+        let mut scratch = vec![0u16; 3 * nk * d];
+        pack_k(&k, (nk, d, ld), 3, &mut scratch, &mut panel);
         for j in 0..ld {
             for c in 0..d {
                 let got = widen(panel[((c / 2) * ld + j) * 2 + c % 2]);
                 assert_eq!(got, if j < nk { k[j * d + c] } else { 0.0 });
             }
         }
-        pack_v(&k, nk, d, ld, 1, &mut panel);
+        pack_v(&k, (nk, d, ld), 1, &mut scratch, &mut panel);
         for j in 0..ld {
             for c in 0..d {
                 let got = widen(panel[((j / 2) * d + c) * 2 + j % 2]);
