@@ -87,6 +87,35 @@ impl PartialBlanker {
     }
 }
 
+/// The key tiles of `kv` that query rows `(first, count)` of `q` must compute, in order, as
+/// (tile index, first key row, key count, class); Empty tiles are only counted in `counts`,
+/// Full and Partial ones counted and returned. Every kernel path walks its item with this.
+pub(crate) fn computed_key_tiles<'a>(
+    q: &'a QShard,
+    kv: &'a KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    (qa, nq): (usize, usize),
+    counts: &'a mut TileCounts,
+) -> impl Iterator<Item = (usize, usize, usize, TileClass)> + 'a {
+    let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
+    let k_rows = kv.rows();
+    (0..k_rows)
+        .step_by(tile.k)
+        .enumerate()
+        .filter_map(move |(t, ka)| {
+            let nk = tile.k.min(k_rows - ka);
+            let (k_lo, k_hi) = (kv.positions.get(ka), kv.positions.get(ka + nk - 1));
+            let class = mask.classify(q_lo, q_hi, k_lo, k_hi);
+            match class {
+                TileClass::Empty => counts.empty += 1,
+                TileClass::Full => counts.full += 1,
+                TileClass::Partial => counts.partial += 1,
+            }
+            (class != TileClass::Empty).then_some((t, ka, nk, class))
+        })
+}
+
 /// One (head, query tile) work item and its slices of the state.
 pub(crate) struct Item<'a> {
     pub head: usize,
@@ -193,21 +222,9 @@ pub(crate) fn process_item<M: Micro>(
     let (qa, nq) = (item.q_start, item.m.len());
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
-    let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
     let ld = packed.ld;
     let mut counts = TileCounts::default();
-    for (t, ka) in (0..k_rows).step_by(tile.k).enumerate() {
-        let nk = tile.k.min(k_rows - ka);
-        let (k_lo, k_hi) = (kv.positions.get(ka), kv.positions.get(ka + nk - 1));
-        let class = mask.classify(q_lo, q_hi, k_lo, k_hi);
-        match class {
-            TileClass::Empty => {
-                counts.empty += 1;
-                continue;
-            }
-            TileClass::Full => counts.full += 1,
-            TileClass::Partial => counts.partial += 1,
-        }
+    for (t, ka, nk, class) in computed_key_tiles(q, kv, mask, tile, (qa, nq), &mut counts) {
         let scores = &mut s.scores.as_mut_slice()[..nq * ld];
         micro.qk(q_tile, nq, dim, packed.panel(kv_head, t), ld, scores);
         if class == TileClass::Partial {

@@ -261,22 +261,13 @@ fn run_items<M: Micro, E: Executor>(
     state: &mut AttnState,
     pool: &E,
 ) -> TileCounts {
-    let (mut items, cost, tile) = match prepare_items(q, kv, mask, tile, state) {
-        Ok(prepared) => prepared,
-        Err(skipped) => return skipped,
-    };
-    let packed = PackedK::new::<M, E>(kv, tile, pool);
-    let class = format!("attention-{}-{}", kv.dtype().name(), M::ISA.name());
-    let counts = pool.run(
-        &class,
-        &mut items,
-        &|item: &Item<'_>| cost[item.q_start / tile.q],
-        &|| (Scratch::new::<M>(tile), TileCounts::default()),
-        &|(scratch, counts), item| {
-            *counts += process_item(micro, q, kv, &packed, mask, tile, item, scratch)
-        },
-    );
-    sum_counts(counts)
+    run_path(
+        M::ISA,
+        (q, kv, mask, tile, state, pool),
+        |tile| PackedK::new::<M, E>(kv, tile, pool),
+        |tile| Scratch::new::<M>(tile),
+        |packed, tile, item, scratch| process_item(micro, q, kv, packed, mask, tile, item, scratch),
+    )
 }
 
 /// [`run_items`] on the AMX tiles.
@@ -290,20 +281,39 @@ fn run_amx<E: Executor>(
     state: &mut AttnState,
     pool: &E,
 ) -> TileCounts {
+    run_path(
+        Isa::Amx,
+        (q, kv, mask, tile, state, pool),
+        |tile| amx::PackedAmx::new(kv, tile, pool),
+        |tile| amx::Scratch::new(tile, q.dim),
+        |packed, tile, item, scratch| {
+            amx::process_item(amx, q, kv, packed, mask, tile, item, scratch)
+        },
+    )
+}
+
+/// One kernel path end to end: the items (or the all-Empty shortcut), K/V prepared once by
+/// `pack`, then `process` on every item on the threads of `pool`, each thread with its own
+/// `scratch`; the scheduler's kernel class names the dtype and `isa`.
+fn run_path<E: Executor, P: Sync, S: Send>(
+    isa: Isa,
+    (q, kv, mask, tile, state, pool): (&QShard, &KvBlock, Mask, TileShape, &mut AttnState, &E),
+    pack: impl FnOnce(TileShape) -> P,
+    scratch: impl Fn(TileShape) -> S + Sync,
+    process: impl Fn(&P, TileShape, &mut Item<'_>, &mut S) -> TileCounts + Sync,
+) -> TileCounts {
     let (mut items, cost, tile) = match prepare_items(q, kv, mask, tile, state) {
         Ok(prepared) => prepared,
         Err(skipped) => return skipped,
     };
-    let packed = amx::PackedAmx::new(kv, tile, pool);
-    let class = format!("attention-{}-{}", kv.dtype().name(), Isa::Amx.name());
+    let packed = pack(tile);
+    let class = format!("attention-{}-{}", kv.dtype().name(), isa.name());
     let counts = pool.run(
         &class,
         &mut items,
         &|item: &Item<'_>| cost[item.q_start / tile.q],
-        &|| (amx::Scratch::new(tile, q.dim), TileCounts::default()),
-        &|(scratch, counts), item| {
-            *counts += amx::process_item(amx, q, kv, &packed, mask, tile, item, scratch)
-        },
+        &|| (scratch(tile), TileCounts::default()),
+        &|(s, counts), item| *counts += process(&packed, tile, item, s),
     );
     sum_counts(counts)
 }

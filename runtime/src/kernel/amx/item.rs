@@ -1,7 +1,7 @@
 //! One (head, query tile) item on the AMX tiles: the same tile walk as the other paths
 //! ([`crate::kernel::driver::process_item`]), with split operands and tile products.
 
-use crate::kernel::driver::{AlignedBuf, Item, PartialBlanker};
+use crate::kernel::driver::{computed_key_tiles, AlignedBuf, Item, PartialBlanker};
 use crate::kernel::{TileCounts, TileShape};
 use crate::mask::{Mask, TileClass};
 use crate::tensor::{KvBlock, QShard};
@@ -69,28 +69,16 @@ pub(crate) fn process_item(
 ) -> TileCounts {
     let d = q.dim;
     assert!(Amx::supports_dim(d) && packed.dim == d && packed.ld == s.ld);
-    let (q_rows, k_rows) = (q.rows(), kv.rows());
+    let q_rows = q.rows();
     let (qa, nq) = (item.q_start, item.m.len());
     assert!(nq <= s.rows);
     let blocks = nq.div_ceil(BLOCK);
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * d..(item.head * q_rows + qa + nq) * d];
-    let (q_lo, q_hi) = (q.positions.get(qa), q.positions.get(qa + nq - 1));
     let mut counts = TileCounts::default();
     let mut active: Option<ActiveTiles> = None;
     let mut todo = Vec::with_capacity(blocks);
-    for (t, ka) in (0..k_rows).step_by(tile.k).enumerate() {
-        let nk = tile.k.min(k_rows - ka);
-        let (k_lo, k_hi) = (kv.positions.get(ka), kv.positions.get(ka + nk - 1));
-        let class = mask.classify(q_lo, q_hi, k_lo, k_hi);
-        match class {
-            TileClass::Empty => {
-                counts.empty += 1;
-                continue;
-            }
-            TileClass::Full => counts.full += 1,
-            TileClass::Partial => counts.partial += 1,
-        }
+    for (t, ka, nk, class) in computed_key_tiles(q, kv, mask, tile, (qa, nq), &mut counts) {
         todo.clear();
         for b in 0..blocks {
             let rows = (qa + b * BLOCK, BLOCK.min(nq - b * BLOCK));

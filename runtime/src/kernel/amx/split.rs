@@ -74,24 +74,20 @@ fn split_rows(x: &[f32], nk: usize, d: usize, parts: &mut [u16]) {
 /// pack is a transpose of 32-bit words.
 pub(crate) fn pack_k(
     k: &[f32],
-    (nk, d, ld): (usize, usize, usize),
+    dims: (usize, usize, usize),
     parts: usize,
     scratch: &mut [u16],
     panel: &mut [u16],
 ) {
-    let size = d * ld;
-    panel.fill(0);
-    split_rows(k, nk, d, scratch);
-    for p in 0..parts {
-        let src = &scratch[p * nk * d..(p + 1) * nk * d];
-        let dst = &mut panel[p * size..(p + 1) * size];
+    let (d, ld) = (dims.1, dims.2);
+    pack_parts(k, dims, parts, scratch, panel, |src, dst| {
         for (j, row) in src.chunks_exact(d).enumerate() {
             for (r, pair) in row.chunks_exact(2).enumerate() {
                 let at = (r * ld + j) * 2;
                 dst[at..at + 2].copy_from_slice(pair);
             }
         }
-    }
+    });
 }
 
 /// Packs `nk` value rows (`v`, rows of `d`) as the B operand of P·V: `panel[p]` is
@@ -99,23 +95,40 @@ pub(crate) fn pack_k(
 /// `scratch` as for [`pack_k`]; each pair of rows is interleaved element by element.
 pub(crate) fn pack_v(
     v: &[f32],
-    (nk, d, ld): (usize, usize, usize),
+    dims: (usize, usize, usize),
     parts: usize,
     scratch: &mut [u16],
     panel: &mut [u16],
 ) {
-    let size = d * ld;
-    panel.fill(0);
-    split_rows(v, nk, d, scratch);
-    for p in 0..parts {
-        let src = &scratch[p * nk * d..(p + 1) * nk * d];
-        let dst = &mut panel[p * size..(p + 1) * size];
+    let d = dims.1;
+    pack_parts(v, dims, parts, scratch, panel, |src, dst| {
         for (j, row) in src.chunks_exact(d).enumerate() {
             let out = &mut dst[(j / 2) * d * 2..(j / 2 + 1) * d * 2];
             for (slot, &x) in out.iter_mut().skip(j % 2).step_by(2).zip(row) {
                 *slot = x;
             }
         }
+    });
+}
+
+/// Zeroes `panel`, splits the `nk × d` values of `x` into `scratch`, and lets `place` lay out
+/// each of the first `parts` parts (its `[nk][d]` rows) in that part's `d × ld` panel.
+fn pack_parts(
+    x: &[f32],
+    (nk, d, ld): (usize, usize, usize),
+    parts: usize,
+    scratch: &mut [u16],
+    panel: &mut [u16],
+    place: impl Fn(&[u16], &mut [u16]),
+) {
+    let size = d * ld;
+    panel.fill(0);
+    split_rows(x, nk, d, scratch);
+    for p in 0..parts {
+        place(
+            &scratch[p * nk * d..(p + 1) * nk * d],
+            &mut panel[p * size..(p + 1) * size],
+        );
     }
 }
 
