@@ -244,10 +244,17 @@ fn isa_list_is_consistent() {
 
 #[test]
 fn bf16_kv_on_every_path_is_within_2e_2_and_halves_the_bytes() {
+    // D = 80 runs the vector paths; D = 64 also the AMX path (one bf16 part per K/V value).
+    for dim in [80, 64] {
+        bf16_case(dim);
+    }
+}
+
+fn bf16_case(dim: usize) {
     use ringattn_runtime::reference::reference_row;
     use ringattn_runtime::Dtype;
     let src = Synthetic { seed: 5 };
-    let (n, heads, kv_heads, dim) = (150, 4, 2, 80);
+    let (n, heads, kv_heads) = (150, 4, 2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
@@ -304,5 +311,29 @@ fn bf16_kv_on_every_path_is_within_2e_2_and_halves_the_bytes() {
             max_out > 1e-6,
             "{isa:?}: bf16 path looks like f32 ({max_out})"
         );
+    }
+}
+
+#[test]
+fn each_path_runs_under_its_own_kernel_class_and_amx_falls_back_only_for_odd_dims() {
+    use ringattn_runtime::{SchedConfig, SchedKind, Scheduler};
+    let sched = Scheduler::new(SchedConfig::new(SchedKind::Static, 1, Vec::new())).unwrap();
+    let src = Synthetic { seed: 3 };
+    let class_of = |isa: Isa, dim: usize| {
+        let pos = Positions::contiguous(0, 70);
+        let q = QShard::from_source(&src, 2, dim, pos.clone()).unwrap();
+        let kv = KvBlock::from_source(&src, 0, 1, dim, pos).unwrap();
+        let mut state = AttnState::new(2, 70, dim);
+        let tile = TileShape { q: 32, k: 32 };
+        attend_with(isa, &q, &kv, Mask::Causal, tile, &mut state, &sched);
+        sched.last_call().class
+    };
+    for isa in Isa::available() {
+        let want = format!("attention-f32-{}", isa.name());
+        assert_eq!(class_of(isa, 64), want, "{isa:?} at D = 64");
+    }
+    if Isa::Amx.is_available() {
+        // Head dims that are not a multiple of 32 take the AVX-512 path.
+        assert_eq!(class_of(Isa::Amx, 80), "attention-f32-avx512");
     }
 }
