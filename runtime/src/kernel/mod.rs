@@ -216,8 +216,9 @@ pub fn attend<E: Executor>(
     attend_with(Isa::best(), q, kv, mask, tile, state, pool)
 }
 
-/// [`attend`] with the micro-kernels of `isa` (falls back to the portable path when the CPU
-/// lacks it). Results of different instruction sets agree within rounding, not bitwise.
+/// [`attend`] with the micro-kernels of `isa`. AMX falls back to AVX-512 without AMX or for head
+/// dims that are not a multiple of 32; any other path the CPU lacks falls back to portable.
+/// Results of different instruction sets agree within rounding, not bitwise.
 pub fn attend_with<E: Executor>(
     isa: Isa,
     q: &QShard,

@@ -27,6 +27,8 @@ pub(crate) struct Scratch {
     /// The item's output accumulator while it runs: `[rows][d]`.
     o: AlignedBuf<f32>,
     blanker: PartialBlanker,
+    /// The row blocks of the current key tile that compute something (reused, not reallocated).
+    todo: Vec<BlockCols>,
     rows: usize,
     ld: usize,
 }
@@ -43,6 +45,7 @@ impl Scratch {
                 q: BLOCK,
                 k: tile.k,
             }),
+            todo: Vec::with_capacity(rows / BLOCK),
             rows,
             ld,
         }
@@ -77,7 +80,7 @@ pub(crate) fn process_item(
     let q_tile = &q.data[(item.head * q_rows + qa) * d..(item.head * q_rows + qa + nq) * d];
     let mut counts = TileCounts::default();
     let mut active: Option<ActiveTiles> = None;
-    let mut todo = Vec::with_capacity(blocks);
+    let mut todo = std::mem::take(&mut s.todo);
     for (t, ka, nk, class) in computed_key_tiles(q, kv, mask, tile, (qa, nq), &mut counts) {
         todo.clear();
         for b in 0..blocks {
@@ -107,6 +110,7 @@ pub(crate) fn process_item(
     if active.take().is_some() {
         item.acc.copy_from_slice(&s.o.as_slice()[..nq * d]);
     }
+    s.todo = todo;
     counts
 }
 
