@@ -133,7 +133,8 @@ impl PackedAmx {
         let ld = tile.k.next_multiple_of(32);
         let tiles_per_head = rows.div_ceil(tile.k);
         let parts = if kv.dtype() == Dtype::Bf16 { 1 } else { PARTS };
-        let panel = PARTS * d * ld;
+        // Only the parts that exist are stored: bf16 K/V take a third of the f32 panels.
+        let panel = parts * d * ld;
         let mut packed = PackedAmx {
             k: AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel),
             v: AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel),
@@ -170,17 +171,20 @@ impl PackedAmx {
         packed
     }
 
-    /// Base pointers of the parts of the K and V panels of (`head`, key tile `t`).
+    /// Base pointers of the parts of the K and V panels of (`head`, key tile `t`). Parts past
+    /// `parts` are not stored and point at part 0 (the tile code never reads them).
     fn panels(&self, head: usize, t: usize) -> ([*const u16; PARTS], [*const u16; PARTS]) {
         let size = self.dim * self.ld;
-        let start = (head * self.tiles_per_head + t) * PARTS * size;
+        let panel = self.parts * size;
+        let start = (head * self.tiles_per_head + t) * panel;
         let (k, v) = (
-            &self.k.as_slice()[start..start + PARTS * size],
-            &self.v.as_slice()[start..start + PARTS * size],
+            &self.k.as_slice()[start..start + panel],
+            &self.v.as_slice()[start..start + panel],
         );
+        let part = |p: usize| if p < self.parts { p * size } else { 0 };
         (
-            [0, 1, 2].map(|p| k[p * size..].as_ptr()),
-            [0, 1, 2].map(|p| v[p * size..].as_ptr()),
+            [0, 1, 2].map(|p| k[part(p)..].as_ptr()),
+            [0, 1, 2].map(|p| v[part(p)..].as_ptr()),
         )
     }
 }
