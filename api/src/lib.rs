@@ -1,0 +1,32 @@
+//! ringattn: distributed ring attention on CPUs, as a library.
+//!
+//! - [`LayerAttention`]: one rank's attention for one layer shape, called for every layer of a
+//!   model with this rank's Q/K/V shard; it exposes the rank's token positions (for RoPE);
+//! - [`DistKvCache`]: one layer's KV cache kept distributed across the ranks for decode;
+//! - [`run_threads`]: one function per rank on threads of this process (the local backend);
+//!   with the `mpi` feature, [`MpiComm`] is one rank of an `mpirun` job;
+//! - [`LayoutChoice`]: the one mapping between layout names and layouts.
+//!
+//! The crates below: `ringattn-striped` (layouts, partitioner, simulator) → `ringattn-ring`
+//! (the ring pass, DuoAttention) → `ringattn-runtime` (kernel, online softmax, comm).
+
+#![warn(missing_docs)]
+
+pub mod dist_cache;
+pub mod error;
+pub mod layer;
+pub mod layout;
+pub mod workers;
+
+pub use dist_cache::DistKvCache;
+pub use error::ApiError;
+pub use layer::{executor_for, LayerAttention, LayerOutput, LayerSpec};
+pub use layout::LayoutChoice;
+pub use workers::run_threads;
+
+pub use ringattn_ring::{DuoPlan, HeadKind};
+#[cfg(feature = "mpi")]
+pub use ringattn_runtime::mpi_backend::MpiComm;
+pub use ringattn_runtime::reference::reference_row;
+pub use ringattn_runtime::{Comm, Dtype, Mask, Scheduler, TileShape};
+pub use ringattn_striped::LayoutKind;
