@@ -5,7 +5,8 @@
 //! - [`DistKvCache`]: one layer's KV cache kept distributed across the ranks for decode;
 //! - [`run_threads`]: one function per rank on threads of this process (the local backend);
 //!   with the `mpi` feature, [`MpiComm`] is one rank of an `mpirun` job;
-//! - [`LayoutChoice`]: the one mapping between layout names and layouts.
+//! - [`LayoutChoice`]: the one mapping between layout names and layouts;
+//! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and the f64 reference.
 //!
 //! The crates below: `ringattn-striped` (layouts, partitioner, simulator) → `ringattn-ring`
 //! (the ring pass, DuoAttention) → `ringattn-runtime` (kernel, online softmax, comm).
@@ -16,6 +17,7 @@ pub mod dist_cache;
 pub mod error;
 pub mod layer;
 pub mod layout;
+pub mod tensors;
 pub mod workers;
 
 pub use dist_cache::DistKvCache;
