@@ -73,6 +73,26 @@ pub enum ApiError {
         /// Room reserved at creation.
         max_new: usize,
     },
+    /// A size given in the spec differs from the input file's.
+    #[error("{field} {given} does not match the input file's {file}")]
+    FileMismatch {
+        /// The field (`seq`, `heads`, `kv_heads`, `head_dim`).
+        field: &'static str,
+        /// The value given.
+        given: usize,
+        /// The file's.
+        file: usize,
+    },
+    /// A fault injected outside the ring.
+    #[error("fault {rank}:{step} is outside the ring ({world} ranks, steps 0..{world})")]
+    FaultOutsideRing {
+        /// Rank of the fault.
+        rank: usize,
+        /// Step of the fault.
+        step: usize,
+        /// Ranks.
+        world: usize,
+    },
     /// `attend` on a cache that holds no token.
     #[error("attend on an empty KV cache")]
     EmptyCache,
@@ -88,7 +108,10 @@ impl ApiError {
     /// The spec field the error is about, where there is one (front ends map it to a flag).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            ApiError::Zero { field } | ApiError::Shape { field, .. } => Some(field),
+            ApiError::Zero { field }
+            | ApiError::Shape { field, .. }
+            | ApiError::FileMismatch { field, .. } => Some(field),
+            ApiError::FaultOutsideRing { .. } => Some("fault"),
             ApiError::HeadsNotMultiple { .. } | ApiError::DuoHeads { .. } => Some("kv_heads"),
             ApiError::TooManyRanks { .. } => Some("world"),
             ApiError::UnknownLayout(_) => Some("layout"),

@@ -13,9 +13,9 @@ use ringattn_runtime::{Error, Result, TileShape};
 
 use crate::backend::{self, Backend};
 use crate::cli::{BackendArg, DtypeArg, LayoutArg, RunArgs};
-use crate::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
-use crate::decode_report::DecodeReport;
-use crate::job::Job;
+use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
+use ringattn::decode_report::DecodeReport;
+use ringattn::job::Job;
 
 /// Options of `ringattn decode`.
 #[derive(Clone, Debug, Args)]
@@ -141,21 +141,20 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
         duo,
         check: args.check,
     };
-    let allowed = crate::allowed_cores();
+    let allowed = ringattn::allowed_cores();
     match backend::resolve(args.backend)? {
         Backend::Local => {
             args.validate(decode.duo.as_ref())?;
-            let mut job = Job::from_args(&run_args, allowed)?;
-            job.cores = crate::cores::plan_local(
+            let mut job = crate::run_spec::job_of(&run_args, allowed)?;
+            job.cores = ringattn::cores::plan_local(
                 job.world,
                 job.threads,
                 args.threads.is_some(),
                 !args.no_pin,
             )
             .cores;
-            let gathered = crate::local_backend::run_local_with(&job, |comm, job| {
-                decode_rank(comm, job, &decode)
-            })?;
+            let gathered =
+                ringattn::local::run_local_with(&job, |comm, job| decode_rank(comm, job, &decode))?;
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
@@ -191,7 +190,7 @@ fn finish(
     }
     match &report.base.check {
         Some(c) if !c.passed => {
-            let tol = crate::check::Tolerance::for_dtype(job.dtype);
+            let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
             eprintln!(
                 "ringattn: error: decode check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
                 c.max_abs_err, tol.out, c.max_lse_err, tol.lse

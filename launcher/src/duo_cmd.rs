@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::cli::DtypeArg;
 use crate::duo_args::selection_of;
-use crate::simulate_cmd::write_atomic;
+use ringattn::io::write_atomic;
 
 /// Options of `ringattn duo`.
 #[derive(Debug, Args)]

@@ -7,26 +7,18 @@
 mod backend;
 mod bench;
 mod calibrate;
-mod check;
 mod cli;
-mod cores;
 mod decode_cmd;
-mod decode_rank;
-mod decode_report;
 mod duo_args;
 mod duo_cmd;
 #[cfg(test)]
 mod duo_tests;
 mod info;
-mod job;
 mod launch;
-mod local_backend;
 #[cfg(feature = "mpi")]
 mod mpi_backend;
-mod output;
 mod plot;
-mod rank;
-mod report;
+mod run_spec;
 mod sbatch;
 mod sched_args;
 mod simulate_cmd;
@@ -38,9 +30,9 @@ use ringattn_runtime::Error;
 
 use crate::backend::Backend;
 use crate::cli::{Cli, Command, RunArgs};
-use crate::job::Job;
-use crate::rank::Gathered;
-use crate::report::Report;
+use ringattn::job::Job;
+use ringattn::rank::Gathered;
+use ringattn::report::Report;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -109,21 +101,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Cores this process may run on (respects the affinity mask set by mpirun/SLURM/taskset).
-fn allowed_cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
+use ringattn::allowed_cores;
 
 fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     match backend::resolve(args.backend)? {
         Backend::Local => {
-            let mut job = Job::from_args(args, allowed_cores())?;
-            let explicit_threads = args.threads.is_some();
-            job.cores =
-                cores::plan_local(job.world, job.threads, explicit_threads, !args.no_pin).cores;
-            let gathered = local_backend::run_local(&job)?;
+            let job = ringattn::prepare_local(&args.spec()?).map_err(run_spec::flag_error)?;
+            let gathered = ringattn::local::run_local(&job)?;
             finish(args, &job, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
@@ -137,7 +121,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Error> {
 /// (0, or 1 when the check failed).
 fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> Result<u8, Error> {
     if let Some(path) = &args.output {
-        output::write_output(path, job, gathered)?;
+        ringattn::output::write_output(path, job, gathered)?;
     }
     let report = Report::new(job, backend, gathered);
     match args.json.as_deref() {
@@ -149,7 +133,7 @@ fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> Resu
         None => print!("{}", report.summary()),
     }
     if let Some(c) = &report.check {
-        let tol = check::Tolerance::for_dtype(job.dtype);
+        let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
         if !c.passed {
             eprintln!(
                 "ringattn: error: check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",

@@ -13,10 +13,10 @@ use ringattn_runtime::mpi_backend::MpiComm;
 use ringattn_runtime::{Comm, Error, Result};
 
 use crate::cli::RunArgs;
-use crate::cores::{CorePlan, RankMask};
-use crate::job::Job;
-use crate::local_backend::panic_message;
-use crate::rank::run_rank;
+use ringattn::cores::{CorePlan, RankMask};
+use ringattn::job::Job;
+use ringattn::local::panic_message;
+use ringattn::rank::run_rank;
 
 /// Runs this process's rank of an MPI job. Rank 0 returns the job's error (printed by `main`);
 /// the other ranks stay silent and return the same exit code.
@@ -104,7 +104,7 @@ pub fn run_mpi_with<G>(
 }
 
 /// Plans every rank's kernel cores (a collective call): rank 0 gathers each rank's node and
-/// affinity mask, plans with [`crate::cores::plan`] and sends the plan to every rank.
+/// affinity mask, plans with [`ringattn::cores::plan`] and sends the plan to every rank.
 fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
     let rank = comm.rank();
     let config = bincode::config::standard();
@@ -114,7 +114,7 @@ fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
     };
     let mine = RankMask {
         node: comm.node_id(),
-        cpus: crate::cores::allowed_cpus(),
+        cpus: ringattn::cores::allowed_cpus(),
     };
     let mine = bincode::serde::encode_to_vec(&mine, config).map_err(|e| err("encoding", &e))?;
     let planned = match comm.gather(0, mine)? {
@@ -124,7 +124,7 @@ fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
                 .map(|p| bincode::serde::decode_from_slice(p, config).map(|(m, _)| m))
                 .collect::<std::result::Result<Vec<RankMask>, _>>()
                 .map_err(|e| err("decoding", &e))?;
-            let plan = crate::cores::plan(&masks, args.threads, !args.no_pin);
+            let plan = ringattn::cores::plan(&masks, args.threads, !args.no_pin);
             bincode::serde::encode_to_vec(&plan, config).map_err(|e| err("encoding", &e))?
         }
         None => Vec::new(),
@@ -153,7 +153,7 @@ fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize, cores: CorePlan
         let share = (allowed_cores / comm.node_ranks().max(1)).max(1);
         args.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
     }
-    let mut job = Job::from_args(&args, allowed_cores)?;
+    let mut job = crate::run_spec::job_of(&args, allowed_cores)?;
     job.cores = cores.cores;
     Ok(job)
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::calibrate::calibrate;
 use crate::cli::{DtypeArg, LayoutArg};
+use ringattn::io::write_atomic;
 
 /// Rank rate assumed when neither `--gflops-per-rank` nor `--calibrate` is given.
 pub const DEFAULT_GFLOPS: f64 = 100.0;
@@ -120,7 +121,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
             }
             let rows = (args.seq / args.workers).clamp(512, 16384);
             // Threads the ranks keep busy at once, at most the cores.
-            let cores = args.cores.unwrap_or(crate::allowed_cores()).max(1);
+            let cores = args.cores.unwrap_or(ringattn::allowed_cores()).max(1);
             let busy = args.workers.saturating_mul(args.threads).min(cores).max(1);
             let (c, speed, note) = match args.cores {
                 // One node: the rate of one busy thread, and the slowdown with `busy` threads,
@@ -241,20 +242,6 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = ringattn_runtime::io::temp_path(path);
-    let shown = path.display().to_string();
-    let io = |context: String| move |e| Error::Io { context, source: e };
-    let result = std::fs::write(&tmp, text)
-        .map_err(io(format!("writing {shown}")))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("renaming to {shown}"))));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Everything printed by one `simulate` call.
 struct Output<'a> {
     results: &'a [(SimConfig, Simulation)],
@@ -288,7 +275,7 @@ impl Output<'_> {
             "kv_heads": cfg.kv_heads,
             "head_dim": cfg.head_dim,
             "causal": cfg.mask == Mask::Causal,
-            "duo": self.duo.map(crate::report::DuoReport::of),
+            "duo": self.duo.map(ringattn::report::DuoReport::of),
             "dtype": cfg.dtype.name(),
             "tile_q": cfg.tile.q,
             "tile_k": cfg.tile.k,

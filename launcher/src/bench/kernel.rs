@@ -261,7 +261,7 @@ fn measure(
 
 /// The first `threads` allowed CPUs, or none (unpinned) when there are fewer.
 pub fn pinned_cores(threads: usize) -> Vec<usize> {
-    let cpus = crate::cores::allowed_cpus();
+    let cpus = ringattn::cores::allowed_cpus();
     if threads <= cpus.len() {
         cpus[..threads].to_vec()
     } else {

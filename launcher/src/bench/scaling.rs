@@ -22,10 +22,10 @@ use ringattn_runtime::{Error, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{DtypeArg, LayoutArg, RunArgs};
-use crate::job::Job;
-use crate::local_backend::run_local;
 use crate::plot;
-use crate::report::Report;
+use ringattn::job::Job;
+use ringattn::local::run_local;
+use ringattn::report::Report;
 
 use super::scaling_mpi::MpiSweep;
 
@@ -398,7 +398,7 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
             e.to_string().lines().next().unwrap_or("")
         ))
     })?;
-    Job::from_args(&parsed.run, cores)
+    crate::run_spec::job_of(&parsed.run, cores)
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {

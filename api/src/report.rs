@@ -266,7 +266,7 @@ impl Report {
     /// Writes the JSON to `path` atomically (pretty-printed), or to stdout for `-` (one line,
     /// so repeated runs append cleanly to a JSON-lines file).
     pub fn write_json(&self, path: &str) -> Result<()> {
-        crate::output::write_json(path, self)
+        crate::io::write_json(path, self)
     }
 
     /// The short human summary (same numbers as the JSON).
