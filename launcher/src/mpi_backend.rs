@@ -15,8 +15,8 @@ use ringattn_runtime::{Comm, Error, Result};
 use crate::cli::RunArgs;
 use ringattn::cores::{CorePlan, RankMask};
 use ringattn::job::Job;
-use ringattn::local::panic_message;
 use ringattn::rank::run_rank;
+use ringattn::workers::panic_message;
 
 /// Runs this process's rank of an MPI job. Rank 0 returns the job's error (printed by `main`);
 /// the other ranks stay silent and return the same exit code.
