@@ -207,7 +207,7 @@ impl Job {
             .iter()
             .map(|m| m.allowed_pairs(self.seq) as f64)
             .sum();
-        4.0 * self.dim as f64 * group * pairs
+        ringattn_ring::metrics::attention_flops(self.dim, group * pairs)
     }
 }
 

@@ -44,7 +44,7 @@ pub use run::{allowed_cores, prepare_local, run_local, run_rank, RankOutput, Run
 pub use spec::{CheckRows, DuoSpec, FaultSpec, RunSpec};
 pub use workers::run_threads;
 
-pub use ringattn_ring::{DuoPlan, HeadKind};
+pub use ringattn_ring::{metrics, DuoPlan, HeadKind};
 #[cfg(feature = "mpi")]
 pub use ringattn_runtime::mpi_backend::MpiComm;
 pub use ringattn_runtime::reference::reference_row;
