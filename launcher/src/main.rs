@@ -4,35 +4,26 @@
 
 #![warn(missing_docs)]
 
-mod backend;
+mod args;
 mod bench;
-mod calibrate;
 mod cli;
-mod decode_cmd;
-mod duo_args;
-mod duo_cmd;
-#[cfg(test)]
-mod duo_tests;
+mod decode;
+mod duo;
 mod info;
 mod launch;
-#[cfg(feature = "mpi")]
-mod mpi_backend;
 mod plot;
-mod run_spec;
+mod run;
 mod sbatch;
-mod sched_args;
-mod simulate_cmd;
+mod simulate;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use ringattn_runtime::Error;
 
-use crate::backend::Backend;
-use crate::cli::{Cli, Command, RunArgs};
-use ringattn::job::Job;
-use ringattn::rank::Gathered;
-use ringattn::report::Report;
+use ringattn::allowed_cores;
+
+use crate::cli::{Cli, Command};
+use crate::run::exit_code;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -40,15 +31,15 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.command {
-        Command::Run(args) => run(&args),
-        Command::Decode(args) => decode_cmd::run_decode(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Decode(args) => decode::run_decode(&args),
         Command::Info(args) => info::run_info(&args, allowed_cores()),
-        Command::Simulate(args) => simulate_cmd::run_simulate(&args),
+        Command::Simulate(args) => simulate::run_simulate(&args),
         Command::Bench(args) => bench::run_bench(&args, allowed_cores()),
         Command::Plot(args) => plot::run_plot(&args),
         Command::Launch(args) => launch::run_launch(&args),
         Command::Sbatch(args) => sbatch::run_sbatch(&args),
-        Command::Duo(args) => duo_cmd::run_duo(&args),
+        Command::Duo(args) => duo::run_duo(&args),
     };
     match result {
         Ok(code) => code,
@@ -56,15 +47,6 @@ fn main() -> ExitCode {
             eprintln!("ringattn: error: {e}");
             ExitCode::from(exit_code(&e))
         }
-    }
-}
-
-/// Exit code of an error: 2 for bad input, 1 for runtime failures.
-fn exit_code(e: &Error) -> u8 {
-    if e.is_user_error() {
-        2
-    } else {
-        1
     }
 }
 
@@ -99,51 +81,4 @@ fn usage_error(e: clap::Error) -> ExitCode {
     };
     eprintln!("ringattn: error: {first}{detail} (see --help)");
     ExitCode::from(2)
-}
-
-use ringattn::allowed_cores;
-
-fn run(args: &RunArgs) -> Result<ExitCode, Error> {
-    match backend::resolve(args.backend)? {
-        Backend::Local => {
-            let job = ringattn::prepare_local(&args.spec()?).map_err(run_spec::flag_error)?;
-            let gathered = ringattn::local::run_local(&job)?;
-            finish(args, &job, "local", &gathered).map(ExitCode::from)
-        }
-        #[cfg(feature = "mpi")]
-        Backend::Mpi => mpi_backend::run_mpi(args, allowed_cores()),
-        #[cfg(not(feature = "mpi"))]
-        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
-    }
-}
-
-/// The root's end of a run: writes the output file and the report, and returns the exit code
-/// (0, or 1 when the check failed).
-fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> Result<u8, Error> {
-    if let Some(path) = &args.output {
-        ringattn::output::write_output(path, job, gathered)?;
-    }
-    let report = Report::new(job, backend, gathered);
-    match args.json.as_deref() {
-        Some("-") => report.write_json("-")?,
-        Some(path) => {
-            report.write_json(path)?;
-            print!("{}", report.summary());
-        }
-        None => print!("{}", report.summary()),
-    }
-    if let Some(c) = &report.check {
-        let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
-        if !c.passed {
-            eprintln!(
-                "ringattn: error: check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
-                c.max_abs_err,
-                tol.out,
-                c.max_lse_err,
-                tol.lse
-            );
-            return Ok(1);
-        }
-    }
-    Ok(0)
 }

@@ -65,7 +65,7 @@ pub struct KernelArgs {
     pub json: Option<String>,
     /// Kernel thread scheduling (threads are pinned to the first allowed cores).
     #[command(flatten)]
-    pub sched: crate::sched_args::SchedArgs,
+    pub sched: crate::args::sched::SchedArgs,
 }
 
 /// Micro-kernel choices of `--isa`.

@@ -21,8 +21,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringattn_runtime::{Error, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{DtypeArg, LayoutArg, RunArgs};
+use crate::cli::{DtypeArg, LayoutArg};
 use crate::plot;
+use crate::run::RunArgs;
 use ringattn::job::Job;
 use ringattn::local::run_local;
 use ringattn::report::Report;
@@ -82,7 +83,7 @@ pub struct ScalingArgs {
     /// DuoAttention for every run (needs --causal): retrieval heads full, streaming heads
     /// sink + recent; the plan is part of each run's identity in results.jsonl.
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
     /// Strong scaling (fixed N) or weak scaling (N = --seq × workers).
     #[arg(long, value_enum, default_value_t = Mode::Strong)]
     pub mode: Mode,
@@ -398,7 +399,7 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
             e.to_string().lines().next().unwrap_or("")
         ))
     })?;
-    crate::run_spec::job_of(&parsed.run, cores)
+    crate::run::spec::job_of(&parsed.run, cores)
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {

@@ -4,7 +4,8 @@
 use ringattn::{ApiError, CheckRows, FaultSpec, LayoutChoice, RunSpec};
 use ringattn_runtime::{Error, Result, TileShape};
 
-use crate::cli::{LayoutArg, RunArgs};
+use crate::cli::LayoutArg;
+use crate::run::RunArgs;
 
 impl From<LayoutArg> for LayoutChoice {
     fn from(layout: LayoutArg) -> Self {

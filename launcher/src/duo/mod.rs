@@ -1,6 +1,9 @@
 //! `ringattn duo ...`: DuoAttention tools. Today: `inspect`, the retrieval heads a pattern
 //! selects per layer and the KV memory they need against full attention.
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +13,8 @@ use ringattn_ring::{DuoPattern, Selection};
 use ringattn_runtime::{Error, Result};
 use serde_json::{json, Value};
 
+use crate::args::duo::selection_of;
 use crate::cli::DtypeArg;
-use crate::duo_args::selection_of;
 use ringattn::io::write_atomic;
 
 /// Options of `ringattn duo`.

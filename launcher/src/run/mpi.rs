@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use ringattn_runtime::mpi_backend::MpiComm;
 use ringattn_runtime::{Comm, Error, Result};
 
-use crate::cli::RunArgs;
+use crate::run::RunArgs;
 use ringattn::cores::{CorePlan, RankMask};
 use ringattn::job::Job;
 use ringattn::rank::run_rank;
@@ -26,7 +26,7 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
         allowed_cores,
         || Ok(()),
         run_rank,
-        |job, backend, g| crate::finish(args, job, backend, g),
+        |job, backend, g| crate::run::finish(args, job, backend, g),
     )
 }
 
@@ -53,7 +53,7 @@ pub fn run_mpi_with<G>(
     let job = match agree(&mut comm, prepared)? {
         Ok(job) => job,
         Err(e) if rank == 0 => return Err(e),
-        Err(e) => return Ok(ExitCode::from(crate::exit_code(&e))),
+        Err(e) => return Ok(ExitCode::from(crate::run::exit_code(&e))),
     };
 
     let result =
@@ -84,7 +84,7 @@ pub fn run_mpi_with<G>(
                 });
             match finished {
                 Ok(code) => (code, None),
-                Err(e) => (crate::exit_code(&e), Some(e)),
+                Err(e) => (crate::run::exit_code(&e), Some(e)),
             }
         }
         (0, None) => {
@@ -92,7 +92,7 @@ pub fn run_mpi_with<G>(
                 rank,
                 reason: "rank 0 received no results".into(),
             };
-            (crate::exit_code(&e), Some(e))
+            (crate::run::exit_code(&e), Some(e))
         }
         _ => (0, None),
     };
@@ -153,7 +153,7 @@ fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize, cores: CorePlan
         let share = (allowed_cores / comm.node_ranks().max(1)).max(1);
         args.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
     }
-    let mut job = crate::run_spec::job_of(&args, allowed_cores)?;
+    let mut job = crate::run::spec::job_of(&args, allowed_cores)?;
     job.cores = cores.cores;
     Ok(job)
 }

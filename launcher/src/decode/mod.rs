@@ -11,8 +11,9 @@ use clap::Args;
 use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Error, Result, TileShape};
 
-use crate::backend::{self, Backend};
-use crate::cli::{BackendArg, DtypeArg, LayoutArg, RunArgs};
+use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+use crate::run::backend::{self, Backend};
+use crate::run::RunArgs;
 use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
 use ringattn::decode_report::DecodeReport;
 use ringattn::job::Job;
@@ -71,10 +72,10 @@ pub struct DecodeArgs {
     pub json: Option<String>,
     /// Kernel thread scheduling.
     #[command(flatten)]
-    pub sched: crate::sched_args::SchedArgs,
+    pub sched: crate::args::sched::SchedArgs,
     /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
 }
 
 impl DecodeArgs {
@@ -145,7 +146,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     match backend::resolve(args.backend)? {
         Backend::Local => {
             args.validate(decode.duo.as_ref())?;
-            let mut job = crate::run_spec::job_of(&run_args, allowed)?;
+            let mut job = crate::run::spec::job_of(&run_args, allowed)?;
             job.cores = ringattn::cores::plan_local(
                 job.world,
                 job.threads,
@@ -158,7 +159,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
-        Backend::Mpi => crate::mpi_backend::run_mpi_with(
+        Backend::Mpi => crate::run::mpi::run_mpi_with(
             &run_args,
             allowed,
             || args.validate(decode.duo.as_ref()),

@@ -1,6 +1,8 @@
 //! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`](mod@ringattn_striped::simulate)) on the command
 //! line, with an optional calibration of this machine's kernel speed.
 
+pub mod calibrate;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +15,7 @@ use ringattn_striped::{
 };
 use serde_json::json;
 
-use crate::calibrate::calibrate;
+use self::calibrate::calibrate;
 use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::io::write_atomic;
 
@@ -93,7 +95,7 @@ pub struct SimulateArgs {
     /// DuoAttention (needs --causal): the retrieval heads' pass, then the streaming heads' pass
     /// over their windows only (streaming transfers counted as whole blocks, an upper bound).
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
 }
 
 /// Runs `ringattn simulate`.

@@ -5,7 +5,7 @@ use clap::Parser;
 use ringattn_ring::{DuoPlan, HeadKind};
 use ringattn_runtime::Mask;
 
-use crate::cli::RunArgs;
+use crate::run::RunArgs;
 use ringattn::job::Job;
 use ringattn::local::run_local;
 use ringattn::report::{DuoReport, Report};
@@ -23,7 +23,7 @@ fn args(words: &[&str]) -> RunArgs {
 }
 
 fn job(words: &[&str]) -> Job {
-    crate::run_spec::job_of(&args(words), 2).unwrap()
+    crate::run::spec::job_of(&args(words), 2).unwrap()
 }
 
 const WORDS: [&str; 14] = [

@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode, Stdio};
 use clap::Args;
 use ringattn_runtime::{Error, Result};
 
-use crate::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// Options of `ringattn launch`.
 #[derive(Debug, Args)]
