@@ -9,11 +9,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 use ringattn_ring::DuoPlan;
-use ringattn_runtime::{Error, Result, TileShape};
+use ringattn_runtime::{Error, Result};
 
 use crate::cli::{BackendArg, DtypeArg, LayoutArg};
 use crate::run::backend::{self, Backend};
-use crate::run::RunArgs;
+use ringattn::RunSpec;
+
+use crate::run::spec::flag_error;
 use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
 use ringattn::decode_report::DecodeReport;
 use ringattn::job::Job;
@@ -79,31 +81,24 @@ pub struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    /// The `run` options of the prefill: `--seq` is `--prefill`, causal.
-    pub fn run_args(&self) -> RunArgs {
-        RunArgs {
-            backend: self.backend,
-            workers: self.workers,
+    /// The spec of the prefill: `seq` is `--prefill`, causal.
+    pub fn run_spec(&self) -> Result<RunSpec> {
+        Ok(RunSpec {
+            world: self.workers,
             seq: Some(self.prefill),
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
             causal: true,
-            layout: self.layout,
-            dtype: self.dtype,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
             threads: self.threads,
-            no_pin: self.no_pin,
+            pin: !self.no_pin,
             seed: self.seed,
-            check: None,
-            json: self.json.clone(),
-            input: None,
-            output: None,
-            tile_q: TileShape::default().q,
-            tile_k: TileShape::default().k,
-            inject_fault: None,
-            sched: self.sched.clone(),
-            duo: self.duo.clone(),
-        }
+            sched: self.sched.spec()?,
+            duo: self.duo.spec()?,
+            ..RunSpec::default()
+        })
     }
 
     /// KV heads of the run (before [`Job`] validation).
@@ -136,7 +131,7 @@ impl DecodeArgs {
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     let duo = args.duo.plan(args.kv_heads())?;
-    let run_args = args.run_args();
+
     let decode = DecodeJob {
         steps: args.steps,
         duo,
@@ -146,7 +141,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     match backend::resolve(args.backend)? {
         Backend::Local => {
             args.validate(decode.duo.as_ref())?;
-            let mut job = crate::run::spec::job_of(&run_args, allowed)?;
+            let mut job = Job::from_spec(&args.run_spec()?, allowed).map_err(flag_error)?;
             job.cores = ringattn::cores::plan_local(
                 job.world,
                 job.threads,
@@ -160,7 +155,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
         }
         #[cfg(feature = "mpi")]
         Backend::Mpi => crate::run::mpi::run_mpi_with(
-            &run_args,
+            &|| args.run_spec(),
             allowed,
             || args.validate(decode.duo.as_ref()),
             |comm, job| decode_rank(comm, job, &decode),

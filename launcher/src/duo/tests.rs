@@ -23,7 +23,7 @@ fn args(words: &[&str]) -> RunArgs {
 }
 
 fn job(words: &[&str]) -> Job {
-    crate::run::spec::job_of(&args(words), 2).unwrap()
+    Job::from_spec(&args(words).spec().unwrap(), 2).unwrap()
 }
 
 const WORDS: [&str; 14] = [

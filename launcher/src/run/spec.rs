@@ -106,8 +106,3 @@ pub fn flag_error(e: ApiError) -> Error {
     };
     Error::config(msg)
 }
-
-/// The job of `run`'s arguments (`allowed_cores`: the default world and the cores shared).
-pub fn job_of(args: &RunArgs, allowed_cores: usize) -> Result<ringattn::job::Job> {
-    ringattn::job::Job::from_spec(&args.spec()?, allowed_cores).map_err(flag_error)
-}

@@ -11,7 +11,8 @@ use std::time::Instant;
 use clap::Args;
 use ringattn_runtime::{Error, Mask, Result, TileShape};
 use ringattn_striped::{
-    simulate, simulate_duo, LayoutKind, SimConfig, Simulation, PARTIAL_TILE_COST,
+    earliest_within_tie, simulate, simulate_duo, LayoutKind, SimConfig, Simulation,
+    PARTIAL_TILE_COST,
 };
 use serde_json::json;
 
@@ -188,11 +189,9 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
-    let kinds: Vec<LayoutKind> = match args.layout {
-        LayoutArg::Auto => LayoutKind::ALL.to_vec(),
-        LayoutArg::Contiguous => vec![LayoutKind::Contiguous],
-        LayoutArg::Striped => vec![LayoutKind::Striped],
-        LayoutArg::Zigzag => vec![LayoutKind::Zigzag],
+    let kinds: Vec<LayoutKind> = match ringattn::LayoutChoice::from(args.layout).fixed() {
+        Some(kind) => vec![kind],
+        None => LayoutKind::ALL.to_vec(),
     };
     let start = Instant::now();
     let mut results = Vec::new();
@@ -208,17 +207,13 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         results.push((cfg, sim));
     }
     let elapsed = start.elapsed().as_secs_f64();
-    // Fastest, preferring the earlier of contiguous, striped, zigzag within 1% (as `plan`).
-    let best_wall = results
-        .iter()
-        .map(|(_, s)| s.predicted_wall_s)
-        .fold(f64::INFINITY, f64::min);
-    let chosen = results
-        .iter()
-        .position(|(_, s)| s.predicted_wall_s <= best_wall * 1.01)
-        .expect("at least one layout");
+    // Fastest, by the partitioner's tie rule.
+    let walls: Vec<f64> = results.iter().map(|(_, s)| s.predicted_wall_s).collect();
+    let chosen = earliest_within_tie(&walls).expect("at least one layout");
     let reason = if results.len() > 1 {
-        "auto: smallest predicted wall time".to_string()
+        "auto: smallest predicted wall time (ties within 1% go to the earliest of contiguous, \
+         striped, zigzag)"
+            .to_string()
     } else {
         "requested with --layout".to_string()
     };
