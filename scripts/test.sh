@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 bash scripts/install-mpi.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# No unused dependencies (cargo-machete from crates.io), API docs without warnings.
+command -v cargo-machete > /dev/null || cargo install cargo-machete --locked
+cargo machete
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 cargo test --workspace --all-features --no-fail-fast
 cargo run --release --example ring_attention
 cargo run --release --example layer_loop

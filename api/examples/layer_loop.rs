@@ -6,10 +6,10 @@
 
 use std::process::ExitCode;
 
-use ringattn::tensors::{random_values, reference_attention};
 use ringattn::{
     executor_for, run_threads, ApiError, Dtype, LayerAttention, LayerSpec, LayoutChoice, Mask,
 };
+use ringattn_testutil::{random_values, reference_attention};
 
 const WORLD: usize = 3;
 const LAYERS: usize = 4;

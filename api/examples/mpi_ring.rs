@@ -6,11 +6,12 @@
 
 use std::process::ExitCode;
 
-use ringattn::tensors::{random_values, shard_rows};
+use ringattn::tensors::shard_rows;
 use ringattn::{
     executor_for, run_threads, ApiError, Comm, Dtype, LayerAttention, LayerSpec, LayoutChoice,
     MpiComm,
 };
+use ringattn_testutil::random_values;
 
 const HEADS: usize = 8;
 const KV_HEADS: usize = 2;

@@ -5,12 +5,11 @@
 
 use std::process::ExitCode;
 
-use ringattn::tensors::{
-    max_abs_diff, random_values, reference_attention, scatter_rows, shard_rows,
-};
+use ringattn::tensors::{scatter_rows, shard_rows};
 use ringattn::{
     executor_for, run_threads, ApiError, Dtype, LayerAttention, LayerSpec, LayoutChoice, Mask,
 };
+use ringattn_testutil::{max_abs_diff, random_values, reference_attention};
 
 fn main() -> Result<ExitCode, ApiError> {
     let (world, heads, kv_heads, dim, seq) = (3, 8, 2, 64, 1000);

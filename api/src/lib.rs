@@ -9,7 +9,7 @@
 //! - [`run_threads`]: one function per rank on threads of this process (the local backend);
 //!   with the `mpi` feature, [`MpiComm`] is one rank of an `mpirun` job;
 //! - [`LayoutChoice`]: the one mapping between layout names and layouts;
-//! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and the f64 reference.
+//! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and back.
 //!
 //! The crates below: `ringattn-striped` (layouts, partitioner, simulator) → `ringattn-ring`
 //! (the ring pass, DuoAttention) → `ringattn-runtime` (kernel, online softmax, comm).
@@ -47,6 +47,5 @@ pub use workers::run_threads;
 pub use ringattn_ring::{metrics, DuoPlan, HeadKind};
 #[cfg(feature = "mpi")]
 pub use ringattn_runtime::mpi_backend::MpiComm;
-pub use ringattn_runtime::reference::reference_row;
 pub use ringattn_runtime::{Comm, Dtype, Mask, Scheduler, TileShape};
 pub use ringattn_striped::LayoutKind;

@@ -1,40 +1,17 @@
 //! The per-layer handle and the distributed KV cache against the f64 reference: every layout,
 //! P = 1..4, uneven N, GQA, several layers in a loop, and decode with a DuoAttention plan.
 
+use ringattn::tensors::shard_rows;
 use ringattn::{
-    executor_for, reference_row, run_threads, DistKvCache, DuoPlan, HeadKind, LayerAttention,
-    LayerSpec, LayoutChoice, Mask, TileShape,
+    executor_for, run_threads, DistKvCache, DuoPlan, HeadKind, LayerAttention, LayerSpec,
+    LayoutChoice, Mask, TileShape,
 };
+use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::Dtype;
+use ringattn_testutil::random_values;
 
 const OUT_TOL: f64 = 2e-5;
 const LSE_TOL: f64 = 1e-5;
-
-/// Deterministic values in [-1, 1) (a small LCG; no RNG dependency).
-fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// Rows `positions` of every head of a `[heads, n, dim]` tensor, as `[heads, rows, dim]`.
-fn rows_of(t: &[f32], heads: usize, n: usize, dim: usize, positions: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(heads * positions.len() * dim);
-    for h in 0..heads {
-        for &p in positions {
-            out.extend_from_slice(&t[(h * n + p) * dim..(h * n + p + 1) * dim]);
-        }
-    }
-    out
-}
 
 /// `[n, dim]` of head `h` of a `[heads, n, dim]` tensor.
 fn head(t: &[f32], h: usize, n: usize, dim: usize) -> &[f32] {
@@ -115,9 +92,9 @@ fn a_layer_loop_matches_the_reference_on_every_layout_and_world() {
                 };
                 let data: Vec<Layer> = (0..layers as u64)
                     .map(|l| Layer {
-                        q: random(heads * seq * dim, 3 * l + 1),
-                        k: random(kv_heads * seq * dim, 3 * l + 2),
-                        v: random(kv_heads * seq * dim, 3 * l + 3),
+                        q: random_values(heads * seq * dim, 3 * l + 1),
+                        k: random_values(kv_heads * seq * dim, 3 * l + 2),
+                        v: random_values(kv_heads * seq * dim, 3 * l + 3),
                     })
                     .collect();
                 let results = run_threads(world, |comm| {
@@ -127,9 +104,9 @@ fn a_layer_loop_matches_the_reference_on_every_layout_and_world() {
                     assert_eq!(pos.len(), attn.tokens());
                     let mut outs = Vec::new();
                     for l in &data {
-                        let q = rows_of(&l.q, heads, seq, dim, &pos);
-                        let k = rows_of(&l.k, kv_heads, seq, dim, &pos);
-                        let v = rows_of(&l.v, kv_heads, seq, dim, &pos);
+                        let q = shard_rows(&l.q, heads, seq, dim, &pos);
+                        let k = shard_rows(&l.k, kv_heads, seq, dim, &pos);
+                        let v = shard_rows(&l.v, kv_heads, seq, dim, &pos);
                         outs.push(attn.forward(comm, &q, &k, &v, None)?);
                     }
                     Ok((pos, outs))
@@ -200,18 +177,18 @@ fn decode_matches(layout: LayoutChoice, world: usize, duo: Option<DuoPlan>) {
         dtype: Dtype::F32,
     };
     // [heads, total, dim] tensors: the prefill is the first `seq` positions.
-    let q = random(heads * total * dim, 11);
-    let k = random(kv_heads * total * dim, 12);
-    let v = random(kv_heads * total * dim, 13);
+    let q = random_values(heads * total * dim, 11);
+    let k = random_values(kv_heads * total * dim, 12);
+    let v = random_values(kv_heads * total * dim, 13);
     let duo_ref = duo.as_ref();
     let results = run_threads(world, |comm| {
         let exec = executor_for(1, Vec::new())?;
         let mut attn = LayerAttention::new(&spec, comm.rank(), world, exec)?;
         let pos = attn.positions().to_vec();
         let (qs, ks, vs) = (
-            rows_of(&q, heads, total, dim, &pos),
-            rows_of(&k, kv_heads, total, dim, &pos),
-            rows_of(&v, kv_heads, total, dim, &pos),
+            shard_rows(&q, heads, total, dim, &pos),
+            shard_rows(&k, kv_heads, total, dim, &pos),
+            shard_rows(&v, kv_heads, total, dim, &pos),
         );
         attn.forward(comm, &qs, &ks, &vs, duo_ref)?;
         let mut cache = DistKvCache::from_prefill(&attn, &ks, &vs, duo_ref, steps)?;
@@ -219,9 +196,9 @@ fn decode_matches(layout: LayoutChoice, world: usize, duo: Option<DuoPlan>) {
         for p in seq..total {
             assert_eq!(cache.len(), p);
             let (kt, vt, qt) = (
-                rows_of(&k, kv_heads, total, dim, &[p]),
-                rows_of(&v, kv_heads, total, dim, &[p]),
-                rows_of(&q, heads, total, dim, &[p]),
+                shard_rows(&k, kv_heads, total, dim, &[p]),
+                shard_rows(&v, kv_heads, total, dim, &[p]),
+                shard_rows(&q, heads, total, dim, &[p]),
             );
             cache.append(comm, p, &kt, &vt)?;
             outs.push(cache.attend(comm, &qt)?);
@@ -235,7 +212,12 @@ fn decode_matches(layout: LayoutChoice, world: usize, duo: Option<DuoPlan>) {
                 }
             }
         }
-        let e = cache.append(comm, total, &rows_of(&k, kv_heads, total, dim, &[0]), &[]);
+        let e = cache.append(
+            comm,
+            total,
+            &shard_rows(&k, kv_heads, total, dim, &[0]),
+            &[],
+        );
         assert!(e.is_err());
         Ok((outs, cache.kv_bytes()))
     })

@@ -36,8 +36,9 @@ pub struct KernelArgs {
     /// Thread counts (comma-separated) [default: 1 and the allowed cores].
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Masks to run (comma-separated `false`/`true` for non-causal/causal).
-    #[arg(long, value_delimiter = ',', default_value = "false,true")]
+    /// Masks to run (comma-separated `false`/`true` for non-causal/causal); a bare `--causal`
+    /// runs the causal mask only, as in the other commands.
+    #[arg(long, value_delimiter = ',', default_value = "false,true", num_args = 0..=1, default_missing_value = "true")]
     pub causal: Vec<bool>,
     /// Query heads.
     #[arg(long, default_value_t = 8)]
