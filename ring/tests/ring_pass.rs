@@ -30,12 +30,15 @@ struct Case {
     mask: Mask,
 }
 
-/// Every rank's `(positions, out, lse)` of one ring pass.
+/// One rank's positions, out and lse.
+type RankRows = (Vec<usize>, Vec<f32>, Vec<f32>);
+
+/// Every rank's rows of one ring pass.
 fn run(
     layout: &dyn Layout,
     c: &Case,
     fault: Option<FaultInjection>,
-) -> Vec<Result<(Vec<usize>, Vec<f32>, Vec<f32>), Error>> {
+) -> Vec<Result<RankRows, Error>> {
     let src = Synthetic { seed: 5 };
     let cfg = RingConfig {
         mask: c.mask,
