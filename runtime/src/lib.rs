@@ -4,6 +4,8 @@
 //! - [`mask`]: masks as predicates on positions and the Empty / Full / Partial tile rule;
 //! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
 //! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
+//! - [`tensor`]: the query shard and the KV block (f32 or bf16 K/V) that travels the ring;
+//! - [`kv_wire`]: the KV block's wire format between ranks;
 //! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
 //! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;

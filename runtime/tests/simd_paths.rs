@@ -337,3 +337,53 @@ fn each_path_runs_under_its_own_kernel_class_and_amx_falls_back_only_for_odd_dim
         assert_eq!(class_of(Isa::Amx, 80), "attention-f32-avx512");
     }
 }
+
+/// The kernel paths the CPU advertises (Linux `/proc/cpuinfo` flags), or `None` where they
+/// cannot be read.
+fn cpu_isas() -> Option<Vec<Isa>> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))?
+        .split_whitespace()
+        .collect();
+    let has = |f: &str| flags.contains(&f);
+    let mut isas = Vec::new();
+    if has("amx_tile") && has("amx_bf16") && has("avx512f") {
+        isas.push(Isa::Amx);
+    }
+    if has("avx512f") {
+        isas.push(Isa::Avx512);
+    }
+    if has("avx2") && has("fma") {
+        isas.push(Isa::Avx2);
+    }
+    isas.push(Isa::Portable);
+    Some(isas)
+}
+
+/// Says which paths the tests above ran (they run every path of `Isa::available()`), and under
+/// CI (`CI=true`) fails when the CPU advertises one they could not run (e.g. AMX without the
+/// operating system's permission), so a CI machine never passes with a path untested.
+#[test]
+fn reports_the_paths_it_ran_and_misses_none_under_ci() {
+    let ran = Isa::available();
+    let names = |isas: &[Isa]| isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
+    println!("simd_paths: ran the {} paths", names(&ran));
+    let Some(cpu) = cpu_isas() else {
+        println!("simd_paths: cannot read the CPU's flags; nothing more to check");
+        return;
+    };
+    let missed: Vec<Isa> = cpu.into_iter().filter(|i| !ran.contains(i)).collect();
+    if missed.is_empty() {
+        return;
+    }
+    let msg = format!(
+        "simd_paths: the CPU advertises {} but the tests could not run it",
+        names(&missed)
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    println!("{msg} (a failure under CI=true)");
+}

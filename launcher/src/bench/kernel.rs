@@ -36,8 +36,9 @@ pub struct KernelArgs {
     /// Thread counts (comma-separated) [default: 1 and the allowed cores].
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Masks to run (comma-separated `false`/`true` for non-causal/causal).
-    #[arg(long, value_delimiter = ',', default_value = "false,true")]
+    /// Masks to run (comma-separated `false`/`true` for non-causal/causal); a bare `--causal`
+    /// runs the causal mask only, as in the other commands.
+    #[arg(long, value_delimiter = ',', default_value = "false,true", num_args = 0..=1, default_missing_value = "true")]
     pub causal: Vec<bool>,
     /// Query heads.
     #[arg(long, default_value_t = 8)]
@@ -65,7 +66,7 @@ pub struct KernelArgs {
     pub json: Option<String>,
     /// Kernel thread scheduling (threads are pinned to the first allowed cores).
     #[command(flatten)]
-    pub sched: crate::sched_args::SchedArgs,
+    pub sched: crate::args::sched::SchedArgs,
 }
 
 /// Micro-kernel choices of `--isa`.
@@ -261,7 +262,7 @@ fn measure(
 
 /// The first `threads` allowed CPUs, or none (unpinned) when there are fewer.
 pub fn pinned_cores(threads: usize) -> Vec<usize> {
-    let cpus = crate::cores::allowed_cpus();
+    let cpus = ringattn::cores::allowed_cpus();
     if threads <= cpus.len() {
         cpus[..threads].to_vec()
     } else {

@@ -18,7 +18,7 @@ use ringattn_runtime::{
 };
 use serde::Serialize;
 
-use crate::output::write_json;
+use ringattn::io::write_json;
 
 /// Options of `ringattn bench sched`.
 #[derive(Debug, Args)]

@@ -2,18 +2,15 @@
 //! [`DuoArgs`] into a command's arguments and call [`DuoArgs::plan`] with the model's KV heads.
 //!
 //! `ringattn duo inspect` takes the pattern as a positional argument and reuses
-//! [`selection_of`] for `--sparsity` / `--threshold`.
+//! the library's [`selection_of`] for `--sparsity` / `--threshold`.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use ringattn_ring::duo::pattern::{DEFAULT_RECENT, DEFAULT_SINK};
-use ringattn_ring::{DuoPattern, DuoPlan, Selection};
+pub use ringattn::spec::selection_of;
+use ringattn::DuoSpec;
+use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Error, Result};
-
-/// Sparsity used when a pattern is given with neither `--sparsity` nor `--threshold` (the
-/// official GQA default; MHA models are usually run at 0.75).
-pub const DEFAULT_SPARSITY: f64 = 0.5;
 
 /// DuoAttention: which KV heads are retrieval heads (full KV) and which streaming heads
 /// (`--sink` first + `--recent` last tokens).
@@ -97,20 +94,15 @@ impl DuoArgs {
         self.duo.is_some() || self.retrieval_ratio.is_some()
     }
 
-    /// The selection of `--sparsity` / `--threshold` (default sparsity 0.5).
-    pub fn selection(&self) -> Selection {
-        selection_of(self.sparsity, self.threshold)
-    }
-
-    /// The plan for a model with `kv_heads` KV heads, or `None` without `--duo` and
-    /// `--retrieval-ratio`. Errors (bad input, exit code 2): unreadable or malformed pattern,
-    /// columns != `kv_heads`, layer out of range, sparsity / ratio outside [0, 1], `--recent 0`,
+    /// The DuoAttention spec of these options, or `None` when DuoAttention is off. Fails on
     /// `--sink`/`--recent` without a plan.
-    pub fn plan(&self, kv_heads: usize) -> Result<Option<DuoPlan>> {
+    pub fn spec(&self) -> Result<Option<DuoSpec>> {
         if let Some(ratio) = self.retrieval_ratio {
-            let sink = self.sink.unwrap_or(DEFAULT_SINK);
-            let recent = self.recent.unwrap_or(DEFAULT_RECENT);
-            return DuoPlan::with_retrieval_ratio(kv_heads, ratio, sink, recent).map(Some);
+            return Ok(Some(DuoSpec::RetrievalRatio {
+                ratio,
+                sink: self.sink,
+                recent: self.recent,
+            }));
         }
         let Some(path) = &self.duo else {
             if self.sink.is_some() || self.recent.is_some() {
@@ -120,24 +112,23 @@ impl DuoArgs {
             }
             return Ok(None);
         };
-        let pattern = DuoPattern::load(path)?;
-        pattern.check_kv_heads(kv_heads)?;
-        pattern
-            .plan(
-                self.layer.unwrap_or(0),
-                self.selection(),
-                pattern.sink_or(self.sink),
-                pattern.recent_or(self.recent),
-            )
-            .map(Some)
+        Ok(Some(DuoSpec::Pattern {
+            path: path.clone(),
+            layer: self.layer.unwrap_or(0),
+            sparsity: self.sparsity,
+            threshold: self.threshold,
+            sink: self.sink,
+            recent: self.recent,
+        }))
     }
-}
 
-/// `Threshold(t)` when `threshold` is given, else `Sparsity(sparsity or 0.5)`.
-pub fn selection_of(sparsity: Option<f64>, threshold: Option<f64>) -> Selection {
-    match threshold {
-        Some(t) => Selection::Threshold(t),
-        None => Selection::Sparsity(sparsity.unwrap_or(DEFAULT_SPARSITY)),
+    /// The plan of these options for a model of `kv_heads` KV heads, or `None` when
+    /// DuoAttention is off.
+    pub fn plan(&self, kv_heads: usize) -> Result<Option<DuoPlan>> {
+        match self.spec()? {
+            Some(spec) => spec.plan(kv_heads).map(Some).map_err(Error::from),
+            None => Ok(None),
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use ringattn::sched_spec::SchedSpec;
+use ringattn_runtime::sched::parse_slow_cores;
 use ringattn_runtime::sched::ratios::default_cache_path;
-use ringattn_runtime::sched::{parse_slow_cores, SlowCore};
-use ringattn_runtime::{Error, Result, SchedConfig, SchedKind, Scheduler};
-use serde::{Deserialize, Serialize};
+use ringattn_runtime::{Error, Result, SchedKind};
 
 /// Schedulers accepted by `--sched`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,33 +56,6 @@ pub struct SchedArgs {
     pub sched_alpha: f64,
 }
 
-/// The validated scheduler options, identical on every rank.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SchedSpec {
-    /// Hybrid, static or rayon.
-    pub kind: SchedKind,
-    /// Slowed cores (testing aid).
-    pub slow: Vec<SlowCore>,
-    /// Smoothing weight of the old ratio.
-    pub alpha: f64,
-    /// Ratio cache file, if any.
-    pub cache: Option<PathBuf>,
-    /// Whether the cache path was given explicitly (then failing to write it is reported).
-    pub cache_explicit: bool,
-}
-
-impl Default for SchedSpec {
-    fn default() -> Self {
-        SchedSpec {
-            kind: SchedKind::Hybrid,
-            slow: Vec::new(),
-            alpha: ringattn_runtime::sched::ratios::DEFAULT_ALPHA,
-            cache: None,
-            cache_explicit: false,
-        }
-    }
-}
-
 impl SchedArgs {
     /// Validates the options.
     pub fn spec(&self) -> Result<SchedSpec> {
@@ -108,35 +81,6 @@ impl SchedArgs {
             cache,
             cache_explicit: self.sched_cache.is_some(),
         })
-    }
-}
-
-impl SchedSpec {
-    /// Starts a scheduler of `threads` threads pinned to `cores` (empty: unpinned).
-    pub fn build(&self, threads: usize, cores: Vec<usize>) -> Result<Scheduler> {
-        Scheduler::new(SchedConfig {
-            kind: self.kind,
-            threads,
-            cores,
-            slow: self.slow.clone(),
-            alpha: self.alpha,
-            cache: self.cache.clone(),
-        })
-    }
-
-    /// Saves `sched`'s ratios to the cache; a failure is reported (one line on stderr) only when
-    /// the path was given explicitly — the default cache is a convenience.
-    pub fn save(&self, sched: &Scheduler) {
-        if let Err(e) = sched.save() {
-            if self.cache_explicit {
-                if let Some(path) = &self.cache {
-                    eprintln!(
-                        "warning: cannot write the scheduler cache {}: {e}",
-                        path.display()
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -9,13 +9,16 @@ use std::process::ExitCode;
 
 use clap::Args;
 use ringattn_ring::DuoPlan;
-use ringattn_runtime::{Error, Result, TileShape};
+use ringattn_runtime::{Error, Result};
 
-use crate::backend::{self, Backend};
-use crate::cli::{BackendArg, DtypeArg, LayoutArg, RunArgs};
-use crate::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
-use crate::decode_report::DecodeReport;
-use crate::job::Job;
+use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+use crate::run::backend::{self, Backend};
+use ringattn::RunSpec;
+
+use crate::run::spec::flag_error;
+use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
+use ringattn::decode_report::DecodeReport;
+use ringattn::job::Job;
 
 /// Options of `ringattn decode`.
 #[derive(Clone, Debug, Args)]
@@ -71,38 +74,31 @@ pub struct DecodeArgs {
     pub json: Option<String>,
     /// Kernel thread scheduling.
     #[command(flatten)]
-    pub sched: crate::sched_args::SchedArgs,
+    pub sched: crate::args::sched::SchedArgs,
     /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
 }
 
 impl DecodeArgs {
-    /// The `run` options of the prefill: `--seq` is `--prefill`, causal.
-    pub fn run_args(&self) -> RunArgs {
-        RunArgs {
-            backend: self.backend,
-            workers: self.workers,
+    /// The spec of the prefill: `seq` is `--prefill`, causal.
+    pub fn run_spec(&self) -> Result<RunSpec> {
+        Ok(RunSpec {
+            world: self.workers,
             seq: Some(self.prefill),
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
             causal: true,
-            layout: self.layout,
-            dtype: self.dtype,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
             threads: self.threads,
-            no_pin: self.no_pin,
+            pin: !self.no_pin,
             seed: self.seed,
-            check: None,
-            json: self.json.clone(),
-            input: None,
-            output: None,
-            tile_q: TileShape::default().q,
-            tile_k: TileShape::default().k,
-            inject_fault: None,
-            sched: self.sched.clone(),
-            duo: self.duo.clone(),
-        }
+            sched: self.sched.spec()?,
+            duo: self.duo.spec()?,
+            ..RunSpec::default()
+        })
     }
 
     /// KV heads of the run (before [`Job`] validation).
@@ -135,32 +131,31 @@ impl DecodeArgs {
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     let duo = args.duo.plan(args.kv_heads())?;
-    let run_args = args.run_args();
+
     let decode = DecodeJob {
         steps: args.steps,
         duo,
         check: args.check,
     };
-    let allowed = crate::allowed_cores();
+    let allowed = ringattn::allowed_cores();
     match backend::resolve(args.backend)? {
         Backend::Local => {
             args.validate(decode.duo.as_ref())?;
-            let mut job = Job::from_args(&run_args, allowed)?;
-            job.cores = crate::cores::plan_local(
+            let mut job = Job::from_spec(&args.run_spec()?, allowed).map_err(flag_error)?;
+            job.cores = ringattn::cores::plan_local(
                 job.world,
                 job.threads,
                 args.threads.is_some(),
                 !args.no_pin,
             )
             .cores;
-            let gathered = crate::local_backend::run_local_with(&job, |comm, job| {
-                decode_rank(comm, job, &decode)
-            })?;
+            let gathered =
+                ringattn::local::run_local_with(&job, |comm, job| decode_rank(comm, job, &decode))?;
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
-        Backend::Mpi => crate::mpi_backend::run_mpi_with(
-            &run_args,
+        Backend::Mpi => crate::run::mpi::run_mpi_with(
+            &|| args.run_spec(),
             allowed,
             || args.validate(decode.duo.as_ref()),
             |comm, job| decode_rank(comm, job, &decode),
@@ -191,7 +186,7 @@ fn finish(
     }
     match &report.base.check {
         Some(c) if !c.passed => {
-            let tol = crate::check::Tolerance::for_dtype(job.dtype);
+            let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
             eprintln!(
                 "ringattn: error: decode check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
                 c.max_abs_err, tol.out, c.max_lse_err, tol.lse

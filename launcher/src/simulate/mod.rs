@@ -1,6 +1,8 @@
 //! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`](mod@ringattn_striped::simulate)) on the command
 //! line, with an optional calibration of this machine's kernel speed.
 
+pub mod calibrate;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,12 +11,14 @@ use std::time::Instant;
 use clap::Args;
 use ringattn_runtime::{Error, Mask, Result, TileShape};
 use ringattn_striped::{
-    simulate, simulate_duo, LayoutKind, SimConfig, Simulation, PARTIAL_TILE_COST,
+    earliest_within_tie, simulate, simulate_duo, LayoutKind, SimConfig, Simulation,
+    PARTIAL_TILE_COST,
 };
 use serde_json::json;
 
-use crate::calibrate::calibrate;
+use self::calibrate::calibrate;
 use crate::cli::{DtypeArg, LayoutArg};
+use ringattn::io::write_atomic;
 
 /// Rank rate assumed when neither `--gflops-per-rank` nor `--calibrate` is given.
 pub const DEFAULT_GFLOPS: f64 = 100.0;
@@ -92,7 +96,7 @@ pub struct SimulateArgs {
     /// DuoAttention (needs --causal): the retrieval heads' pass, then the streaming heads' pass
     /// over their windows only (streaming transfers counted as whole blocks, an upper bound).
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
 }
 
 /// Runs `ringattn simulate`.
@@ -120,7 +124,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
             }
             let rows = (args.seq / args.workers).clamp(512, 16384);
             // Threads the ranks keep busy at once, at most the cores.
-            let cores = args.cores.unwrap_or(crate::allowed_cores()).max(1);
+            let cores = args.cores.unwrap_or(ringattn::allowed_cores()).max(1);
             let busy = args.workers.saturating_mul(args.threads).min(cores).max(1);
             let (c, speed, note) = match args.cores {
                 // One node: the rate of one busy thread, and the slowdown with `busy` threads,
@@ -185,11 +189,9 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
-    let kinds: Vec<LayoutKind> = match args.layout {
-        LayoutArg::Auto => LayoutKind::ALL.to_vec(),
-        LayoutArg::Contiguous => vec![LayoutKind::Contiguous],
-        LayoutArg::Striped => vec![LayoutKind::Striped],
-        LayoutArg::Zigzag => vec![LayoutKind::Zigzag],
+    let kinds: Vec<LayoutKind> = match ringattn::LayoutChoice::from(args.layout).fixed() {
+        Some(kind) => vec![kind],
+        None => LayoutKind::ALL.to_vec(),
     };
     let start = Instant::now();
     let mut results = Vec::new();
@@ -205,17 +207,13 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         results.push((cfg, sim));
     }
     let elapsed = start.elapsed().as_secs_f64();
-    // Fastest, preferring the earlier of contiguous, striped, zigzag within 1% (as `plan`).
-    let best_wall = results
-        .iter()
-        .map(|(_, s)| s.predicted_wall_s)
-        .fold(f64::INFINITY, f64::min);
-    let chosen = results
-        .iter()
-        .position(|(_, s)| s.predicted_wall_s <= best_wall * 1.01)
-        .expect("at least one layout");
+    // Fastest, by the partitioner's tie rule.
+    let walls: Vec<f64> = results.iter().map(|(_, s)| s.predicted_wall_s).collect();
+    let chosen = earliest_within_tie(&walls).expect("at least one layout");
     let reason = if results.len() > 1 {
-        "auto: smallest predicted wall time".to_string()
+        "auto: smallest predicted wall time (ties within 1% go to the earliest of contiguous, \
+         striped, zigzag)"
+            .to_string()
     } else {
         "requested with --layout".to_string()
     };
@@ -239,20 +237,6 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         None => print!("{}", out.summary()),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `text` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = ringattn_runtime::io::temp_path(path);
-    let shown = path.display().to_string();
-    let io = |context: String| move |e| Error::Io { context, source: e };
-    let result = std::fs::write(&tmp, text)
-        .map_err(io(format!("writing {shown}")))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("renaming to {shown}"))));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Everything printed by one `simulate` call.
@@ -288,7 +272,7 @@ impl Output<'_> {
             "kv_heads": cfg.kv_heads,
             "head_dim": cfg.head_dim,
             "causal": cfg.mask == Mask::Causal,
-            "duo": self.duo.map(crate::report::DuoReport::of),
+            "duo": self.duo.map(ringattn::report::DuoReport::of),
             "dtype": cfg.dtype.name(),
             "tile_q": cfg.tile.q,
             "tile_k": cfg.tile.k,

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use ringattn_ring::metrics;
 use ringattn_runtime::Result;
 use serde::Serialize;
 
@@ -202,25 +203,8 @@ impl Report {
                     .collect(),
             })
             .collect();
-        let n = ranks.len().max(1) as f64;
-        let mean_compute = ranks.iter().map(|r| r.compute_s).sum::<f64>() / n;
-        let max_compute = ranks.iter().map(|r| r.compute_s).fold(0.0, f64::max);
-        let imbalance = if mean_compute > 0.0 {
-            max_compute / mean_compute
-        } else {
-            1.0
-        };
-        let overlap = ranks
-            .iter()
-            .map(|r| {
-                if r.wall_s > 0.0 {
-                    1.0 - r.comm_wait_s / r.wall_s
-                } else {
-                    1.0
-                }
-            })
-            .sum::<f64>()
-            / n;
+        let imbalance = metrics::imbalance(ranks.iter().map(|r| r.compute_s));
+        let overlap = metrics::overlap(ranks.iter().map(|r| (r.comm_wait_s, r.wall_s)));
         let check = job.check_rows.map(|_| {
             let c = g
                 .ranks
@@ -251,11 +235,7 @@ impl Report {
             duo: job.duo.as_ref().map(DuoReport::of),
             wall_s: g.wall_s,
             flops,
-            gflops: if g.wall_s > 0.0 {
-                flops / g.wall_s / 1e9
-            } else {
-                0.0
-            },
+            gflops: metrics::gflops(flops, g.wall_s),
             imbalance,
             overlap,
             ranks,
@@ -266,7 +246,7 @@ impl Report {
     /// Writes the JSON to `path` atomically (pretty-printed), or to stdout for `-` (one line,
     /// so repeated runs append cleanly to a JSON-lines file).
     pub fn write_json(&self, path: &str) -> Result<()> {
-        crate::output::write_json(path, self)
+        crate::io::write_json(path, self)
     }
 
     /// The short human summary (same numbers as the JSON).

@@ -97,7 +97,7 @@ pub fn gather(allowed_cores: usize) -> Info {
 pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
     let info = gather(allowed_cores);
     match args.json.as_deref() {
-        Some(path) => crate::output::write_json(path, &info)?,
+        Some(path) => ringattn::io::write_json(path, &info)?,
         None => {
             println!("cpu:          {}", info.cpu);
             println!(

@@ -12,30 +12,32 @@ use std::process::ExitCode;
 use ringattn_runtime::mpi_backend::MpiComm;
 use ringattn_runtime::{Comm, Error, Result};
 
-use crate::cli::RunArgs;
-use crate::cores::{CorePlan, RankMask};
-use crate::job::Job;
-use crate::local_backend::panic_message;
-use crate::rank::run_rank;
+use crate::run::RunArgs;
+use ringattn::cores::{CorePlan, RankMask};
+use ringattn::job::Job;
+use ringattn::rank::run_rank;
+use ringattn::workers::panic_message;
+use ringattn::RunSpec;
 
 /// Runs this process's rank of an MPI job. Rank 0 returns the job's error (printed by `main`);
 /// the other ranks stay silent and return the same exit code.
 pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     run_mpi_with(
-        args,
+        &|| args.spec(),
         allowed_cores,
         || Ok(()),
         run_rank,
-        |job, backend, g| crate::finish(args, job, backend, g),
+        |job, backend, g| crate::run::finish(args, job, backend, g),
     )
 }
 
-/// [`run_mpi`] with any rank function and root finish (`ringattn decode` runs its own):
+/// [`run_mpi`] of the job of `spec` (made on every rank, its failure agreed on like a bad
+/// option) with any rank function and root finish (`ringattn decode` runs its own):
 /// `precheck` validates what the [`Job`] does not (its failure is agreed on like a bad option:
 /// one message from rank 0, exit 2); every rank calls `rank_fn`; rank 0 calls `finish` on its
 /// result, whose exit code every rank returns.
 pub fn run_mpi_with<G>(
-    args: &RunArgs,
+    spec: &dyn Fn() -> Result<RunSpec>,
     allowed_cores: usize,
     precheck: impl Fn() -> Result<()>,
     rank_fn: impl Fn(&mut dyn Comm, &Job) -> Result<Option<G>>,
@@ -43,17 +45,19 @@ pub fn run_mpi_with<G>(
 ) -> Result<ExitCode> {
     let mut comm = MpiComm::init()?;
     let rank = comm.rank();
-    let cores = plan_cores(&mut comm, args)?;
+    // The core plan needs only threads and pinning; a spec that fails is reported below.
+    let (threads, pin) = spec().map_or((None, true), |s| (s.threads, s.pin));
+    let cores = plan_cores(&mut comm, threads, pin)?;
     if rank == 0 {
         if let Some(w) = cores.warning() {
             eprintln!("{w}");
         }
     }
-    let prepared = precheck().and_then(|()| prepare(args, &comm, allowed_cores, cores));
+    let prepared = precheck().and_then(|()| prepare(spec()?, &comm, allowed_cores, cores));
     let job = match agree(&mut comm, prepared)? {
         Ok(job) => job,
         Err(e) if rank == 0 => return Err(e),
-        Err(e) => return Ok(ExitCode::from(crate::exit_code(&e))),
+        Err(e) => return Ok(ExitCode::from(crate::run::exit_code(&e))),
     };
 
     let result =
@@ -84,7 +88,7 @@ pub fn run_mpi_with<G>(
                 });
             match finished {
                 Ok(code) => (code, None),
-                Err(e) => (crate::exit_code(&e), Some(e)),
+                Err(e) => (crate::run::exit_code(&e), Some(e)),
             }
         }
         (0, None) => {
@@ -92,7 +96,7 @@ pub fn run_mpi_with<G>(
                 rank,
                 reason: "rank 0 received no results".into(),
             };
-            (crate::exit_code(&e), Some(e))
+            (crate::run::exit_code(&e), Some(e))
         }
         _ => (0, None),
     };
@@ -104,8 +108,8 @@ pub fn run_mpi_with<G>(
 }
 
 /// Plans every rank's kernel cores (a collective call): rank 0 gathers each rank's node and
-/// affinity mask, plans with [`crate::cores::plan`] and sends the plan to every rank.
-fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
+/// affinity mask, plans with [`ringattn::cores::plan`] and sends the plan to every rank.
+fn plan_cores(comm: &mut MpiComm, threads: Option<usize>, pin: bool) -> Result<CorePlan> {
     let rank = comm.rank();
     let config = bincode::config::standard();
     let err = |what: &str, e: &dyn std::fmt::Display| Error::Comm {
@@ -114,7 +118,7 @@ fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
     };
     let mine = RankMask {
         node: comm.node_id(),
-        cpus: crate::cores::allowed_cpus(),
+        cpus: ringattn::cores::allowed_cpus(),
     };
     let mine = bincode::serde::encode_to_vec(&mine, config).map_err(|e| err("encoding", &e))?;
     let planned = match comm.gather(0, mine)? {
@@ -124,7 +128,7 @@ fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
                 .map(|p| bincode::serde::decode_from_slice(p, config).map(|(m, _)| m))
                 .collect::<std::result::Result<Vec<RankMask>, _>>()
                 .map_err(|e| err("decoding", &e))?;
-            let plan = crate::cores::plan(&masks, args.threads, !args.no_pin);
+            let plan = ringattn::cores::plan(&masks, threads, pin);
             bincode::serde::encode_to_vec(&plan, config).map_err(|e| err("encoding", &e))?
         }
         None => Vec::new(),
@@ -135,11 +139,16 @@ fn plan_cores(comm: &mut MpiComm, args: &RunArgs) -> Result<CorePlan> {
         .map_err(|e| err("decoding", &e))
 }
 
-/// Validates the arguments on this rank: the world is the MPI size (`--workers`, when given,
-/// must equal it) and threads default to this rank's share of its affinity mask (`cores`).
-fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize, cores: CorePlan) -> Result<Job> {
+/// Validates the spec on this rank: the world is the MPI size (`--workers`, when given, must
+/// equal it) and threads default to this rank's share of its affinity mask (`cores`).
+fn prepare(
+    mut spec: RunSpec,
+    comm: &MpiComm,
+    allowed_cores: usize,
+    cores: CorePlan,
+) -> Result<Job> {
     let size = comm.size();
-    if let Some(w) = args.workers {
+    if let Some(w) = spec.world {
         if w != size {
             return Err(Error::config(format!(
                 "--workers {w} does not match the {size} MPI processes of this job \
@@ -147,13 +156,12 @@ fn prepare(args: &RunArgs, comm: &MpiComm, allowed_cores: usize, cores: CorePlan
             )));
         }
     }
-    let mut args = args.clone();
-    args.workers = Some(size);
-    if args.threads.is_none() {
+    spec.world = Some(size);
+    if spec.threads.is_none() {
         let share = (allowed_cores / comm.node_ranks().max(1)).max(1);
-        args.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
+        spec.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
     }
-    let mut job = Job::from_args(&args, allowed_cores)?;
+    let mut job = Job::from_spec(&spec, allowed_cores).map_err(crate::run::spec::flag_error)?;
     job.cores = cores.cores;
     Ok(job)
 }

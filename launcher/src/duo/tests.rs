@@ -5,10 +5,10 @@ use clap::Parser;
 use ringattn_ring::{DuoPlan, HeadKind};
 use ringattn_runtime::Mask;
 
-use crate::cli::RunArgs;
-use crate::job::Job;
-use crate::local_backend::run_local;
-use crate::report::{DuoReport, Report};
+use crate::run::RunArgs;
+use ringattn::job::Job;
+use ringattn::local::run_local;
+use ringattn::report::{DuoReport, Report};
 
 #[derive(Parser)]
 struct Wrap {
@@ -23,7 +23,7 @@ fn args(words: &[&str]) -> RunArgs {
 }
 
 fn job(words: &[&str]) -> Job {
-    Job::from_args(&args(words), 2).unwrap()
+    Job::from_spec(&args(words).spec().unwrap(), 2).unwrap()
 }
 
 const WORDS: [&str; 14] = [
@@ -52,7 +52,7 @@ fn duo_job_checks_with_per_head_masks_and_reports_bytes_per_kind() {
         sink: 4,
         recent: 16,
     };
-    job.set_duo(plan, &args(&WORDS)).unwrap();
+    job.set_duo(plan, args(&WORDS).layout.into()).unwrap();
     assert_eq!(job.plan.kind.name(), "contiguous");
     let g = run_local(&job).unwrap();
     let report = Report::new(&job, "local", &g);
@@ -124,7 +124,7 @@ fn a_plan_for_other_kv_heads_fails_the_run_with_a_config_error() {
 fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
     let mut small = job(&WORDS);
     let err = small
-        .set_duo(DuoPlan::all_retrieval(3, 4, 16), &args(&WORDS))
+        .set_duo(DuoPlan::all_retrieval(3, 4, 16), args(&WORDS).layout.into())
         .unwrap_err();
     assert!(err.is_user_error() && err.to_string().contains("3 KV heads"));
     // 64 × 64 tiles: the windows (sink 64 + recent 256) span few tiles, so an all-streaming
@@ -149,7 +149,7 @@ fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
         sink: 64,
         recent: 256,
     };
-    auto_job.set_duo(plan, &args(&auto)).unwrap();
+    auto_job.set_duo(plan, args(&auto).layout.into()).unwrap();
     assert!(auto_job.plan.reason.starts_with("auto:"));
     assert!(auto_job.plan.estimates[0].makespan < 0.2 * causal_makespan);
 }

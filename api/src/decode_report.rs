@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ringattn_ring::duo::DecodeRoles;
-use ringattn_ring::RankStats;
+use ringattn_ring::{metrics, RankStats};
 use ringattn_runtime::{Error, Result};
 use serde::Serialize;
 
@@ -88,13 +88,9 @@ impl DecodeReport {
         };
         let mut base = Report::new(job, backend, &combined);
         let pairs: u64 = g.ranks.iter().map(|r| r.decode.pairs).sum();
-        let decode_flops = 4.0 * job.dim as f64 * pairs as f64;
+        let decode_flops = metrics::attention_flops(job.dim, pairs as f64);
         base.flops += decode_flops;
-        base.gflops = if g.wall_s > 0.0 {
-            base.flops / g.wall_s / 1e9
-        } else {
-            0.0
-        };
+        base.gflops = metrics::gflops(base.flops, g.wall_s);
         if let Some(plan) = &dj.duo {
             base.duo = Some(DuoReport::of(plan));
         }
