@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-mpi.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo test --workspace --all-features
+cargo test --workspace --all-features --no-fail-fast

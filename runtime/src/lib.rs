@@ -39,7 +39,7 @@ pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
 pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
-pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};
+pub use sched::{BusyClock, BusyModel, Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
 pub use tensor::{Dtype, KvBlock, KvData, QShard};
