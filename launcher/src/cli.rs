@@ -158,6 +158,9 @@ pub struct RunArgs {
     /// Kernel thread scheduling.
     #[command(flatten)]
     pub sched: crate::sched_args::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::isa_arg::IsaArgs,
     /// DuoAttention: retrieval heads attend everything, streaming heads a sink + recent window.
     #[command(flatten)]
     pub duo: crate::duo_args::DuoArgs,

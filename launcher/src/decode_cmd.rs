@@ -72,6 +72,9 @@ pub struct DecodeArgs {
     /// Kernel thread scheduling.
     #[command(flatten)]
     pub sched: crate::sched_args::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::isa_arg::IsaArgs,
     /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
     #[command(flatten)]
     pub duo: crate::duo_args::DuoArgs,
@@ -101,6 +104,7 @@ impl DecodeArgs {
             tile_k: TileShape::default().k,
             inject_fault: None,
             sched: self.sched.clone(),
+            isa: self.isa,
             duo: self.duo.clone(),
         }
     }
@@ -134,6 +138,7 @@ impl DecodeArgs {
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
+    args.isa.isa.activate()?;
     let duo = args.duo.plan(args.kv_heads())?;
     let run_args = args.run_args();
     let decode = DecodeJob {

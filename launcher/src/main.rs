@@ -18,6 +18,7 @@ mod duo_cmd;
 #[cfg(test)]
 mod duo_tests;
 mod info;
+mod isa_arg;
 mod job;
 mod launch;
 mod local_backend;
@@ -117,6 +118,7 @@ fn allowed_cores() -> usize {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode, Error> {
+    args.isa.isa.activate()?;
     match backend::resolve(args.backend)? {
         Backend::Local => {
             let mut job = Job::from_args(args, allowed_cores())?;
