@@ -140,7 +140,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             (state, stats, bytes, 0)
         }
     };
-    let fin = state.finalize();
+    // Finite inputs whose result f32 cannot hold end here with a typed error (exit 1).
+    let fin = state.finalize_checked(&q.positions)?;
     job.sched.save(&pool);
     let idle = Instant::now();
     comm.barrier()?;

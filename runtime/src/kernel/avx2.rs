@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::Micro;
+use super::driver::{row_step, Micro, RowStep};
+use crate::state::OVERFLOWED;
 
 /// Proof that this CPU has AVX2 and FMA.
 #[derive(Clone, Copy, Debug)]
@@ -185,28 +186,41 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
     let full = n - n % 8;
     let ptr = row.as_mut_ptr();
     let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut vnan = _mm256_setzero_ps();
     for j in (0..full).step_by(8) {
-        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(ptr.add(j)));
+        let x = _mm256_loadu_ps(ptr.add(j));
+        vnan = _mm256_or_ps(vnan, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+        vmax = _mm256_max_ps(vmax, x);
     }
     let row_max = row[full..].iter().copied().fold(hmax(vmax), f32::max);
-    if row_max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return 1.0;
-    }
-    let m_new = m.max(row_max * scale);
-    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
-    let c = scale * std::f32::consts::LOG2_E;
-    let offset = m_new * std::f32::consts::LOG2_E;
-    let (vc, voff) = (_mm256_set1_ps(c), _mm256_set1_ps(offset));
+    let nan = _mm256_movemask_ps(vnan) != 0 || row[full..].iter().any(|x| x.is_nan());
+    let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+        RowStep::Update { m_new, alpha } => (m_new, alpha),
+        step => {
+            row.fill(0.0);
+            if step == RowStep::Overflowed {
+                *m = OVERFLOWED;
+            }
+            return 1.0;
+        }
+    };
+    // (s·scale − m_new)·log₂e, the product rounded first: ≤ 0 for every score (see row_step).
+    let log2e = std::f32::consts::LOG2_E;
+    let (vscale, vm, vl) = (
+        _mm256_set1_ps(scale),
+        _mm256_set1_ps(m_new),
+        _mm256_set1_ps(log2e),
+    );
     let mut vsum = _mm256_setzero_ps();
     for j in (0..full).step_by(8) {
-        let e = exp2(_mm256_fmsub_ps(_mm256_loadu_ps(ptr.add(j)), vc, voff));
+        let y = _mm256_mul_ps(_mm256_loadu_ps(ptr.add(j)), vscale);
+        let e = exp2(_mm256_mul_ps(_mm256_sub_ps(y, vm), vl));
         _mm256_storeu_ps(ptr.add(j), e);
         vsum = _mm256_add_ps(vsum, e);
     }
     let mut sum = hsum(vsum);
     for x in &mut row[full..] {
-        *x = x.mul_add(c, -offset).exp2();
+        *x = ((*x * scale - m_new) * log2e).exp2();
         sum += *x;
     }
     *l = *l * alpha + sum;

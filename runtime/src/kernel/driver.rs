@@ -43,6 +43,40 @@ pub(crate) trait Micro: Copy + Send + Sync {
     );
 }
 
+/// What one online-softmax step does with a row of raw scores, decided from the row's max.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum RowStep {
+    /// Every key blocked: the row becomes zeros, the state is unchanged, alpha = 1.
+    Blocked,
+    /// A score is +∞ or NaN (Q·K beyond f32): the row becomes zeros, the running max becomes
+    /// [`OVERFLOWED`](crate::state::OVERFLOWED), alpha = 1. No `exp(∞ − ∞)` is ever formed.
+    Overflowed,
+    /// The new running max and the accumulator factor `exp(m_old − m_new)`.
+    Update {
+        /// `max(m_old, row_max · scale)`.
+        m_new: f32,
+        /// Exactly 1 when the max did not move.
+        alpha: f32,
+    },
+}
+
+/// The step for a row whose largest raw score is `row_max` (`nan`: some score is NaN), with
+/// running max `m`. Every path's softmax then computes `exp((s·scale) − m_new)` as a rounded
+/// product minus `m_new` (never fused): rounding is monotone, so the argument is ≤ 0 for every
+/// finite score however large (4e12 or −4e20), and exp never overflows.
+pub(crate) fn row_step(row_max: f32, nan: bool, scale: f32, m: f32) -> RowStep {
+    if nan || row_max == f32::INFINITY {
+        return RowStep::Overflowed;
+    }
+    if row_max == f32::NEG_INFINITY {
+        return RowStep::Blocked;
+    }
+    let m_new = m.max(row_max * scale);
+    // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
+    let alpha = if m_new == m { 1.0 } else { (m - m_new).exp() };
+    RowStep::Update { m_new, alpha }
+}
+
 /// Blanks the forbidden scores of Partial tiles: whole ranges per row from
 /// [`Mask::blocked_key_ranges`], no branch per element. Keeps the positions of the item's query
 /// rows (filled on its first Partial tile) and of the current key tile.

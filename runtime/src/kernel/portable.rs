@@ -1,7 +1,8 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::Micro;
+use super::driver::{row_step, Micro, RowStep};
+use crate::state::OVERFLOWED;
 
 /// Micro-kernels in safe, portable Rust.
 #[derive(Clone, Copy, Debug)]
@@ -24,12 +25,17 @@ impl Micro for Portable {
 
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
         let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if row_max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            return 1.0;
-        }
-        let m_new = m.max(row_max * scale);
-        let alpha = (*m - m_new).exp();
+        let nan = row.iter().any(|x| x.is_nan());
+        let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+            RowStep::Update { m_new, alpha } => (m_new, alpha),
+            step => {
+                row.fill(0.0);
+                if step == RowStep::Overflowed {
+                    *m = OVERFLOWED;
+                }
+                return 1.0;
+            }
+        };
         let mut sum = 0.0f32;
         for x in row.iter_mut() {
             *x = (*x * scale - m_new).exp();
