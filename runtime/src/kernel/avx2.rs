@@ -8,8 +8,9 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{row_step, Micro, RowStep};
+use super::driver::{pack_v_f32, row_step, Micro, RowStep};
 use crate::state::OVERFLOWED;
+use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX2 and FMA.
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +29,20 @@ impl Avx2 {
 impl Micro for Avx2 {
     const LANES: usize = 8;
     const ISA: super::Isa = super::Isa::Avx2;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(

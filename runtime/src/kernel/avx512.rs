@@ -15,8 +15,9 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{row_step, Micro, RowStep};
+use super::driver::{pack_v_f32, row_step, Micro, RowStep};
 use crate::state::OVERFLOWED;
+use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F; the only way to reach the kernels below.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +35,20 @@ impl Avx512 {
 impl Micro for Avx512 {
     const LANES: usize = 16;
     const ISA: super::Isa = super::Isa::Avx512;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(

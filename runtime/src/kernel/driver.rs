@@ -18,6 +18,28 @@ pub(crate) trait Micro: Copy + Send + Sync {
     /// The instruction set these micro-kernels use (names the scheduler's kernel class).
     const ISA: super::Isa;
 
+    /// Element of packed V: f32 rows, or (bf16 path) a u32 holding the bf16 values of two
+    /// consecutive keys at one column.
+    type V: Copy + Default + Send + Sync;
+
+    /// Keys per packed V element along the key axis (1 for f32 rows, 2 for bf16 key pairs).
+    /// Packed V of one KV head is `rows.div_ceil(KEYS_PER_V) × d` elements.
+    const KEYS_PER_V: usize = 1;
+
+    /// Packs rows `start..start + nk` of head `head` of `v` (`rows` rows per head) into `dst`
+    /// (`nk.div_ceil(KEYS_PER_V) × d` elements).
+    #[allow(clippy::too_many_arguments)]
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        nk: usize,
+        d: usize,
+        dst: &mut [Self::V],
+    );
+
     /// `s[i·ld + j] = Σ_p q[i·d + p] · kt[p·ld + j]` for `i < nq`, `j < ld` (`ld` a multiple of
     /// `LANES`; columns past the real keys are zero-padded in `kt`).
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]);
@@ -36,11 +58,23 @@ pub(crate) trait Micro: Copy + Send + Sync {
         ld: usize,
         nq: usize,
         nk: usize,
-        v: &[f32],
+        v: &[Self::V],
         d: usize,
         alpha: &[f32],
         acc: &mut [f32],
     );
+}
+
+/// [`Micro::pack_v`] of the f32 paths: the rows as f32 (bf16 widened).
+pub(crate) fn pack_v_f32(
+    v: &KvData,
+    head: usize,
+    rows: usize,
+    start: usize,
+    d: usize,
+    dst: &mut [f32],
+) {
+    v.read_f32((head * rows + start) * d, dst);
 }
 
 /// What one online-softmax step does with a row of raw scores, decided from the row's max.
@@ -179,20 +213,27 @@ impl Scratch {
 
 /// K and V of a whole block prepared once per call. K for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
 /// panel ([`pack_transposed`]), so items read ready panels instead of each repacking them.
-pub(crate) struct PackedK {
+pub(crate) struct PackedK<V = f32> {
     data: AlignedBuf,
     /// V of the block as f32 in one 64-byte-aligned buffer (same `[kv_heads][rows][dim]`
     /// order): full-width loads of V rows never split a cache line, and bf16 V is widened once
     /// per call instead of once per (item, tile).
-    v: AlignedBuf,
+    v: AlignedBuf<V>,
+    /// Packed V elements per KV head.
+    v_head: usize,
     ld: usize,
     panel: usize,
     tiles_per_head: usize,
 }
 
-impl PackedK {
+impl<V: Copy + Default + Send + Sync> PackedK<V> {
     /// Packs every key tile of every KV head of `kv` and copies V, on the threads of `pool`.
-    pub(crate) fn new<M: Micro, E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) -> Self {
+    pub(crate) fn new<M: Micro<V = V>, E: Executor>(
+        micro: M,
+        kv: &KvBlock,
+        tile: TileShape,
+        pool: &E,
+    ) -> Self {
         let (rows, d) = (kv.rows(), kv.dim);
         let ld = tile.k.next_multiple_of(M::LANES);
         let tiles_per_head = rows.div_ceil(tile.k);
@@ -216,16 +257,27 @@ impl PackedK {
                 pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
             },
         );
-        let mut v = AlignedBuf::zeroed(kv.v.len());
-        let chunk = (tile.k * d).max(1);
-        let mut chunks: Vec<(usize, &mut [f32])> =
-            v.as_mut_slice().chunks_mut(chunk).enumerate().collect();
-        pool.run("pack", &mut chunks, &|_| 1.0, &|| (), &|(), (i, dst)| {
-            kv.v.read_f32(*i * chunk, dst)
+        // V per (KV head, key tile); tile.k is a multiple of KEYS_PER_V, so tiles start on
+        // whole packed elements.
+        let kp = M::KEYS_PER_V;
+        let v_head = rows.div_ceil(kp) * d;
+        let mut v = AlignedBuf::<V>::zeroed(kv.kv_heads * v_head);
+        let mut chunks: Vec<(usize, &mut [V])> = Vec::new();
+        for (head, dst) in v.as_mut_slice().chunks_mut(v_head.max(1)).enumerate() {
+            let per_tile = (tile.k / kp * d).max(1);
+            for (t, dst) in dst.chunks_mut(per_tile).enumerate() {
+                chunks.push((head * tiles_per_head + t, dst));
+            }
+        }
+        pool.run("pack", &mut chunks, &|_| 1.0, &|| (), &|(), (idx, dst)| {
+            let (head, t) = (*idx / tiles_per_head, *idx % tiles_per_head);
+            let ka = t * tile.k;
+            micro.pack_v(&kv.v, head, rows, ka, tile.k.min(rows - ka), d, dst);
         });
         PackedK {
             data,
             v,
+            v_head,
             ld,
             panel,
             tiles_per_head,
@@ -244,7 +296,7 @@ pub(crate) fn process_item<M: Micro>(
     micro: M,
     q: &QShard,
     kv: &KvBlock,
-    packed: &PackedK,
+    packed: &PackedK<M::V>,
     mask: Mask,
     tile: TileShape,
     item: &mut Item<'_>,
@@ -252,7 +304,7 @@ pub(crate) fn process_item<M: Micro>(
 ) -> TileCounts {
     let dim = q.dim;
     let scale = 1.0 / (dim as f32).sqrt();
-    let (q_rows, k_rows) = (q.rows(), kv.rows());
+    let q_rows = q.rows();
     let (qa, nq) = (item.q_start, item.m.len());
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
@@ -267,8 +319,9 @@ pub(crate) fn process_item<M: Micro>(
         for (i, row) in scores.chunks_mut(ld).enumerate() {
             s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
         }
-        let v_start = (kv_head * k_rows + ka) * dim;
-        let v_tile = &packed.v.as_slice()[v_start..v_start + nk * dim];
+        let kp = M::KEYS_PER_V;
+        let v_start = kv_head * packed.v_head + ka / kp * dim;
+        let v_tile = &packed.v.as_slice()[v_start..v_start + nk.div_ceil(kp) * dim];
         micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
     }
     counts

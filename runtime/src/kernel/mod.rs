@@ -17,6 +17,8 @@ mod amx;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
 mod driver;
 mod isa;
 mod peak;
@@ -183,6 +185,13 @@ pub fn attend_with<E: Executor>(
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
+            // bf16 K/V: P·V on vdpbf16ps where the CPU has AVX512-BF16 (key pairs need an even
+            // key tile).
+            let bf16 = avx512_bf16::Avx512Bf16::new()
+                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
+            if let Some(micro) = bf16 {
+                return run_items(micro, q, kv, mask, tile, state, pool);
+            }
             if let Some(micro) = avx512::Avx512::new() {
                 return run_items(micro, q, kv, mask, tile, state, pool);
             }
@@ -210,7 +219,7 @@ fn run_items<M: Micro, E: Executor>(
     run_path(
         M::ISA,
         (q, kv, mask, tile, state, pool),
-        |tile| PackedK::new::<M, E>(kv, tile, pool),
+        |tile| PackedK::new(micro, kv, tile, pool),
         |tile| Scratch::new::<M>(tile),
         |packed, tile, item, scratch| process_item(micro, q, kv, packed, mask, tile, item, scratch),
     )

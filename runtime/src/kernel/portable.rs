@@ -1,8 +1,9 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::{row_step, Micro, RowStep};
+use super::driver::{pack_v_f32, row_step, Micro, RowStep};
 use crate::state::OVERFLOWED;
+use crate::tensor::KvData;
 
 /// Micro-kernels in safe, portable Rust.
 #[derive(Clone, Copy, Debug)]
@@ -11,6 +12,20 @@ pub(crate) struct Portable;
 impl Micro for Portable {
     const LANES: usize = 8;
     const ISA: super::Isa = super::Isa::Portable;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         for (q_row, s_row) in q.chunks_exact(d).zip(s.chunks_exact_mut(ld)).take(nq) {
