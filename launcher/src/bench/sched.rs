@@ -24,7 +24,7 @@ use crate::output::write_json;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples (BENCHMARKS.md):\n  \
     ringattn bench sched --slow-cores 1:2 --calls 50 --json -\n  \
-    taskset -c 1 sh -c 'while :; do :; done' & ringattn bench sched --calls 50; kill %1\n  \
+    ringattn bench sched --busy-neighbour --calls 50   (a spinning process on the last core)\n  \
     ringattn bench sched --calls 50            (idle machine: hybrid vs static overhead)")]
 pub struct SchedBenchArgs {
     /// Kernel calls per scheduler.
@@ -48,6 +48,13 @@ pub struct SchedBenchArgs {
     /// TESTING AID: the thread on CPU does FACTOR× the work per item (e.g. `1:2`).
     #[arg(long, value_name = "CPU:FACTOR,...")]
     pub slow_cores: Option<String>,
+    /// Run a spinning process of the bench's own (its own session, so autogroup scheduling
+    /// treats it as another job) on CPU [default: the last pinned core] for the whole bench.
+    #[arg(long, value_name = "CPU", num_args = 0..=1, default_missing_value = "last")]
+    pub busy_neighbour: Option<String>,
+    /// Internal: be the busy neighbour (pin to CPU and spin until killed).
+    #[arg(long, value_name = "CPU", hide = true)]
+    pub spin_on: Option<usize>,
     /// Weight of the old ratio per hybrid update.
     #[arg(long, default_value_t = ringattn_runtime::sched::ratios::DEFAULT_ALPHA)]
     pub sched_alpha: f64,
@@ -75,6 +82,10 @@ pub struct SchedBenchResult {
     pub calls: usize,
     /// `--slow-cores` as given.
     pub slow_cores: Option<String>,
+    /// CPU of the busy neighbour (`--busy-neighbour`), if one ran.
+    pub busy_neighbour: Option<usize>,
+    /// rayon_s / hybrid_s (≥ 1: hybrid at least as fast as work stealing).
+    pub rayon_over_hybrid: f64,
     /// Total seconds of the hybrid scheduler's calls.
     pub hybrid_s: f64,
     /// Total seconds under the static split.
@@ -99,6 +110,9 @@ pub struct SchedBenchResult {
 
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    if let Some(cpu) = args.spin_on {
+        super::neighbour::spin(cpu);
+    }
     let threads = args.threads.unwrap_or(allowed_cores.max(1));
     if [args.calls, args.seq, args.heads, args.head_dim, threads].contains(&0) {
         return Err(Error::config(
@@ -115,6 +129,19 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
             "--threads {threads}: only {allowed_cores} cores are allowed; bench sched pins one thread per core"
         )));
     }
+    let neighbour = match args.busy_neighbour.as_deref() {
+        None => None,
+        Some("last") => Some(*cores.last().expect("at least one core")),
+        Some(cpu) => Some(cpu.parse::<usize>().map_err(|_| {
+            Error::config(format!(
+                "--busy-neighbour: expected a CPU number, got '{cpu}'"
+            ))
+        })?),
+    };
+    // Started before the single-core timings, so the ideal time includes it; stopped on drop.
+    let _neighbour = neighbour
+        .map(super::neighbour::Neighbour::start)
+        .transpose()?;
     let make = |kind, cores: Vec<usize>| {
         Scheduler::new(SchedConfig {
             kind,
@@ -168,6 +195,8 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         cores,
         calls: args.calls,
         slow_cores: args.slow_cores.clone(),
+        busy_neighbour: neighbour,
+        rayon_over_hybrid: totals[2] / totals[0],
         hybrid_s: totals[0],
         static_s: totals[1],
         rayon_s: totals[2],
@@ -239,7 +268,7 @@ fn bar(len: usize) -> ProgressBar {
 
 fn print_summary(r: &SchedBenchResult) {
     println!(
-        "N={} H={} D={}{} threads={} cores={:?} calls={} slow={}",
+        "N={} H={} D={}{} threads={} cores={:?} calls={} slow={} busy neighbour={}",
         r.seq,
         r.heads,
         r.head_dim,
@@ -247,7 +276,9 @@ fn print_summary(r: &SchedBenchResult) {
         r.threads,
         r.cores,
         r.calls,
-        r.slow_cores.as_deref().unwrap_or("none")
+        r.slow_cores.as_deref().unwrap_or("none"),
+        r.busy_neighbour
+            .map_or("none".to_string(), |c| format!("cpu {c}"))
     );
     println!(
         "  hybrid  {:>9.3} s  ({:.3}× ideal)",
@@ -257,7 +288,10 @@ fn print_summary(r: &SchedBenchResult) {
         "  static  {:>9.3} s  ({:.3}× hybrid)",
         r.static_s, r.static_over_hybrid
     );
-    println!("  rayon   {:>9.3} s", r.rayon_s);
+    println!(
+        "  rayon   {:>9.3} s  ({:.3}× hybrid)",
+        r.rayon_s, r.rayon_over_hybrid
+    );
     println!(
         "  ideal   {:>9.3} s  (single-core s per call: {:?})",
         r.ideal_s, r.single_core_s
