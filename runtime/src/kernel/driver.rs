@@ -4,6 +4,8 @@
 //! The arithmetic is delegated to a [`Micro`] implementation (portable, AVX2, AVX-512), so the
 //! tile logic exists once and the SIMD code stays small.
 
+use std::sync::Mutex;
+
 use crate::mask::{Mask, TileClass};
 use crate::tensor::{KvBlock, KvData, QShard};
 
@@ -20,7 +22,7 @@ pub(crate) trait Micro: Copy + Send + Sync {
 
     /// Element of packed V: f32 rows, or (bf16 path) a u32 holding the bf16 values of two
     /// consecutive keys at one column.
-    type V: Copy + Default + Send + Sync;
+    type V: Pooled + Sync;
 
     /// Keys per packed V element along the key axis (1 for f32 rows, 2 for bf16 key pairs).
     /// Packed V of one KV head is `rows.div_ceil(KEYS_PER_V) × d` elements.
@@ -213,7 +215,7 @@ impl Scratch {
 
 /// K and V of a whole block prepared once per call. K for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
 /// panel ([`pack_transposed`]), so items read ready panels instead of each repacking them.
-pub(crate) struct PackedK<V = f32> {
+pub(crate) struct PackedK<V: Pooled = f32> {
     data: AlignedBuf,
     /// V of the block as f32 in one 64-byte-aligned buffer (same `[kv_heads][rows][dim]`
     /// order): full-width loads of V rows never split a cache line, and bf16 V is widened once
@@ -226,7 +228,7 @@ pub(crate) struct PackedK<V = f32> {
     tiles_per_head: usize,
 }
 
-impl<V: Copy + Default + Send + Sync> PackedK<V> {
+impl<V: Pooled + Sync> PackedK<V> {
     /// Packs every key tile of every KV head of `kv` and copies V, on the threads of `pool`.
     pub(crate) fn new<M: Micro<V = V>, E: Executor>(
         micro: M,
@@ -238,7 +240,8 @@ impl<V: Copy + Default + Send + Sync> PackedK<V> {
         let ld = tile.k.next_multiple_of(M::LANES);
         let tiles_per_head = rows.div_ceil(tile.k);
         let panel = d * ld;
-        let mut data = AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel);
+        // Every element is written below (panels include their zero padding).
+        let mut data = AlignedBuf::reused(kv.kv_heads * tiles_per_head * panel);
         let mut panels: Vec<(usize, &mut [f32])> = data
             .as_mut_slice()
             .chunks_mut(panel.max(1))
@@ -261,7 +264,7 @@ impl<V: Copy + Default + Send + Sync> PackedK<V> {
         // whole packed elements.
         let kp = M::KEYS_PER_V;
         let v_head = rows.div_ceil(kp) * d;
-        let mut v = AlignedBuf::<V>::zeroed(kv.kv_heads * v_head);
+        let mut v = AlignedBuf::<V>::reused(kv.kv_heads * v_head);
         let mut chunks: Vec<(usize, &mut [V])> = Vec::new();
         for (head, dst) in v.as_mut_slice().chunks_mut(v_head.max(1)).enumerate() {
             let per_tile = (tile.k / kp * d).max(1);
@@ -327,20 +330,61 @@ pub(crate) fn process_item<M: Micro>(
     counts
 }
 
-/// A buffer (f32 unless said otherwise) whose first element sits on a 64-byte boundary, so rows whose length is a
-/// multiple of 16 floats never split a cache line on a full-width vector load (a split load
-/// costs two load slots). Safe: it over-allocates and starts at the aligned offset.
-pub(crate) struct AlignedBuf<T = f32> {
+/// Element types of [`AlignedBuf`]: each has a process-wide pool of released storage, so the
+/// K/V packing of every ring step and every call reuses memory that is already mapped and
+/// touched instead of paying page faults for fresh zeroed allocations each time.
+pub(crate) trait Pooled: Copy + Default + Send + 'static {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
+}
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn pool() -> &'static Mutex<Vec<Vec<$t>>> {
+                static POOL: Mutex<Vec<Vec<$t>>> = Mutex::new(Vec::new());
+                &POOL
+            }
+        }
+    )*};
+}
+pooled!(f32, u16, u32);
+
+/// Released buffers kept per element type (the largest ones win).
+const POOL_KEEP: usize = 8;
+
+/// A buffer (f32 unless said otherwise) whose first element sits on a 64-byte boundary, so rows
+/// whose length is a multiple of 16 floats never split a cache line on a full-width vector load
+/// (a split load costs two load slots). Safe: it over-allocates and starts at the aligned offset.
+/// Its storage goes back to the type's pool when dropped.
+pub(crate) struct AlignedBuf<T: Pooled = f32> {
     storage: Vec<T>,
     offset: usize,
     len: usize,
 }
 
-impl<T: Copy + Default> AlignedBuf<T> {
+impl<T: Pooled> AlignedBuf<T> {
     /// `len` zeros, 64-byte aligned.
     pub(crate) fn zeroed(len: usize) -> Self {
+        let mut buf = Self::reused(len);
+        buf.as_mut_slice().fill(T::default());
+        buf
+    }
+
+    /// `len` elements, 64-byte aligned, holding whatever a released buffer held (initialised,
+    /// but not zero): for buffers the caller overwrites entirely. Takes the smallest pooled
+    /// storage that fits (and is at most twice the size), else allocates.
+    pub(crate) fn reused(len: usize) -> Self {
         let slack = 64 / std::mem::size_of::<T>().max(1);
-        let storage = vec![T::default(); len + slack];
+        let want = len + slack;
+        let mut storage = {
+            let mut pool = T::pool().lock().unwrap_or_else(|e| e.into_inner());
+            let best = (0..pool.len())
+                // At most twice the size: a small scratch must not take a large panel buffer.
+                .filter(|&i| (want..=2 * want).contains(&pool[i].capacity()))
+                .min_by_key(|&i| pool[i].capacity());
+            best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        };
+        storage.resize(want, T::default());
         let offset = storage.as_ptr().align_offset(64).min(slack);
         AlignedBuf {
             storage,
@@ -355,6 +399,24 @@ impl<T: Copy + Default> AlignedBuf<T> {
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.storage[self.offset..self.offset + self.len]
+    }
+}
+
+impl<T: Pooled> Drop for AlignedBuf<T> {
+    fn drop(&mut self) {
+        let storage = std::mem::take(&mut self.storage);
+        if storage.capacity() == 0 {
+            return;
+        }
+        let mut pool = T::pool().lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(storage);
+        if pool.len() > POOL_KEEP {
+            // Keep the largest: they serve every smaller request too.
+            let smallest = (0..pool.len()).min_by_key(|&i| pool[i].capacity());
+            if let Some(i) = smallest {
+                pool.swap_remove(i);
+            }
+        }
     }
 }
 
@@ -379,5 +441,35 @@ fn pack_transposed(k: &[f32], nk: usize, d: usize, ld: usize, kt: &mut [f32]) {
             *slot = k[j * d + p];
         }
         dst[nk..].fill(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_storage_is_reused_aligned_and_zeroed_on_request() {
+        // u16 buffers of an odd size no other test uses, so the pool is this test's.
+        let len = 123_457;
+        let mut a = AlignedBuf::<u16>::zeroed(len);
+        a.as_mut_slice().fill(7);
+        let ptr = a.as_slice().as_ptr();
+        drop(a);
+        let b = AlignedBuf::<u16>::reused(len);
+        assert_eq!(b.as_slice().as_ptr(), ptr, "the released storage came back");
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+        assert!(
+            b.as_slice().iter().all(|&x| x == 7),
+            "reused: contents kept"
+        );
+        drop(b);
+        let c = AlignedBuf::<u16>::zeroed(len - 5);
+        assert_eq!(c.as_slice().len(), len - 5);
+        assert!(c.as_slice().iter().all(|&x| x == 0), "zeroed: zeros");
+        // A much smaller request does not take the large storage.
+        drop(c);
+        let small = AlignedBuf::<u16>::reused(1000);
+        assert_ne!(small.as_slice().as_ptr(), ptr);
     }
 }
