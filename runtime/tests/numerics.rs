@@ -245,6 +245,35 @@ fn overflowing_scores_and_sums_are_typed_errors_never_nan_results() {
         merged.merge(&run(&case("overflow", 8, 16, Mask::Causal, 4), Isa::Portable, &f).0);
         assert!(merged.finalize_checked(&q.positions).is_err());
     }
+    // One key whose products overflow with both signs (q·k = ∞ − ∞ = NaN in f32) among
+    // ordinary keys: the row max stays finite, the NaN shows in the row sum on every path.
+    let h = |t, _h, p: usize, i: usize| match t {
+        TensorKind::Q if p == 6 => 1e20f32,
+        TensorKind::Q => 1.0,
+        TensorKind::K if p == 3 => {
+            if i.is_multiple_of(2) {
+                1e20
+            } else {
+                -1e20
+            }
+        }
+        TensorKind::K => 1.0,
+        TensorKind::V => 1.0,
+    };
+    for isa in Isa::available() {
+        for tile in [4, 8] {
+            let (state, q, _) = run(&case("nan score", 8, 16, Mask::None, tile), isa, &h);
+            match state.finalize_checked(&q.positions) {
+                Err(Error::Overflow {
+                    tensor,
+                    head,
+                    position,
+                    ..
+                }) => assert_eq!((tensor, head, position), ("scores", 0, 6), "{isa:?}"),
+                other => panic!("{isa:?} tile {tile}: {other:?}"),
+            }
+        }
+    }
     // V near f32::MAX: the weighted sum of 8 rows exceeds f32.
     let g = |t, _h, _p, _i| match t {
         TensorKind::V => 3e38f32,

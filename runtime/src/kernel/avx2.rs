@@ -8,8 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{pack_v_f32, row_step, Micro, RowStep};
-use crate::state::OVERFLOWED;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX2 and FMA.
@@ -155,14 +154,16 @@ unsafe fn qk_block<const MR: usize, const NC: usize>(
     }
 }
 
-/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0, NaN lanes NaN.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn exp2(x: __m256) -> __m256 {
     const C: [f32; 6] = super::EXP2_TAYLOR;
     let floor = _mm256_set1_ps(-126.0);
-    let valid = _mm256_cmp_ps::<_CMP_GE_OQ>(x, floor);
-    let x = _mm256_max_ps(x, floor);
+    // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
+    // (x) when one is NaN.
+    let valid = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, floor);
+    let x = _mm256_max_ps(floor, x);
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm256_sub_ps(x, n);
     let mut p = _mm256_set1_ps(C[5]);
@@ -201,22 +202,19 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
     let full = n - n % 8;
     let ptr = row.as_mut_ptr();
     let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-    let mut vnan = _mm256_setzero_ps();
     for j in (0..full).step_by(8) {
-        let x = _mm256_loadu_ps(ptr.add(j));
-        vnan = _mm256_or_ps(vnan, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
-        vmax = _mm256_max_ps(vmax, x);
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(ptr.add(j)));
     }
     let row_max = row[full..].iter().copied().fold(hmax(vmax), f32::max);
-    let nan = _mm256_movemask_ps(vnan) != 0 || row[full..].iter().any(|x| x.is_nan());
-    let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+    let (m_new, alpha) = match row_step(row_max, scale, *m) {
         RowStep::Update { m_new, alpha } => (m_new, alpha),
         step => {
             row.fill(0.0);
-            if step == RowStep::Overflowed {
-                *m = OVERFLOWED;
-            }
-            return 1.0;
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
         }
     };
     // (s·scale − m_new)·log₂e, the product rounded first: ≤ 0 for every score (see row_step).
@@ -237,6 +235,11 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
     for x in &mut row[full..] {
         *x = ((*x * scale - m_new) * log2e).exp2();
         sum += *x;
+    }
+    if !sum.is_finite() {
+        // A NaN score (exp2 propagates it): Q·K left the f32 range.
+        row.fill(0.0);
+        return overflowed(m);
     }
     *l = *l * alpha + sum;
     *m = m_new;

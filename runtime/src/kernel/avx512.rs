@@ -15,8 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{pack_v_f32, row_step, Micro, RowStep};
-use crate::state::OVERFLOWED;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F; the only way to reach the kernels below.
@@ -180,13 +179,16 @@ pub(crate) fn lanes(n: usize) -> __mmask16 {
     }
 }
 
-/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0, NaN lanes give NaN (so a
+/// NaN score shows in the row sum).
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
     const C: [f32; 6] = super::EXP2_TAYLOR;
-    let valid = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-126.0));
-    let x = _mm512_max_ps(x, _mm512_set1_ps(-126.0));
+    // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
+    // (x) when one is NaN.
+    let valid = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-126.0));
+    let x = _mm512_max_ps(_mm512_set1_ps(-126.0), x);
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm512_sub_ps(x, n);
     let mut p = _mm512_set1_ps(C[5]);
@@ -197,20 +199,21 @@ pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
     _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n))
 }
 
-/// The largest of `row[..n]` and whether any of them is NaN.
+/// The largest of `row[..n]`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) unsafe fn row_max_nan(row: *const f32, n: usize) -> (f32, bool) {
+pub(crate) unsafe fn row_max(row: *const f32, n: usize) -> f32 {
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (mut vmax, mut nan) = (neg_inf, 0 as __mmask16);
+    let mut vmax = neg_inf;
     let mut j = 0;
     while j < n {
-        let x = _mm512_mask_loadu_ps(neg_inf, lanes(n - j), row.add(j));
-        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-        vmax = _mm512_max_ps(vmax, x);
+        vmax = _mm512_max_ps(
+            vmax,
+            _mm512_mask_loadu_ps(neg_inf, lanes(n - j), row.add(j)),
+        );
         j += 16;
     }
-    (_mm512_reduce_max_ps(vmax), nan != 0)
+    _mm512_reduce_max_ps(vmax)
 }
 
 /// The `exp2` argument of raw scores `s`: `(s·scale − m)·log₂e` with the product rounded before
@@ -224,15 +227,15 @@ pub(crate) unsafe fn exp2_arg(s: __m512, scale: __m512, m: __m512, log2e: __m512
 #[target_feature(enable = "avx512f")]
 unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (row_max, nan) = row_max_nan(row, n);
-    let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+    let (m_new, alpha) = match row_step(row_max(row, n), scale, *m) {
         RowStep::Update { m_new, alpha } => (m_new, alpha),
         step => {
             std::ptr::write_bytes(row, 0, n);
-            if step == RowStep::Overflowed {
-                *m = OVERFLOWED;
-            }
-            return 1.0;
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
         }
     };
     let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
@@ -252,7 +255,12 @@ unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut 
         vsum = _mm512_add_ps(vsum, e);
         j += 16;
     }
-    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    let sum = _mm512_reduce_add_ps(vsum);
+    if !sum.is_finite() {
+        std::ptr::write_bytes(row, 0, n);
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
     *m = m_new;
     alpha
 }

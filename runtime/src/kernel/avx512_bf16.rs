@@ -20,9 +20,8 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp2, exp2_arg, lanes, row_max_nan, Avx512};
-use super::driver::{row_step, Micro, RowStep};
-use crate::state::OVERFLOWED;
+use super::avx512::{exp2, exp2_arg, lanes, row_max, Avx512};
+use super::driver::{overflowed, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F and AVX512-BF16; the only way to reach the kernels below.
@@ -123,15 +122,15 @@ impl Micro for Avx512Bf16 {
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (row_max, nan) = row_max_nan(row, n);
-    let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+    let (m_new, alpha) = match row_step(row_max(row, n), scale, *m) {
         RowStep::Update { m_new, alpha } => (m_new, alpha),
         step => {
             std::ptr::write_bytes(row, 0, n);
-            if step == RowStep::Overflowed {
-                *m = OVERFLOWED;
-            }
-            return 1.0;
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
         }
     };
     let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
@@ -158,7 +157,12 @@ unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: 
         vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
         j += 32;
     }
-    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    let sum = _mm512_reduce_add_ps(vsum);
+    if !sum.is_finite() {
+        std::ptr::write_bytes(row, 0, n);
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
     *m = m_new;
     alpha
 }

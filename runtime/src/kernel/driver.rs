@@ -96,12 +96,13 @@ pub(crate) enum RowStep {
     },
 }
 
-/// The step for a row whose largest raw score is `row_max` (`nan`: some score is NaN), with
-/// running max `m`. Every path's softmax then computes `exp((s·scale) − m_new)` as a rounded
+/// The step for a row whose largest raw score is `row_max`, with running max `m`. (A NaN score
+/// that the max skipped shows up as a non-finite row sum: the paths' `exp2` propagates NaN, and
+/// a finite row sums to at most its length; each path then calls [`overflowed`].) Every path's softmax then computes `exp((s·scale) − m_new)` as a rounded
 /// product minus `m_new` (never fused): rounding is monotone, so the argument is ≤ 0 for every
 /// finite score however large (4e12 or −4e20), and exp never overflows.
-pub(crate) fn row_step(row_max: f32, nan: bool, scale: f32, m: f32) -> RowStep {
-    if nan || row_max == f32::INFINITY {
+pub(crate) fn row_step(row_max: f32, scale: f32, m: f32) -> RowStep {
+    if row_max.is_nan() || row_max == f32::INFINITY {
         return RowStep::Overflowed;
     }
     if row_max == f32::NEG_INFINITY {
@@ -111,6 +112,13 @@ pub(crate) fn row_step(row_max: f32, nan: bool, scale: f32, m: f32) -> RowStep {
     // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
     let alpha = if m_new == m { 1.0 } else { (m - m_new).exp() };
     RowStep::Update { m_new, alpha }
+}
+
+/// Marks the row's state [`OVERFLOWED`](crate::state::OVERFLOWED) (its probabilities must be
+/// zeroed by the caller) and returns alpha = 1.
+pub(crate) fn overflowed(m: &mut f32) -> f32 {
+    *m = crate::state::OVERFLOWED;
+    1.0
 }
 
 /// Blanks the forbidden scores of Partial tiles: whole ranges per row from

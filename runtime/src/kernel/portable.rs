@@ -1,8 +1,7 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::{pack_v_f32, row_step, Micro, RowStep};
-use crate::state::OVERFLOWED;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Micro-kernels in safe, portable Rust.
@@ -40,21 +39,25 @@ impl Micro for Portable {
 
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
         let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let nan = row.iter().any(|x| x.is_nan());
-        let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+        let (m_new, alpha) = match row_step(row_max, scale, *m) {
             RowStep::Update { m_new, alpha } => (m_new, alpha),
             step => {
                 row.fill(0.0);
-                if step == RowStep::Overflowed {
-                    *m = OVERFLOWED;
-                }
-                return 1.0;
+                return if step == RowStep::Overflowed {
+                    overflowed(m)
+                } else {
+                    1.0
+                };
             }
         };
         let mut sum = 0.0f32;
         for x in row.iter_mut() {
             *x = (*x * scale - m_new).exp();
             sum += *x;
+        }
+        if !sum.is_finite() {
+            row.fill(0.0);
+            return overflowed(m);
         }
         *l = *l * alpha + sum;
         *m = m_new;

@@ -227,21 +227,21 @@ pub(crate) unsafe fn softmax_split_row(
     l: &mut f32,
     dst: [*mut u16; PARTS],
 ) -> f32 {
-    use super::super::avx512::{exp2_arg, row_max_nan};
-    use super::super::driver::{row_step, RowStep};
+    use super::super::avx512::{exp2_arg, row_max};
+    use super::super::driver::{overflowed, row_step, RowStep};
     use std::arch::x86_64::*;
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (row_max, nan) = row_max_nan(row, nk);
-    let (m_new, alpha) = match row_step(row_max, nan, scale, *m) {
+    let (m_new, alpha) = match row_step(row_max(row, nk), scale, *m) {
         RowStep::Update { m_new, alpha } => (m_new, alpha),
         step => {
             for d in dst {
                 std::ptr::write_bytes(d, 0, cols);
             }
-            if step == RowStep::Overflowed {
-                *m = crate::state::OVERFLOWED;
-            }
-            return 1.0;
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
         }
     };
     let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
@@ -286,7 +286,15 @@ pub(crate) unsafe fn softmax_split_row(
         }
         j += 32;
     }
-    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    let sum = _mm512_reduce_add_ps(vsum);
+    if !sum.is_finite() {
+        // A NaN score (exp2 propagates it): Q·K left the f32 range.
+        for d in dst {
+            std::ptr::write_bytes(d, 0, cols);
+        }
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
     *m = m_new;
     alpha
 }
