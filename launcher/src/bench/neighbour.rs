@@ -11,9 +11,28 @@ use ringattn_runtime::{Error, Result};
 /// The running neighbour; killed and reaped on drop.
 pub struct Neighbour {
     child: Child,
+    /// The CPU it spins on.
+    pub cpu: usize,
 }
 
 impl Neighbour {
+    /// The neighbour `--busy-neighbour` asks for: none without the flag, on the last of
+    /// `cores` for `last` (the flag without a value), else on the CPU given.
+    pub fn from_arg(arg: Option<&str>, cores: &[usize]) -> Result<Option<Neighbour>> {
+        let cpu = match arg {
+            None => return Ok(None),
+            Some("last") => *cores
+                .last()
+                .ok_or_else(|| Error::config("--busy-neighbour: no core to run it on"))?,
+            Some(cpu) => cpu.parse::<usize>().map_err(|_| {
+                Error::config(format!(
+                    "--busy-neighbour: expected a CPU number, got '{cpu}'"
+                ))
+            })?,
+        };
+        Neighbour::start(cpu).map(Some)
+    }
+
     /// Starts `ringattn bench sched --spin-on CPU` (this executable), under `setsid` when the
     /// system has it.
     pub fn start(cpu: usize) -> Result<Neighbour> {
@@ -41,7 +60,7 @@ impl Neighbour {
                 context: "starting the busy neighbour".into(),
                 source: e,
             })?;
-        Ok(Neighbour { child })
+        Ok(Neighbour { child, cpu })
     }
 }
 

@@ -129,19 +129,8 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
             "--threads {threads}: only {allowed_cores} cores are allowed; bench sched pins one thread per core"
         )));
     }
-    let neighbour = match args.busy_neighbour.as_deref() {
-        None => None,
-        Some("last") => Some(*cores.last().expect("at least one core")),
-        Some(cpu) => Some(cpu.parse::<usize>().map_err(|_| {
-            Error::config(format!(
-                "--busy-neighbour: expected a CPU number, got '{cpu}'"
-            ))
-        })?),
-    };
     // Started before the single-core timings, so the ideal time includes it; stopped on drop.
-    let _neighbour = neighbour
-        .map(super::neighbour::Neighbour::start)
-        .transpose()?;
+    let neighbour = super::neighbour::Neighbour::from_arg(args.busy_neighbour.as_deref(), &cores)?;
     let make = |kind, cores: Vec<usize>| {
         Scheduler::new(SchedConfig {
             kind,
@@ -167,19 +156,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         make(SchedKind::Static, cores.clone())?,
         make(SchedKind::Rayon, cores.clone())?,
     ];
-    let mut totals = [0.0f64; 3];
-    let mut hybrid_call_s = Vec::with_capacity(args.calls);
-    for call in 0..args.calls {
-        bar.set_message(format!("call {}/{}", call + 1, args.calls));
-        for (i, s) in scheds.iter().enumerate() {
-            let t = inputs.call(s);
-            totals[i] += t;
-            if i == 0 {
-                hybrid_call_s.push(t);
-            }
-            bar.inc(1);
-        }
-    }
+    let (totals, hybrid_call_s) = interleaved(&scheds, args.calls, &inputs, &bar);
     bar.finish_and_clear();
     let last = scheds[0].last_call();
     let busy = &last.busy_s;
@@ -195,7 +172,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         cores,
         calls: args.calls,
         slow_cores: args.slow_cores.clone(),
-        busy_neighbour: neighbour,
+        busy_neighbour: neighbour.as_ref().map(|n| n.cpu),
         rayon_over_hybrid: totals[2] / totals[0],
         hybrid_s: totals[0],
         static_s: totals[1],
@@ -213,6 +190,30 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         None => print_summary(&result),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `calls` rounds of one call per scheduler (hybrid, static, rayon, hybrid, ...): the total
+/// seconds per scheduler and each hybrid call's seconds.
+fn interleaved(
+    scheds: &[Scheduler; 3],
+    calls: usize,
+    inputs: &Inputs,
+    bar: &ProgressBar,
+) -> ([f64; 3], Vec<f64>) {
+    let mut totals = [0.0f64; 3];
+    let mut hybrid_call_s = Vec::with_capacity(calls);
+    for call in 0..calls {
+        bar.set_message(format!("call {}/{calls}", call + 1));
+        for (i, s) in scheds.iter().enumerate() {
+            let t = inputs.call(s);
+            totals[i] += t;
+            if i == 0 {
+                hybrid_call_s.push(t);
+            }
+            bar.inc(1);
+        }
+    }
+    (totals, hybrid_call_s)
 }
 
 /// The tensors of one call, made once.
