@@ -356,6 +356,9 @@ macro_rules! pooled {
     )*};
 }
 pooled!(f32, u16, u32);
+// A type no kernel uses, so the pool test below owns its pool.
+#[cfg(test)]
+pooled!(i8);
 
 /// Released buffers kept per element type (the largest ones win).
 const POOL_KEEP: usize = 8;
@@ -458,13 +461,13 @@ mod tests {
 
     #[test]
     fn released_storage_is_reused_aligned_and_zeroed_on_request() {
-        // u16 buffers of an odd size no other test uses, so the pool is this test's.
+        // i8: no kernel uses it, so no concurrent test can take the storage in between.
         let len = 123_457;
-        let mut a = AlignedBuf::<u16>::zeroed(len);
+        let mut a = AlignedBuf::<i8>::zeroed(len);
         a.as_mut_slice().fill(7);
         let ptr = a.as_slice().as_ptr();
         drop(a);
-        let b = AlignedBuf::<u16>::reused(len);
+        let b = AlignedBuf::<i8>::reused(len);
         assert_eq!(b.as_slice().as_ptr(), ptr, "the released storage came back");
         assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
         assert!(
@@ -472,12 +475,12 @@ mod tests {
             "reused: contents kept"
         );
         drop(b);
-        let c = AlignedBuf::<u16>::zeroed(len - 5);
+        let c = AlignedBuf::<i8>::zeroed(len - 5);
         assert_eq!(c.as_slice().len(), len - 5);
         assert!(c.as_slice().iter().all(|&x| x == 0), "zeroed: zeros");
         // A much smaller request does not take the large storage.
         drop(c);
-        let small = AlignedBuf::<u16>::reused(1000);
+        let small = AlignedBuf::<i8>::reused(1000);
         assert_ne!(small.as_slice().as_ptr(), ptr);
     }
 }
