@@ -97,6 +97,13 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     };
     let cores = job.cores_of(rank).to_vec();
     let pool = kernel_sched(rank, job, &cores)?;
+    // Packing buffers allocated and touched, threads started: step 0 costs what later ones do.
+    match &kv {
+        Kv::Whole(kv) => ringattn_runtime::kernel::warm_up(kv, job.ring.tile, &pool),
+        Kv::Parts(r, s) => [r, s]
+            .into_iter()
+            .for_each(|kv| ringattn_runtime::kernel::warm_up(kv, job.ring.tile, &pool)),
+    }
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);

@@ -483,4 +483,31 @@ mod tests {
         let small = AlignedBuf::<i8>::reused(1000);
         assert_ne!(small.as_slice().as_ptr(), ptr);
     }
+
+    #[test]
+    fn warm_up_leaves_the_packing_buffers_of_the_first_call_in_the_pool() {
+        use crate::{positions::Positions, source::Synthetic, tensor::KvBlock};
+        // An odd shape: 1 KV head × 997 rows × d 13 (no other test packs it).
+        let kv = KvBlock::from_source(
+            &Synthetic { seed: 2 },
+            0,
+            1,
+            13,
+            Positions::contiguous(0, 997),
+        )
+        .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let tile = TileShape { q: 64, k: 64 };
+        super::super::warm_up(&kv, tile, &pool);
+        let (v_len, slack) = (997 * 13, 16);
+        let held = f32::pool()
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| (v_len + slack..=2 * (v_len + slack)).contains(&b.capacity()));
+        assert!(held, "the V buffer of this shape waits in the pool");
+    }
 }

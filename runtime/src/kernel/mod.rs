@@ -163,6 +163,44 @@ pub fn attend<E: Executor>(
     attend_with(Isa::active(), q, kv, mask, tile, state, pool)
 }
 
+/// Packs `kv` once with the micro-kernels [`attend`] would use, on the threads of `pool`, and
+/// throws the result away: the packing buffers for blocks of this shape are then allocated and
+/// touched (they wait in the kernel's buffer pool) and the threads have run. A rank calls it in
+/// its setup, outside the timed region, so its first ring step costs what every later one
+/// does. Nothing else changes; the call may be skipped.
+pub fn warm_up<E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) {
+    let tile = TileShape {
+        q: tile.q.max(1),
+        k: tile.k.max(1),
+    };
+    if kv.rows() == 0 || kv.dim == 0 {
+        return;
+    }
+    match Isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Amx if amx::Amx::new().is_some() && amx::Amx::supports_dim(kv.dim) => {
+            drop(amx::PackedAmx::new(kv, tile, pool));
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Amx | Isa::Avx512 => {
+            let bf16 = avx512_bf16::Avx512Bf16::new()
+                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
+            if let Some(micro) = bf16 {
+                drop(PackedK::new(micro, kv, tile, pool));
+            } else if let Some(micro) = avx512::Avx512::new() {
+                drop(PackedK::new(micro, kv, tile, pool));
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            if let Some(micro) = avx2::Avx2::new() {
+                drop(PackedK::new(micro, kv, tile, pool));
+            }
+        }
+        _ => drop(PackedK::new(portable::Portable, kv, tile, pool)),
+    }
+}
+
 /// [`attend`] with the micro-kernels of `isa`. AMX falls back to AVX-512 without AMX or for head
 /// dims that are not a multiple of 32; any other path the CPU lacks falls back to portable.
 /// Results of different instruction sets agree within rounding, not bitwise.
