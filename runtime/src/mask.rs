@@ -347,4 +347,38 @@ mod tests {
         assert_eq!(whole.allowed_pairs(n), Mask::Causal.allowed_pairs(n));
         assert_eq!(Mask::None.allowed_pairs(n), (n as u128) * (n as u128));
     }
+
+    fn any_size() -> impl proptest::strategy::Strategy<Value = usize> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0usize..40,
+            (0usize..40).prop_map(|x| usize::MAX - x),
+            any::<usize>(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Tile classes and blocked ranges agree with the predicate for windows and sinks
+        /// anywhere in usize, on tiles anywhere in usize (near 0, near 2^64, in between).
+        #[test]
+        fn huge_windows_classify_exactly(
+            sink in any_size(),
+            recent in any_size(),
+            base in any_size(),
+            offs in proptest::array::uniform4(0usize..12),
+        ) {
+            let mask = Mask::Streaming { sink, recent };
+            let base = base.min(usize::MAX - 24);
+            let (ql, qh) = (base + offs[0].min(offs[1]), base + offs[0].max(offs[1]));
+            let (kl, kh) = (base + offs[2].min(offs[3]), base + offs[2].max(offs[3]));
+            proptest::prop_assert_eq!(mask.classify(ql, qh, kl, kh), brute(&mask, (ql, qh), (kl, kh)));
+            let keys: Vec<usize> = (kl..=kh).collect();
+            for q in ql..=qh {
+                let [a, b] = mask.blocked_key_ranges(q, &keys);
+                for (j, &k) in keys.iter().enumerate() {
+                    proptest::prop_assert_eq!(a.contains(&j) || b.contains(&j), !mask.allows(q, k));
+                }
+            }
+        }
+    }
 }
