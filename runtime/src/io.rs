@@ -264,14 +264,18 @@ fn read_header(file: &File, file_len: u64) -> std::result::Result<(Metadata, u64
 fn validate_offsets(meta: &Metadata, data_len: u64) -> std::result::Result<(), String> {
     let mut tensors: Vec<(String, &TensorInfo)> = meta.tensors().into_iter().collect();
     tensors.sort_by(|a, b| (a.1.data_offsets, &a.0).cmp(&(b.1.data_offsets, &b.0)));
+    if let Some((name, info)) = tensors
+        .iter()
+        .find(|(_, i)| i.data_offsets.1 < i.data_offsets.0)
+    {
+        let (begin, end) = info.data_offsets;
+        return Err(format!(
+            "tensor `{name}` data_offsets [{begin}, {end}) end before they begin"
+        ));
+    }
     let mut end_prev = 0usize;
     for (name, info) in &tensors {
         let (begin, end) = info.data_offsets;
-        if end < begin {
-            return Err(format!(
-                "tensor `{name}` data_offsets [{begin}, {end}) end before they begin"
-            ));
-        }
         if begin != end_prev {
             let what = if begin < end_prev {
                 "overlaps"
