@@ -7,13 +7,14 @@
 //! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
 //! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
-//! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
+//! - [`comm`]: the `Comm` trait; [`cancel`]: abort noticed between kernel work items; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
 //! - [`sched`]: the hybrid-core scheduler that runs every kernel on pinned threads;
 //! - [`error`]: typed errors.
 
 #![warn(missing_docs)]
 
+pub mod cancel;
 pub mod comm;
 pub mod decode;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod source;
 pub mod state;
 pub mod tensor;
 
+pub use cancel::{CancelToken, Cancellable};
 pub use comm::Comm;
 pub use decode::decode_attend;
 pub use error::{Error, Result};
