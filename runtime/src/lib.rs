@@ -5,7 +5,8 @@
 //! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
 //! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
 //! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
-//! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
+//! - [`reference`](mod@reference): the f64 reference used by tests and `--check`; [`check`]:
+//!   comparison with it under relative tolerances;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
 //! - [`comm`]: the `Comm` trait; [`cancel`]: abort noticed between kernel work items; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod cancel;
+pub mod check;
 pub mod comm;
 pub mod decode;
 pub mod error;
