@@ -11,6 +11,7 @@
 //! - [`comm`]: the `Comm` trait; [`cancel`]: abort noticed between kernel work items; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
 //! - [`sched`]: the hybrid-core scheduler that runs every kernel on pinned threads;
+//! - [`memory`]: what a job needs and what the machine has, checked before allocating;
 //! - [`error`]: typed errors.
 
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod kv_cache;
 pub mod kv_wire;
 pub mod local;
 pub mod mask;
+pub mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi_backend;
 pub mod positions;
