@@ -26,7 +26,7 @@ fn seed() -> u64 {
     std::env::var("RINGATTN_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0xd0_a77e)
+        .unwrap_or(0x00d0_a77e)
 }
 
 /// SplitMix64.

@@ -99,7 +99,7 @@ pub fn cgroup_room(proc_cgroup: &str, root: &Path) -> Option<Available> {
             let Some(room) = room_at(&level, files) else {
                 continue;
             };
-            if best.as_ref().map_or(true, |b| room.bytes < b.bytes) {
+            if best.as_ref().is_none_or(|b| room.bytes < b.bytes) {
                 best = Some(room);
             }
         }

@@ -128,7 +128,7 @@ fn header_and_data(rng: &mut Rng, parts: &[Part]) -> (Map<String, Value>, Vec<u8
 
 fn assemble(header: &Value, data: &[u8], pad: usize) -> Vec<u8> {
     let mut text = serde_json::to_vec(header).unwrap();
-    text.extend(std::iter::repeat(b' ').take(pad));
+    text.extend(std::iter::repeat_n(b' ', pad));
     let mut file = (text.len() as u64).to_le_bytes().to_vec();
     file.extend_from_slice(&text);
     file.extend_from_slice(data);
@@ -182,7 +182,7 @@ fn mutate_structure(rng: &mut Rng, header: &mut Map<String, Value>, data: &mut V
         9 => {
             header.insert("__metadata__".into(), json!({"n": rng.below(3)}));
         }
-        10 => data.extend(std::iter::repeat(0u8).take(1 + rng.below(8))),
+        10 => data.extend(std::iter::repeat_n(0u8, 1 + rng.below(8))),
         11 => {
             let cut = 1 + rng.below(8).min(data.len());
             data.truncate(data.len() - cut.min(data.len()));

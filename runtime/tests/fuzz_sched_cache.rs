@@ -27,7 +27,7 @@ fn seed() -> u64 {
     std::env::var("RINGATTN_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5c4e_d)
+        .unwrap_or(0x0005_c4ed)
 }
 
 /// SplitMix64.

@@ -146,7 +146,7 @@ impl SimConfig {
         let bytes = [2, self.kv_heads as u128, self.head_dim as u128, 4]
             .iter()
             .try_fold(rows, |a, &f| a.checked_mul(f));
-        if bytes.map_or(true, |b| b > u64::MAX as u128) {
+        if bytes.is_none_or(|b| b > u64::MAX as u128) {
             return Err(Error::config(format!(
                 "a KV block of {rows} rows × {} kv heads × {} dims does not fit in 2^64 bytes",
                 self.kv_heads, self.head_dim
