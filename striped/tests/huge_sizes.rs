@@ -5,7 +5,7 @@
 use ringattn_ring::duo::DuoPlan;
 use ringattn_runtime::memory::{self, DecodeShape, RunShape};
 use ringattn_runtime::{
-    AttnState, Dtype, KvBlock, Mask, Positions, QShard, Run, Synthetic, TileShape,
+    AttnState, Dtype, KvBlock, KvCache, Mask, Positions, QShard, Run, Synthetic, TileShape,
 };
 use ringattn_striped::partitioner::{plan, plan_mixed, HeadMix, LayoutChoice};
 use ringattn_striped::simulate_duo;
@@ -153,6 +153,9 @@ fn buffers_of_absurd_size_are_errors_not_aborts() {
     assert!(AttnState::try_new(M, 2, 2).is_err_and(|e| e.is_user_error()));
     assert!(AttnState::try_new(1 << 40, 1 << 20, 1).is_err());
     assert!(AttnState::try_new(2, 3, 4).is_ok());
+    assert!(KvCache::try_new(M / 2, Dtype::F32, &[4]).is_err_and(|e| e.is_user_error()));
+    assert!(KvCache::try_new(8, Dtype::Bf16, &[1 << 62, 1 << 62]).is_err());
+    assert!(KvCache::try_new(8, Dtype::Bf16, &[16, 0]).is_ok());
 }
 
 #[test]

@@ -49,11 +49,11 @@ pub(super) fn build_cache(
 ) -> Result<(KvCache, u64)> {
     let (rank, world, dim) = (comm.rank(), comm.size(), spec.dim);
     let own = layout.positions(rank, world, spec.prefill);
-    let mut cache = KvCache::new(
+    let mut cache = KvCache::try_new(
         dim,
         spec.dtype,
         &capacities(rank, own.len(), spec, duo, roles),
-    );
+    )?;
     let (mut k, mut v) = (vec![0.0f32; dim], vec![0.0f32; dim]);
     let mut outgoing = StreamRows::default();
     for g in 0..spec.kv_heads {
