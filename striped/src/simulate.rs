@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::partitioner::LayoutKind;
 #[cfg(doc)]
 use crate::partitioner::PARTIAL_TILE_COST;
+pub use crate::simulate_limits::{MAX_SIM_TILE_WORK, MAX_SIM_WORLD};
 use crate::tilework::TileWork;
 
 /// What to simulate and on what machine.
@@ -109,7 +110,7 @@ impl SimConfig {
                 self.world, self.seq
             )));
         }
-        self.validate_cost()?;
+        crate::simulate_limits::validate_cost(self)?;
         if !(self.all_busy_speed.is_finite() && self.all_busy_speed > 0.0) {
             return Err(Error::config("--all-busy-speed must be a positive number"));
         }
@@ -126,51 +127,6 @@ impl SimConfig {
         }
         if !(self.latency_us.is_finite() && self.latency_us >= 0.0) {
             return Err(Error::config("--latency-us must be a non-negative number"));
-        }
-        Ok(())
-    }
-
-    /// Refuses simulations that would not finish or whose figures do not fit: more than
-    /// [`MAX_SIM_WORLD`] ranks (the engine is O(P²) in time), blocks of more than 2^64 bytes,
-    /// or more tile classifications than [`MAX_SIM_TILE_WORK`].
-    fn validate_cost(&self) -> Result<()> {
-        if self.world > MAX_SIM_WORLD {
-            return Err(Error::config(format!(
-                "`world` {} is more ranks than the simulator handles ({MAX_SIM_WORLD}): it steps \
-                 every rank through every ring step (P² = {} rank-steps)",
-                self.world,
-                self.world as u128 * self.world as u128
-            )));
-        }
-        let rows = (self.seq as u128).div_ceil(self.world as u128) + 1;
-        let bytes = [2, self.kv_heads as u128, self.head_dim as u128, 4]
-            .iter()
-            .try_fold(rows, |a, &f| a.checked_mul(f));
-        if bytes.is_none_or(|b| b > u64::MAX as u128) {
-            return Err(Error::config(format!(
-                "a KV block of {rows} rows × {} kv heads × {} dims does not fit in 2^64 bytes",
-                self.kv_heads, self.head_dim
-            )));
-        }
-        let (qt, kt) = (
-            rows.div_ceil(self.tile.q as u128),
-            rows.div_ceil(self.tile.k as u128),
-        );
-        let p = self.world as u128;
-        // Streaming masks classify every tile pair of every (rank, step); the others walk
-        // each query tile with a binary search over key tiles, about once per rank.
-        // Saturating: rows ≤ 2^64 and p ≤ 2^16, so p² · qt fits and only · kt may not.
-        let work = match self.mask {
-            Mask::Streaming { .. } => (p * p * qt).saturating_mul(kt),
-            _ => p * qt * (kt.max(2).ilog2() as u128 + 1),
-        };
-        if work > MAX_SIM_TILE_WORK {
-            return Err(Error::config(format!(
-                "simulating {} tokens over {} ranks with {}×{} tiles needs about {work} tile \
-                 classifications, more than the simulator's limit of {MAX_SIM_TILE_WORK}: use \
-                 larger tiles or a shorter sequence",
-                self.seq, self.world, self.tile.q, self.tile.k
-            )));
         }
         Ok(())
     }
@@ -266,12 +222,6 @@ pub struct StepSim {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_s: Option<Vec<f64>>,
 }
-
-/// Most ranks one simulation steps through (its time grows as P²; its memory as P).
-pub const MAX_SIM_WORLD: usize = 65_536;
-
-/// Most tile classifications one simulation may need (about a minute of counting).
-pub const MAX_SIM_TILE_WORK: u128 = 1 << 36;
 
 /// Up to this ring size each [`StepSim`] keeps every rank's compute seconds.
 pub const PER_RANK_STEPS_MAX: usize = 64;
