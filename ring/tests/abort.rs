@@ -1,8 +1,9 @@
 //! A failure on one rank ends the others' ring pass mid-step (local backend): the abort is
 //! noticed between kernel work items, not after the current ring step.
 //!
-//! Rank 0 starts a ring step whose kernel call has hundreds of work items (seconds of work on
-//! one thread); once its first item runs, rank 1 aborts. Rank 0's first item waits until it sees
+//! Rank 0 starts a ring step whose kernel call has thousands of work items (tens of seconds on
+//! one thread); once its first item runs, rank 1's ring pass hits an injected fault and rank 1
+//! aborts the job. Rank 0's first item waits until it sees
 //! the abort, so the abort lands mid-step by construction (no timing race). Rank 0 must then
 //! return `Aborted` naming rank 1 having run none of the remaining items; the wall-clock bound
 //! is generous (it only catches a pass that computes the rest of the step).
@@ -12,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringattn_ring::{ring_pass, RingConfig};
+use ringattn_ring::{ring_pass, FaultInjection, RingConfig};
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::{
     CancelToken, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Synthetic, TileShape,
@@ -65,7 +66,7 @@ fn abort_on_another_rank_ends_a_ring_step_between_kernel_items() {
         fault: None,
     };
     let mut comms = local_world(2);
-    let rank1 = comms.pop().unwrap();
+    let mut rank1 = comms.pop().unwrap();
     let mut rank0 = comms.pop().unwrap();
     let (started_tx, started_rx) = mpsc::channel();
     thread::scope(|s| {
@@ -86,17 +87,35 @@ fn abort_on_another_rank_ends_a_ring_step_between_kernel_items() {
             let result = ring_pass(&mut rank0, &q, kv, &cfg, &gate);
             (result.map(|_| ()), gate.calls.load(Ordering::SeqCst))
         });
+        // Rank 1 is a worker whose ring pass fails at step 0 (the injected fault), and which
+        // aborts the job with its error as a launcher worker does.
+        let positions = Positions::contiguous(n / 2, n / 2);
+        let q1 = QShard::from_source(&src, heads, dim, positions.clone()).unwrap();
+        let kv1 = KvBlock::from_source(&src, 1, heads, dim, positions).unwrap();
+        let pool1 = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let faulty = RingConfig {
+            fault: Some(FaultInjection { rank: 1, step: 0 }),
+            ..cfg
+        };
         started_rx
             .recv_timeout(Duration::from_secs(600))
             .expect("rank 0 never started its kernel");
         let aborted_at = Instant::now();
-        rank1.abort("injected fault on rank 1");
+        let failure = ring_pass(&mut rank1, &q1, kv1, &faulty, &pool1).unwrap_err();
+        assert!(
+            matches!(failure, Error::RankFailed { rank: 1, .. }),
+            "{failure}"
+        );
+        rank1.abort(&failure.to_string());
         assert!(rank1.aborted().is_some());
         let (result, calls) = worker.join().unwrap();
         let took = aborted_at.elapsed();
         match result {
             Err(Error::Aborted { rank: 1, reason }) => {
-                assert!(reason.contains("injected fault"), "{reason}")
+                assert!(reason.contains("injected fault at ring step 0"), "{reason}")
             }
             other => panic!("rank 0 should be aborted by rank 1, got {other:?}"),
         }
