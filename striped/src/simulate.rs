@@ -311,6 +311,21 @@ impl<'a> StepCosts<'a> {
 /// Runs the simulation (validating `cfg` first).
 pub fn simulate(cfg: &SimConfig) -> Result<Simulation> {
     cfg.validate()?;
+    // A tile larger than every shard costs what the shard holds, not the tile's nominal size.
+    let rows = cfg.seq.div_ceil(cfg.world);
+    let clamped;
+    let cfg = if cfg.tile.q > rows || cfg.tile.k > rows {
+        clamped = SimConfig {
+            tile: TileShape {
+                q: cfg.tile.q.min(rows),
+                k: cfg.tile.k.min(rows),
+            },
+            ..cfg.clone()
+        };
+        &clamped
+    } else {
+        cfg
+    };
     let mut costs = StepCosts::new(cfg);
     let p = cfg.world;
     let mut trace = Trace::new(p, cfg.world <= PER_RANK_STEPS_MAX);

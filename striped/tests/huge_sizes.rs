@@ -106,6 +106,22 @@ fn simulator_refuses_or_handles_absurd_sizes_quickly() {
         let s = simulate(&cfg).unwrap();
         assert!(s.predicted_wall_s.is_finite(), "{cfg:?}");
     }
+    // A tile larger than the shards costs what the shard holds.
+    let huge_tiles = SimConfig {
+        tile: TileShape { q: M, k: M },
+        ..sim(4, 1 << 20, Mask::Causal, LayoutKind::Striped)
+    };
+    let shard_tiles = SimConfig {
+        tile: TileShape {
+            q: 1 << 18,
+            k: 1 << 18,
+        },
+        ..huge_tiles.clone()
+    };
+    assert_eq!(
+        simulate(&huge_tiles).unwrap().predicted_wall_s,
+        simulate(&shard_tiles).unwrap().predicted_wall_s
+    );
     let plan = DuoPlan {
         kinds: vec![ringattn_ring::HeadKind::Streaming; 2],
         sink: M,
