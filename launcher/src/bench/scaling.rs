@@ -397,7 +397,7 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
         duo: args.duo.spec()?,
         ..RunSpec::default()
     };
-    Job::from_spec(&spec, cores).map_err(flag_error)
+    Job::from_spec_checked(&spec, cores, ringattn::memory::MemoryCheck::LOCAL).map_err(flag_error)
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {
