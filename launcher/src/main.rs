@@ -18,7 +18,7 @@ mod simulate;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use ringattn::allowed_cores;
 
@@ -26,7 +26,7 @@ use crate::cli::{Cli, Command};
 use crate::run::exit_code;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -50,6 +50,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line; negative numbers are values everywhere (so `--seq -1` is refused
+/// naming `--seq`, and `--sched-alpha -0.1` is read as -0.1), not unknown flags.
+fn parse_cli() -> Result<Cli, clap::Error> {
+    fn negatives(cmd: clap::Command) -> clap::Command {
+        cmd.allow_negative_numbers(true).mut_subcommands(negatives)
+    }
+    let matches = negatives(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The names of the missing required arguments of a usage error, if that is what it is.
+fn missing_arguments(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::Strings(names)) if !names.is_empty() => Some(names.join(", ")),
+        Some(ContextValue::String(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
 /// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
@@ -61,6 +84,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ) {
         let _ = e.print();
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    if let Some(names) = missing_arguments(&e) {
+        eprintln!("ringattn: error: missing required argument: {names} (see --help)");
+        return ExitCode::from(2);
     }
     let text = e.render().to_string();
     let mut lines = text

@@ -142,22 +142,28 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
     } else {
         args.threads.clone()
     };
-    let sizes = args
-        .seq
-        .iter()
-        .chain(&args.head_dim)
-        .chain(&threads)
-        .chain([
-            &args.heads,
-            &kv_heads,
-            &args.repeats,
-            &args.tile_q,
-            &args.tile_k,
-        ]);
-    if sizes.copied().any(|x| x == 0) {
-        return Err(Error::config(
-            "every size, count and thread number must be at least 1",
-        ));
+    let named: [(&str, &[usize]); 8] = [
+        ("--seq", &args.seq),
+        ("--head-dim", &args.head_dim),
+        ("--threads", &threads),
+        ("--heads", std::slice::from_ref(&args.heads)),
+        ("--kv-heads", std::slice::from_ref(&kv_heads)),
+        ("--repeats", std::slice::from_ref(&args.repeats)),
+        ("--tile-q", std::slice::from_ref(&args.tile_q)),
+        ("--tile-k", std::slice::from_ref(&args.tile_k)),
+    ];
+    if let Some((flag, _)) = named.iter().find(|(_, v)| v.contains(&0)) {
+        return Err(Error::config(format!("{flag} must be at least 1")));
+    }
+    for &t in &threads {
+        crate::args::check_threads(Some(t), allowed_cores, false)?;
+    }
+    let most_threads = threads.iter().copied().max().unwrap_or(1);
+    for &seq in &args.seq {
+        for &dim in &args.head_dim {
+            let kernel = (most_threads, args.tile_q, args.tile_k);
+            super::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)?;
+        }
     }
     if !args.heads.is_multiple_of(kv_heads) {
         return Err(Error::config(format!(

@@ -207,12 +207,13 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
             "--workers, --seq and --threads must be at least 1",
         ));
     }
+    crate::args::check_threads(Some(args.threads), allowed_cores, false)?;
     if args.layout.contains(&LayoutArg::Auto) {
         return Err(Error::config(
             "bench scaling needs explicit layouts (contiguous, striped, zigzag), not auto",
         ));
     }
-    let combos = combinations(args);
+    let combos = combinations(args)?;
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
     // Validate every job before running any (bad sizes fail fast with exit 2).
     let jobs = combos
@@ -324,7 +325,8 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
 
 /// Every combination, in run order: lengths, then workers, then layouts. With one worker all
 /// layouts are the same run, so only the first layout is run (plots reuse it for the others).
-pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
+/// Fails when a weak-scaling length (`--seq` × workers) overflows.
+pub fn combinations(args: &ScalingArgs) -> Result<Vec<Combo>> {
     let mut out = Vec::new();
     for &base in &args.seq {
         for &p in &args.workers {
@@ -337,14 +339,18 @@ pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
                     base_seq: base,
                     seq: match args.mode {
                         Mode::Strong => base,
-                        Mode::Weak => base * p,
+                        Mode::Weak => base.checked_mul(p).ok_or_else(|| {
+                            Error::config(format!(
+                                "--mode weak: --seq {base} × {p} workers overflows the sequence length"
+                            ))
+                        })?,
                     },
                     layout: ringattn::LayoutChoice::from(*l).name(),
                 });
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The `ringattn run` words of one combination (without backend or report options).

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringattn_runtime::sched::parse_slow_cores;
 use ringattn_runtime::{
     attend, AttnState, Error, Executor, KvBlock, Mask, Positions, QShard, Result, SchedConfig,
     SchedKind, Scheduler, Synthetic, TileShape,
@@ -106,7 +105,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         ));
     }
     let slow = match &args.slow_cores {
-        Some(s) => parse_slow_cores(s)?,
+        Some(s) => crate::args::sched::parse_bounded_slow_cores(s)?,
         None => Vec::new(),
     };
     let cores = super::kernel::pinned_cores(threads);
@@ -125,6 +124,13 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
             cache: None,
         })
     };
+    super::check_one_rank_memory(
+        args.seq,
+        args.heads,
+        args.heads,
+        args.head_dim,
+        (threads, TileShape::default().q, TileShape::default().k),
+    )?;
     let inputs = Inputs::new(args)?;
     let bar = bar(threads + 3 * args.calls);
     bar.set_message("single-core timings");

@@ -63,6 +63,9 @@ pub struct DecodeArgs {
     /// Do not pin kernel threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Allow --threads above the cores allowed to this process (up to 16 per core).
+    #[arg(long)]
+    pub oversubscribe: bool,
     /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -132,6 +135,7 @@ impl DecodeArgs {
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
+    crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
     let duo = args.duo.plan(args.kv_heads())?;
 
     let decode = DecodeJob {

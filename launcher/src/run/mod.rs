@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Do not pin kernel threads to cores (the operating system places them).
     #[arg(long)]
     pub no_pin: bool,
+    /// Allow --threads above the cores allowed to this process (up to 16 per core).
+    #[arg(long)]
+    pub oversubscribe: bool,
     /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -109,7 +112,9 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// Runs `ringattn run` with the backend it resolves to; returns its exit code.
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
+    crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
     match backend::resolve(args.backend)? {
         Backend::Local => {
             let job = ringattn::prepare_local(&args.spec()?).map_err(spec::flag_error)?;
