@@ -24,11 +24,19 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 /// line, so repeated runs append cleanly to a JSON-lines file).
 pub fn write_json<T: serde::Serialize>(path: &str, value: &T) -> Result<()> {
     if path == "-" {
-        println!(
-            "{}",
-            serde_json::to_string(value).expect("a report always serialises")
-        );
-        return Ok(());
+        use std::io::Write as _;
+        let line = serde_json::to_string(value).expect("a report always serialises") + "\n";
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|source| Error::Io {
+                context: "writing to standard output".into(),
+                source,
+            });
+    }
+    if path.is_empty() {
+        return Err(Error::config("an output path is empty (use - for stdout)"));
     }
     let text = serde_json::to_string_pretty(value).expect("a report always serialises") + "\n";
     write_atomic(Path::new(path), text.as_bytes())

@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod out;
 mod args;
 mod bench;
 mod cli;
@@ -43,6 +45,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(ringattn_runtime::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(out::CLOSED_PIPE_EXIT as u8)
+        }
         Err(e) => {
             eprintln!("ringattn: error: {e}");
             ExitCode::from(exit_code(&e))

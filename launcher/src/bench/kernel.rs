@@ -332,7 +332,7 @@ impl Sink {
         match self {
             Sink::Table { header_done } => {
                 if !*header_done {
-                    println!(
+                    outln!(
                         "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10} {:>8} {:>8} {:>7}",
                         "seq",
                         "d",
@@ -346,9 +346,9 @@ impl Sink {
                     );
                     *header_done = true;
                 }
-                println!("{}", row());
+                outln!("{}", row());
             }
-            Sink::Stdout => println!("{line}"),
+            Sink::Stdout => outln!("{line}"),
             Sink::File(w, path) => writeln!(w, "{line}")
                 .and_then(|()| w.flush())
                 .map_err(|e| Error::Io {

@@ -316,10 +316,10 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     }
     if !args.no_plot {
         for path in plot::render_dir(&args.out)? {
-            println!("wrote {}", path.display());
+            outln!("wrote {}", path.display());
         }
     }
-    println!("results: {}", results.display());
+    outln!("results: {}", results.display());
     Ok(ExitCode::SUCCESS)
 }
 

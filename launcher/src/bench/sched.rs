@@ -244,7 +244,7 @@ fn bar(len: usize) -> ProgressBar {
 }
 
 fn print_summary(r: &SchedBenchResult) {
-    println!(
+    outln!(
         "N={} H={} D={}{} threads={} cores={:?} calls={} slow={}",
         r.seq,
         r.heads,
@@ -255,21 +255,25 @@ fn print_summary(r: &SchedBenchResult) {
         r.calls,
         r.slow_cores.as_deref().unwrap_or("none")
     );
-    println!(
+    outln!(
         "  hybrid  {:>9.3} s  ({:.3}× ideal)",
-        r.hybrid_s, r.hybrid_over_ideal
+        r.hybrid_s,
+        r.hybrid_over_ideal
     );
-    println!(
+    outln!(
         "  static  {:>9.3} s  ({:.3}× hybrid)",
-        r.static_s, r.static_over_hybrid
+        r.static_s,
+        r.static_over_hybrid
     );
-    println!("  rayon   {:>9.3} s", r.rayon_s);
-    println!(
+    outln!("  rayon   {:>9.3} s", r.rayon_s);
+    outln!(
         "  ideal   {:>9.3} s  (single-core s per call: {:?})",
-        r.ideal_s, r.single_core_s
+        r.ideal_s,
+        r.single_core_s
     );
-    println!(
+    outln!(
         "  hybrid ratios {:?}, last busy spread {:.3}",
-        r.final_ratios, r.final_busy_spread
+        r.final_ratios,
+        r.final_busy_spread
     );
 }

@@ -189,9 +189,9 @@ fn finish(
         Some("-") => report.write_json("-")?,
         Some(path) => {
             report.write_json(path)?;
-            print!("{}", report.summary());
+            out!("{}", report.summary());
         }
-        None => print!("{}", report.summary()),
+        None => out!("{}", report.summary()),
     }
     match &report.base.check {
         Some(c) if !c.passed => {

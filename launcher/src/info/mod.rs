@@ -99,30 +99,32 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, &info)?,
         None => {
-            println!("cpu:          {}", info.cpu);
-            println!(
+            outln!("cpu:          {}", info.cpu);
+            outln!(
                 "simd:         {} (available: {})",
                 info.isa,
                 info.isa_available.join(", ")
             );
-            println!(
+            outln!(
                 "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
                 info.peak_gflops_per_core
             );
             if let Some(tile) = info.tile_peak_gflops_per_core {
-                println!(
+                outln!(
                     "amx:          {tile:.0} GFLOP/s per core (bf16 tiles, measured; f32 by six \
                      bf16 products: ceiling {:.0})",
                     tile / 6.0
                 );
             }
-            println!(
+            outln!(
                 "cores:        {} allowed (affinity {}; online {})",
-                info.allowed_cores, info.affinity, info.online_cpus
+                info.allowed_cores,
+                info.affinity,
+                info.online_cpus
             );
             match (&info.p_cores, &info.e_cores) {
-                (Some(p), Some(e)) => println!("hybrid:       P cores {p}, E cores {e}"),
-                _ => println!("hybrid:       no P/E core lists in sysfs"),
+                (Some(p), Some(e)) => outln!("hybrid:       P cores {p}, E cores {e}"),
+                _ => outln!("hybrid:       no P/E core lists in sysfs"),
             }
             let kinds: Vec<String> = info
                 .topology
@@ -141,7 +143,7 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
                     format!("{}:{kind}{mhz} ratio {r:.2}", c.cpu)
                 })
                 .collect();
-            println!(
+            outln!(
                 "topology:     {} (from {}; the hybrid scheduler starts from these ratios)",
                 kinds.join(", "),
                 info.topology.source

@@ -240,7 +240,7 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
             .chain(command)
             .collect();
         let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
-        println!("{}", line.join(" "));
+        outln!("{}", line.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
     let status = Command::new(&mpirun)

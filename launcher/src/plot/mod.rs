@@ -53,7 +53,7 @@ pub fn run_plot(args: &PlotArgs) -> Result<ExitCode> {
         )));
     }
     for p in written {
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -139,9 +139,9 @@ pub fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> 
         Some("-") => report.write_json("-")?,
         Some(path) => {
             report.write_json(path)?;
-            print!("{}", report.summary());
+            out!("{}", report.summary());
         }
-        None => print!("{}", report.summary()),
+        None => out!("{}", report.summary()),
     }
     if let Some(c) = &report.check {
         if !c.passed {

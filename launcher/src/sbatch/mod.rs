@@ -211,7 +211,7 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
             .display()
             .to_string(),
     };
-    print!("{}", script(args, &binary)?);
+    out!("{}", script(args, &binary)?);
     Ok(ExitCode::SUCCESS)
 }
 

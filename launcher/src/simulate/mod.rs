@@ -226,15 +226,15 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         duo: duo.as_ref(),
     };
     match args.json.as_deref() {
-        Some("-") => println!("{}", out.json()),
+        Some("-") => outln!("{}", out.json()),
         Some(path) => {
             write_atomic(
                 Path::new(path),
                 &(serde_json::to_string_pretty(&out.json()).expect("json") + "\n"),
             )?;
-            print!("{}", out.summary());
+            out!("{}", out.summary());
         }
-        None => print!("{}", out.summary()),
+        None => out!("{}", out.summary()),
     }
     Ok(ExitCode::SUCCESS)
 }
