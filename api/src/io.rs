@@ -41,3 +41,33 @@ pub fn write_json<T: serde::Serialize>(path: &str, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("a report always serialises") + "\n";
     write_atomic(Path::new(path), text.as_bytes())
 }
+
+/// Checks, before any compute, that a result can be written to `path` later: the path is not
+/// empty or a directory, and its directory accepts a new file (the temporary file of
+/// [`write_atomic`] goes there), probed by creating and removing an empty file.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Err(Error::config("an output path is empty"));
+    }
+    if path.is_dir() {
+        return Err(Error::config(format!("{shown} is a directory, not a file")));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".ringattn-probe.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| {
+            Error::config(format!(
+                "cannot write {shown}: its directory {} does not accept files ({e})",
+                dir.display()
+            ))
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}

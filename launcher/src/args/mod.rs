@@ -31,6 +31,17 @@ pub fn check_threads(threads: Option<usize>, allowed: usize, oversubscribe: bool
     Ok(())
 }
 
+/// Checks before any compute that `--output` and `--json` (unless `-`) can be written.
+pub fn check_outputs(output: Option<&std::path::Path>, json: Option<&str>) -> Result<()> {
+    if let Some(path) = output {
+        ringattn::io::check_writable(path)?;
+    }
+    match json {
+        Some("-") | None => Ok(()),
+        Some(path) => ringattn::io::check_writable(std::path::Path::new(path)),
+    }
+}
+
 /// Kernel threads per allowed core that `--oversubscribe` allows at most.
 pub const MAX_OVERSUBSCRIBED: usize = 16;
 

@@ -136,6 +136,7 @@ impl DecodeArgs {
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let duo = args.duo.plan(args.kv_heads())?;
 
     let decode = DecodeJob {

@@ -115,6 +115,7 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs `ringattn run` with the backend it resolves to; returns its exit code.
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
+    crate::args::check_outputs(args.output.as_deref(), args.json.as_deref())?;
     match backend::resolve(args.backend)? {
         Backend::Local => {
             let job = ringattn::prepare_local(&args.spec()?).map_err(spec::flag_error)?;
