@@ -178,6 +178,13 @@ pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        // Not text at all: bad input (exit 2), not an I/O failure.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::config(format!(
+                "{} is not a results file: it is not UTF-8 text",
+                path.display()
+            )))
+        }
         Err(e) => {
             return Err(Error::Io {
                 context: format!("reading {}", path.display()),
