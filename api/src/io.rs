@@ -8,6 +8,9 @@ use ringattn_runtime::{Error, Result};
 /// Writes `bytes` to `path` atomically (temporary file + rename; the temporary file is
 /// removed when either step fails).
 pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::config("an output path is empty"));
+    }
     let tmp = ringattn_runtime::io::temp_path(path);
     let shown = path.display();
     let io = |context: String| move |e| Error::Io { context, source: e };

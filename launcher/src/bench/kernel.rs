@@ -121,6 +121,7 @@ pub struct KernelResult {
 
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = match args.isa {
         IsaArg::Auto => Isa::best(),
         IsaArg::Amx => Isa::Amx,

@@ -98,6 +98,13 @@ pub struct SchedBenchResult {
 
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
+    if !(0.0..1.0).contains(&args.sched_alpha) {
+        return Err(Error::config(format!(
+            "--sched-alpha must be in [0, 1), got {}",
+            args.sched_alpha
+        )));
+    }
     let threads = args.threads.unwrap_or(allowed_cores.max(1));
     if [args.calls, args.seq, args.heads, args.head_dim, threads].contains(&0) {
         return Err(Error::config(

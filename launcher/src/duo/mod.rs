@@ -98,6 +98,7 @@ struct Inspection {
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let out = inspect(args)?;
     match args.json.as_deref() {
         Some("-") => outln!("{}", out.json()),

@@ -95,6 +95,7 @@ pub fn gather(allowed_cores: usize) -> Info {
 
 /// Prints the facts as text or JSON.
 pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let info = gather(allowed_cores);
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, &info)?,

@@ -101,6 +101,7 @@ pub struct SimulateArgs {
 
 /// Runs `ringattn simulate`.
 pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let tile = TileShape {
         q: args.tile_q,
         k: args.tile_k,
