@@ -63,7 +63,8 @@ fn parse_cli() -> Result<Cli, clap::Error> {
     fn negatives(cmd: clap::Command) -> clap::Command {
         cmd.allow_negative_numbers(true).mut_subcommands(negatives)
     }
-    let matches = negatives(Cli::command()).try_get_matches()?;
+    let args = help_args(std::env::args_os().collect());
+    let matches = negatives(Cli::command()).try_get_matches_from(args)?;
     Cli::from_arg_matches(&matches)
 }
 
@@ -78,6 +79,21 @@ fn missing_arguments(e: &clap::Error) -> Option<String> {
         Some(ContextValue::String(name)) => Some(name.clone()),
         _ => None,
     }
+}
+
+/// `ringattn help [COMMAND] --help` is `ringattn help [COMMAND]` (clap's help subcommand takes
+/// no options, and asking for help must not end in a usage error).
+fn help_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "help") {
+        let (head, tail) = args.split_at(2);
+        let tail: Vec<_> = tail
+            .iter()
+            .filter(|a| *a != "--help" && *a != "-h")
+            .cloned()
+            .collect();
+        args = head.iter().cloned().chain(tail).collect();
+    }
+    args
 }
 
 /// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.
