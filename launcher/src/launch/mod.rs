@@ -224,7 +224,7 @@ impl Launcher {
 /// binary lacks the `mpi` feature).
 pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
     if args.ranks == 0 {
-        return Err(Error::config("-n must be at least 1"));
+        return Err(Error::config("--workers (-p) must be at least 1"));
     }
     let command = run_command(&args.command)?;
     let launcher = Launcher::find(args.mpirun.as_deref())?;
