@@ -8,6 +8,7 @@
 mod out;
 mod args;
 mod bench;
+mod child;
 mod cli;
 mod decode;
 mod duo;

@@ -250,16 +250,20 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
         outln!("{}", line.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
-    let status = Command::new(&mpirun)
+    let shown = mpirun.display().to_string();
+    let io = |what: &str| {
+        let context = format!("{what} {shown}");
+        move |source| Error::Io { context, source }
+    };
+    let mut child = Command::new(&mpirun)
         .args(&before)
         .arg(&exe)
         .args(&command)
-        .status()
-        .map_err(|e| Error::Io {
-            context: format!("starting {}", mpirun.display()),
-            source: e,
-        })?;
-    Ok(ExitCode::from(exit_code_of(status)))
+        .spawn()
+        .map_err(io("starting"))?;
+    // SIGINT/SIGTERM go on to mpirun, which ends its ranks; we wait for it.
+    let waited = crate::child::wait_forwarding(&mut child).map_err(io("waiting for"))?;
+    Ok(ExitCode::from(exit_code_of(waited.status)))
 }
 
 /// The exit code to forward: the launcher's own, or 128 + signal when it was killed.
