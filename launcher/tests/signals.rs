@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 
 mod common;
-use common::mpi_launcher;
+use common::{mpi_launcher, p, rand_tensor, raw_f32, ringattn, write_raw};
 
 /// The bound on how long a job may take to end after the signal.
 const ENDS_WITHIN: Duration = Duration::from_secs(5);
@@ -142,4 +142,48 @@ fn sigkill_of_one_rank_of_three_ends_the_job() {
     let ranks = ranks_of(&marker);
     signal(ranks[ranks.len() / 2], Signal::KILL);
     assert_ends(child, &marker, "SIGKILL of one rank");
+}
+
+#[test]
+fn a_nan_input_is_bad_input_under_mpi_too() {
+    if mpi_launcher().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    let mut q = rand_tensor(1, &[1, 16, 8]);
+    q[5] = f32::NAN;
+    let (k, v) = (rand_tensor(2, &[1, 16, 8]), rand_tensor(3, &[1, 16, 8]));
+    write_raw(
+        &path,
+        &[
+            raw_f32("q", &[1, 16, 8], &q),
+            raw_f32("k", &[1, 16, 8], &k),
+            raw_f32("v", &[1, 16, 8], &v),
+        ],
+    );
+    let local = ringattn(&[
+        "run",
+        "--input",
+        p(&path),
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(local.code, Some(2), "{}", local.describe());
+    let args = [
+        "launch",
+        "-n",
+        "2",
+        "--",
+        "run",
+        "--input",
+        p(&path),
+        "--threads",
+        "1",
+    ];
+    let mpi = ringattn(&args);
+    assert_eq!(mpi.code, Some(2), "{}", mpi.describe());
+    assert!(mpi.stderr.contains("NaN"), "{}", mpi.describe());
 }

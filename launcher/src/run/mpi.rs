@@ -74,8 +74,10 @@ pub fn run_mpi_with<G>(
         Ok(g) => g,
         Err(e) => {
             // Ends every rank of the job (MPI_Abort): this call does not return.
-            comm.abort(&failure_reason(&e));
-            return Err(e);
+            // Bad input found during the run (e.g. a NaN in the input file) keeps its class:
+            // the job exits 2, as with the local backend.
+            let code = i32::from(crate::run::exit_code(&e));
+            comm.abort_with_code(&failure_reason(&e), code);
         }
     };
 
