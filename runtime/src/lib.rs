@@ -37,6 +37,7 @@ pub mod reference;
 pub mod sched;
 pub mod source;
 pub mod state;
+pub mod temp_files;
 pub mod tensor;
 
 pub use cancel::{CancelToken, Cancellable};
