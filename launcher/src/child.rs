@@ -6,7 +6,7 @@
 use std::io;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -27,18 +27,32 @@ pub struct Waited {
     pub signal: Option<i32>,
 }
 
-/// Waits for `child`, forwarding SIGINT/SIGTERM received meanwhile (see the module docs).
-pub fn wait_forwarding(child: &mut Child) -> io::Result<Waited> {
-    let received = Arc::new(AtomicUsize::new(0));
-    let ids = [SIGINT, SIGTERM]
-        .into_iter()
-        .map(|sig| signal_hook::flag::register_usize(sig, Arc::clone(&received), sig as usize))
-        .collect::<io::Result<Vec<_>>>()?;
-    let result = poll(child, &received);
-    for id in ids {
-        signal_hook::low_level::unregister(id);
+/// The flag the SIGINT/SIGTERM handlers set (the signal number), installed on first use and
+/// kept: a signal that arrives between two children (`bench scaling`'s sweep) is not lost,
+/// the next child is ended at once and the caller stops.
+fn received() -> io::Result<&'static Arc<AtomicUsize>> {
+    static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        return Ok(flag);
     }
-    result
+    let flag = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&flag), sig as usize)?;
+    }
+    Ok(FLAG.get_or_init(|| flag))
+}
+
+/// Installs the SIGINT/SIGTERM handlers (once): call before starting a child, so that a signal
+/// arriving before [`wait_forwarding`] is not the default action (ending ringattn, orphaning
+/// the child) but forwarded.
+pub fn catch_signals() -> io::Result<()> {
+    received().map(|_| ())
+}
+
+/// Waits for `child`, forwarding SIGINT/SIGTERM received meanwhile, or before it started
+/// (see the module docs).
+pub fn wait_forwarding(child: &mut Child) -> io::Result<Waited> {
+    poll(child, received()?)
 }
 
 fn poll(child: &mut Child, received: &AtomicUsize) -> io::Result<Waited> {

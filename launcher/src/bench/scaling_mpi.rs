@@ -107,6 +107,7 @@ struct Collected {
 /// ([`crate::child::wait_forwarding`]).
 fn output_forwarding(cmd: &mut Command) -> std::io::Result<Collected> {
     use std::io::Read;
+    crate::child::catch_signals()?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

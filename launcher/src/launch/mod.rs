@@ -255,6 +255,7 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
         let context = format!("{what} {shown}");
         move |source| Error::Io { context, source }
     };
+    crate::child::catch_signals().map_err(io("preparing to start"))?;
     let mut child = Command::new(&mpirun)
         .args(&before)
         .arg(&exe)
