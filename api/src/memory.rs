@@ -122,3 +122,44 @@ pub fn check_job_memory(s: &JobSizes, check: MemoryCheck) -> Result<(), ApiError
     check_fits(total, &who)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(world: usize, seq: usize, heads: usize) -> JobSizes {
+        JobSizes {
+            world,
+            seq,
+            heads,
+            kv_heads: heads,
+            dim: 8,
+            threads: 1,
+            tile: TileShape::default(),
+            dtype: Dtype::F32,
+        }
+    }
+
+    #[test]
+    fn tiny_jobs_pass_and_absurd_ones_are_bad_input() {
+        assert!(check_job_memory(&sizes(2, 64, 1), MemoryCheck::LOCAL).is_ok());
+        assert!(check_job_memory(&sizes(1, 64, 1), MemoryCheck::ONE_RANK.decoding(4)).is_ok());
+        for (s, check) in [
+            (sizes(usize::MAX, usize::MAX, 1), MemoryCheck::LOCAL),
+            (sizes(1, usize::MAX, usize::MAX), MemoryCheck::ONE_RANK),
+            (sizes(1, 64, 1), MemoryCheck::ONE_RANK.decoding(usize::MAX)),
+        ] {
+            let e = check_job_memory(&s, check).unwrap_err();
+            assert!(e.is_user_error(), "{e}");
+        }
+    }
+
+    #[test]
+    fn local_ranks_count_their_overhead() {
+        // A million ranks of one token each: tiny buffers, but a terabyte of rank overhead.
+        if ringattn_runtime::memory::available().is_some() {
+            let e = check_job_memory(&sizes(1 << 20, 1 << 20, 1), MemoryCheck::LOCAL).unwrap_err();
+            assert!(e.to_string().contains("ranks in one process"), "{e}");
+        }
+    }
+}
