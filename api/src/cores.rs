@@ -110,7 +110,7 @@ pub fn plan(masks: &[RankMask], threads: Option<usize>, pin: bool) -> CorePlan {
                 group.len(),
                 plural(group.len()),
                 plural(t),
-                group.len() * t,
+                group.len() as u128 * t as u128,
                 m.cpus.len(),
                 if m.cpus.len() == 1 { "is" } else { "are" },
                 format_cpu_list(&m.cpus)
@@ -158,12 +158,31 @@ fn plural(n: usize) -> &'static str {
 /// The local backend's plan: all `world` workers are threads of this process and share its
 /// mask. Prints the warning when oversubscribed, but only when `--threads` was given: more
 /// workers than cores with one thread each is the usual way to try a ring on a small machine.
+/// `world` is a validated job's (its memory check bounds it): the plan holds one entry per
+/// rank.
 pub fn plan_local(world: usize, threads: usize, explicit_threads: bool, pin: bool) -> CorePlan {
-    let mask = RankMask {
-        node: 0,
-        cpus: allowed_cpus(),
+    let cpus = allowed_cpus();
+    let plan = match world.checked_mul(threads) {
+        // Too many cores asked for: no per-rank masks are built (`world` copies of the mask
+        // would be O(world × cores)); every rank runs unpinned.
+        Some(n) if n <= cpus.len() || threads == 0 => {
+            let mask = RankMask { node: 0, cpus };
+            plan(&vec![mask; world], Some(threads), pin)
+        }
+        _ => CorePlan::unpinned(
+            vec![threads; world],
+            Some(format!(
+                "{world} rank{} × {threads} thread{} need {} cores but {} {} allowed ({}): \
+                 oversubscribed, running unpinned",
+                plural(world),
+                plural(threads),
+                world as u128 * threads as u128,
+                cpus.len(),
+                if cpus.len() == 1 { "is" } else { "are" },
+                format_cpu_list(&cpus)
+            )),
+        ),
     };
-    let plan = plan(&vec![mask; world], Some(threads), pin);
     if explicit_threads {
         if let Some(w) = plan.warning() {
             eprintln!("{w}");

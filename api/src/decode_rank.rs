@@ -12,7 +12,7 @@ use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, TensorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::check::CheckResult;
+use crate::check::{CheckResult, Tolerance};
 use crate::job::{Input, Job};
 use crate::rank::{gather_to_root, kernel_sched};
 
@@ -154,7 +154,13 @@ pub fn decode_rank(
     let wall_s = start.elapsed().as_secs_f64();
 
     let check = if dj.check {
-        Some(check_rows(&job.input, &out.rows, &spec, dj.duo.as_ref())?)
+        Some(check_rows(
+            &job.input,
+            &out.rows,
+            &spec,
+            dj.duo.as_ref(),
+            Tolerance::for_dtype(job.dtype),
+        )?)
     } else {
         None
     };
@@ -192,12 +198,13 @@ fn progress(line: &str) {
 
 /// Compares every head of every decoded row with the f64 reference over keys `0..=p` under the
 /// head's decode mask (retrieval: causal; streaming: `k <= p` and (`k < sink` or
-/// `p − k < recent`)). K/V of one KV head are materialised at a time.
+/// `p − k < recent`)), within `tol`. K/V of one KV head are materialised at a time.
 pub fn check_rows(
     source: &dyn RowSource,
     rows: &[DecodedRow],
     spec: &DecodeSpec,
     duo: Option<&DuoPlan>,
+    tol: Tolerance,
 ) -> Result<CheckResult> {
     let mut result = CheckResult::default();
     let Some(last) = rows.iter().map(|r| r.pos).max() else {
@@ -220,7 +227,7 @@ pub fn check_rows(
                 source.fill_row(TensorKind::Q, h, row.pos, &mut q)?;
                 let (out, lse) = reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask);
                 let got = &row.out[h * d..(h + 1) * d];
-                result = result.combine(CheckResult::of_row(got, &out, row.lse[h], lse));
+                result = result.combine(CheckResult::of_row(got, &out, row.lse[h], lse, tol));
             }
         }
     }

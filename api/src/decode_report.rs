@@ -15,7 +15,7 @@ use ringattn_ring::{metrics, RankStats};
 use ringattn_runtime::{Error, Result};
 use serde::Serialize;
 
-use crate::check::{CheckResult, Tolerance};
+use crate::check::CheckResult;
 use crate::decode_rank::{spec_of, DecodeGathered, DecodeJob};
 use crate::job::Job;
 use crate::rank::{Gathered, RankResult};
@@ -104,7 +104,7 @@ impl DecodeReport {
                 rows_checked: c.rows_checked,
                 max_abs_err: c.max_abs_err,
                 max_lse_err: c.max_lse_err,
-                passed: c.passed(Tolerance::for_dtype(job.dtype)),
+                passed: c.passed(),
             });
         }
         let slowest = |f: &dyn Fn(&crate::decode_rank::DecodeRankResult) -> f64| {

@@ -185,7 +185,7 @@ impl DistKvCache {
         if self.len == 0 {
             return Err(ApiError::EmptyCache);
         }
-        let mut state = AttnState::new(self.heads, 1, self.dim);
+        let mut state = AttnState::try_new(self.heads, 1, self.dim)?;
         decode_attend(
             q,
             self.len - 1,

@@ -8,6 +8,9 @@ use ringattn_runtime::{Error, Result};
 /// Writes `bytes` to `path` atomically (temporary file + rename; the temporary file is
 /// removed when either step fails).
 pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::config("an output path is empty"));
+    }
     let tmp = ringattn_runtime::io::temp_path(path);
     let shown = path.display();
     let io = |context: String| move |e| Error::Io { context, source: e };
@@ -24,12 +27,50 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 /// line, so repeated runs append cleanly to a JSON-lines file).
 pub fn write_json<T: serde::Serialize>(path: &str, value: &T) -> Result<()> {
     if path == "-" {
-        println!(
-            "{}",
-            serde_json::to_string(value).expect("a report always serialises")
-        );
-        return Ok(());
+        use std::io::Write as _;
+        let line = serde_json::to_string(value).expect("a report always serialises") + "\n";
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|source| Error::Io {
+                context: "writing to standard output".into(),
+                source,
+            });
+    }
+    if path.is_empty() {
+        return Err(Error::config("an output path is empty (use - for stdout)"));
     }
     let text = serde_json::to_string_pretty(value).expect("a report always serialises") + "\n";
     write_atomic(Path::new(path), text.as_bytes())
+}
+
+/// Checks, before any compute, that a result can be written to `path` later: the path is not
+/// empty or a directory, and its directory accepts a new file (the temporary file of
+/// [`write_atomic`] goes there), probed by creating and removing an empty file.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Err(Error::config("an output path is empty"));
+    }
+    if path.is_dir() {
+        return Err(Error::config(format!("{shown} is a directory, not a file")));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".ringattn-probe.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| {
+            Error::config(format!(
+                "cannot write {shown}: its directory {} does not accept files ({e})",
+                dir.display()
+            ))
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }

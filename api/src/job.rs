@@ -7,6 +7,7 @@ use ringattn_striped::{plan, plan_mixed, HeadMix, Plan};
 
 use crate::error::{nonzero, ApiError};
 use crate::layout::LayoutChoice;
+use crate::memory::{check_job_memory, JobSizes, MemoryCheck};
 use crate::sched_spec::SchedSpec;
 use crate::spec::{check_fault, check_sizes, CheckRows, RunSpec};
 
@@ -97,8 +98,28 @@ impl Job {
     }
 
     /// Validates `spec` and builds the job (including the layout plan); `allowed_cores` is the
-    /// default world and the cores the ranks share.
+    /// default world and the cores the ranks share. Makes no memory check: the entry points
+    /// ([`crate::run_local`], [`crate::run_rank`], [`crate::prepare_local`]) use
+    /// [`Job::from_spec_checked`].
     pub fn from_spec(spec: &RunSpec, allowed_cores: usize) -> Result<Job, ApiError> {
+        Self::build(spec, allowed_cores, None)
+    }
+
+    /// [`Job::from_spec`], refusing (bad input, before the layout is planned or anything is
+    /// allocated) a job whose buffers this process cannot hold (see [`crate::memory`]).
+    pub fn from_spec_checked(
+        spec: &RunSpec,
+        allowed_cores: usize,
+        memory: MemoryCheck,
+    ) -> Result<Job, ApiError> {
+        Self::build(spec, allowed_cores, Some(memory))
+    }
+
+    fn build(
+        spec: &RunSpec,
+        allowed_cores: usize,
+        memory: Option<MemoryCheck>,
+    ) -> Result<Job, ApiError> {
         let input = match &spec.input {
             Some(path) => Input::File(FileSource::open(path)?),
             None => Input::Synthetic(Synthetic { seed: spec.seed }),
@@ -141,6 +162,19 @@ impl Job {
         };
         if spec.duo.is_some() && !spec.causal {
             return Err(ApiError::DuoNeedsCausal);
+        }
+        if let Some(memory) = memory {
+            let sizes = JobSizes {
+                world,
+                seq,
+                heads,
+                kv_heads,
+                dim,
+                threads,
+                tile: spec.tile,
+                dtype: spec.dtype,
+            };
+            check_job_memory(&sizes, memory)?;
         }
         let fault = spec.fault.map(|f| FaultInjection {
             rank: f.rank,

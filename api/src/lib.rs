@@ -27,6 +27,7 @@ pub mod job;
 pub mod layer;
 pub mod layout;
 pub mod local;
+pub mod memory;
 pub mod output;
 pub mod rank;
 pub mod report;

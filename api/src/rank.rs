@@ -14,7 +14,7 @@ use ringattn_runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::check::{check_rank, CheckResult};
+use crate::check::{check_rank, CheckResult, Tolerance};
 use crate::job::{Input, Job};
 
 /// Everything a rank reports to the root.
@@ -80,7 +80,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     }
     let setup_s = setup.elapsed().as_secs_f64();
 
-    let state = AttnState::new(job.heads, q.rows(), job.dim);
+    let state = AttnState::try_new(job.heads, q.rows(), job.dim)?;
     comm.barrier()?;
     let start = Instant::now();
     let mut progress = progress_line(rank, world, start);
@@ -101,7 +101,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
             &fin,
             job.seq,
             &job.kv_head_masks(),
-            rows,
+            (rows, Tolerance::for_dtype(job.dtype)),
         )?),
         None => None,
     };

@@ -6,6 +6,7 @@ use ringattn_runtime::Comm;
 use crate::cores::plan_local;
 use crate::error::ApiError;
 use crate::job::Job;
+use crate::memory::MemoryCheck;
 use crate::output::reassemble;
 use crate::rank::Gathered;
 use crate::report::Report;
@@ -42,7 +43,7 @@ pub fn allowed_cores() -> usize {
 /// (pinned when `spec.pin` and they fit; a warning on stderr when `spec.threads` was given and
 /// they do not).
 pub fn prepare_local(spec: &RunSpec) -> Result<Job, ApiError> {
-    let mut job = Job::from_spec(spec, allowed_cores())?;
+    let mut job = Job::from_spec_checked(spec, allowed_cores(), MemoryCheck::LOCAL)?;
     job.cores = plan_local(job.world, job.threads, spec.threads.is_some(), spec.pin).cores;
     Ok(job)
 }
@@ -68,7 +69,7 @@ pub fn run_rank(spec: &RunSpec, comm: &mut dyn Comm) -> Result<RankOutput, ApiEr
         world: Some(comm.size()),
         ..spec.clone()
     };
-    let job = Job::from_spec(&spec, allowed_cores())?;
+    let job = Job::from_spec_checked(&spec, allowed_cores(), MemoryCheck::ONE_RANK)?;
     let rank = comm.rank();
     let root = match crate::rank::run_rank(comm, &job)? {
         Some(g) => Some(output(&job, comm.backend(), &g)?),

@@ -4,8 +4,11 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod out;
 mod args;
 mod bench;
+mod child;
 mod cli;
 mod decode;
 mod duo;
@@ -18,7 +21,7 @@ mod simulate;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use ringattn::allowed_cores;
 
@@ -26,7 +29,7 @@ use crate::cli::{Cli, Command};
 use crate::run::exit_code;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(help_args(std::env::args_os().collect())) {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -43,10 +46,39 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(ringattn_runtime::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(out::CLOSED_PIPE_EXIT as u8)
+        }
         Err(e) => {
             eprintln!("ringattn: error: {e}");
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Parses the command line; negative numbers are values everywhere (so `--seq -1` is refused
+/// naming `--seq`, and `--sched-alpha -0.1` is read as -0.1), not unknown flags.
+fn parse_cli() -> Result<Cli, clap::Error> {
+    fn negatives(cmd: clap::Command) -> clap::Command {
+        cmd.allow_negative_numbers(true).mut_subcommands(negatives)
+    }
+    let args = help_args(std::env::args_os().collect());
+    let matches = negatives(Cli::command()).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The names of the missing required arguments of a usage error, if that is what it is.
+fn missing_arguments(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::Strings(names)) if !names.is_empty() => Some(names.join(", ")),
+        Some(ContextValue::String(name)) => Some(name.clone()),
+        _ => None,
     }
 }
 
@@ -76,6 +108,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ) {
         let _ = e.print();
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    if let Some(names) = missing_arguments(&e) {
+        eprintln!("ringattn: error: missing required argument: {names} (see --help)");
+        return ExitCode::from(2);
     }
     let text = e.render().to_string();
     let mut lines = text

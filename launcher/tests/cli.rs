@@ -329,7 +329,14 @@ fn single_worker_output_is_bitwise_independent_of_threads() {
         let mut results = Vec::new();
         for threads in ["1", "3"] {
             let path = dir.path().join(format!("t{threads}.safetensors"));
-            let mut extra = vec!["--workers", "1", "--threads", threads, "--causal"];
+            let mut extra = vec![
+                "--workers",
+                "1",
+                "--threads",
+                threads,
+                "--oversubscribe",
+                "--causal",
+            ];
             extra.extend_from_slice(tiles);
             results.push(run_to_output(&input, &path, &extra));
         }
@@ -479,7 +486,7 @@ fn human_summary_has_headline_figures_and_a_line_per_rank() {
 #[test]
 fn failed_json_write_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    // A directory where the report should go: writing the temp file works, the rename fails.
+    // A directory where the report should go: refused before the compute (bad input).
     let target = dir.path().join("report.json");
     std::fs::create_dir(&target).unwrap();
     let run = ringattn(&[
@@ -495,8 +502,8 @@ fn failed_json_write_leaves_no_temporary_file() {
         "--json",
         p(&target),
     ]);
-    assert_eq!(run.code, Some(1), "{}", run.describe());
-    assert_one_line_error(&run, &["report.json"]);
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    assert_one_line_error(&run, &["report.json", "directory"]);
     let stray: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -522,7 +529,8 @@ fn failed_output_write_has_a_readable_message() {
         "--output",
         p(&target),
     ]);
-    assert_eq!(run.code, Some(1), "{}", run.describe());
+    // Checked before the compute: bad input.
+    assert_eq!(run.code, Some(2), "{}", run.describe());
     assert_one_line_error(&run, &["out.safetensors", "No such file or directory"]);
     assert!(
         !run.stderr.contains("IoError(") && !run.stderr.contains("Os {"),

@@ -61,6 +61,9 @@ fn oversubscribed_threads_warn_once_and_run_unpinned() {
     let mut args = vec!["run", "--workers", "2", "--threads", threads.as_str()];
     args.extend(SMALL);
     args.extend(["--json", "-"]);
+    // More threads than allowed cores is refused unless asked for.
+    assert_user_error(&args, &["--threads", "--oversubscribe"]);
+    args.push("--oversubscribe");
     let r = ringattn(&args);
     assert_eq!(r.code, Some(0), "{}", r.describe());
     let lines: Vec<&str> = r.stderr.lines().collect();

@@ -40,6 +40,12 @@ impl Layout for Contiguous {
         let (start, len) = split_range(seq, world, rank);
         Positions::contiguous(start, len)
     }
+
+    /// The owner of the last prefill token, in O(1) (the default searches every rank): the
+    /// last rank when every rank has a token, else the last one that has any.
+    fn decode_owner(&self, _pos: usize, world: usize, seq: usize) -> usize {
+        seq.min(world).saturating_sub(1)
+    }
 }
 
 /// Splits `n` items into `parts` near-equal contiguous pieces; returns piece `i` as

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    attend, AttnState, Comm, Error, Executor, KvBlock, Mask, QShard, Result, TileCounts, TileShape,
+    attend, AttnState, Cancellable, Comm, Error, Executor, KvBlock, Mask, QShard, Result,
+    TileCounts, TileShape,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,9 @@ pub fn ring_pass_with_progress<E: Executor>(
 /// The ring pass with a say in what travels: at each step but the last, `forward(step, block)`
 /// returns the block to send on (the block itself, or a smaller copy — DuoAttention's streaming
 /// heads send only the rows later ranks may attend). A copy counts toward `kv_bytes_peak`.
+///
+/// The pass stops with [`Error::Aborted`] as soon as another rank aborts: between steps, and
+/// within a step between kernel work items (the executor is wrapped in [`Cancellable`]).
 #[allow(clippy::too_many_arguments)]
 pub fn ring_pass_forwarding<E: Executor>(
     comm: &mut dyn Comm,
@@ -123,7 +127,13 @@ pub fn ring_pass_forwarding<E: Executor>(
         ..RankStats::default()
     };
     let mut current = Arc::new(kv);
+    // A failure on another rank stops this one between kernel work items, not a step later.
+    let cancel = comm.cancel_token();
+    let pool = &Cancellable::new(pool, &cancel);
     for step in 0..world {
+        if let Some(e) = comm.aborted() {
+            return Err(e);
+        }
         if let Some(f) = cfg.fault {
             if f.rank == rank && f.step == step {
                 return Err(Error::RankFailed {
@@ -145,6 +155,10 @@ pub fn ring_pass_forwarding<E: Executor>(
         let t0 = Instant::now();
         let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
         let compute_s = t0.elapsed().as_secs_f64();
+        if let Some(e) = comm.aborted() {
+            // Some items were skipped: the state is incomplete, never return it.
+            return Err(e);
+        }
         let mut step_stats = StepStats {
             source: current.origin,
             compute_s,

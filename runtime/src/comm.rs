@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::state::AttnState;
 use crate::tensor::KvBlock;
@@ -68,4 +69,16 @@ pub trait Comm: Send {
     }
     /// Ends the job on every rank: records that this rank failed with `reason`.
     fn abort(&self, reason: &str);
+    /// The job's abort, when some rank has aborted and this backend can see it without
+    /// blocking ([`Error::Aborted`] naming the first failing rank); `None` otherwise. The ring
+    /// pass checks it between steps.
+    fn aborted(&self) -> Option<Error> {
+        None
+    }
+    /// A flag raised when any rank aborts, for checks between kernel work items (see
+    /// [`Cancellable`](crate::cancel::Cancellable)). Backends that cannot see a remote abort
+    /// without communicating return [`CancelToken::never`].
+    fn cancel_token(&self) -> CancelToken {
+        CancelToken::never()
+    }
 }

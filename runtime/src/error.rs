@@ -67,6 +67,22 @@ pub enum Error {
         /// What overflowed.
         reason: String,
     },
+    /// The job needs more memory than the machine has for it (checked before allocating).
+    #[error(
+        "{what} needs {} but only {} is available ({limit})",
+        crate::memory::human_bytes(*need),
+        crate::memory::human_bytes(*available)
+    )]
+    OutOfMemory {
+        /// What needs the memory (e.g. "rank 0 of the run", "the local backend's 8 ranks").
+        what: String,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes available.
+        available: u64,
+        /// Where the available figure comes from (MemAvailable or the cgroup limit).
+        limit: String,
+    },
     /// A peer disappeared (its channel closed) without an abort message.
     #[error("communication failure on rank {rank}: {reason}")]
     Comm {
@@ -78,11 +94,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the error comes from bad user input (exit code 2) rather than a runtime failure.
+    /// True when the error comes from bad user input (exit code 2) rather than a runtime failure:
+    /// a request larger than the machine is bad input too.
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::InvalidConfig(_) | Error::BadInput { .. } | Error::IsaUnavailable { .. }
+            Error::InvalidConfig(_)
+                | Error::BadInput { .. }
+                | Error::IsaUnavailable { .. }
+                | Error::OutOfMemory { .. }
         )
     }
 

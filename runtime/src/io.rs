@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorInfo, TensorView};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo, TensorView};
 
 use crate::error::{Error, Result};
 use crate::positions::Positions;
@@ -39,85 +39,36 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens and validates `path`: tensors `q`, `k`, `v` present, f32, rank 3, matching `seq`
-    /// and `dim`, `k` and `v` of the same shape, `q` heads a multiple of `k` heads, data inside
-    /// the file.
+    /// Opens and validates `path` as the safetensors format requires and as ringattn needs.
+    ///
+    /// The format: a regular file; an 8-byte header length within the file and below the
+    /// format's limit; a UTF-8 JSON header the `safetensors` crate accepts; every tensor's
+    /// `data_offsets` in order, contiguous from 0 (no gap, no overlap, no wrap-around), each
+    /// span exactly `dtype size × ∏ shape` bytes, and the last one ending at the end of the
+    /// file (no trailing data). ringattn: tensors `q`, `k`, `v` present, f32, rank 3 with no
+    /// empty dimension, matching `seq` and `dim`, `k` and `v` of the same shape, `q` heads a
+    /// multiple of `k` heads. Anything else is [`Error::BadInput`].
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let bad = |reason: String| Error::BadInput {
             path: name.clone(),
             reason,
         };
-        let io = |e: std::io::Error| Error::Io {
-            context: format!("reading {name}"),
-            source: e,
-        };
-        let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-        let file_len = file.metadata().map_err(io)?.len();
-        let mut len_bytes = [0u8; 8];
-        if file_len < 8 {
-            return Err(bad(
-                "not a valid safetensors file (shorter than its 8-byte header length)".into(),
-            ));
-        }
-        file.read_exact_at(&mut len_bytes, 0).map_err(io)?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER || 8 + header_len > file_len {
-            return Err(bad(format!(
-                "not a valid safetensors file (header length {header_len})"
-            )));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact_at(&mut header, 8).map_err(io)?;
-        let mut entries: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
-            .map_err(|e| bad(format!("not a valid safetensors file (header: {e})")))?;
-        entries.remove("__metadata__");
-        let data_start = 8 + header_len;
+        let (file, file_len) = open_regular(path).map_err(&bad)?;
+        let (meta, data_start) = read_header(&file, file_len).map_err(&bad)?;
+        validate_offsets(&meta, file_len - data_start).map_err(&bad)?;
         let mut shapes = Vec::new();
         let mut locs = Vec::new();
         for t in [TensorKind::Q, TensorKind::K, TensorKind::V] {
-            let entry = entries
-                .remove(t.name())
+            let info = meta
+                .info(t.name())
                 .ok_or_else(|| bad(format!("missing tensor `{}` (expected q, k, v)", t.name())))?;
-            let info: TensorInfo = serde_json::from_value(entry).map_err(|e| {
-                bad(format!(
-                    "tensor `{}` has a malformed header entry ({e})",
-                    t.name()
-                ))
-            })?;
-            if info.dtype != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor `{}` has dtype {:?}, expected F32",
-                    t.name(),
-                    info.dtype
-                )));
-            }
-            let shape = info.shape;
-            if shape.len() != 3 {
-                return Err(bad(format!(
-                    "tensor `{}` has shape {shape:?}, expected [heads, seq, dim]",
-                    t.name()
-                )));
-            }
-            if shape.contains(&0) {
-                return Err(bad(format!(
-                    "tensor `{}` has an empty dimension {shape:?}",
-                    t.name()
-                )));
-            }
-            let (begin, end) = info.data_offsets;
-            let expect = shape.iter().try_fold(4usize, |a, &s| a.checked_mul(s));
-            if end < begin || Some(end - begin) != expect || data_start + end as u64 > file_len {
-                return Err(bad(format!(
-                    "tensor `{}` data [{begin}, {end}) does not match shape {shape:?} or lies past the end of the file",
-                    t.name()
-                )));
-            }
+            check_qkv_entry(t.name(), info).map_err(&bad)?;
             locs.push(Loc {
-                offset: data_start + begin as u64,
-                heads: shape[0],
+                offset: data_start + info.data_offsets.0 as u64,
+                heads: info.shape[0],
             });
-            shapes.push(shape);
+            shapes.push(info.shape.clone());
         }
         let (qs, ks, vs) = (&shapes[0], &shapes[1], &shapes[2]);
         if ks != vs {
@@ -174,6 +125,17 @@ impl FileSource {
     }
 
     fn read_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        if head >= self.loc(tensor).heads || pos >= self.seq {
+            return Err(Error::config(format!(
+                "row {pos} of head {head} of `{}` requested from {}, which has {} heads, {} \
+                 positions and {} elements per row",
+                tensor.name(),
+                self.path,
+                self.loc(tensor).heads,
+                self.seq,
+                self.dim
+            )));
+        }
         let start = self.loc(tensor).offset + (((head * self.seq + pos) * self.dim) * 4) as u64;
         let mut bytes = vec![0u8; self.dim * 4];
         self.file
@@ -222,6 +184,153 @@ impl RowSource for FileSource {
     }
 }
 
+/// Opens `path` for reading if it is a regular file (a FIFO would block the open, a
+/// directory reads as an I/O error later): returns the file and its length.
+fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
+    let kind = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }
+    };
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "cannot read it: it is {}, not a regular file",
+            kind(&meta)
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    // The path may have been replaced between the two looks: check what was opened.
+    let meta = file.metadata().map_err(|e| format!("cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "cannot read it: it is {}, not a regular file",
+            kind(&meta)
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads the header length and the JSON header, parsed as the `safetensors` crate parses it
+/// (rejecting what it rejects). Returns the header and where the data starts.
+fn read_header(file: &File, file_len: u64) -> std::result::Result<(Metadata, u64), String> {
+    let read = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| format!("cannot read it: {e}"))
+    };
+    if file_len < 8 {
+        return Err("not a valid safetensors file (shorter than its 8-byte header length)".into());
+    }
+    let mut len_bytes = [0u8; 8];
+    read(&mut len_bytes, 0)?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER || header_len > file_len - 8 {
+        return Err(format!(
+            "not a valid safetensors file (header length {header_len}, file length {file_len})"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    read(&mut header, 8)?;
+    let text = std::str::from_utf8(&header)
+        .map_err(|e| format!("not a valid safetensors file (header is not UTF-8: {e})"))?;
+    let meta: Metadata = serde_json::from_str(text).map_err(|e| {
+        // Name the tensor whose entry is malformed when one of ours is.
+        let entries: HashMap<String, serde_json::Value> =
+            serde_json::from_str(text).unwrap_or_default();
+        for t in [TensorKind::Q, TensorKind::K, TensorKind::V] {
+            if let Some(entry) = entries.get(t.name()) {
+                if let Err(e) = serde_json::from_value::<TensorInfo>(entry.clone()) {
+                    return format!("tensor `{}` has a malformed header entry ({e})", t.name());
+                }
+            }
+        }
+        format!("not a valid safetensors file (header: {e})")
+    })?;
+    Ok((meta, 8 + header_len))
+}
+
+/// The format's layout rule: sorted by offsets, the tensors' data spans tile `[0, data_len)`
+/// exactly — each begins where the previous ended (no gap, overlap or wrap-around), is as long
+/// as its dtype and shape say, and the last ends at the end of the file.
+fn validate_offsets(meta: &Metadata, data_len: u64) -> std::result::Result<(), String> {
+    let mut tensors: Vec<(String, &TensorInfo)> = meta.tensors().into_iter().collect();
+    tensors.sort_by(|a, b| (a.1.data_offsets, &a.0).cmp(&(b.1.data_offsets, &b.0)));
+    if let Some((name, info)) = tensors
+        .iter()
+        .find(|(_, i)| i.data_offsets.1 < i.data_offsets.0)
+    {
+        let (begin, end) = info.data_offsets;
+        return Err(format!(
+            "tensor `{name}` data_offsets [{begin}, {end}) end before they begin"
+        ));
+    }
+    let mut end_prev = 0usize;
+    for (name, info) in &tensors {
+        let (begin, end) = info.data_offsets;
+        if begin != end_prev {
+            let what = if begin < end_prev {
+                "overlaps"
+            } else {
+                "leaves a gap after"
+            };
+            return Err(format!(
+                "tensor `{name}` data [{begin}, {end}) {what} the previous tensor's data \
+                 (ending at {end_prev}): offsets must be contiguous"
+            ));
+        }
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.size(), |a, &s| a.checked_mul(s));
+        if bytes != Some(end - begin) {
+            return Err(format!(
+                "tensor `{name}` data [{begin}, {end}) does not match shape {:?} of {:?}",
+                info.shape, info.dtype
+            ));
+        }
+        end_prev = end;
+    }
+    match (end_prev as u64).cmp(&data_len) {
+        std::cmp::Ordering::Greater => Err(format!(
+            "tensor data ends at byte {end_prev}, past the end of the file ({data_len} data bytes)"
+        )),
+        std::cmp::Ordering::Less => Err(format!(
+            "{} trailing bytes after the last tensor's data",
+            data_len - end_prev as u64
+        )),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// What ringattn needs of `q`, `k`, `v`: f32, `[heads, seq, dim]`, no empty dimension.
+fn check_qkv_entry(name: &str, info: &TensorInfo) -> std::result::Result<(), String> {
+    if info.dtype != Dtype::F32 {
+        return Err(format!(
+            "tensor `{name}` has dtype {:?}, expected F32",
+            info.dtype
+        ));
+    }
+    let shape = &info.shape;
+    if shape.len() != 3 {
+        return Err(format!(
+            "tensor `{name}` has shape {shape:?}, expected [heads, seq, dim]"
+        ));
+    }
+    if shape.contains(&0) {
+        return Err(format!("tensor `{name}` has an empty dimension {shape:?}"));
+    }
+    Ok(())
+}
+
 /// One f32 tensor to write: name, shape, row-major data.
 pub struct NamedTensor<'a> {
     /// Tensor name in the file.
@@ -267,14 +376,7 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor<'_>]) -> Result<()>
     result
 }
 
-/// `dir/.name.tmp.<pid>` beside `path`, so the final rename stays on one file system.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{file}.tmp.{}", std::process::id()))
-}
+pub use crate::temp_files::{remove_stale_temps, temp_path};
 
 #[cfg(test)]
 mod tests {

@@ -131,13 +131,36 @@ impl KvCache {
     /// An empty cache of `capacity_rows.len()` KV heads, head `h` with room for
     /// `capacity_rows[h]` rows of `dim` elements stored as `dtype`.
     pub fn new(dim: usize, dtype: Dtype, capacity_rows: &[usize]) -> Self {
-        KvCache {
+        Self::try_new(dim, dtype, capacity_rows).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`KvCache::new`], or a typed error when a head's `rows × dim` overflows or the whole
+    /// cache's bytes pass what can be allocated (sizes from user input go through here; the
+    /// memory check against the machine is [`crate::memory::decode_bytes`]).
+    pub fn try_new(dim: usize, dtype: Dtype, capacity_rows: &[usize]) -> Result<Self> {
+        let mut total: u128 = 0;
+        for &rows in capacity_rows {
+            let elems = rows.checked_mul(dim).ok_or_else(|| {
+                Error::config(format!(
+                    "a KV cache head of {rows} rows × {dim} dims is too large"
+                ))
+            })?;
+            // K and V, plus the positions.
+            total =
+                total.saturating_add(2 * elems as u128 * dtype.size() as u128 + rows as u128 * 8);
+        }
+        if total > isize::MAX as u128 {
+            return Err(Error::config(format!(
+                "a KV cache of {total} bytes is too large to allocate"
+            )));
+        }
+        Ok(KvCache {
             dtype,
             heads: capacity_rows
                 .iter()
                 .map(|&rows| HeadCache::with_capacity(dim, rows, dtype))
                 .collect(),
-        }
+        })
     }
 
     /// Number of KV heads.

@@ -7,15 +7,19 @@
 //! - [`tensor`]: the query shard and the KV block (f32 or bf16 K/V) that travels the ring;
 //! - [`kv_wire`]: the KV block's wire format between ranks;
 //! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
-//! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
+//! - [`reference`](mod@reference): the f64 reference used by tests and `--check`; [`check`]:
+//!   comparison with it under relative tolerances;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
-//! - [`comm`]: the `Comm` trait; [`local`]: the in-process threads + channels backend;
+//! - [`comm`]: the `Comm` trait; [`cancel`]: abort noticed between kernel work items; [`local`]: the in-process threads + channels backend;
 //!   `mpi_backend` (cargo feature `mpi`): one process per rank over MPI (rsmpi);
 //! - [`sched`]: the hybrid-core scheduler that runs every kernel on pinned threads;
+//! - [`memory`]: what a job needs and what the machine has, checked before allocating;
 //! - [`error`]: typed errors.
 
 #![warn(missing_docs)]
 
+pub mod cancel;
+pub mod check;
 pub mod comm;
 pub mod decode;
 pub mod error;
@@ -25,6 +29,7 @@ pub mod kv_cache;
 pub mod kv_wire;
 pub mod local;
 pub mod mask;
+pub mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi_backend;
 pub mod positions;
@@ -32,8 +37,10 @@ pub mod reference;
 pub mod sched;
 pub mod source;
 pub mod state;
+pub mod temp_files;
 pub mod tensor;
 
+pub use cancel::{CancelToken, Cancellable};
 pub use comm::Comm;
 pub use decode::decode_attend;
 pub use error::{Error, Result};

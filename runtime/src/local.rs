@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
+use crate::cancel::CancelToken;
 use crate::comm::Comm;
 use crate::error::{Error, Result};
 use crate::tensor::KvBlock;
@@ -16,19 +17,32 @@ use crate::tensor::KvBlock;
 /// How often a blocked wait looks at the abort flag.
 const ABORT_POLL: Duration = Duration::from_millis(10);
 
-/// The first failure of the job: (rank, reason).
-#[derive(Default)]
-struct AbortFlag(Mutex<Option<(usize, String)>>);
+/// The first failure of the job: (rank, reason), and a flag raised with it that kernels poll
+/// between work items.
+struct AbortFlag {
+    first: Mutex<Option<(usize, String)>>,
+    token: CancelToken,
+}
 
 impl AbortFlag {
+    fn new() -> Self {
+        AbortFlag {
+            first: Mutex::new(None),
+            token: CancelToken::new(),
+        }
+    }
     fn get(&self) -> Option<(usize, String)> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        if !self.token.is_cancelled() {
+            return None;
+        }
+        self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     fn set(&self, rank: usize, reason: &str) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.first.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some((rank, reason.to_string()));
         }
+        self.token.cancel();
     }
 }
 
@@ -47,7 +61,7 @@ pub struct LocalComm {
 
 /// Creates the `size` connected ends of an in-process world, one per worker thread.
 pub fn local_world(size: usize) -> Vec<LocalComm> {
-    let abort = Arc::new(AbortFlag::default());
+    let abort = Arc::new(AbortFlag::new());
     let ring: Vec<_> = (0..size).map(|_| unbounded()).collect();
     // mesh[src][dst]
     let mesh: Vec<Vec<_>> = (0..size)
@@ -151,6 +165,16 @@ impl Comm for LocalComm {
 
     fn abort(&self, reason: &str) {
         self.abort.set(self.rank, reason);
+    }
+
+    fn aborted(&self) -> Option<Error> {
+        self.abort
+            .get()
+            .map(|(rank, reason)| Error::Aborted { rank, reason })
+    }
+
+    fn cancel_token(&self) -> CancelToken {
+        self.abort.token.clone()
     }
 }
 

@@ -91,6 +91,21 @@ pub struct MpiComm {
 }
 
 impl MpiComm {
+    /// [`Comm::abort`] with the exit code the job ends with (`MPI_Abort`'s error code, which
+    /// mpirun passes on): 2 when the rank failed on bad input, so that a job refused under MPI
+    /// exits as the local backend does. Prints `ringattn: error: rank R failed: REASON` first.
+    pub fn abort_with_code(&self, reason: &str, code: i32) -> ! {
+        // One write (stderr is unbuffered: `eprintln!` may split the line), then a moment for
+        // the launcher to forward it before MPI_Abort makes it kill every process.
+        let line = format!("ringattn: error: rank {} failed: {reason}\n", self.rank);
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(line.as_bytes());
+        let _ = err.flush();
+        drop(err);
+        thread::sleep(ABORT_GRACE);
+        world().abort(code)
+    }
+
     /// Initialises MPI with `MPI_THREAD_MULTIPLE` and starts this rank's communication thread.
     /// Fails (no panic) when MPI is already initialised or gives a lower threading level.
     pub fn init() -> Result<MpiComm> {
@@ -279,15 +294,7 @@ impl Comm for MpiComm {
     }
 
     fn abort(&self, reason: &str) {
-        // One write (stderr is unbuffered: `eprintln!` may split the line), then a moment for
-        // the launcher to forward it before MPI_Abort makes it kill every process.
-        let line = format!("ringattn: error: rank {} failed: {reason}\n", self.rank);
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line.as_bytes());
-        let _ = err.flush();
-        drop(err);
-        thread::sleep(ABORT_GRACE);
-        world().abort(1)
+        self.abort_with_code(reason, 1)
     }
 }
 

@@ -45,6 +45,16 @@ impl Positions {
             if r.stride == 0 && r.len > 1 {
                 return Err(Error::config("position run with stride 0"));
             }
+            if (r.len - 1)
+                .checked_mul(r.stride)
+                .and_then(|x| r.start.checked_add(x))
+                .is_none()
+            {
+                return Err(Error::config(format!(
+                    "position run of {} from {} with stride {} passes usize::MAX",
+                    r.len, r.start, r.stride
+                )));
+            }
             if let Some(p) = prev {
                 if r.start <= p {
                     return Err(Error::config(format!(

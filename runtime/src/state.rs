@@ -66,21 +66,27 @@ pub struct Finalized {
 impl AttnState {
     /// The empty state (no key seen yet). Every page is written here (not lazily mapped as
     /// `vec![0.0; n]` would be), so the first kernel call does not pay the page faults.
+    /// Panics when the sizes overflow or cannot be allocated: sizes from user input go through
+    /// [`AttnState::try_new`].
     pub fn new(heads: usize, rows: usize, dim: usize) -> Self {
-        let filled = |n: usize, value: f32| {
-            let mut v = Vec::with_capacity(n);
-            // An opaque fill value keeps the compiler from turning this into a lazy calloc.
-            v.resize(n, std::hint::black_box(value));
-            v
+        Self::try_new(heads, rows, dim).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`AttnState::new`], or a typed error when `heads × rows × dim` overflows or the
+    /// allocator refuses.
+    pub fn try_new(heads: usize, rows: usize, dim: usize) -> Result<Self> {
+        // An opaque fill value keeps the compiler from turning this into a lazy calloc.
+        let filled = |dims: &[usize], value: f32, what: &str| {
+            crate::tensor::filled_f32(dims, std::hint::black_box(value), what)
         };
-        AttnState {
+        Ok(AttnState {
             heads,
             rows,
             dim,
-            m: filled(heads * rows, f32::NEG_INFINITY),
-            l: filled(heads * rows, 0.0),
-            acc: filled(heads * rows * dim, 0.0),
-        }
+            m: filled(&[heads, rows], f32::NEG_INFINITY, "state m")?,
+            l: filled(&[heads, rows], 0.0, "state l")?,
+            acc: filled(&[heads, rows, dim], 0.0, "state acc")?,
+        })
     }
 
     /// Merges `other` (same rows, a disjoint set of keys) into `self` by log-sum-exp.

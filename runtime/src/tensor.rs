@@ -10,7 +10,7 @@ use half::bf16;
 use half::slice::HalfFloatSliceExt;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::positions::Positions;
 use crate::source::{RowSource, TensorKind};
 
@@ -304,6 +304,35 @@ impl KvData {
     }
 }
 
+/// A zeroed f32 buffer of `∏ dims` elements, or a typed error naming `what` when the product
+/// overflows or the allocator refuses (instead of a capacity-overflow panic or an allocation
+/// abort).
+pub fn zeroed_f32(dims: &[usize], what: &str) -> Result<Vec<f32>> {
+    filled_f32(dims, 0.0, what)
+}
+
+/// [`zeroed_f32`] with every element `value`, each page written now.
+pub fn filled_f32(dims: &[usize], value: f32, what: &str) -> Result<Vec<f32>> {
+    let too_big = || {
+        Error::config(format!(
+            "`{what}` of {} f32 elements is too large to allocate",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" × ")
+        ))
+    };
+    let len = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / 4)
+        .ok_or_else(too_big)?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| too_big())?;
+    data.resize(len, value);
+    Ok(data)
+}
+
 fn gather_rows(
     source: &dyn RowSource,
     tensor: TensorKind,
@@ -312,7 +341,7 @@ fn gather_rows(
     positions: &Positions,
 ) -> Result<Vec<f32>> {
     let rows = positions.len();
-    let mut data = vec![0.0f32; heads * rows * dim];
+    let mut data = zeroed_f32(&[heads, rows, dim], tensor.name())?;
     if dim == 0 || rows == 0 {
         return Ok(data);
     }

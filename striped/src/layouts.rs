@@ -1,6 +1,6 @@
 //! Causal-balanced layouts: Striped Attention's round robin and Megatron/Llama-3 zigzag.
 
-use ringattn_ring::{split_range, Layout};
+use ringattn_ring::Layout;
 use ringattn_runtime::{Positions, Run};
 
 /// Striped Attention: token i goes to rank i mod P (one run of stride P). Under a causal mask
@@ -42,8 +42,18 @@ impl Layout for Zigzag {
     }
 
     fn positions(&self, rank: usize, world: usize, seq: usize) -> Positions {
-        let (a_start, a_len) = split_range(seq, 2 * world, rank);
-        let (b_start, b_len) = split_range(seq, 2 * world, 2 * world - 1 - rank);
+        // 2P chunks, in u128: 2P may pass usize::MAX (then most chunks are empty).
+        let chunk = |i: u128| {
+            let (n, parts) = (seq as u128, 2 * world as u128);
+            let (base, extra) = (n / parts, n % parts);
+            // Both fit in usize: start <= n and len <= n.
+            (
+                (i * base + i.min(extra)) as usize,
+                (base + u128::from(i < extra)) as usize,
+            )
+        };
+        let (a_start, a_len) = chunk(rank as u128);
+        let (b_start, b_len) = chunk(2 * world as u128 - 1 - rank as u128);
         Positions::new([
             Run {
                 start: a_start,
@@ -57,6 +67,15 @@ impl Layout for Zigzag {
             },
         ])
         .expect("zigzag chunks are disjoint and increasing")
+    }
+
+    /// The owner of the last prefill token, in O(1): it lies in the last non-empty of the 2P
+    /// chunks, `c = min(seq, 2P) − 1`, owned by rank `c` (first half) or `2P − 1 − c`.
+    fn decode_owner(&self, _pos: usize, world: usize, seq: usize) -> usize {
+        let parts = 2 * world as u128;
+        let c = (seq as u128).min(parts).saturating_sub(1);
+        let rank = if c < world as u128 { c } else { parts - 1 - c };
+        rank as usize
     }
 }
 

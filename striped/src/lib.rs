@@ -7,6 +7,7 @@ pub mod layouts;
 pub mod partitioner;
 pub mod simulate;
 pub mod simulate_duo;
+mod simulate_limits;
 mod simulate_shared;
 pub mod tilework;
 

@@ -210,6 +210,68 @@ pub fn earliest_within_tie(costs: &[f64]) -> Option<usize> {
         .position(|&c| c <= best * (1.0 + TIE_TOLERANCE))
 }
 
+/// Most ranks the cost model tables (P × P per layout and mask) are built for.
+pub const MAX_MODEL_WORLD: usize = 1024;
+
+/// Most tile classifications the cost model may spend on one plan.
+pub const MAX_MODEL_TILE_WORK: u128 = 1 << 32;
+
+/// True when the cost model's P × P tables and its tile counting stay small (at most
+/// [`MAX_MODEL_WORLD`] ranks and [`MAX_MODEL_TILE_WORK`] classifications), so planning never
+/// allocates or loops in proportion to absurd sizes.
+pub fn model_affordable(
+    world: usize,
+    seq: usize,
+    mask: Mask,
+    tile: TileShape,
+    mix: Option<&HeadMix>,
+) -> bool {
+    if world == 0 || world > MAX_MODEL_WORLD {
+        return false;
+    }
+    let p = world as u128;
+    let rows = (seq as u128).div_ceil(p) + 1;
+    let (qt, kt) = (
+        rows.div_ceil(tile.q.max(1) as u128),
+        rows.div_ceil(tile.k.max(1) as u128),
+    );
+    let per_call = |m: Mask| match m {
+        Mask::Streaming { .. } => qt * kt,
+        _ => qt * (kt.max(2).ilog2() as u128 + 1),
+    };
+    let streaming = mix
+        .filter(|m| m.streaming > 0)
+        .map_or(0, |m| per_call(m.streaming_mask));
+    // Three layouts, P² (rank, step) pairs each.
+    3 * p * p * (per_call(mask) + streaming) <= MAX_MODEL_TILE_WORK
+}
+
+/// The plan when the cost model is too expensive to run: `Fixed` as asked; `Auto` takes striped
+/// for masks that favour later ranks (causal, streaming: balanced by round robin), contiguous
+/// otherwise — what the model picks at sizes it can afford.
+fn plan_without_model(choice: LayoutChoice, world: usize, mask: Mask) -> Plan {
+    let note = format!("cost model skipped: {world} ranks or the sequence are too large to cost");
+    match choice {
+        LayoutChoice::Fixed(kind) => Plan {
+            kind,
+            reason: format!("requested with --layout {kind} ({note})"),
+            estimates: Vec::new(),
+        },
+        LayoutChoice::Auto => {
+            let kind = if mask == Mask::None {
+                LayoutKind::Contiguous
+            } else {
+                LayoutKind::Striped
+            };
+            Plan {
+                kind,
+                reason: format!("auto: {kind} by rule for this mask ({note})"),
+                estimates: Vec::new(),
+            }
+        }
+    }
+}
+
 /// Chooses the layout: `Fixed` is honoured (with its predicted makespan in the reason); `Auto`
 /// takes the smallest predicted makespan, preferring the earlier of
 /// contiguous, striped, zigzag when within 1% (contiguous keeps tokens adjacent).
@@ -228,6 +290,9 @@ pub fn plan_mixed(
     tile: TileShape,
     mix: Option<&HeadMix>,
 ) -> Plan {
+    if !model_affordable(world, seq, mask, tile, mix) {
+        return plan_without_model(choice, world, mask);
+    }
     let estimates: Vec<Estimate> = LayoutKind::ALL
         .iter()
         .map(|&k| match mix {

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::partitioner::LayoutKind;
 #[cfg(doc)]
 use crate::partitioner::PARTIAL_TILE_COST;
+pub use crate::simulate_limits::{MAX_SIM_TILE_WORK, MAX_SIM_WORLD};
 use crate::tilework::TileWork;
 
 /// What to simulate and on what machine.
@@ -112,6 +113,7 @@ impl SimConfig {
                 self.world, self.seq
             )));
         }
+        crate::simulate_limits::validate_cost(self)?;
         if !(self.all_busy_speed.is_finite() && self.all_busy_speed > 0.0) {
             return Err(Error::config("--all-busy-speed must be a positive number"));
         }
@@ -134,13 +136,19 @@ impl SimConfig {
 
     /// Seconds one rank takes for one Full tile of one head (at full speed).
     pub fn tile_s(&self) -> f64 {
-        4.0 * self.head_dim as f64 * (self.tile.q * self.tile.k) as f64
+        4.0 * self.head_dim as f64 * self.tile.q as f64 * self.tile.k as f64
             / (self.gflops_per_rank * 1e9)
     }
 
     /// Bytes of one hop carrying a block of `rows` tokens (K and V in `dtype`).
     pub fn block_bytes(&self, rows: usize) -> u64 {
-        2 * rows as u64 * self.kv_heads as u64 * self.head_dim as u64 * self.dtype.size() as u64
+        let bytes = 2
+            * rows as u128
+            * self.kv_heads as u128
+            * self.head_dim as u128
+            * self.dtype.size() as u128;
+        // Saturates: `validate` refuses configurations whose blocks pass u64.
+        u64::try_from(bytes).unwrap_or(u64::MAX)
     }
 
     /// Seconds the link is busy sending `bytes` (without latency).
@@ -151,7 +159,7 @@ impl SimConfig {
     /// True when the ranks' threads exceed the shared cores.
     pub fn oversubscribed(&self) -> bool {
         self.cores
-            .is_some_and(|c| self.world * self.threads_per_rank > c)
+            .is_some_and(|c| self.world.saturating_mul(self.threads_per_rank) > c)
     }
 
     /// True when ranks share cores or slow each other down: the processor-sharing engine runs.
@@ -168,7 +176,7 @@ impl SimConfig {
         if active == 0 {
             return 1.0;
         }
-        let demand = (self.threads_per_rank * active) as f64;
+        let demand = self.threads_per_rank as f64 * active as f64;
         let cores = cores as f64;
         let busy = demand.min(cores);
         let neighbours = if cores > 1.0 {
@@ -306,6 +314,21 @@ impl<'a> StepCosts<'a> {
 /// Runs the simulation (validating `cfg` first).
 pub fn simulate(cfg: &SimConfig) -> Result<Simulation> {
     cfg.validate()?;
+    // A tile larger than every shard costs what the shard holds, not the tile's nominal size.
+    let rows = cfg.seq.div_ceil(cfg.world);
+    let clamped;
+    let cfg = if cfg.tile.q > rows || cfg.tile.k > rows {
+        clamped = SimConfig {
+            tile: TileShape {
+                q: cfg.tile.q.min(rows),
+                k: cfg.tile.k.min(rows),
+            },
+            ..cfg.clone()
+        };
+        &clamped
+    } else {
+        cfg
+    };
     let mut costs = StepCosts::new(cfg);
     let p = cfg.world;
     let mut trace = Trace::new(p, cfg.world <= PER_RANK_STEPS_MAX);

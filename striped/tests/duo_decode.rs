@@ -142,14 +142,14 @@ fn check_caches(
                 (true, Some(plan)) if rank == roles.stream_rank => {
                     let total = spec.prefill + spec.steps;
                     let keep: Vec<usize> = (0..total)
-                        .filter(|&k| k < plan.sink || k + plan.recent >= total)
+                        .filter(|&k| k < plan.sink || k.saturating_add(plan.recent) >= total)
                         .collect();
                     assert_eq!(
                         head.positions(),
                         &keep[..],
                         "rank {rank} streaming head {g}"
                     );
-                    total.min(plan.sink + plan.recent + 1)
+                    total.min(plan.sink.saturating_add(plan.recent).saturating_add(1))
                 }
                 (true, _) => {
                     assert!(head.is_empty(), "rank {rank} keeps streaming head {g}");
@@ -298,6 +298,38 @@ fn decode_with_the_shared_patterns_matches_the_reference() {
                     assert!(out <= 2e-5, "{what}: out err {out:e}");
                     assert!(lse <= 1e-5, "{what}: lse err {lse:e}");
                 }
+            }
+        }
+    }
+}
+
+/// Decode with `recent` (and `sink`) near 2^64: the streaming heads keep every row and match
+/// the f64 reference exactly as full causal attention would.
+#[test]
+fn decode_with_huge_windows_matches_the_reference() {
+    for kind in LayoutKind::ALL {
+        let layout = kind.layout();
+        for p in [1, 3] {
+            for (sink, recent) in [(4, usize::MAX), (usize::MAX, usize::MAX), (0, 1 << 63)] {
+                let spec = DecodeSpec {
+                    prefill: 45,
+                    steps: 7,
+                    heads: 8,
+                    kv_heads: 4,
+                    dim: 16,
+                    dtype: Dtype::F32,
+                };
+                let plan = DuoPlan {
+                    sink,
+                    recent,
+                    ..mixed_plan(4)
+                };
+                let outputs = run(layout, p, spec, Some(&plan));
+                let (out, lse) = errors(&outputs, &spec, Some(&plan));
+                let what = format!("{kind} P={p} sink={sink} recent={recent}");
+                assert!(out <= 2e-5, "{what}: out err {out:e}");
+                assert!(lse <= 1e-5, "{what}: lse err {lse:e}");
+                check_caches(&outputs, layout, &spec, Some(&plan));
             }
         }
     }

@@ -452,3 +452,43 @@ fn prefill_with_the_shared_patterns_matches_the_reference() {
         }
     }
 }
+
+/// Windows and sinks near 2^64 are full (causal) attention: exact against the f64 reference on
+/// every layout and world size (the window arithmetic saturates instead of wrapping).
+#[test]
+fn huge_windows_equal_causal_attention() {
+    let huge = [
+        (0, usize::MAX),
+        (4, usize::MAX),
+        (usize::MAX, usize::MAX),
+        (usize::MAX, 1),
+        (3, usize::MAX - 1),
+        (0, 1 << 63),
+    ];
+    for (i, &(sink, recent)) in huge.iter().enumerate() {
+        let mut base = problem(301, 8, 16, vec![S, R, S, S], Mask::Causal);
+        base.plan.sink = sink;
+        base.plan.recent = recent;
+        let want = reference(&base);
+        // The huge window is the causal mask: the reference agrees with a causal one.
+        let causal = Spec {
+            plan: DuoPlan::all_retrieval(4, 0, 1),
+            ..base.clone()
+        };
+        if recent > base.n {
+            let want_causal = reference(&causal);
+            assert_eq!(want, want_causal, "sink {sink} recent {recent}");
+        }
+        for layout in LayoutKind::ALL {
+            for p in [1, 2, 3] {
+                let spec = Spec {
+                    layout,
+                    p,
+                    tile: [TileShape::default(), TileShape { q: 16, k: 24 }][(i + p) % 2],
+                    ..base.clone()
+                };
+                check(&spec, &assemble(&spec, &run_duo(&spec)), &want);
+            }
+        }
+    }
+}

@@ -56,6 +56,22 @@ pub struct SchedArgs {
     pub sched_alpha: f64,
 }
 
+/// Largest `--slow-cores` factor: a slowed core waits `factor − 1` times its work, so a huge
+/// factor would stall the run for ever.
+pub const MAX_SLOW_FACTOR: f64 = 1000.0;
+
+/// `--slow-cores CPU:FACTOR,...` with every factor in 1..=[`MAX_SLOW_FACTOR`].
+pub fn parse_bounded_slow_cores(text: &str) -> Result<Vec<ringattn_runtime::sched::SlowCore>> {
+    let slow = parse_slow_cores(text)?;
+    match slow.iter().find(|s| s.factor > MAX_SLOW_FACTOR) {
+        Some(s) => Err(Error::config(format!(
+            "--slow-cores {}:{}: the factor must be between 1 and {MAX_SLOW_FACTOR}",
+            s.cpu, s.factor
+        ))),
+        None => Ok(slow),
+    }
+}
+
 impl SchedArgs {
     /// Validates the options.
     pub fn spec(&self) -> Result<SchedSpec> {
@@ -66,7 +82,7 @@ impl SchedArgs {
             )));
         }
         let slow = match &self.slow_cores {
-            Some(text) => parse_slow_cores(text)?,
+            Some(text) => parse_bounded_slow_cores(text)?,
             None => Vec::new(),
         };
         let cache = match (&self.sched_cache, self.no_sched_cache) {

@@ -108,6 +108,7 @@ pub struct KernelResult {
 
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = args.isa.activate()?;
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
     let threads = if args.threads.is_empty() {
@@ -117,22 +118,28 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
     } else {
         args.threads.clone()
     };
-    let sizes = args
-        .seq
-        .iter()
-        .chain(&args.head_dim)
-        .chain(&threads)
-        .chain([
-            &args.heads,
-            &kv_heads,
-            &args.repeats,
-            &args.tile_q,
-            &args.tile_k,
-        ]);
-    if sizes.copied().any(|x| x == 0) {
-        return Err(Error::config(
-            "every size, count and thread number must be at least 1",
-        ));
+    let named: [(&str, &[usize]); 8] = [
+        ("--seq", &args.seq),
+        ("--head-dim", &args.head_dim),
+        ("--threads", &threads),
+        ("--heads", std::slice::from_ref(&args.heads)),
+        ("--kv-heads", std::slice::from_ref(&kv_heads)),
+        ("--repeats", std::slice::from_ref(&args.repeats)),
+        ("--tile-q", std::slice::from_ref(&args.tile_q)),
+        ("--tile-k", std::slice::from_ref(&args.tile_k)),
+    ];
+    if let Some((flag, _)) = named.iter().find(|(_, v)| v.contains(&0)) {
+        return Err(Error::config(format!("{flag} must be at least 1")));
+    }
+    for &t in &threads {
+        crate::args::check_threads(Some(t), allowed_cores, false)?;
+    }
+    let most_threads = threads.iter().copied().max().unwrap_or(1);
+    for &seq in &args.seq {
+        for &dim in &args.head_dim {
+            let kernel = (most_threads, args.tile_q, args.tile_k);
+            super::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)?;
+        }
     }
     if !args.heads.is_multiple_of(kv_heads) {
         return Err(Error::config(format!(
@@ -301,7 +308,7 @@ impl Sink {
         match self {
             Sink::Table { header_done } => {
                 if !*header_done {
-                    println!(
+                    outln!(
                         "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10} {:>8} {:>8} {:>7}",
                         "seq",
                         "d",
@@ -315,9 +322,9 @@ impl Sink {
                     );
                     *header_done = true;
                 }
-                println!("{}", row());
+                outln!("{}", row());
             }
-            Sink::Stdout => println!("{line}"),
+            Sink::Stdout => outln!("{line}"),
             Sink::File(w, path) => writeln!(w, "{line}")
                 .and_then(|()| w.flush())
                 .map_err(|e| Error::Io {

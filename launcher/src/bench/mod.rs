@@ -47,3 +47,29 @@ pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
         BenchCommand::Sched(a) => sched::run_sched_bench(a, allowed_cores),
     }
 }
+
+/// Refuses a single-rank benchmark (`bench kernel`, `bench sched`) whose Q/K/V, state and
+/// scratch this process cannot hold (exit 2 with what it needs and has), before allocating.
+pub fn check_one_rank_memory(
+    seq: usize,
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+    (threads, tile_q, tile_k): (usize, usize, usize),
+) -> Result<()> {
+    let sizes = ringattn::memory::JobSizes {
+        world: 1,
+        seq,
+        heads,
+        kv_heads,
+        dim,
+        threads,
+        tile: ringattn_runtime::TileShape {
+            q: tile_q,
+            k: tile_k,
+        },
+        dtype: ringattn_runtime::Dtype::F32,
+    };
+    ringattn::memory::check_job_memory(&sizes, ringattn::memory::MemoryCheck::ONE_RANK)
+        .map_err(ringattn_runtime::Error::from)
+}

@@ -178,6 +178,13 @@ pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        // Not text at all: bad input (exit 2), not an I/O failure.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::config(format!(
+                "{} is not a results file: it is not UTF-8 text",
+                path.display()
+            )))
+        }
         Err(e) => {
             return Err(Error::Io {
                 context: format!("reading {}", path.display()),
@@ -207,12 +214,13 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
             "--workers, --seq and --threads must be at least 1",
         ));
     }
+    crate::args::check_threads(Some(args.threads), allowed_cores, false)?;
     if args.layout.contains(&LayoutArg::Auto) {
         return Err(Error::config(
             "bench scaling needs explicit layouts (contiguous, striped, zigzag), not auto",
         ));
     }
-    let combos = combinations(args);
+    let combos = combinations(args)?;
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
     // Validate every job before running any (bad sizes fail fast with exit 2).
     let jobs = combos
@@ -315,16 +323,17 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     }
     if !args.no_plot {
         for path in plot::render_dir(&args.out)? {
-            println!("wrote {}", path.display());
+            outln!("wrote {}", path.display());
         }
     }
-    println!("results: {}", results.display());
+    outln!("results: {}", results.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// Every combination, in run order: lengths, then workers, then layouts. With one worker all
 /// layouts are the same run, so only the first layout is run (plots reuse it for the others).
-pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
+/// Fails when a weak-scaling length (`--seq` × workers) overflows.
+pub fn combinations(args: &ScalingArgs) -> Result<Vec<Combo>> {
     let mut out = Vec::new();
     for &base in &args.seq {
         for &p in &args.workers {
@@ -337,14 +346,18 @@ pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
                     base_seq: base,
                     seq: match args.mode {
                         Mode::Strong => base,
-                        Mode::Weak => base * p,
+                        Mode::Weak => base.checked_mul(p).ok_or_else(|| {
+                            Error::config(format!(
+                                "--mode weak: --seq {base} × {p} workers overflows the sequence length"
+                            ))
+                        })?,
                     },
                     layout: ringattn::LayoutChoice::from(*l).name(),
                 });
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The `ringattn run` words of one combination (without backend or report options).
@@ -397,7 +410,7 @@ fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Re
         duo: args.duo.spec()?,
         ..RunSpec::default()
     };
-    Job::from_spec(&spec, cores).map_err(flag_error)
+    Job::from_spec_checked(&spec, cores, ringattn::memory::MemoryCheck::LOCAL).map_err(flag_error)
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {

@@ -69,11 +69,11 @@ impl MpiSweep {
             context: format!("{name} failed"),
             source: std::io::Error::other(why),
         };
-        let out = Command::new(&words[0])
-            .args(&words[1..])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| fail(format!("cannot start {}: {e}", words[0])))?;
+        let out = output_forwarding(Command::new(&words[0]).args(&words[1..]))
+            .map_err(|e| fail(format!("cannot run {}: {e}", words[0])))?;
+        if let Some(sig) = out.signal {
+            return Err(fail(format!("interrupted by signal {sig}")));
+        }
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr
@@ -93,6 +93,54 @@ impl MpiSweep {
         }
         parse_report(&String::from_utf8_lossy(&out.stdout), combo.world).map_err(fail)
     }
+}
+
+/// What [`output_forwarding`] collected.
+struct Collected {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    signal: Option<i32>,
+}
+
+/// `cmd.output()`, forwarding SIGINT/SIGTERM to the child and waiting for it
+/// ([`crate::child::wait_forwarding`]).
+fn output_forwarding(cmd: &mut Command) -> std::io::Result<Collected> {
+    use std::io::Read;
+    crate::child::catch_signals()?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let waited = crate::child::wait_forwarding(&mut child)?;
+    Ok(Collected {
+        status: waited.status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        signal: waited.signal,
+    })
 }
 
 /// The run report in `stdout`: its last line that parses as a JSON object with the expected

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringattn_runtime::sched::parse_slow_cores;
 use ringattn_runtime::{
     attend, AttnState, Error, Executor, KvBlock, Mask, Positions, QShard, Result, SchedConfig,
     SchedKind, Scheduler, Synthetic, TileShape,
@@ -110,6 +109,13 @@ pub struct SchedBenchResult {
 
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
+    if !(0.0..1.0).contains(&args.sched_alpha) {
+        return Err(Error::config(format!(
+            "--sched-alpha must be in [0, 1), got {}",
+            args.sched_alpha
+        )));
+    }
     if let Some(cpu) = args.spin_on {
         super::neighbour::spin(cpu);
     }
@@ -120,7 +126,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         ));
     }
     let slow = match &args.slow_cores {
-        Some(s) => parse_slow_cores(s)?,
+        Some(s) => crate::args::sched::parse_bounded_slow_cores(s)?,
         None => Vec::new(),
     };
     let cores = super::kernel::pinned_cores(threads);
@@ -141,6 +147,13 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
             cache: None,
         })
     };
+    super::check_one_rank_memory(
+        args.seq,
+        args.heads,
+        args.heads,
+        args.head_dim,
+        (threads, TileShape::default().q, TileShape::default().k),
+    )?;
     let inputs = Inputs::new(args)?;
     let bar = bar(threads + 3 * args.calls);
     bar.set_message("single-core timings");
@@ -268,7 +281,7 @@ fn bar(len: usize) -> ProgressBar {
 }
 
 fn print_summary(r: &SchedBenchResult) {
-    println!(
+    outln!(
         "N={} H={} D={}{} threads={} cores={:?} calls={} slow={} busy neighbour={}",
         r.seq,
         r.heads,
@@ -281,24 +294,29 @@ fn print_summary(r: &SchedBenchResult) {
         r.busy_neighbour
             .map_or("none".to_string(), |c| format!("cpu {c}"))
     );
-    println!(
+    outln!(
         "  hybrid  {:>9.3} s  ({:.3}× ideal)",
-        r.hybrid_s, r.hybrid_over_ideal
+        r.hybrid_s,
+        r.hybrid_over_ideal
     );
-    println!(
+    outln!(
         "  static  {:>9.3} s  ({:.3}× hybrid)",
-        r.static_s, r.static_over_hybrid
+        r.static_s,
+        r.static_over_hybrid
     );
-    println!(
+    outln!(
         "  rayon   {:>9.3} s  ({:.3}× hybrid)",
-        r.rayon_s, r.rayon_over_hybrid
+        r.rayon_s,
+        r.rayon_over_hybrid
     );
-    println!(
+    outln!(
         "  ideal   {:>9.3} s  (single-core s per call: {:?})",
-        r.ideal_s, r.single_core_s
+        r.ideal_s,
+        r.single_core_s
     );
-    println!(
+    outln!(
         "  hybrid ratios {:?}, last busy spread {:.3}",
-        r.final_ratios, r.final_busy_spread
+        r.final_ratios,
+        r.final_busy_spread
     );
 }

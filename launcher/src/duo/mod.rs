@@ -104,15 +104,16 @@ struct Inspection {
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let out = inspect(args)?;
     match args.json.as_deref() {
-        Some("-") => println!("{}", out.json()),
+        Some("-") => outln!("{}", out.json()),
         Some(path) => {
             let text = serde_json::to_string_pretty(&out.json()).expect("json") + "\n";
             write_atomic(Path::new(path), &text)?;
-            print!("{}", out.summary());
+            out!("{}", out.summary());
         }
-        None => print!("{}", out.summary()),
+        None => out!("{}", out.summary()),
     }
     Ok(ExitCode::SUCCESS)
 }

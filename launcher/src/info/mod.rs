@@ -105,37 +105,40 @@ pub fn gather(allowed_cores: usize, isa: Isa) -> Info {
 
 /// Prints the facts as text or JSON.
 pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let info = gather(allowed_cores, args.isa.isa.activate()?);
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, &info)?,
         None => {
-            println!("cpu:          {}", info.cpu);
-            println!(
+            outln!("cpu:          {}", info.cpu);
+            outln!(
                 "simd:         {} (available: {})",
                 info.isa,
                 info.isa_available.join(", ")
             );
-            println!(
+            outln!(
                 "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
                 info.peak_gflops_per_core
             );
             for (name, peak) in &info.peak_gflops_per_core_by_isa {
-                println!("peak {name:<7} {peak:.1} GFLOP/s per core (f32 FMA, measured)");
+                outln!("peak {name:<7} {peak:.1} GFLOP/s per core (f32 FMA, measured)");
             }
             if let Some(tile) = info.tile_peak_gflops_per_core {
-                println!(
+                outln!(
                     "amx:          {tile:.0} GFLOP/s per core (bf16 tiles, measured; f32 by six \
                      bf16 products: ceiling {:.0})",
                     tile / 6.0
                 );
             }
-            println!(
+            outln!(
                 "cores:        {} allowed (affinity {}; online {})",
-                info.allowed_cores, info.affinity, info.online_cpus
+                info.allowed_cores,
+                info.affinity,
+                info.online_cpus
             );
             match (&info.p_cores, &info.e_cores) {
-                (Some(p), Some(e)) => println!("hybrid:       P cores {p}, E cores {e}"),
-                _ => println!("hybrid:       no P/E core lists in sysfs"),
+                (Some(p), Some(e)) => outln!("hybrid:       P cores {p}, E cores {e}"),
+                _ => outln!("hybrid:       no P/E core lists in sysfs"),
             }
             let kinds: Vec<String> = info
                 .topology
@@ -154,7 +157,7 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
                     format!("{}:{kind}{mhz} ratio {r:.2}", c.cpu)
                 })
                 .collect();
-            println!(
+            outln!(
                 "topology:     {} (from {}; the hybrid scheduler starts from these ratios)",
                 kinds.join(", "),
                 info.topology.source

@@ -224,7 +224,7 @@ impl Launcher {
 /// binary lacks the `mpi` feature).
 pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
     if args.ranks == 0 {
-        return Err(Error::config("-n must be at least 1"));
+        return Err(Error::config("--workers (-p) must be at least 1"));
     }
     let command = run_command(&args.command)?;
     let launcher = Launcher::find(args.mpirun.as_deref())?;
@@ -247,19 +247,24 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
             .chain(command)
             .collect();
         let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
-        println!("{}", line.join(" "));
+        outln!("{}", line.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
-    let status = Command::new(&mpirun)
+    let shown = mpirun.display().to_string();
+    let io = |what: &str| {
+        let context = format!("{what} {shown}");
+        move |source| Error::Io { context, source }
+    };
+    crate::child::catch_signals().map_err(io("preparing to start"))?;
+    let mut child = Command::new(&mpirun)
         .args(&before)
         .arg(&exe)
         .args(&command)
-        .status()
-        .map_err(|e| Error::Io {
-            context: format!("starting {}", mpirun.display()),
-            source: e,
-        })?;
-    Ok(ExitCode::from(exit_code_of(status)))
+        .spawn()
+        .map_err(io("starting"))?;
+    // SIGINT/SIGTERM go on to mpirun, which ends its ranks; we wait for it.
+    let waited = crate::child::wait_forwarding(&mut child).map_err(io("waiting for"))?;
+    Ok(ExitCode::from(exit_code_of(waited.status)))
 }
 
 /// The exit code to forward: the launcher's own, or 128 + signal when it was killed.

@@ -53,7 +53,7 @@ pub fn run_plot(args: &PlotArgs) -> Result<ExitCode> {
         )));
     }
     for p in written {
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -62,8 +62,32 @@ pub fn run_plot(args: &PlotArgs) -> Result<ExitCode> {
 pub fn render_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let (values, _) = read_results(&dir.join(RESULTS_FILE))?;
     register_font()?;
+    // Drawn into a staging directory `.plots.tmp.PID` beside the plots, then renamed into
+    // place: a killed run never leaves a half-written plot (stale staging directories of
+    // dead processes are removed here).
+    let staging = ringattn_runtime::io::temp_path(&dir.join("plots"));
+    let io = |context: String| move |source| Error::Io { context, source };
+    std::fs::create_dir_all(&staging).map_err(io(format!("creating {}", staging.display())))?;
+    let drawn = draw_all(&staging, &values);
+    let result = drawn.and_then(|names| {
+        names
+            .into_iter()
+            .map(|name| {
+                let target = dir.join(&name);
+                std::fs::rename(staging.join(&name), &target)
+                    .map_err(io(format!("renaming to {}", target.display())))
+                    .map(|()| target)
+            })
+            .collect()
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Draws every plot the results allow into `dir`; returns their file names.
+fn draw_all(dir: &Path, values: &[serde_json::Value]) -> Result<Vec<String>> {
     let mut written = Vec::new();
-    if let Some(data) = scaling_plot(&values) {
+    if let Some(data) = scaling_plot(values) {
         let png = dir.join("scaling.png");
         draw(
             &png,
@@ -76,9 +100,9 @@ pub fn render_dir(dir: &Path) -> Result<Vec<PathBuf>> {
             |a| draw_scaling(a, &data),
             SVGBackend::new(&svg, (1200, 520)).into_drawing_area(),
         )?;
-        written.extend([png, svg]);
+        written.extend([png, svg].map(|p| file_name(&p)));
     }
-    if let Some(data) = balance_plot(&values) {
+    if let Some(data) = balance_plot(values) {
         let width = 420 * data.panels.len() as u32 + 40;
         let png = dir.join("balance.png");
         draw(
@@ -92,9 +116,16 @@ pub fn render_dir(dir: &Path) -> Result<Vec<PathBuf>> {
             |a| draw_balance(a, &data),
             SVGBackend::new(&svg, (width, 460)).into_drawing_area(),
         )?;
-        written.extend([png, svg]);
+        written.extend([png, svg].map(|p| file_name(&p)));
     }
     Ok(written)
+}
+
+/// The file name of a path this module made (always has one).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn register_font() -> Result<()> {

@@ -65,12 +65,16 @@ pub struct RunArgs {
     /// Do not pin kernel threads to cores (the operating system places them).
     #[arg(long)]
     pub no_pin: bool,
+    /// Allow --threads above the cores allowed to this process (up to 16 per core).
+    #[arg(long)]
+    pub oversubscribe: bool,
     /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Verify ROWS rows per worker (all heads) against the f64 reference; without ROWS: every
-    /// row when N <= 2048, else 32 rows per worker. Fails the run (exit 1) beyond
-    /// out 2e-5 / lse 1e-5 max abs error (2e-2 for both with --dtype bf16).
+    /// row when N <= 2048, else 32 rows per worker. Fails the run (exit 1) when an element's
+    /// error exceeds 2e-5 + 2e-5·|ref| or an lse's 1e-5 + 2e-6·|lse| (2e-2 + 2e-2·|ref| for
+    /// both with --dtype bf16), or a value is not finite.
     #[arg(long, value_name = "ROWS", num_args = 0..=1)]
     pub check: Option<Option<usize>>,
     /// Write the JSON run report to PATH ("-" = stdout, which replaces the human summary).
@@ -111,8 +115,11 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// Runs `ringattn run` with the backend it resolves to; returns its exit code.
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     args.isa.isa.activate()?;
+    crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
+    crate::args::check_outputs(args.output.as_deref(), args.json.as_deref())?;
     match backend::resolve(args.backend)? {
         Backend::Local => {
             let job = ringattn::prepare_local(&args.spec()?).map_err(spec::flag_error)?;
@@ -137,22 +144,32 @@ pub fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> 
         Some("-") => report.write_json("-")?,
         Some(path) => {
             report.write_json(path)?;
-            print!("{}", report.summary());
+            out!("{}", report.summary());
         }
-        None => print!("{}", report.summary()),
+        None => out!("{}", report.summary()),
     }
     if let Some(c) = &report.check {
-        let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
         if !c.passed {
             eprintln!(
-                "ringattn: error: check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
-                c.max_abs_err,
-                tol.out,
-                c.max_lse_err,
-                tol.lse
+                "ringattn: error: {}",
+                check_failed_line("check", c, job.dtype)
             );
             return Ok(1);
         }
     }
     Ok(0)
+}
+
+/// The line `--check` prints when it fails: the largest errors and the tolerances.
+pub fn check_failed_line(
+    what: &str,
+    c: &ringattn::report::CheckReport,
+    dtype: ringattn::Dtype,
+) -> String {
+    let t = ringattn::check::Tolerance::for_dtype(dtype);
+    format!(
+        "{what} failed: max |out err| {:.3e}, max |lse err| {:.3e} (allowed: out {:.0e} + {:.0e}·|ref|, \
+         lse {:.0e} + {:.0e}·|lse|; a non-finite value never passes)",
+        c.max_abs_err, c.max_lse_err, t.out_atol, t.out_rtol, t.lse_atol, t.lse_rtol
+    )
 }

@@ -15,6 +15,7 @@ use ringattn_runtime::{Comm, Error, Result};
 use crate::run::RunArgs;
 use ringattn::cores::{CorePlan, RankMask};
 use ringattn::job::Job;
+use ringattn::memory::MemoryCheck;
 use ringattn::rank::run_rank;
 use ringattn::workers::panic_message;
 use ringattn::RunSpec;
@@ -25,6 +26,7 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     run_mpi_with(
         &|| args.spec(),
         allowed_cores,
+        MemoryCheck::ONE_RANK,
         || Ok(()),
         run_rank,
         |job, backend, g| crate::run::finish(args, job, backend, g),
@@ -32,13 +34,14 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
 }
 
 /// [`run_mpi`] of the job of `spec` (made on every rank, its failure agreed on like a bad
-/// option) with any rank function and root finish (`ringattn decode` runs its own):
+/// option; `memory` says what this rank's memory check covers) with any rank function and root finish (`ringattn decode` runs its own):
 /// `precheck` validates what the [`Job`] does not (its failure is agreed on like a bad option:
 /// one message from rank 0, exit 2); every rank calls `rank_fn`; rank 0 calls `finish` on its
 /// result, whose exit code every rank returns.
 pub fn run_mpi_with<G>(
     spec: &dyn Fn() -> Result<RunSpec>,
     allowed_cores: usize,
+    memory: MemoryCheck,
     precheck: impl Fn() -> Result<()>,
     rank_fn: impl Fn(&mut dyn Comm, &Job) -> Result<Option<G>>,
     finish: impl Fn(&Job, &str, &G) -> Result<u8>,
@@ -53,7 +56,7 @@ pub fn run_mpi_with<G>(
             eprintln!("{w}");
         }
     }
-    let prepared = precheck().and_then(|()| prepare(spec()?, &comm, allowed_cores, cores));
+    let prepared = precheck().and_then(|()| prepare(spec()?, &comm, allowed_cores, cores, memory));
     let job = match agree(&mut comm, prepared)? {
         Ok(job) => job,
         Err(e) if rank == 0 => return Err(e),
@@ -71,8 +74,10 @@ pub fn run_mpi_with<G>(
         Ok(g) => g,
         Err(e) => {
             // Ends every rank of the job (MPI_Abort): this call does not return.
-            comm.abort(&failure_reason(&e));
-            return Err(e);
+            // Bad input found during the run (e.g. a NaN in the input file) keeps its class:
+            // the job exits 2, as with the local backend.
+            let code = i32::from(crate::run::exit_code(&e));
+            comm.abort_with_code(&failure_reason(&e), code);
         }
     };
 
@@ -146,6 +151,7 @@ fn prepare(
     comm: &MpiComm,
     allowed_cores: usize,
     cores: CorePlan,
+    memory: MemoryCheck,
 ) -> Result<Job> {
     let size = comm.size();
     if let Some(w) = spec.world {
@@ -161,7 +167,8 @@ fn prepare(
         let share = (allowed_cores / comm.node_ranks().max(1)).max(1);
         spec.threads = Some(cores.threads.get(comm.rank()).copied().unwrap_or(share));
     }
-    let mut job = Job::from_spec(&spec, allowed_cores).map_err(crate::run::spec::flag_error)?;
+    let mut job = Job::from_spec_checked(&spec, allowed_cores, memory)
+        .map_err(crate::run::spec::flag_error)?;
     job.cores = cores.cores;
     Ok(job)
 }

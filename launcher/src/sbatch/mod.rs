@@ -83,13 +83,40 @@ fn directive_value(name: &str, value: &str, extra: &str) -> Result<String> {
         Ok(value.to_string())
     } else {
         Err(Error::config(format!(
-            "--{name} `{value}`: use letters, digits, `_`, `.`, `-`{}",
+            "--{name} `{}`: use letters, digits, `_`, `.`, `-`{}",
+            value.escape_debug(),
             if extra.is_empty() {
                 String::new()
             } else {
                 format!(" and `{extra}`")
             }
         )))
+    }
+}
+
+/// Checks `--time` against SLURM's formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`,
+/// or `UNLIMITED`/`INFINITE`.
+fn slurm_time(value: &str) -> Result<String> {
+    let bad = || {
+        Error::config(format!(
+            "--time `{}`: expected minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED",
+            value.escape_debug()
+        ))
+    };
+    if ["unlimited", "infinite"].contains(&value.to_ascii_lowercase().as_str()) {
+        return Ok(value.to_string());
+    }
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit());
+    let rest = match value.split_once('-') {
+        Some((d, rest)) if digits(d) => rest,
+        Some(_) => return Err(bad()),
+        None => value,
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    if (1..=3).contains(&parts.len()) && parts.iter().all(|p| digits(p)) {
+        Ok(value.to_string())
+    } else {
+        Err(bad())
     }
 }
 
@@ -119,7 +146,7 @@ pub fn script(args: &SbatchArgs, binary: &str) -> Result<String> {
     directive("ntasks-per-node", args.ntasks_per_node.to_string());
     directive("cpus-per-task", args.cpus_per_task.to_string());
     if let Some(t) = &args.time {
-        directive("time", directive_value("time", t, ":")?);
+        directive("time", slurm_time(t)?);
     }
     if let Some(p) = &args.partition {
         directive("partition", directive_value("partition", p, ",")?);
@@ -211,7 +238,7 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
             .display()
             .to_string(),
     };
-    print!("{}", script(args, &binary)?);
+    out!("{}", script(args, &binary)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -318,6 +345,20 @@ mod tests {
         assert!(with(&["--time", "1h;rm", "--", "run"])
             .unwrap_err()
             .is_user_error());
+        for bad in ["yesterday", "1:2:3:4", "-5", "1-", ""] {
+            assert!(slurm_time(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "30",
+            "30:00",
+            "01:00:00",
+            "2-12",
+            "2-12:30",
+            "2-12:30:00",
+            "UNLIMITED",
+        ] {
+            assert!(slurm_time(good).is_ok(), "{good}");
+        }
         assert!(with(&["--", "simulate"]).unwrap_err().is_user_error());
         let mut zero = base.to_vec();
         zero[1] = "0";

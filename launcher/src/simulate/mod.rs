@@ -101,6 +101,7 @@ pub struct SimulateArgs {
 
 /// Runs `ringattn simulate`.
 pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     let tile = TileShape {
         q: args.tile_q,
         k: args.tile_k,
@@ -226,15 +227,15 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         duo: duo.as_ref(),
     };
     match args.json.as_deref() {
-        Some("-") => println!("{}", out.json()),
+        Some("-") => outln!("{}", out.json()),
         Some(path) => {
             write_atomic(
                 Path::new(path),
                 &(serde_json::to_string_pretty(&out.json()).expect("json") + "\n"),
             )?;
-            print!("{}", out.summary());
+            out!("{}", out.summary());
         }
-        None => print!("{}", out.summary()),
+        None => out!("{}", out.summary()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,6 +67,12 @@ impl DecodeSpec {
                 self.heads, self.kv_heads
             )));
         }
+        if self.prefill.checked_add(self.steps).is_none() {
+            return Err(Error::config(format!(
+                "prefill {} + steps {} passes the largest position",
+                self.prefill, self.steps
+            )));
+        }
         if self.prefill < world {
             return Err(Error::config(format!(
                 "a prefill of {} tokens over {world} ranks: every rank needs at least one token",
@@ -108,12 +114,11 @@ impl DecodeRoles {
     pub fn new(layout: &dyn Layout, world: usize, spec: &DecodeSpec) -> Self {
         let (n, last) = (spec.prefill, spec.prefill.saturating_sub(1));
         DecodeRoles {
-            owners: (n..n + spec.steps)
-                .map(|p| layout.decode_owner(p, world, n))
+            owners: (0..spec.steps)
+                .map(|s| layout.decode_owner(n.saturating_add(s), world, n))
                 .collect(),
-            stream_rank: (0..world)
-                .find(|&r| layout.positions(r, world, n).local_index(last).is_some())
-                .unwrap_or(0),
+            // The owner of the last prefill token: what `decode_owner` answers for it.
+            stream_rank: layout.decode_owner(last, world, n),
         }
     }
 }

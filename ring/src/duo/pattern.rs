@@ -98,6 +98,7 @@ impl DuoPattern {
     }
 
     fn read_tsv(path: &Path) -> Result<Self> {
+        regular_file(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| Error::BadInput {
             path: path.display().to_string(),
             reason: format!("cannot read DuoAttention pattern: {e}"),
@@ -344,6 +345,18 @@ fn check_window(recent: usize) -> Result<()> {
     Ok(())
 }
 
+/// Pattern files must be regular files: reading a FIFO would block, a directory fails late.
+fn regular_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::BadInput {
+            path: path.display().to_string(),
+            reason: "cannot read DuoAttention pattern: not a regular file".into(),
+        }),
+        // Missing files and other errors are reported by the read that follows.
+        _ => Ok(()),
+    }
+}
+
 /// `sink_size` / `recent_size` of a pattern's `config.json` (`deploy_sink_size` /
 /// `deploy_recent_size` win when set, as in the official deployment code).
 fn read_config(path: &Path) -> Result<(Option<usize>, Option<usize>)> {
@@ -352,10 +365,23 @@ fn read_config(path: &Path) -> Result<(Option<usize>, Option<usize>)> {
         path: shown.clone(),
         reason,
     };
+    regular_file(path)?;
     let text =
         std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read config: {e}")))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(bad(format!(
+            "config must be a JSON object (with sink_size / recent_size), found {}",
+            match value {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        )));
+    }
     let size = |key: &str| -> Result<Option<usize>> {
         match value.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),

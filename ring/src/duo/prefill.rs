@@ -190,13 +190,13 @@ pub fn streaming_key_ranges(queries: &Positions, sink: usize, recent: usize) -> 
         return Vec::new();
     };
     let mut ranges = Vec::with_capacity(1 + queries.runs().len());
-    ranges.push(0..sink.min(last_query + 1));
+    ranges.push(0..sink.min(last_query.saturating_add(1)));
     if recent > 0 {
         ranges.extend(
             queries
                 .runs()
                 .iter()
-                .map(|r| (r.start + 1).saturating_sub(recent)..run_last(r) + 1),
+                .map(|r| (r.start + 1).saturating_sub(recent)..run_last(r).saturating_add(1)),
         );
     }
     ranges

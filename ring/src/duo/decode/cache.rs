@@ -19,9 +19,10 @@ fn capacities(
     let owned_steps = roles.owners.iter().filter(|&&o| o == rank).count();
     (0..spec.kv_heads)
         .map(|g| match duo.map(|plan| (plan.kinds[g], plan)) {
-            Some((HeadKind::Streaming, plan)) if rank == roles.stream_rank => {
-                (spec.prefill + spec.steps).min(plan.sink + plan.recent + 1)
-            }
+            Some((HeadKind::Streaming, plan)) if rank == roles.stream_rank => spec
+                .prefill
+                .saturating_add(spec.steps)
+                .min(plan.sink.saturating_add(plan.recent).saturating_add(1)),
             Some((HeadKind::Streaming, _)) => 0,
             _ => own + owned_steps,
         })
@@ -48,11 +49,11 @@ pub(super) fn build_cache(
 ) -> Result<(KvCache, u64)> {
     let (rank, world, dim) = (comm.rank(), comm.size(), spec.dim);
     let own = layout.positions(rank, world, spec.prefill);
-    let mut cache = KvCache::new(
+    let mut cache = KvCache::try_new(
         dim,
         spec.dtype,
         &capacities(rank, own.len(), spec, duo, roles),
-    );
+    )?;
     let (mut k, mut v) = (vec![0.0f32; dim], vec![0.0f32; dim]);
     let mut outgoing = StreamRows::default();
     for g in 0..spec.kv_heads {
@@ -60,7 +61,7 @@ pub(super) fn build_cache(
         for pos in own.iter() {
             let keep = match (kind, duo) {
                 (HeadKind::Streaming, Some(plan)) => {
-                    pos < plan.sink || pos + plan.recent >= spec.prefill
+                    pos < plan.sink || pos.saturating_add(plan.recent) >= spec.prefill
                 }
                 _ => true,
             };

@@ -1,0 +1,47 @@
+//! The one way every command prints to standard output ([`out!`](crate::out!) and
+//! [`outln!`](crate::outln!)): each write is flushed and checked, so a failing stdout never
+//! panics. A closed pipe (`ringattn simulate ... | head -1`) ends the process quietly with exit
+//! code 141, as if killed by SIGPIPE like other Unix tools; any other failure (a full disk:
+//! `> /dev/full`) is one line on stderr and exit code 1.
+
+use std::io::{ErrorKind, Write};
+
+/// Exit code after the reader of stdout went away (128 + SIGPIPE).
+pub const CLOSED_PIPE_EXIT: i32 = 141;
+
+/// Writes `text` to stdout and flushes it; on failure ends the process (see the module docs).
+pub fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        stdout_failed(&e)
+    }
+}
+
+/// Ends the process after stdout failed with `e`: quietly (141) for a closed pipe, else with
+/// one line and exit code 1.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == ErrorKind::BrokenPipe {
+        std::process::exit(CLOSED_PIPE_EXIT);
+    }
+    eprintln!("ringattn: error: writing to standard output: {e}");
+    std::process::exit(1)
+}
+
+/// `print!` through [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::write_stdout(&format!($($arg)*))
+    };
+}
+
+/// `println!` through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::out::write_stdout("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::out::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
