@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prefill and decode tokens/s of SmolLM2-135M through the ring, local ranks as threads:
+# prompts of {2K, 4K, 8K} tokens (README.md + BENCHMARKS.md repeated) × P × layouts, one JSON
+# report per line in $OUT/results.jsonl (resumable: a line already there is not re-run).
+# Measure on a quiet machine. Usage:
+#   bash scripts/bench-model.sh [OUT_DIR]   (env: TOKENS="2048 4096 8192" WORKERS="1 2"
+#                                            LAYOUTS="striped zigzag contiguous" THREADS=... DECODE=32)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-benches/results/model-$(date +%Y-%m-%d)}"
+TOKENS="${TOKENS:-2048 4096 8192}"
+WORKERS="${WORKERS:-1 2}"
+LAYOUTS="${LAYOUTS:-striped zigzag contiguous}"
+CORES="$(nproc)"
+DECODE="${DECODE:-32}"
+mkdir -p "$OUT"
+bash scripts/get-model.sh >/dev/null
+cargo build --release -p ringattn-model --example generate
+BIN=target/release/examples/generate
+PROMPT="$OUT/prompt.txt"
+cat README.md BENCHMARKS.md > "$PROMPT"
+touch "$OUT/results.jsonl"
+for n in $TOKENS; do
+  for p in $WORKERS; do
+    for layout in $LAYOUTS; do
+      if [[ "$p" == 1 && "$layout" != "$(echo $LAYOUTS | cut -d' ' -f1)" ]]; then continue; fi
+      key="\"tokens\":$n,\"workers\":$p,\"layout\":\"$layout\""
+      if grep -qF "$key" "$OUT/results.jsonl"; then continue; fi
+      threads="${THREADS:-$(( CORES / p > 0 ? CORES / p : 1 ))}"
+      report="$("$BIN" --prompt-file "$PROMPT" --prompt-tokens "$n" --workers "$p" \
+        --threads "$threads" --layout "$layout" --max-tokens "$DECODE" 2>&1 >/dev/null \
+        | python3 -c 'import json,sys; print(json.dumps(json.loads(sys.stdin.read())))')"
+      echo "{$key,\"threads_per_rank\":$threads,\"report\":$report}" >> "$OUT/results.jsonl"
+      echo "done: $n tokens, P=$p, $layout"
+    done
+  done
+done
