@@ -56,7 +56,10 @@ fn main() {
         });
     }
     let model = Model::load(&spec.model, spec.weights).unwrap_or_else(|e| {
-        eprintln!("error: {e} (fetch the model with `{}`)", ringattn_model::FETCH_COMMAND);
+        eprintln!(
+            "error: {e} (fetch the model with `{}`)",
+            ringattn_model::FETCH_COMMAND
+        );
         std::process::exit(2)
     });
     if let Some(n) = prompt_tokens {

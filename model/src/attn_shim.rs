@@ -278,9 +278,7 @@ impl DistKvCache {
         for g in 0..s.kv_heads {
             let head = cache.head_mut(g);
             for (i, &pos) in layer.positions.iter().enumerate() {
-                let keep = !streaming.contains(&g)
-                    || pos < window.0
-                    || pos + window.1 >= s.seq;
+                let keep = !streaming.contains(&g) || pos < window.0 || pos + window.1 >= s.seq;
                 if keep {
                     let r = (g * n + i) * d..(g * n + i + 1) * d;
                     head.append(pos, &k[r.clone()], &v[r])?;

@@ -156,7 +156,10 @@ pub fn logits_of_row(w: &Weights, x: &Tensor, row: usize) -> Result<Vec<f32>> {
     let x = x.narrow(1, row, 1)?.contiguous()?;
     let h = rms_norm(&x, &w.out_norm, w.config.eps as f32)?;
     let l = w.lm_head.forward(&h)?;
-    Ok(l.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    Ok(l.squeeze(0)?
+        .squeeze(0)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?)
 }
 
 /// Index of the largest logit (the first of equal ones): greedy decoding.

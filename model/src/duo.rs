@@ -104,8 +104,14 @@ impl DuoSummary {
     /// The summary of per-layer `plans`.
     pub fn of(plans: &[DuoPlan]) -> Self {
         DuoSummary {
-            retrieval_kv_heads: plans.iter().map(|p| p.kv_heads_of(HeadKind::Retrieval).len()).sum(),
-            streaming_kv_heads: plans.iter().map(|p| p.kv_heads_of(HeadKind::Streaming).len()).sum(),
+            retrieval_kv_heads: plans
+                .iter()
+                .map(|p| p.kv_heads_of(HeadKind::Retrieval).len())
+                .sum(),
+            streaming_kv_heads: plans
+                .iter()
+                .map(|p| p.kv_heads_of(HeadKind::Streaming).len())
+                .sum(),
             sink: plans.first().map_or(0, |p| p.sink),
             recent: plans.first().map_or(0, |p| p.recent),
         }

@@ -12,13 +12,13 @@ use ringattn_runtime::{Comm, Dtype, TileShape};
 use serde::{Deserialize, Serialize};
 
 use crate::attn::{executor_for, DistKvCache, LayerAttention, LayerSpec, LayoutChoice};
-use ringattn_ring::DuoPlan;
 use crate::block::{decode_layer, embed, logits_of_row, prefill_layer, Rope, Timing};
 use crate::duo::{DuoSource, DuoSummary};
 use crate::error::{ModelError, Result};
 use crate::sample::{Sampler, Sampling};
 use crate::tokenizer::{chat_prompt, TextStream};
 use crate::{Model, WeightFormat};
+use ringattn_ring::DuoPlan;
 
 /// What to generate and how (the same on every rank).
 #[derive(Clone, Debug)]
@@ -212,7 +212,16 @@ fn run_rank(
     let first = agree(comm, sampler.next(&pre.logits))?;
     let ttft_s = start.elapsed().as_secs_f64();
     let t_decode = Instant::now();
-    let out_ids = decode(model, spec, comm, &mut pre.caches, first, &mut sampler, on_token, &mut timing)?;
+    let out_ids = decode(
+        model,
+        spec,
+        comm,
+        &mut pre.caches,
+        first,
+        &mut sampler,
+        on_token,
+        &mut timing,
+    )?;
     let decode_s = t_decode.elapsed().as_secs_f64();
     let me = RankReport {
         rank,
@@ -282,7 +291,13 @@ fn prefill(
     for (l, lw) in w.layers.iter().enumerate() {
         let duo = plans.map(|p| &p[l]);
         let (y, k, v) = prefill_layer(lw, c, &x, &rope, &mut attn, comm, duo, timing)?;
-        caches.push(DistKvCache::from_prefill(&attn, &k, &v, duo, spec.max_tokens)?);
+        caches.push(DistKvCache::from_prefill(
+            &attn,
+            &k,
+            &v,
+            duo,
+            spec.max_tokens,
+        )?);
         x = y;
     }
     let last = ids.len() - 1;
@@ -373,7 +388,10 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
 }
 
 /// Loads the model of `spec` and runs [`generate_with`].
-pub fn generate(spec: &GenerateSpec, on_token: &mut dyn FnMut(u32, &str)) -> Result<GenerateReport> {
+pub fn generate(
+    spec: &GenerateSpec,
+    on_token: &mut dyn FnMut(u32, &str),
+) -> Result<GenerateReport> {
     let model = Model::load(&spec.model, spec.weights)?;
     generate_with(&model, spec, on_token)
 }

@@ -19,7 +19,8 @@ use tokenizers::{AddedToken, PreTokenizerWrapper};
 use crate::error::{ModelError, Result};
 
 /// SmolLM2's default system message, used by its chat template when none is given.
-pub const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+pub const DEFAULT_SYSTEM: &str =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 /// The GGUF `token_type` of control tokens (`<|im_start|>`, `<|endoftext|>`, ...).
 const CONTROL: i32 = 3;

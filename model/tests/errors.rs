@@ -83,7 +83,9 @@ fn unsupported_tensor_types_are_refused() {
 
 #[test]
 fn a_truncated_real_model_is_bad_gguf() {
-    let Some(path) = common::model_path() else { return };
+    let Some(path) = common::model_path() else {
+        return;
+    };
     let bytes = std::fs::read(path).unwrap();
     let e = load_bytes(&bytes[..bytes.len() / 2]);
     assert!(matches!(e, ModelError::BadGguf { .. }), "{e}");
@@ -106,7 +108,10 @@ fn bad_prompts_are_typed_errors() {
         Some(e @ ModelError::PromptTooLong { .. }) => {
             let tokens = model.tokenizer.encode(&long).unwrap().len();
             let msg = e.to_string();
-            assert!(msg.contains(&tokens.to_string()) && msg.contains("8192"), "{msg}");
+            assert!(
+                msg.contains(&tokens.to_string()) && msg.contains("8192"),
+                "{msg}"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -37,7 +37,10 @@ fn launch() {
     }
     let Some(mpirun) = ["mpirun", "mpiexec"].iter().find_map(|n| which(n)) else {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!in_ci, "CI=true but no mpirun/mpiexec on PATH (bash scripts/install-mpi.sh)");
+        assert!(
+            !in_ci,
+            "CI=true but no mpirun/mpiexec on PATH (bash scripts/install-mpi.sh)"
+        );
         eprintln!("note: no mpirun/mpiexec on PATH; skipping the MPI generate test");
         return;
     };
@@ -69,7 +72,10 @@ fn launch() {
         thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "a rank failed: {status}");
-    println!("mpi_generate: {RANKS} ranks passed in {:?}", start.elapsed());
+    println!(
+        "mpi_generate: {RANKS} ranks passed in {:?}",
+        start.elapsed()
+    );
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
@@ -95,8 +101,8 @@ fn prompt() -> String {
 fn rank_main() {
     let mut comm = MpiComm::init().expect("MPI init");
     assert_eq!(comm.size(), RANKS);
-    let model = Model::load(&default_model_path(), ringattn_model::WeightFormat::F32)
-        .expect("model loads");
+    let model =
+        Model::load(&default_model_path(), ringattn_model::WeightFormat::F32).expect("model loads");
     let mut spec = GenerateSpec::new(default_model_path(), &prompt(), STEPS, RANKS);
     spec.pin = false;
     let rep = generate_rank(&model, &spec, &mut comm, &mut |_, _| {}).expect("generate");
@@ -113,7 +119,11 @@ fn rank_main() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(diff < 1e-3, "logits differ by {diff}");
-        assert_eq!(rep.token_ids, local.token_ids, "{:?} vs {:?}", rep.text, local.text);
+        assert_eq!(
+            rep.token_ids, local.token_ids,
+            "{:?} vs {:?}",
+            rep.text, local.text
+        );
     }
     comm.barrier().expect("barrier");
 }

@@ -29,7 +29,7 @@ fn long_prompt() -> String {
         ("Norway", "Oslo"),
     ];
     let mut s = String::from("Here are some facts about the world.\n");
-    for i in 0..56 {
+    for i in 0..29 {
         let (country, city) = facts[i % facts.len()];
         s.push_str(&format!(
             "Fact {}: the capital of {country} is {city}, a city of {} thousand people.\n",
@@ -55,8 +55,17 @@ fn reference_run(ids: &[u32], steps: usize, eos: u32) -> (Vec<f32>, Vec<u32>) {
     let mut file = std::fs::File::open(&path).unwrap();
     let ct = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
     let mut m = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits: Vec<f32> = m.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let logits: Vec<f32> = m
+        .forward(&input, 0)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let mut tokens = vec![ringattn_model::block::argmax(&logits)];
     while tokens.len() < steps && *tokens.last().unwrap() != eos {
         let pos = ids.len() + tokens.len() - 1;
@@ -64,7 +73,13 @@ fn reference_run(ids: &[u32], steps: usize, eos: u32) -> (Vec<f32>, Vec<u32>) {
             .unwrap()
             .unsqueeze(0)
             .unwrap();
-        let l: Vec<f32> = m.forward(&x, pos).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let l: Vec<f32> = m
+            .forward(&x, pos)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         tokens.push(ringattn_model::block::argmax(&l));
     }
     if tokens.last() == Some(&eos) {
@@ -95,21 +110,32 @@ fn run(model: &Model, prompt: &str, world: usize, layout: &str, dtype: Dtype) ->
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn greedy_tokens_and_logits_match_the_reference_for_every_world_and_layout() {
     let Some(model) = common::model() else { return };
     let r = reference(model);
-    assert!((600..=800).contains(&r.ids.len()), "{} prompt tokens", r.ids.len());
+    assert!(
+        (600..=800).contains(&r.ids.len()),
+        "{} prompt tokens",
+        r.ids.len()
+    );
     for world in [1, 2, 3] {
         for layout in ["contiguous", "striped", "zigzag"] {
             let rep = run(model, &long_prompt(), world, layout, Dtype::F32);
             assert_eq!(rep.prompt_tokens, r.ids.len());
             let diff = max_abs_diff(&rep.prompt_logits, &r.logits);
             assert!(diff < 1e-3, "P={world} {layout}: logits differ by {diff}");
-            assert_eq!(rep.token_ids, r.tokens, "P={world} {layout}: {:?}", rep.text);
+            assert_eq!(
+                rep.token_ids, r.tokens,
+                "P={world} {layout}: {:?}",
+                rep.text
+            );
         }
     }
 }
@@ -125,10 +151,17 @@ fn bf16_kv_agrees_on_the_first_tokens() {
 #[test]
 fn short_prompts_on_more_ranks_than_a_tile_and_uneven_shards() {
     let Some(model) = common::model() else { return };
-    // 20-odd tokens on 3 ranks: far fewer than P · tile rows, not divisible by 3.
-    let prompt = "The capital of Japan is Tokyo. The capital of France is";
+    // A dozen tokens on 3 ranks: far fewer than P · tile rows, and not divisible by 3.
+    let prompt = [
+        "The capital of Japan is Tokyo. The capital of France is",
+        "The capital of Japan is Tokyo. The capital of France is the city of",
+        "The capital of Japan is Tokyo, and the capital of France is",
+    ]
+    .into_iter()
+    .find(|p| model.tokenizer.encode(p).unwrap().len() % 3 != 0)
+    .unwrap();
     let ids = model.tokenizer.encode(prompt).unwrap();
-    assert!(ids.len() % 3 != 0 && ids.len() < 3 * 256, "{} tokens", ids.len());
+    assert!(ids.len() < 3 * 64, "{} tokens", ids.len());
     let (logits, tokens) = reference_run(&ids, 8, model.tokenizer.eos);
     for layout in ["contiguous", "striped", "zigzag"] {
         let mut spec = GenerateSpec::new(default_model_path(), prompt, 8, 3);

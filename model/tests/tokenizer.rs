@@ -34,7 +34,12 @@ fn ids_match_the_independent_tokenizer() {
             wrong.push(format!("{:?}: ours {:?} vs {:?}", case.text, ids, case.ids));
         }
     }
-    assert!(wrong.is_empty(), "differ from {}:\n{}", fx.tool, wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "differ from {}:\n{}",
+        fx.tool,
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -61,7 +66,10 @@ fn encode_decode_round_trips() {
 #[test]
 fn chat_tags_are_single_special_tokens() {
     let Some(model) = common::model() else { return };
-    let ids = model.tokenizer.encode("<|im_start|>user<|im_end|>").unwrap();
+    let ids = model
+        .tokenizer
+        .encode("<|im_start|>user<|im_end|>")
+        .unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert_eq!(ids[2], model.tokenizer.eos, "<|im_end|> is the EOS token");
     assert_eq!(model.tokenizer.decode(&ids, true).unwrap(), "user");
