@@ -79,8 +79,10 @@ impl Model {
 }
 
 /// Keeps candle's element-wise thread pool (which busy-waits between calls) at one thread,
-/// unless `CANDLE_NUM_THREADS` is set: the model's heavy work (matmuls) runs on the caller's
-/// rayon pool and its attention on the scheduler's pinned threads. Call before any tensor op.
+/// unless `CANDLE_NUM_THREADS` is set: the model's heavy work (f32 matmuls) runs on the
+/// caller's rayon pool and its attention on the scheduler's pinned threads. Call before any
+/// tensor op. (Quantized matmuls, [`WeightFormat::Stored`], also run on that pool: set
+/// `CANDLE_NUM_THREADS` to the cores they may use.)
 pub fn quiet_candle_pool() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
