@@ -28,7 +28,7 @@ for n in $TOKENS; do
       if grep -qF "$key" "$OUT/results.jsonl"; then continue; fi
       threads="${THREADS:-$(( CORES / p > 0 ? CORES / p : 1 ))}"
       report="$("$BIN" --prompt-file "$PROMPT" --prompt-tokens "$n" --workers "$p" \
-        --threads "$threads" --layout "$layout" --max-tokens "$DECODE" 2>&1 >/dev/null \
+        --threads "$threads" --layout "$layout" --max-tokens "$DECODE" --ignore-eos 2>&1 >/dev/null \
         | python3 -c 'import json,sys; print(json.dumps(json.loads(sys.stdin.read())))')"
       echo "{$key,\"threads_per_rank\":$threads,\"report\":$report}" >> "$OUT/results.jsonl"
       echo "done: $n tokens, P=$p, $layout"

@@ -7,7 +7,8 @@
 //! ```
 //! The text streams to stdout as it is produced; the run report (JSON) goes to stderr.
 //! `--prompt-file F` reads the prompt from a file; `--prompt-tokens N` repeats / cuts it to
-//! about N tokens (benchmarks); `--threads T` kernel threads per rank.
+//! about N tokens (benchmarks); `--ignore-eos` decodes exactly `--max-tokens`; `--threads T`
+//! kernel threads per rank.
 
 use std::io::Write;
 
@@ -43,6 +44,7 @@ fn main() {
             }
             "--model" => spec.model = value("--model").into(),
             "--chat" => spec.chat = true,
+            "--ignore-eos" => spec.ignore_eos = true,
             "--prompt-file" => prompt_file = Some(value("--prompt-file")),
             "--prompt-tokens" => prompt_tokens = Some(number(value("--prompt-tokens"))),
             _ => prompt.push(a),

@@ -1,13 +1,11 @@
 //! `generate`: a prompt prefilled through the ring on P ranks, then decoded with the 30 per-layer
 //! KV caches kept distributed. [`generate_rank`] is one rank's part (any `Comm`: local threads
-//! or MPI processes); [`generate`] / [`generate_with`] run P ranks as threads of this process.
+//! or MPI processes); [`generate`](crate::generate()) / [`generate_with`](crate::generate_with)
+//! (module `local`) run P ranks as threads of this process.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Instant;
 
-use ringattn_runtime::local::local_world;
-use ringattn_runtime::sched::topology::{allowed_cpus, pin_current_thread};
 use ringattn_runtime::{Comm, Dtype, TileShape};
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +31,7 @@ pub struct GenerateSpec {
     pub chat: bool,
     /// Most tokens to generate (generation also stops at EOS).
     pub max_tokens: usize,
-    /// Ranks (threads for [`generate`]; the communicator's size for [`generate_rank`]).
+    /// Ranks (threads for [`crate::generate()`]; the communicator's size for [`generate_rank`]).
     pub world: usize,
     /// Kernel threads per rank.
     pub threads_per_rank: usize,
@@ -49,11 +47,13 @@ pub struct GenerateSpec {
     pub duo: Option<DuoSource>,
     /// Accept a prompt longer than the model's trained context.
     pub allow_long: bool,
+    /// Keep generating past EOS until `max_tokens` (benchmarks: a fixed number of decode steps).
+    pub ignore_eos: bool,
     /// CPU ids this rank's threads are pinned to (kernel and matmul threads alike; empty:
-    /// unpinned). [`generate_with`] fills it per rank when `pin` is set.
+    /// unpinned). [`crate::generate_with`] fills it per rank when `pin` is set.
     pub cores: Vec<usize>,
-    /// [`generate_with`]: give each in-process rank `threads_per_rank` of the allowed CPUs of
-    /// its own (when there are enough), so ranks and pools never share a core.
+    /// [`crate::generate_with`]: give each in-process rank `threads_per_rank` of the allowed
+    /// CPUs of its own (when there are enough), so ranks and pools never share a core.
     pub pin: bool,
 }
 
@@ -75,6 +75,7 @@ impl GenerateSpec {
             sampling: Sampling::default(),
             duo: None,
             allow_long: false,
+            ignore_eos: false,
             cores: Vec::new(),
             pin: true,
         }
@@ -317,8 +318,8 @@ fn prefill(
     })
 }
 
-/// Decode steps from the `first` token until EOS or `max_tokens`; returns the tokens (EOS not
-/// included). Rank 0 streams each to `on_token`.
+/// Decode steps from the `first` token until EOS (unless `ignore_eos`) or `max_tokens`; returns
+/// the tokens (a stopping EOS not included). Rank 0 streams each to `on_token`.
 #[allow(clippy::too_many_arguments)]
 fn decode(
     model: &Model,
@@ -334,7 +335,7 @@ fn decode(
     let mut out_ids = Vec::new();
     let mut stream = TextStream::default();
     let mut token = first;
-    while token != model.tokenizer.eos {
+    while spec.ignore_eos || token != model.tokenizer.eos {
         out_ids.push(token);
         if comm.rank() == 0 {
             let piece = stream.push(&model.tokenizer, token)?;
@@ -385,124 +386,4 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
-}
-
-/// Loads the model of `spec` and runs [`generate_with`].
-pub fn generate(
-    spec: &GenerateSpec,
-    on_token: &mut dyn FnMut(u32, &str),
-) -> Result<GenerateReport> {
-    let model = Model::load(&spec.model, spec.weights)?;
-    generate_with(&model, spec, on_token)
-}
-
-/// `spec.world` ranks as threads of this process, sharing `model`'s weights; rank 0's tokens
-/// reach `on_token` on the calling thread as they are produced.
-pub fn generate_with(
-    model: &Model,
-    spec: &GenerateSpec,
-    on_token: &mut dyn FnMut(u32, &str),
-) -> Result<GenerateReport> {
-    if spec.world == 0 {
-        return Err(ModelError::Invalid {
-            field: "world",
-            reason: "must be at least 1".into(),
-        });
-    }
-    // Bad input is reported once, before any thread starts.
-    prompt_ids(model, spec, spec.world)?;
-    crate::quiet_candle_pool();
-    let (tx, rx) = mpsc::channel::<(u32, String)>();
-    let specs = rank_specs(spec);
-    let results: Vec<Result<GenerateReport>> = std::thread::scope(|s| {
-        let handles: Vec<_> = local_world(spec.world)
-            .into_iter()
-            .zip(&specs)
-            .map(|(mut comm, spec)| {
-                let tx = tx.clone();
-                s.spawn(move || {
-                    let pins = spec.cores.clone();
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(spec.threads_per_rank.max(1))
-                        .start_handler(move |i| {
-                            if let Some(&cpu) = pins.get(i) {
-                                pin_current_thread(cpu);
-                            }
-                        })
-                        .build();
-                    let mut send = |id: u32, piece: &str| {
-                        let _ = tx.send((id, piece.to_string()));
-                    };
-                    match pool {
-                        Ok(p) => p.install(|| generate_rank(model, spec, &mut comm, &mut send)),
-                        Err(e) => Err(ModelError::Runtime(ringattn_runtime::Error::config(
-                            format!("cannot start matmul threads: {e}"),
-                        ))),
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        for (id, piece) in rx.iter() {
-            on_token(id, &piece);
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(panicked())))
-            .collect()
-    });
-    first_error_or_rank0(results)
-}
-
-/// One spec per in-process rank: with `pin` and enough allowed CPUs, rank r's threads get
-/// CPUs `[r·t, (r+1)·t)` of the allowed list (t = threads per rank).
-fn rank_specs(spec: &GenerateSpec) -> Vec<GenerateSpec> {
-    let cpus = allowed_cpus();
-    let t = spec.threads_per_rank.max(1);
-    let fits = spec.pin && spec.cores.is_empty() && spec.world * t <= cpus.len();
-    (0..spec.world)
-        .map(|r| {
-            let mut s = spec.clone();
-            if fits {
-                s.cores = cpus[r * t..(r + 1) * t].to_vec();
-            }
-            s
-        })
-        .collect()
-}
-
-fn panicked() -> ModelError {
-    ModelError::Runtime(ringattn_runtime::Error::config(
-        "a rank thread panicked".to_string(),
-    ))
-}
-
-/// Rank 0's report, or the root cause: the first error that is not another rank's abort.
-fn first_error_or_rank0(results: Vec<Result<GenerateReport>>) -> Result<GenerateReport> {
-    let mut errors: Vec<ModelError> = Vec::new();
-    let mut rank0 = None;
-    for (r, res) in results.into_iter().enumerate() {
-        match res {
-            Ok(rep) if r == 0 => rank0 = Some(rep),
-            Ok(_) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    let aborted = |e: &ModelError| {
-        matches!(
-            e,
-            ModelError::Runtime(ringattn_runtime::Error::Aborted { .. })
-                | ModelError::Attention(crate::attn::ApiError::Runtime(
-                    ringattn_runtime::Error::Aborted { .. }
-                ))
-        )
-    };
-    if let Some(i) = errors.iter().position(|e| !aborted(e)) {
-        return Err(errors.swap_remove(i));
-    }
-    match (errors.pop(), rank0) {
-        (Some(e), _) => Err(e),
-        (None, Some(rep)) => Ok(rep),
-        (None, None) => Err(panicked()),
-    }
 }

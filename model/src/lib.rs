@@ -20,6 +20,7 @@ pub mod block;
 pub mod duo;
 pub mod error;
 pub mod generate;
+pub mod local;
 pub mod sample;
 pub mod tokenizer;
 pub mod weights;
@@ -32,9 +33,8 @@ use std::sync::Arc;
 
 pub use duo::{DuoSource, DuoSummary};
 pub use error::{ModelError, Result};
-pub use generate::{
-    generate, generate_rank, generate_with, prompt_ids, GenerateReport, GenerateSpec, RankReport,
-};
+pub use generate::{generate_rank, prompt_ids, GenerateReport, GenerateSpec, RankReport};
+pub use local::{generate, generate_with};
 pub use sample::{Sampler, Sampling};
 pub use tokenizer::{chat_prompt, Tokenizer};
 pub use weights::{ModelConfig, WeightFormat, Weights};

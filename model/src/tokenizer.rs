@@ -128,7 +128,9 @@ impl Tokenizer {
 /// GGUF template renders it (default system message, `<|im_start|>` / `<|im_end|>` tags).
 pub fn chat_prompt(user: &str) -> String {
     format!(
-        "<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n\
+         <|im_start|>user\n{user}<|im_end|>\n\
+         <|im_start|>assistant\n"
     )
 }
 
@@ -151,5 +153,19 @@ impl TextStream {
         let piece = text.get(self.shown..).unwrap_or_default().to_string();
         self.shown = text.len();
         Ok(piece)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_prompt_renders_the_gguf_template() {
+        assert_eq!(
+            chat_prompt("Hi"),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
+             Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 }
