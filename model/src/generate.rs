@@ -184,7 +184,29 @@ pub fn generate_rank(
     comm: &mut dyn Comm,
     on_token: &mut dyn FnMut(u32, &str),
 ) -> Result<GenerateReport> {
-    let res = run_rank(model, spec, comm, on_token);
+    let progress = Progress {
+        on_layer: &mut |_, _| {},
+        on_token,
+    };
+    generate_rank_progress(model, spec, comm, progress)
+}
+
+/// What a rank tells its caller while it runs (a front end's progress bar and text stream).
+pub struct Progress<'a> {
+    /// After each prefill layer: (layers done, layers).
+    pub on_layer: &'a mut dyn FnMut(usize, usize),
+    /// Rank 0, each new token: its id and the text it adds.
+    pub on_token: &'a mut dyn FnMut(u32, &str),
+}
+
+/// [`generate_rank`] that also reports the prefill's progress, layer by layer.
+pub fn generate_rank_progress(
+    model: &Model,
+    spec: &GenerateSpec,
+    comm: &mut dyn Comm,
+    mut progress: Progress<'_>,
+) -> Result<GenerateReport> {
+    let res = run_rank(model, spec, comm, &mut progress);
     if let Err(e) = &res {
         comm.abort(&e.to_string());
     }
@@ -195,7 +217,7 @@ fn run_rank(
     model: &Model,
     spec: &GenerateSpec,
     comm: &mut dyn Comm,
-    on_token: &mut dyn FnMut(u32, &str),
+    progress: &mut Progress<'_>,
 ) -> Result<GenerateReport> {
     let start = Instant::now();
     let (rank, world) = (comm.rank(), comm.size());
@@ -207,7 +229,15 @@ fn run_rank(
     };
     let mut timing = Timing::default();
     let t_prefill = Instant::now();
-    let mut pre = prefill(model, spec, comm, &ids, plans.as_deref(), &mut timing)?;
+    let mut pre = prefill(
+        model,
+        spec,
+        comm,
+        &ids,
+        plans.as_deref(),
+        &mut timing,
+        progress.on_layer,
+    )?;
     let prefill_s = t_prefill.elapsed().as_secs_f64();
     let mut sampler = Sampler::new(spec.sampling);
     let first = agree(comm, sampler.next(&pre.logits))?;
@@ -220,7 +250,7 @@ fn run_rank(
         &mut pre.caches,
         first,
         &mut sampler,
-        on_token,
+        progress.on_token,
         &mut timing,
     )?;
     let decode_s = t_decode.elapsed().as_secs_f64();
@@ -271,6 +301,7 @@ fn prefill(
     ids: &[u32],
     plans: Option<&[DuoPlan]>,
     timing: &mut Timing,
+    on_layer: &mut dyn FnMut(usize, usize),
 ) -> Result<Prefilled> {
     let (w, c) = (&*model.weights, &model.weights.config);
     let layer_spec = LayerSpec {
@@ -300,6 +331,7 @@ fn prefill(
             spec.max_tokens,
         )?);
         x = y;
+        on_layer(l + 1, c.layers);
     }
     let last = ids.len() - 1;
     let owner = caches[0].owner(last);

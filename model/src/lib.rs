@@ -33,7 +33,10 @@ use std::sync::Arc;
 
 pub use duo::{DuoSource, DuoSummary};
 pub use error::{ModelError, Result};
-pub use generate::{generate_rank, prompt_ids, GenerateReport, GenerateSpec, RankReport};
+pub use generate::{
+    generate_rank, generate_rank_progress, prompt_ids, GenerateReport, GenerateSpec, Progress,
+    RankReport,
+};
 pub use local::{generate, generate_with};
 pub use sample::{Sampler, Sampling};
 pub use tokenizer::{chat_prompt, Tokenizer};
