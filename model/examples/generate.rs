@@ -8,7 +8,7 @@
 //! The text streams to stdout as it is produced; the run report (JSON) goes to stderr.
 //! `--prompt-file F` reads the prompt from a file; `--prompt-tokens N` repeats / cuts it to
 //! about N tokens (benchmarks); `--ignore-eos` decodes exactly `--max-tokens`; `--threads T`
-//! kernel threads per rank.
+//! kernel threads per rank (default: allowed CPUs / workers).
 
 use std::io::Write;
 
@@ -18,6 +18,7 @@ fn main() {
     let mut spec = GenerateSpec::new(default_model_path(), "", 32, 1);
     let mut args = std::env::args().skip(1);
     let mut prompt = Vec::new();
+    let mut threads = None;
     let (mut prompt_file, mut prompt_tokens) = (None, None);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -34,7 +35,7 @@ fn main() {
         };
         match a.as_str() {
             "--workers" => spec.world = number(value("--workers")),
-            "--threads" => spec.threads_per_rank = number(value("--threads")),
+            "--threads" => threads = Some(number(value("--threads"))),
             "--max-tokens" => spec.max_tokens = number(value("--max-tokens")),
             "--layout" => {
                 spec.layout = value("--layout").parse().unwrap_or_else(|e| {
@@ -51,6 +52,9 @@ fn main() {
         }
     }
     spec.prompt = prompt.join(" ");
+    // Default: the allowed CPUs shared out among the ranks.
+    let cpus = ringattn_runtime::sched::topology::allowed_cpus().len();
+    spec.threads_per_rank = threads.unwrap_or((cpus / spec.world.max(1)).max(1));
     if let Some(f) = prompt_file {
         spec.prompt = std::fs::read_to_string(&f).unwrap_or_else(|e| {
             eprintln!("cannot read {f}: {e}");

@@ -108,6 +108,10 @@ pub struct GenerateReport {
     pub layout: String,
     /// K/V storage type.
     pub dtype: String,
+    /// Projection weights: `f32` (dequantized at load) or `stored` (as in the GGUF).
+    pub weights: String,
+    /// Kernel (and matmul) threads per rank.
+    pub threads_per_rank: usize,
     /// Prompt tokens (after the chat template).
     pub prompt_tokens: usize,
     /// Tokens generated (EOS not counted).
@@ -268,6 +272,12 @@ fn run_rank(
         world,
         layout: pre.layout,
         dtype: spec.dtype.name().to_string(),
+        weights: match spec.weights {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Stored => "stored",
+        }
+        .to_string(),
+        threads_per_rank: spec.threads_per_rank,
         prompt_tokens: ids.len(),
         generated_tokens: out_ids.len(),
         text: model.tokenizer.decode(&out_ids, true)?,
