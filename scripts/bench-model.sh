@@ -4,7 +4,8 @@
 # report per line in $OUT/results.jsonl (resumable: a line already there is not re-run).
 # Measure on a quiet machine. Usage:
 #   bash scripts/bench-model.sh [OUT_DIR]   (env: TOKENS="2048 4096 8192" WORKERS="1 2"
-#                                            LAYOUTS="striped zigzag contiguous" THREADS=... DECODE=32)
+#                                            LAYOUTS="striped zigzag contiguous" THREADS=... DECODE=32
+#                                            BIN=path/to/built/generate-example)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-benches/results/model-$(date +%Y-%m-%d)}"
@@ -15,8 +16,11 @@ CORES="$(nproc)"
 DECODE="${DECODE:-32}"
 mkdir -p "$OUT"
 bash scripts/get-model.sh >/dev/null
-cargo build --release -p ringattn-model --example generate
-BIN=target/release/examples/generate
+# BIN: an already built example (e.g. a quick check with the test profile's build).
+if [[ -z "${BIN:-}" ]]; then
+  cargo build --release -p ringattn-model --example generate
+  BIN=target/release/examples/generate
+fi
 PROMPT="$OUT/prompt.txt"
 cat README.md BENCHMARKS.md > "$PROMPT"
 touch "$OUT/results.jsonl"
