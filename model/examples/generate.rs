@@ -6,6 +6,8 @@
 //!     --workers 2 --layout striped --max-tokens 32 --chat "What is the capital of France?"
 //! ```
 //! The text streams to stdout as it is produced; the run report (JSON) goes to stderr.
+//! Under MPI: `cargo build --release -p ringattn-model --features mpi --example generate`, then
+//! `mpirun -n 2 target/release/examples/generate --mpi ...` (rank 0 prints).
 //! `--prompt-file F` reads the prompt from a file; `--prompt-tokens N` repeats / cuts it to
 //! about N tokens (benchmarks); `--ignore-eos` decodes exactly `--max-tokens`; `--threads T`
 //! kernel threads per rank (default: allowed CPUs / workers).
@@ -19,6 +21,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut prompt = Vec::new();
     let mut threads = None;
+    let mut mpi = false;
     let (mut prompt_file, mut prompt_tokens) = (None, None);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -46,6 +49,7 @@ fn main() {
             "--model" => spec.model = value("--model").into(),
             "--chat" => spec.chat = true,
             "--ignore-eos" => spec.ignore_eos = true,
+            "--mpi" => mpi = true,
             "--prompt-file" => prompt_file = Some(value("--prompt-file")),
             "--prompt-tokens" => prompt_tokens = Some(number(value("--prompt-tokens"))),
             _ => prompt.push(a),
@@ -82,16 +86,61 @@ fn main() {
         spec.prompt = model.tokenizer.decode(&ids, false).unwrap_or_default();
     }
     let mut out = std::io::stdout();
-    let report = generate_with(&model, &spec, &mut |_, piece| {
+    let mut show = |_, piece: &str| {
         let _ = write!(out, "{piece}");
         let _ = out.flush();
-    });
-    println!();
+    };
+    let (report, root) = if mpi {
+        run_mpi(&model, &mut spec, &mut show)
+    } else {
+        (generate_with(&model, &spec, &mut show), true)
+    };
+    if root {
+        println!();
+    }
     match report {
-        Ok(r) => eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+        Ok(r) if root => eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+        Ok(_) => {}
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(if e.is_bad_input() { 2 } else { 1 });
         }
     }
+}
+
+/// `--mpi`: this process is one rank of an `mpirun -n P` job (built with `--features mpi`).
+/// Returns the report and whether this is rank 0.
+#[cfg(feature = "mpi")]
+fn run_mpi(
+    model: &Model,
+    spec: &mut GenerateSpec,
+    show: &mut dyn FnMut(u32, &str),
+) -> (ringattn_model::Result<ringattn_model::GenerateReport>, bool) {
+    use ringattn_runtime::Comm;
+    let mut comm = match ringattn_runtime::mpi_backend::MpiComm::init() {
+        Ok(c) => c,
+        Err(e) => return (Err(e.into()), true),
+    };
+    spec.world = comm.size();
+    spec.pin = false;
+    // At most this node's allowed CPUs shared out among its ranks.
+    let cpus = ringattn_runtime::sched::topology::allowed_cpus().len();
+    let share = (cpus / comm.node_ranks().max(1)).max(1);
+    spec.threads_per_rank = spec.threads_per_rank.min(share);
+    let rank = comm.rank();
+    (
+        ringattn_model::generate_rank(model, spec, &mut comm, show),
+        rank == 0,
+    )
+}
+
+/// `--mpi` without the `mpi` feature.
+#[cfg(not(feature = "mpi"))]
+fn run_mpi(
+    _: &Model,
+    _: &mut GenerateSpec,
+    _: &mut dyn FnMut(u32, &str),
+) -> (ringattn_model::Result<ringattn_model::GenerateReport>, bool) {
+    eprintln!("--mpi needs the example built with --features mpi");
+    std::process::exit(2)
 }
