@@ -117,3 +117,38 @@ impl DuoSummary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_directory_gives_one_plan_per_layer_with_the_quantile_over_all_layers() {
+        let dir = std::env::temp_dir().join(format!("ringattn-model-duo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rows: Vec<String> = (0..30)
+            .map(|l| format!("{} {} {}", l as f64 / 30.0, 0.5, 1.0 - l as f64 / 60.0))
+            .collect();
+        std::fs::write(dir.join("full_attention_heads.tsv"), rows.join("\n")).unwrap();
+        let src = DuoSource::Pattern {
+            path: dir.clone(),
+            selection: Selection::Sparsity(0.5),
+            sink: Some(8),
+            recent: None,
+        };
+        let plans = src.plans(30, 3).unwrap();
+        let s = DuoSummary::of(&plans);
+        assert_eq!((s.retrieval_kv_heads, s.streaming_kv_heads), (45, 45));
+        assert_eq!((s.sink, s.recent), (8, DEFAULT_RECENT));
+        // A pattern of another depth or width is a typed error naming the field.
+        assert!(matches!(
+            src.plans(24, 3),
+            Err(ModelError::Invalid { field: "duo", .. })
+        ));
+        assert!(matches!(
+            src.plans(30, 4),
+            Err(ModelError::Invalid { field: "duo", .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
