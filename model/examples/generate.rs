@@ -16,7 +16,64 @@ use std::io::Write;
 
 use ringattn_model::{default_model_path, generate_with, GenerateSpec, Model};
 
+/// What the command line asked for.
+struct Args {
+    spec: GenerateSpec,
+    mpi: bool,
+    prompt_tokens: Option<usize>,
+}
+
 fn main() {
+    let Args {
+        mut spec,
+        mpi,
+        prompt_tokens,
+    } = parse_args();
+    let model = Model::load(&spec.model, spec.weights).unwrap_or_else(|e| {
+        eprintln!(
+            "error: {e} (fetch the model with `{}`)",
+            ringattn_model::FETCH_COMMAND
+        );
+        std::process::exit(2)
+    });
+    if let Some(n) = prompt_tokens {
+        // Benchmarks: the prompt text repeated, cut to n tokens.
+        let mut ids = model.tokenizer.encode(&spec.prompt).unwrap_or_default();
+        if ids.is_empty() {
+            eprintln!("--prompt-tokens needs a non-empty prompt");
+            std::process::exit(2)
+        }
+        while ids.len() < n {
+            ids.extend_from_within(..);
+        }
+        ids.truncate(n);
+        spec.prompt = model.tokenizer.decode(&ids, false).unwrap_or_default();
+    }
+    let mut out = std::io::stdout();
+    let mut show = |_, piece: &str| {
+        let _ = write!(out, "{piece}");
+        let _ = out.flush();
+    };
+    let (report, root) = if mpi {
+        run_mpi(&model, &mut spec, &mut show)
+    } else {
+        (generate_with(&model, &spec, &mut show), true)
+    };
+    if root {
+        println!();
+    }
+    match report {
+        Ok(r) if root => eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(if e.is_bad_input() { 2 } else { 1 });
+        }
+    }
+}
+
+/// Reads the options (exit 2 with one line on a bad one).
+fn parse_args() -> Args {
     let mut spec = GenerateSpec::new(default_model_path(), "", 32, 1);
     let mut args = std::env::args().skip(1);
     let mut prompt = Vec::new();
@@ -65,46 +122,10 @@ fn main() {
             std::process::exit(2)
         });
     }
-    let model = Model::load(&spec.model, spec.weights).unwrap_or_else(|e| {
-        eprintln!(
-            "error: {e} (fetch the model with `{}`)",
-            ringattn_model::FETCH_COMMAND
-        );
-        std::process::exit(2)
-    });
-    if let Some(n) = prompt_tokens {
-        // Benchmarks: the prompt text repeated, cut to n tokens.
-        let mut ids = model.tokenizer.encode(&spec.prompt).unwrap_or_default();
-        if ids.is_empty() {
-            eprintln!("--prompt-tokens needs a non-empty prompt");
-            std::process::exit(2)
-        }
-        while ids.len() < n {
-            ids.extend_from_within(..);
-        }
-        ids.truncate(n);
-        spec.prompt = model.tokenizer.decode(&ids, false).unwrap_or_default();
-    }
-    let mut out = std::io::stdout();
-    let mut show = |_, piece: &str| {
-        let _ = write!(out, "{piece}");
-        let _ = out.flush();
-    };
-    let (report, root) = if mpi {
-        run_mpi(&model, &mut spec, &mut show)
-    } else {
-        (generate_with(&model, &spec, &mut show), true)
-    };
-    if root {
-        println!();
-    }
-    match report {
-        Ok(r) if root => eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
-        Ok(_) => {}
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(if e.is_bad_input() { 2 } else { 1 });
-        }
+    Args {
+        spec,
+        mpi,
+        prompt_tokens,
     }
 }
 
