@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything CI checks: formatting, lints (warnings are errors) and every test of the workspace.
+# Everything CI checks: formatting, lints (warnings are errors), every test of the workspace and
+# the library's examples (the MPI one under mpirun -n 3).
 # `--all-features` includes the MPI backend, so MPI (MPICH) and libclang are installed first
 # (scripts/install-mpi.sh does nothing when they are present); the MPI tests run under mpirun.
 # scripts/get-model.sh fetches the model the ringattn-model tests use (once; idempotent).
@@ -11,4 +12,12 @@ bash scripts/install-mpi.sh
 bash scripts/get-model.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo test --workspace --all-features
+# No unused dependencies (cargo-machete from crates.io), API docs without warnings.
+command -v cargo-machete > /dev/null || cargo install cargo-machete --locked
+cargo machete
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+cargo test --workspace --all-features --no-fail-fast
+cargo run --release --example ring_attention
+cargo run --release --example layer_loop
+cargo build --release --features mpi -p ringattn --example mpi_ring
+mpirun -n 3 target/release/examples/mpi_ring

@@ -1,2 +1,2 @@
-//! ringattn-benches: criterion micro-benches (`benches/kernel.rs`) and, later, the scaling
-//! harness. Run with `cargo bench -p ringattn-benches`.
+//! ringattn-benches: criterion micro-benches of the kernel (`benches/kernel.rs`). Run with
+//! `cargo bench -p ringattn-benches`. The scaling sweeps are `ringattn bench scaling` (the CLI).

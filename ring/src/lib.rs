@@ -6,6 +6,7 @@
 
 pub mod duo;
 pub mod layout;
+pub mod metrics;
 pub mod pass;
 
 pub use duo::{

@@ -4,6 +4,8 @@
 //! - [`mask`]: masks as predicates on positions and the Empty / Full / Partial tile rule;
 //! - [`kernel`]: the blocked attention kernel over (head, query tile) items, GQA by head mapping;
 //! - [`state`]: the f32 online-softmax state, its log-sum-exp merge and finalisation;
+//! - [`tensor`]: the query shard and the KV block (f32 or bf16 K/V) that travels the ring;
+//! - [`kv_wire`]: the KV block's wire format between ranks;
 //! - [`kv_cache`]: the per-rank decode KV cache; [`decode`](mod@decode): the one-row decode kernel;
 //! - [`reference`](mod@reference): the f64 reference used by tests and `--check`;
 //! - [`source`]: deterministic synthetic inputs; [`io`]: safetensors inputs and outputs;
@@ -35,11 +37,13 @@ pub mod tensor;
 pub use comm::Comm;
 pub use decode::decode_attend;
 pub use error::{Error, Result};
-pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
+pub use kernel::{
+    attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, TileCounts, TileShape,
+};
 pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
-pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};
+pub use sched::{BusyClock, BusyModel, Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
 pub use tensor::{Dtype, KvBlock, KvData, QShard};

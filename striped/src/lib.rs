@@ -12,8 +12,8 @@ pub mod tilework;
 
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{
-    estimate, estimate_mixed, plan, plan_mixed, Estimate, HeadMix, LayoutChoice, LayoutKind, Plan,
-    PARTIAL_TILE_COST,
+    earliest_within_tie, estimate, estimate_mixed, plan, plan_mixed, Estimate, HeadMix,
+    LayoutChoice, LayoutKind, Plan, PARTIAL_TILE_COST,
 };
 pub use simulate::{simulate, RankSim, SimConfig, Simulation, StepSim};
 pub use simulate_duo::simulate_duo;

@@ -197,6 +197,19 @@ pub struct Plan {
     pub estimates: Vec<Estimate>,
 }
 
+/// Costs within this fraction of the smallest count as a tie, won by the earliest layout.
+pub const TIE_TOLERANCE: f64 = 0.01;
+
+/// The one tie rule of layout choices: the index of the first cost within [`TIE_TOLERANCE`]
+/// of the smallest (layouts listed in the order contiguous, striped, zigzag, so a near-tie
+/// keeps tokens adjacent); `None` for no costs.
+pub fn earliest_within_tie(costs: &[f64]) -> Option<usize> {
+    let best = costs.iter().copied().fold(f64::INFINITY, f64::min);
+    costs
+        .iter()
+        .position(|&c| c <= best * (1.0 + TIE_TOLERANCE))
+}
+
 /// Chooses the layout: `Fixed` is honoured (with its predicted makespan in the reason); `Auto`
 /// takes the smallest predicted makespan, preferring the earlier of
 /// contiguous, striped, zigzag when within 1% (contiguous keeps tokens adjacent).
@@ -236,14 +249,8 @@ pub fn plan_mixed(
             estimates,
         },
         LayoutChoice::Auto => {
-            let best_cost = estimates
-                .iter()
-                .map(|e| e.makespan)
-                .fold(f64::INFINITY, f64::min);
-            let best = estimates
-                .iter()
-                .find(|e| e.makespan <= best_cost * 1.01)
-                .expect("at least one layout");
+            let costs: Vec<f64> = estimates.iter().map(|e| e.makespan).collect();
+            let best = &estimates[earliest_within_tie(&costs).expect("at least one layout")];
             let reason = format!(
                 "auto: smallest predicted makespan over {world} ranks ({summary} tiles; imbalance {:.2})",
                 best.imbalance()

@@ -16,8 +16,11 @@
 //!   turbo limits), see `simulate_shared`; otherwise every rank runs at full speed.
 //!
 //! The result predicts per-step times, the wall time (slowest rank), imbalance (max / mean
-//! compute seconds per rank, as the run report defines it) and bytes sent per rank.
+//! compute seconds per rank), overlap (mean over ranks of 1 − comm wait / the rank's own wall)
+//! and bytes sent per rank, all by the definitions of `ringattn_ring::metrics`, which the run
+//! report uses too.
 
+use ringattn_ring::metrics;
 use ringattn_runtime::{Dtype, Error, Mask, Result, TileShape};
 use serde::Serialize;
 
@@ -429,22 +432,12 @@ impl Trace {
         for s in &mut self.steps {
             s.compute_mean_s /= p;
         }
-        let mean = self.ranks.iter().map(|r| r.compute_s).sum::<f64>() / p;
-        let max = self.ranks.iter().map(|r| r.compute_s).fold(0.0, f64::max);
-        let flops =
-            4.0 * cfg.head_dim as f64 * cfg.heads as f64 * cfg.mask.allowed_pairs(cfg.seq) as f64;
-        let overlap = self
-            .ranks
-            .iter()
-            .map(|r| {
-                if wall > 0.0 {
-                    1.0 - r.comm_wait_s / wall
-                } else {
-                    1.0
-                }
-            })
-            .sum::<f64>()
-            / p;
+        let flops = metrics::attention_flops(
+            cfg.head_dim,
+            cfg.heads as f64 * cfg.mask.allowed_pairs(cfg.seq) as f64,
+        );
+        // Each rank's wait over its own wall (it finishes `idle_s` before the slowest one).
+        let overlap = metrics::overlap(self.ranks.iter().map(|r| (r.comm_wait_s, wall - r.idle_s)));
         let block_rows = cfg.seq as f64 / p;
         let full_block_s = (block_rows / cfg.tile.q as f64)
             * (block_rows / cfg.tile.k as f64)
@@ -453,10 +446,10 @@ impl Trace {
         let max_rows = costs.rows.iter().copied().max().unwrap_or(0);
         Simulation {
             predicted_wall_s: wall,
-            predicted_imbalance: if mean > 0.0 { max / mean } else { 1.0 },
-            bytes_per_rank: self.ranks.iter().map(|r| r.bytes_sent).max().unwrap_or(0),
+            predicted_imbalance: metrics::imbalance(self.ranks.iter().map(|r| r.compute_s)),
+            bytes_per_rank: metrics::max_bytes(self.ranks.iter().map(|r| r.bytes_sent)),
             flops,
-            predicted_gflops: if wall > 0.0 { flops / wall / 1e9 } else { 0.0 },
+            predicted_gflops: metrics::gflops(flops, wall),
             predicted_overlap: overlap,
             full_block_s,
             hop_s: cfg.latency_us * 1e-6 + cfg.transfer_s(cfg.block_bytes(max_rows)),

@@ -7,7 +7,7 @@
 //! prefill forwards only the rows later ranks attend (one hop plus the sink with contiguous), so
 //! with a finite `--link-gbps` the predicted streaming bytes and hop times are pessimistic.
 
-use ringattn_ring::DuoPlan;
+use ringattn_ring::{metrics, DuoPlan};
 use ringattn_runtime::{Mask, Result};
 
 use crate::simulate::{simulate, SimConfig, Simulation, StepSim};
@@ -55,21 +55,9 @@ fn combine(a: Simulation, b: Simulation) -> Simulation {
             r
         })
         .collect();
-    let compute: Vec<f64> = ranks.iter().map(|r| r.compute_s).collect();
-    let mean = compute.iter().sum::<f64>() / compute.len().max(1) as f64;
-    let max = compute.iter().copied().fold(0.0, f64::max);
     let flops = a.flops + b.flops;
-    let overlap = ranks
-        .iter()
-        .map(|r| {
-            if wall > 0.0 {
-                1.0 - r.comm_wait_s / wall
-            } else {
-                1.0
-            }
-        })
-        .sum::<f64>()
-        / ranks.len().max(1) as f64;
+    // Each rank's wait over its own wall (both passes, less its idle time at their ends).
+    let overlap = metrics::overlap(ranks.iter().map(|r| (r.comm_wait_s, wall - r.idle_s)));
     let per_step = a
         .per_step
         .iter()
@@ -89,10 +77,10 @@ fn combine(a: Simulation, b: Simulation) -> Simulation {
         .collect();
     Simulation {
         predicted_wall_s: wall,
-        predicted_imbalance: if mean > 0.0 { max / mean } else { 1.0 },
-        bytes_per_rank: ranks.iter().map(|r| r.bytes_sent).max().unwrap_or(0),
+        predicted_imbalance: metrics::imbalance(ranks.iter().map(|r| r.compute_s)),
+        bytes_per_rank: metrics::max_bytes(ranks.iter().map(|r| r.bytes_sent)),
         flops,
-        predicted_gflops: if wall > 0.0 { flops / wall / 1e9 } else { 0.0 },
+        predicted_gflops: metrics::gflops(flops, wall),
         predicted_overlap: overlap,
         full_block_s: a.full_block_s + b.full_block_s,
         hop_s: a.hop_s.max(b.hop_s),

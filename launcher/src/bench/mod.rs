@@ -6,6 +6,7 @@
 //! module and arguments.
 
 pub mod kernel;
+pub mod neighbour;
 pub mod scaling;
 pub mod scaling_mpi;
 pub mod sched;

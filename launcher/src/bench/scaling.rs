@@ -16,16 +16,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ringattn_runtime::{Error, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{DtypeArg, LayoutArg, RunArgs};
-use crate::job::Job;
-use crate::local_backend::run_local;
+use crate::cli::{DtypeArg, LayoutArg};
 use crate::plot;
-use crate::report::Report;
+use ringattn::sched_spec::SchedSpec;
+use ringattn::RunSpec;
+use ringattn_runtime::sched::ratios::default_cache_path;
+
+use crate::run::spec::flag_error;
+use ringattn::job::Job;
+use ringattn::local::run_local;
+use ringattn::report::Report;
 
 use super::scaling_mpi::MpiSweep;
 
@@ -82,7 +87,7 @@ pub struct ScalingArgs {
     /// DuoAttention for every run (needs --causal): retrieval heads full, streaming heads
     /// sink + recent; the plan is part of each run's identity in results.jsonl.
     #[command(flatten)]
-    pub duo: crate::duo_args::DuoArgs,
+    pub duo: crate::args::duo::DuoArgs,
     /// Strong scaling (fixed N) or weak scaling (N = --seq × workers).
     #[arg(long, value_enum, default_value_t = Mode::Strong)]
     pub mode: Mode,
@@ -189,14 +194,6 @@ pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
         }
     }
     Ok((values, bad))
-}
-
-/// Parses `ringattn run` options from words (so a sweep builds its jobs exactly as `run` does).
-#[derive(Debug, Parser)]
-#[command(name = "run")]
-struct RunWords {
-    #[command(flatten)]
-    run: RunArgs,
 }
 
 /// Runs the sweep.
@@ -342,21 +339,12 @@ pub fn combinations(args: &ScalingArgs) -> Vec<Combo> {
                         Mode::Strong => base,
                         Mode::Weak => base * p,
                     },
-                    layout: layout_name(*l),
+                    layout: ringattn::LayoutChoice::from(*l).name(),
                 });
             }
         }
     }
     out
-}
-
-fn layout_name(l: LayoutArg) -> &'static str {
-    match l {
-        LayoutArg::Auto => "auto",
-        LayoutArg::Contiguous => "contiguous",
-        LayoutArg::Striped => "striped",
-        LayoutArg::Zigzag => "zigzag",
-    }
 }
 
 /// The `ringattn run` words of one combination (without backend or report options).
@@ -390,15 +378,26 @@ pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> 
     words
 }
 
+/// The job of one combination, built from its spec as `run` builds it from the same words.
 fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Result<Job> {
-    let words = run_words(args, c, kv_heads);
-    let parsed = RunWords::try_parse_from(&words).map_err(|e| {
-        Error::config(format!(
-            "bench scaling: {}",
-            e.to_string().lines().next().unwrap_or("")
-        ))
-    })?;
-    Job::from_args(&parsed.run, cores)
+    let spec = RunSpec {
+        world: Some(c.world),
+        seq: Some(c.seq),
+        heads: Some(args.heads),
+        kv_heads: Some(kv_heads),
+        head_dim: Some(args.head_dim),
+        threads: Some(args.threads),
+        causal: args.causal,
+        layout: c.layout.parse().map_err(flag_error)?,
+        dtype: args.dtype.dtype(),
+        sched: SchedSpec {
+            cache: default_cache_path(),
+            ..SchedSpec::default()
+        },
+        duo: args.duo.spec()?,
+        ..RunSpec::default()
+    };
+    Job::from_spec(&spec, cores).map_err(flag_error)
 }
 
 fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {

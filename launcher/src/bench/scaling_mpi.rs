@@ -10,8 +10,8 @@ use ringattn_runtime::{Error, Result};
 use serde_json::Value;
 
 use super::scaling::{Combo, ScalingArgs};
-use crate::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 use crate::launch::{shell_quote, Launcher};
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// What every MPI launch of one sweep shares: the launcher, its extra options, this binary.
 #[derive(Debug)]

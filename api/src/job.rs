@@ -1,0 +1,242 @@
+//! A validated job: what every rank runs, whatever the backend (built from a [`RunSpec`]).
+
+use ringattn_ring::{DuoPlan, FaultInjection, RingConfig};
+use ringattn_runtime::io::FileSource;
+use ringattn_runtime::{Dtype, Mask, Result, RowSource, Synthetic, TensorKind};
+use ringattn_striped::{plan, plan_mixed, HeadMix, Plan};
+
+use crate::error::{nonzero, ApiError};
+use crate::layout::LayoutChoice;
+use crate::sched_spec::SchedSpec;
+use crate::spec::{check_fault, check_sizes, CheckRows, RunSpec};
+
+/// Rows checked per worker by a bare `--check` on long sequences.
+pub const DEFAULT_CHECK_ROWS: usize = 32;
+/// Up to this length a bare `--check` verifies every row.
+pub const CHECK_ALL_UP_TO: usize = 2048;
+
+/// Where Q/K/V come from.
+#[derive(Debug)]
+pub enum Input {
+    /// Deterministic synthetic tensors.
+    Synthetic(Synthetic),
+    /// A safetensors file.
+    File(FileSource),
+}
+
+impl RowSource for Input {
+    fn fill_row(&self, tensor: TensorKind, head: usize, pos: usize, out: &mut [f32]) -> Result<()> {
+        match self {
+            Input::Synthetic(s) => s.fill_row(tensor, head, pos, out),
+            Input::File(f) => f.fill_row(tensor, head, pos, out),
+        }
+    }
+}
+
+/// Everything a rank needs to run its part, identical on every rank.
+#[derive(Debug)]
+pub struct Job {
+    /// Ring size P.
+    pub world: usize,
+    /// Sequence length N.
+    pub seq: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub dim: usize,
+    /// Causal or not.
+    pub causal: bool,
+    /// Kernel threads per rank.
+    pub threads: usize,
+    /// CPU ids each rank pins its kernel threads to, by rank (see `cores.rs`); an empty list
+    /// (or none at all) leaves the rank unpinned.
+    pub cores: Vec<Vec<usize>>,
+    /// The partitioner's decision.
+    pub plan: Plan,
+    /// Ring configuration (mask, tiles, fault hook).
+    pub ring: RingConfig,
+    /// Rows per rank to verify (`usize::MAX` = all), or `None`.
+    pub check_rows: Option<usize>,
+    /// Storage type of K and V.
+    pub dtype: Dtype,
+    /// Whether ranks must send their outputs to the root (for `--output`).
+    pub want_output: bool,
+    /// Inputs.
+    pub input: Input,
+    /// How each rank's kernel threads share the work.
+    pub sched: SchedSpec,
+    /// DuoAttention plan (kind of every KV head, sink / recent), or `None` for plain attention.
+    pub duo: Option<DuoPlan>,
+}
+
+impl Job {
+    /// The CPU ids rank `rank` pins its kernel threads to (empty: unpinned).
+    pub fn cores_of(&self, rank: usize) -> &[usize] {
+        match self.cores.get(rank) {
+            Some(cores) => cores,
+            None => &[],
+        }
+    }
+
+    /// The mask of the run (of retrieval heads, when DuoAttention is on).
+    pub fn mask(&self) -> Mask {
+        self.ring.mask
+    }
+
+    /// The mask of every KV head (and its query heads), in head order: the run's mask, or with
+    /// a DuoAttention plan the streaming mask for streaming heads.
+    pub fn kv_head_masks(&self) -> Vec<Mask> {
+        (0..self.kv_heads)
+            .map(|h| match &self.duo {
+                Some(plan) if h < plan.kv_heads() => plan.mask_of(h, self.mask()),
+                _ => self.mask(),
+            })
+            .collect()
+    }
+
+    /// Validates `spec` and builds the job (including the layout plan); `allowed_cores` is the
+    /// default world and the cores the ranks share.
+    pub fn from_spec(spec: &RunSpec, allowed_cores: usize) -> Result<Job, ApiError> {
+        let input = match &spec.input {
+            Some(path) => Input::File(FileSource::open(path)?),
+            None => Input::Synthetic(Synthetic { seed: spec.seed }),
+        };
+        let (seq, heads, kv_heads, dim) = resolve_sizes(spec, &input)?;
+        let world = spec.world.unwrap_or(allowed_cores.max(1));
+        nonzero(&[
+            ("seq", seq),
+            ("heads", heads),
+            ("kv_heads", kv_heads),
+            ("head_dim", dim),
+            ("world", world),
+            ("tile.q", spec.tile.q),
+            ("tile.k", spec.tile.k),
+        ])?;
+        check_sizes(heads, kv_heads, world, seq)?;
+        let threads = match spec.threads {
+            Some(t) => t,
+            None => (allowed_cores / world).max(1),
+        };
+        nonzero(&[("threads", threads)])?;
+        if let Some(f) = spec.fault {
+            check_fault(f, world)?;
+        }
+        let mask = if spec.causal {
+            Mask::Causal
+        } else {
+            Mask::None
+        };
+        let check_rows = match spec.check {
+            None => None,
+            Some(CheckRows::Rows(0)) => {
+                return Err(ApiError::Zero {
+                    field: "check_rows",
+                })
+            }
+            Some(CheckRows::Rows(n)) => Some(n),
+            Some(CheckRows::Auto) if seq <= CHECK_ALL_UP_TO => Some(usize::MAX),
+            Some(CheckRows::Auto) => Some(DEFAULT_CHECK_ROWS),
+        };
+        if spec.duo.is_some() && !spec.causal {
+            return Err(ApiError::DuoNeedsCausal);
+        }
+        let fault = spec.fault.map(|f| FaultInjection {
+            rank: f.rank,
+            step: f.step,
+        });
+        let mut job = Job {
+            world,
+            seq,
+            heads,
+            kv_heads,
+            dim,
+            causal: spec.causal,
+            threads,
+            cores: Vec::new(),
+            plan: plan(spec.layout.plan_choice(), world, seq, mask, spec.tile),
+            ring: RingConfig {
+                mask,
+                tile: spec.tile,
+                fault,
+            },
+            check_rows,
+            dtype: spec.dtype,
+            want_output: spec.want_output,
+            input,
+            sched: spec.sched.clone(),
+            duo: None,
+        };
+        if let Some(duo) = &spec.duo {
+            job.set_duo(duo.plan(kv_heads)?, spec.layout)?;
+        }
+        Ok(job)
+    }
+
+    /// Turns DuoAttention on with `duo` (one kind per KV head of the job) and re-plans the
+    /// layout (`layout` as asked) for that head mix: streaming heads are costed by their
+    /// windows. Fails when the plan's number of KV heads differs from the job's.
+    pub fn set_duo(&mut self, duo: DuoPlan, layout: LayoutChoice) -> Result<(), ApiError> {
+        if duo.kv_heads() != self.kv_heads {
+            return Err(ApiError::DuoHeads {
+                plan: duo.kv_heads(),
+                kv_heads: self.kv_heads,
+            });
+        }
+        let mix = HeadMix {
+            retrieval: duo.retrieval_count(),
+            streaming: duo.streaming_count(),
+            streaming_mask: Mask::Streaming {
+                sink: duo.sink,
+                recent: duo.recent,
+            },
+        };
+        let (world, seq, mask, tile) = (self.world, self.seq, self.mask(), self.ring.tile);
+        self.plan = plan_mixed(layout.plan_choice(), world, seq, mask, tile, Some(&mix));
+        self.duo = Some(duo);
+        Ok(())
+    }
+
+    /// FLOPs the masks actually require: 4 · D · Σ over query heads of the allowed (query, key)
+    /// pairs of that head's mask (streaming heads of a DuoAttention plan count their windows).
+    pub fn flops(&self) -> f64 {
+        let group = (self.heads / self.kv_heads.max(1)) as f64;
+        let pairs: f64 = self
+            .kv_head_masks()
+            .iter()
+            .map(|m| m.allowed_pairs(self.seq) as f64)
+            .sum();
+        ringattn_ring::metrics::attention_flops(self.dim, group * pairs)
+    }
+}
+
+/// The sizes of the job: the spec's, or the input file's (which given ones must match), or the
+/// defaults for synthetic inputs.
+fn resolve_sizes(spec: &RunSpec, input: &Input) -> Result<(usize, usize, usize, usize), ApiError> {
+    let from_file = |field: &'static str, given: Option<usize>, file: usize| match given {
+        Some(g) if g != file => Err(ApiError::FileMismatch {
+            field,
+            given: g,
+            file,
+        }),
+        _ => Ok(file),
+    };
+    Ok(match input {
+        Input::File(f) => (
+            from_file("seq", spec.seq, f.seq())?,
+            from_file("heads", spec.heads, f.heads())?,
+            from_file("kv_heads", spec.kv_heads, f.kv_heads())?,
+            from_file("head_dim", spec.head_dim, f.dim())?,
+        ),
+        Input::Synthetic(_) => {
+            let heads = spec.heads.unwrap_or(8);
+            (
+                spec.seq.unwrap_or(4096),
+                heads,
+                spec.kv_heads.unwrap_or(heads),
+                spec.head_dim.unwrap_or(128),
+            )
+        }
+    })
+}

@@ -1,0 +1,99 @@
+//! The layout a run or a layer uses, by name: the one mapping between names and layouts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ringattn_striped::{LayoutChoice as PlanChoice, LayoutKind};
+
+use crate::error::ApiError;
+
+/// Which token layout to use: a fixed one, or `Auto` (the partitioner's cost model picks).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutChoice {
+    /// Ring Attention's contiguous blocks.
+    Contiguous,
+    /// Striped Attention's round robin (token i on rank i mod P).
+    Striped,
+    /// Two mirrored chunks per rank (Megatron / Llama 3).
+    Zigzag,
+    /// The cost model's choice for the shape and mask.
+    #[default]
+    Auto,
+}
+
+impl LayoutChoice {
+    /// Every choice, in the order help texts list them.
+    pub const ALL: [LayoutChoice; 4] = [
+        LayoutChoice::Contiguous,
+        LayoutChoice::Striped,
+        LayoutChoice::Zigzag,
+        LayoutChoice::Auto,
+    ];
+
+    /// The name written in specs, reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self.fixed() {
+            Some(kind) => kind.name(),
+            None => "auto",
+        }
+    }
+
+    /// The fixed layout, or `None` for `Auto`.
+    pub fn fixed(self) -> Option<LayoutKind> {
+        match self {
+            LayoutChoice::Contiguous => Some(LayoutKind::Contiguous),
+            LayoutChoice::Striped => Some(LayoutKind::Striped),
+            LayoutChoice::Zigzag => Some(LayoutKind::Zigzag),
+            LayoutChoice::Auto => None,
+        }
+    }
+
+    /// The partitioner's form of the choice.
+    pub fn plan_choice(self) -> PlanChoice {
+        self.fixed().map_or(PlanChoice::Auto, PlanChoice::Fixed)
+    }
+}
+
+impl From<LayoutKind> for LayoutChoice {
+    fn from(kind: LayoutKind) -> Self {
+        match kind {
+            LayoutKind::Contiguous => LayoutChoice::Contiguous,
+            LayoutKind::Striped => LayoutChoice::Striped,
+            LayoutKind::Zigzag => LayoutChoice::Zigzag,
+        }
+    }
+}
+
+impl fmt::Display for LayoutChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for LayoutChoice {
+    type Err = ApiError;
+
+    fn from_str(s: &str) -> Result<Self, ApiError> {
+        LayoutChoice::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| ApiError::UnknownLayout(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for c in LayoutChoice::ALL {
+            assert_eq!(c.to_string().parse::<LayoutChoice>().unwrap(), c);
+        }
+        assert!("diagonal".parse::<LayoutChoice>().is_err());
+        assert_eq!(LayoutChoice::from(LayoutKind::Zigzag), LayoutChoice::Zigzag);
+    }
+}

@@ -1,0 +1,202 @@
+//! `ringattn decode`: a ring prefill of `--prefill` tokens, then `--steps` decoded tokens with the
+//! KV cache distributed over the workers (plain, or DuoAttention when given a plan).
+//!
+//! Causal is implied. The options are `run`'s where they apply (their validation is `run`'s,
+//! through [`Job`]); `--check` verifies every decoded row of every head against the f64
+//! reference. Works with the local and the MPI backends, like `run`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use ringattn_ring::DuoPlan;
+use ringattn_runtime::{Error, Result};
+
+use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+use crate::run::backend::{self, Backend};
+use ringattn::RunSpec;
+
+use crate::run::spec::flag_error;
+use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
+use ringattn::decode_report::DecodeReport;
+use ringattn::job::Job;
+
+/// Options of `ringattn decode`.
+#[derive(Clone, Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ringattn decode --prefill 8192 --steps 32 --workers 2 --heads 32 --head-dim 128\n  \
+    ringattn decode --prefill 4096 --steps 16 --layout striped --check --json -\n  \
+    mpirun -n 4 ringattn decode --backend mpi --prefill 16384 --steps 64   (built with --features mpi)")]
+pub struct DecodeArgs {
+    /// Prompt length N: tokens prefilled by the ring pass before decoding.
+    #[arg(long, default_value_t = 4096)]
+    pub prefill: usize,
+    /// Tokens to decode after the prefill (positions N .. N+steps).
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Number of workers [default: cores allowed to this process; with MPI: the number of MPI
+    /// processes, which it must equal when given].
+    #[arg(short = 'p', long)]
+    pub workers: Option<usize>,
+    /// Query heads H [default: 8].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Key/value heads (GQA when fewer than --heads; must divide it) [default: --heads].
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Head dimension D [default: 128].
+    #[arg(short = 'd', long)]
+    pub head_dim: Option<usize>,
+    /// Token layout of the prefill; decoded tokens go to the owner the layout names (striped:
+    /// round robin; contiguous: the last worker; zigzag: worker 0, owner of the last chunk).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
+    /// Storage type of K and V (cached and sent); arithmetic stays f32.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Kernel threads per worker [default: allowed cores / workers, at least 1].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Do not pin kernel threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Verify every decoded row (all heads) against the f64 reference; fails the run (exit 1)
+    /// beyond out 2e-5 / lse 1e-5 max abs error (2e-2 with --dtype bf16).
+    #[arg(long)]
+    pub check: bool,
+    /// Write the JSON report to PATH ("-" = stdout, which replaces the human summary).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+    /// Kernel thread scheduling.
+    #[command(flatten)]
+    pub sched: crate::args::sched::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::args::isa::IsaArgs,
+    /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
+    #[command(flatten)]
+    pub duo: crate::args::duo::DuoArgs,
+}
+
+impl DecodeArgs {
+    /// The spec of the prefill: `seq` is `--prefill`, causal.
+    pub fn run_spec(&self) -> Result<RunSpec> {
+        Ok(RunSpec {
+            world: self.workers,
+            seq: Some(self.prefill),
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            causal: true,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
+            threads: self.threads,
+            pin: !self.no_pin,
+            seed: self.seed,
+            sched: self.sched.spec()?,
+            duo: self.duo.spec()?,
+            ..RunSpec::default()
+        })
+    }
+
+    /// KV heads of the run (before [`Job`] validation).
+    fn kv_heads(&self) -> usize {
+        self.kv_heads.or(self.heads).unwrap_or(8)
+    }
+
+    /// Checks what `run`'s validation does not know about.
+    fn validate(&self, duo: Option<&DuoPlan>) -> Result<()> {
+        if self.prefill == 0 {
+            return Err(Error::config("--prefill must be at least 1"));
+        }
+        if self.steps == 0 {
+            return Err(Error::config("--steps must be at least 1"));
+        }
+        if let Some(plan) = duo {
+            if plan.kv_heads() != self.kv_heads() {
+                return Err(Error::config(format!(
+                    "the DuoAttention plan has {} KV heads, --kv-heads is {}",
+                    plan.kv_heads(),
+                    self.kv_heads()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
+/// (else plain decode, every head a retrieval head).
+pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
+    args.isa.isa.activate()?;
+    let duo = args.duo.plan(args.kv_heads())?;
+
+    let decode = DecodeJob {
+        steps: args.steps,
+        duo,
+        check: args.check,
+    };
+    let allowed = ringattn::allowed_cores();
+    match backend::resolve(args.backend)? {
+        Backend::Local => {
+            args.validate(decode.duo.as_ref())?;
+            let mut job = Job::from_spec(&args.run_spec()?, allowed).map_err(flag_error)?;
+            job.cores = ringattn::cores::plan_local(
+                job.world,
+                job.threads,
+                args.threads.is_some(),
+                !args.no_pin,
+            )
+            .cores;
+            let gathered =
+                ringattn::local::run_local_with(&job, |comm, job| decode_rank(comm, job, &decode))?;
+            finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
+        }
+        #[cfg(feature = "mpi")]
+        Backend::Mpi => crate::run::mpi::run_mpi_with(
+            &|| args.run_spec(),
+            allowed,
+            || args.validate(decode.duo.as_ref()),
+            |comm, job| decode_rank(comm, job, &decode),
+            |job, backend, g| finish(args, job, &decode, backend, g),
+        ),
+        #[cfg(not(feature = "mpi"))]
+        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
+    }
+}
+
+/// The root's end: prints the summary or writes the JSON report; exit code 0, or 1 when the
+/// check failed.
+fn finish(
+    args: &DecodeArgs,
+    job: &Job,
+    decode: &DecodeJob,
+    backend: &str,
+    g: &DecodeGathered,
+) -> Result<u8> {
+    let report = DecodeReport::new(job, decode, backend, g);
+    match args.json.as_deref() {
+        Some("-") => report.write_json("-")?,
+        Some(path) => {
+            report.write_json(path)?;
+            print!("{}", report.summary());
+        }
+        None => print!("{}", report.summary()),
+    }
+    match &report.base.check {
+        Some(c) if !c.passed => {
+            let tol = ringattn::check::Tolerance::for_dtype(job.dtype);
+            eprintln!(
+                "ringattn: error: decode check failed: max |out err| {:.3e} (limit {:.0e}), max |lse err| {:.3e} (limit {:.0e})",
+                c.max_abs_err, tol.out, c.max_lse_err, tol.lse
+            );
+            Ok(1)
+        }
+        _ => Ok(0),
+    }
+}

@@ -1,0 +1,108 @@
+//! `run`'s arguments as the library's [`RunSpec`], and the library's errors in the words of
+//! the command line (field names become flags).
+
+use ringattn::{ApiError, CheckRows, FaultSpec, LayoutChoice, RunSpec};
+use ringattn_runtime::{Error, Result, TileShape};
+
+use crate::cli::LayoutArg;
+use crate::run::RunArgs;
+
+impl From<LayoutArg> for LayoutChoice {
+    fn from(layout: LayoutArg) -> Self {
+        match layout {
+            LayoutArg::Auto => LayoutChoice::Auto,
+            LayoutArg::Contiguous => LayoutChoice::Contiguous,
+            LayoutArg::Striped => LayoutChoice::Striped,
+            LayoutArg::Zigzag => LayoutChoice::Zigzag,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The spec of these arguments (syntax checked here; sizes when the job is built).
+    pub fn spec(&self) -> Result<RunSpec> {
+        Ok(RunSpec {
+            world: self.workers,
+            seq: self.seq,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            causal: self.causal,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
+            threads: self.threads,
+            pin: !self.no_pin,
+            seed: self.seed,
+            input: self.input.clone(),
+            check: self
+                .check
+                .map(|rows| rows.map_or(CheckRows::Auto, CheckRows::Rows)),
+            want_output: self.output.is_some(),
+            tile: TileShape {
+                q: self.tile_q,
+                k: self.tile_k,
+            },
+            fault: self.inject_fault.as_deref().map(parse_fault).transpose()?,
+            sched: self.sched.spec()?,
+            duo: self.duo.spec()?,
+        })
+    }
+}
+
+fn parse_fault(s: &str) -> Result<FaultSpec> {
+    let bad = || Error::config(format!("--inject-fault expects RANK:STEP, got `{s}`"));
+    let (rank, step) = s.split_once(':').ok_or_else(bad)?;
+    Ok(FaultSpec {
+        rank: rank.trim().parse().map_err(|_| bad())?,
+        step: step.trim().parse().map_err(|_| bad())?,
+    })
+}
+
+/// The flag of a spec field.
+fn flag(field: &str) -> &'static str {
+    match field {
+        "seq" => "--seq",
+        "heads" => "--heads",
+        "kv_heads" => "--kv-heads",
+        "head_dim" => "--head-dim",
+        "world" => "--workers",
+        "threads" => "--threads",
+        "tile.q" => "--tile-q",
+        "tile.k" => "--tile-k",
+        "check_rows" => "--check ROWS",
+        "layout" => "--layout",
+        _ => "an option",
+    }
+}
+
+/// A library error as the command line says it: field names become flags; runtime errors
+/// (files, ranks, communication) pass through unchanged.
+pub fn flag_error(e: ApiError) -> Error {
+    let msg = match &e {
+        ApiError::Zero { field } => format!("{} must be at least 1", flag(field)),
+        ApiError::HeadsNotMultiple { heads, kv_heads } => {
+            format!("--heads {heads} is not a multiple of --kv-heads {kv_heads}")
+        }
+        ApiError::TooManyRanks { world, seq } => format!(
+            "more workers ({world}) than tokens ({seq}): every worker needs at least one token"
+        ),
+        ApiError::FileMismatch { field, given, file } => {
+            format!(
+                "{} {given} does not match the input file's {file}",
+                flag(field)
+            )
+        }
+        ApiError::FaultOutsideRing { rank, step, world } => format!(
+            "--inject-fault {rank}:{step} is outside the ring ({world} ranks, steps 0..{world})"
+        ),
+        ApiError::DuoNeedsCausal => {
+            "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)"
+                .into()
+        }
+        ApiError::DuoHeads { plan, kv_heads } => {
+            format!("the DuoAttention plan has {plan} KV heads but the run has {kv_heads}")
+        }
+        _ => return Error::from(e),
+    };
+    Error::config(msg)
+}
