@@ -15,7 +15,6 @@
 
 #![warn(missing_docs)]
 
-pub mod attn_shim;
 pub mod block;
 pub mod duo;
 pub mod error;
@@ -25,8 +24,8 @@ pub mod sample;
 pub mod tokenizer;
 pub mod weights;
 
-/// The per-layer attention API the model is written against (the library's, at merge).
-pub use attn_shim as attn;
+/// The per-layer attention API of the library the model is written against.
+pub use ringattn as attn;
 
 use std::path::Path;
 use std::sync::Arc;
