@@ -33,6 +33,9 @@ pub enum Command {
     Launch(crate::launch::LaunchArgs),
     /// Print a SLURM batch script that runs `run` with the MPI backend (`sbatch ... -- run ...`).
     Sbatch(crate::sbatch::SbatchArgs),
+    /// Generate text with SmolLM2-135M (a llama GGUF): prompt prefilled over the ring, answer
+    /// decoded with the KV caches kept distributed.
+    Generate(Box<crate::generate::GenerateArgs>),
     /// DuoAttention tools (`duo inspect PATTERN`: retrieval heads per layer and KV memory).
     Duo(crate::duo::DuoCmdArgs),
 }

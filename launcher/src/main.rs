@@ -12,6 +12,7 @@ mod child;
 mod cli;
 mod decode;
 mod duo;
+mod generate;
 mod info;
 mod launch;
 mod plot;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Launch(args) => launch::run_launch(&args),
         Command::Sbatch(args) => sbatch::run_sbatch(&args),
         Command::Duo(args) => duo::run_duo(&args),
+        Command::Generate(args) => generate::run_generate(&args),
     };
     match result {
         Ok(code) => code,

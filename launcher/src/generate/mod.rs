@@ -1,0 +1,279 @@
+//! `ringattn generate`: a real LLM (SmolLM2-135M, a llama GGUF) through the ring. The prompt is
+//! prefilled across the workers, the answer decoded with every layer's KV cache kept where it
+//! was made; rank 0 streams the text to stdout (a prefill progress bar on a terminal) and
+//! writes the report. Local threads or MPI processes (`launch -p P -- generate ...`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use ringattn_model::{
+    default_model_path, DuoSource, GenerateReport, GenerateSpec, Model, ModelError, Sampling,
+    WeightFormat, FETCH_COMMAND,
+};
+use ringattn_runtime::{Error, Result};
+
+use crate::args::duo::{selection_of, DuoArgs};
+use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+use crate::run::backend::{self, Backend};
+
+/// Options of `ringattn generate`.
+#[derive(Clone, Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bash scripts/get-model.sh   (once: fetches the model)\n  \
+    ringattn generate --chat --prompt 'What is the capital of France?' --workers 2\n  \
+    ringattn generate --prompt-file long.txt --max-tokens 64 --layout zigzag --json -\n  \
+    ringattn launch -p 2 -- generate --prompt-file long.txt   (built with --features mpi)")]
+pub struct GenerateArgs {
+    /// The GGUF model [default: $RINGATTN_MODEL_DIR or ~/.cache/ringattn/models, file
+    /// SmolLM2-135M-Instruct.Q4_1.gguf, fetched by scripts/get-model.sh].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The prompt text.
+    #[arg(
+        long,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Wrap the prompt in the model's chat template (one user message).
+    #[arg(long)]
+    pub chat: bool,
+    /// Most tokens to generate (generation also stops at the end-of-turn token).
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Number of workers [default: 1; with MPI: the number of MPI processes].
+    #[arg(short = 'p', long)]
+    pub workers: Option<usize>,
+    /// Threads per worker (matmuls and attention) [default: allowed cores / workers].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Token layout of the prompt across the workers.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Striped)]
+    pub layout: LayoutArg,
+    /// Storage type of the KV cache (and of the blocks the ring sends).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Keep the projection weights as stored in the GGUF (Q4_1: smaller, but activations are
+    /// re-quantized to 8 bits and answers change) instead of dequantizing them to f32.
+    #[arg(long)]
+    pub stored_weights: bool,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Accept a prompt longer than the model's trained context (8192 for SmolLM2).
+    #[arg(long)]
+    pub allow_long: bool,
+    /// Write the JSON report to PATH (`-` = stdout, after the text).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+    /// DuoAttention (per-layer plans from the pattern, or a retrieval ratio in every layer).
+    #[command(flatten)]
+    pub duo: DuoArgs,
+}
+
+/// A model error as the CLI's error: bad input (exit 2) or a runtime failure (exit 1).
+fn cli_error(e: ModelError) -> Error {
+    let text = match &e {
+        ModelError::MissingModel { .. } => format!("{e}; fetch it with `{FETCH_COMMAND}`"),
+        ModelError::PromptTooLong { .. } => format!("{e} (--allow-long to run it anyway)"),
+        _ => e.to_string(),
+    };
+    if e.is_bad_input() {
+        Error::config(text)
+    } else {
+        Error::RankFailed {
+            rank: 0,
+            reason: text,
+        }
+    }
+}
+
+impl GenerateArgs {
+    /// The library's spec of these options (the prompt read, the duo source built).
+    fn spec(&self, world: usize) -> Result<GenerateSpec> {
+        let prompt = match (&self.prompt, &self.prompt_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::BadInput {
+                path: f.display().to_string(),
+                reason: format!("cannot read the prompt: {e}"),
+            })?,
+            (None, None) => return Err(Error::config("give --prompt or --prompt-file")),
+        };
+        let model = self.model.clone().unwrap_or_else(default_model_path);
+        let mut spec = GenerateSpec::new(model, &prompt, self.max_tokens, world);
+        spec.chat = self.chat;
+        spec.layout = self.layout.into();
+        spec.dtype = self.dtype.dtype();
+        spec.allow_long = self.allow_long;
+        if self.stored_weights {
+            spec.weights = WeightFormat::Stored;
+        }
+        spec.sampling = Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+        };
+        let cpus = ringattn::allowed_cores();
+        spec.threads_per_rank = self.threads.unwrap_or((cpus / world.max(1)).max(1));
+        spec.duo = self.duo_source()?;
+        Ok(spec)
+    }
+
+    fn duo_source(&self) -> Result<Option<DuoSource>> {
+        let d = &self.duo;
+        if let Some(ratio) = d.retrieval_ratio {
+            return Ok(Some(DuoSource::Ratio {
+                ratio,
+                sink: d.sink.unwrap_or(ringattn_model::duo::DEFAULT_SINK),
+                recent: d.recent.unwrap_or(ringattn_model::duo::DEFAULT_RECENT),
+            }));
+        }
+        match &d.duo {
+            Some(path) => Ok(Some(DuoSource::Pattern {
+                path: path.clone(),
+                selection: selection_of(d.sparsity, d.threshold),
+                sink: d.sink,
+                recent: d.recent,
+            })),
+            None if d.sink.is_some() || d.recent.is_some() => Err(Error::config(
+                "--sink and --recent need --duo PATTERN or --retrieval-ratio R",
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Runs `ringattn generate`.
+pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
+    if args.duo.layer.is_some() {
+        return Err(Error::config(
+            "--layer does not apply to generate: every layer uses its own row of the pattern",
+        ));
+    }
+    match backend::resolve(args.backend)? {
+        Backend::Local => {
+            let spec = args.spec(args.workers.unwrap_or(1))?;
+            let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
+            let mut out = Streamer::new(&spec);
+            let report =
+                ringattn_model::generate_with(&model, &spec, &mut |_, piece| out.piece(piece))
+                    .map_err(cli_error)?;
+            finish(args, &report)
+        }
+        #[cfg(feature = "mpi")]
+        Backend::Mpi => mpi::run(args),
+        #[cfg(not(feature = "mpi"))]
+        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
+    }
+}
+
+/// Rank 0's end: a newline after the streamed text, then the report.
+fn finish(args: &GenerateArgs, report: &GenerateReport) -> Result<ExitCode> {
+    println!();
+    match args.json.as_deref() {
+        Some(path) => ringattn::io::write_json(path, report)?,
+        None => eprintln!(
+            "{} prompt tokens: prefill {:.2} s ({:.1} tok/s), {} generated: {:.1} tok/s; \
+             attention {:.2} s, matmul {:.2} s; {} × {}",
+            report.prompt_tokens,
+            report.prefill_s,
+            report.prefill_tokens_per_s,
+            report.generated_tokens,
+            report.decode_tokens_per_s,
+            report.attention_s,
+            report.matmul_s,
+            report.world,
+            report.layout,
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the text as it comes (flushing each piece).
+struct Streamer {
+    out: std::io::Stdout,
+}
+
+impl Streamer {
+    fn new(_spec: &GenerateSpec) -> Self {
+        Streamer {
+            out: std::io::stdout(),
+        }
+    }
+
+    fn piece(&mut self, piece: &str) {
+        let _ = write!(self.out, "{piece}");
+        let _ = self.out.flush();
+    }
+}
+
+#[cfg(feature = "mpi")]
+mod mpi {
+    //! One rank per process: every rank runs the whole model on its shard; rank 0 prints.
+
+    use std::io::IsTerminal;
+
+    use super::*;
+    use ringattn_model::Progress;
+    use ringattn_runtime::mpi_backend::MpiComm;
+    use ringattn_runtime::Comm;
+
+    /// A prefill progress line on stderr when it is a terminal.
+    fn progress_line(done: usize, layers: usize) {
+        if std::io::stderr().is_terminal() {
+            eprint!("\rprefill: layer {done}/{layers}");
+            if done == layers {
+                eprint!("\r{:30}\r", "");
+            }
+        }
+    }
+
+    /// `generate` on the MPI backend.
+    pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
+        let mut comm = MpiComm::init()?;
+        let world = comm.size();
+        if let Some(p) = args.workers {
+            if p != world {
+                return Err(Error::config(format!(
+                    "--workers {p} but {world} MPI processes"
+                )));
+            }
+        }
+        let mut spec = args.spec(world)?;
+        spec.pin = false;
+        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
+        spec.threads_per_rank = args.threads.unwrap_or(share);
+        let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
+        let root = comm.rank() == 0;
+        let mut out = Streamer::new(&spec);
+        let progress = Progress {
+            on_layer: &mut |d, l| {
+                if root {
+                    progress_line(d, l)
+                }
+            },
+            on_token: &mut |_, piece| out.piece(piece),
+        };
+        let report = ringattn_model::generate_rank_progress(&model, &spec, &mut comm, progress)
+            .map_err(cli_error)?;
+        if root {
+            finish(args, &report)
+        } else {
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
