@@ -3,7 +3,6 @@
 //! was made; rank 0 streams the text to stdout (a prefill progress bar on a terminal) and
 //! writes the report. Local threads or MPI processes (`launch -p P -- generate ...`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -159,6 +158,7 @@ impl GenerateArgs {
 
 /// Runs `ringattn generate`.
 pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
+    crate::args::check_outputs(None, args.json.as_deref())?;
     if args.duo.layer.is_some() {
         return Err(Error::config(
             "--layer does not apply to generate: every layer uses its own row of the pattern",
@@ -183,7 +183,7 @@ pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
 
 /// Rank 0's end: a newline after the streamed text, then the report.
 fn finish(args: &GenerateArgs, report: &GenerateReport) -> Result<ExitCode> {
-    println!();
+    crate::outln!();
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, report)?,
         None => eprintln!(
@@ -203,21 +203,16 @@ fn finish(args: &GenerateArgs, report: &GenerateReport) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the text as it comes (flushing each piece).
-struct Streamer {
-    out: std::io::Stdout,
-}
+/// Writes the text as it comes (each piece flushed, through the one stdout helper).
+struct Streamer;
 
 impl Streamer {
     fn new(_spec: &GenerateSpec) -> Self {
-        Streamer {
-            out: std::io::stdout(),
-        }
+        Streamer
     }
 
     fn piece(&mut self, piece: &str) {
-        let _ = write!(self.out, "{piece}");
-        let _ = self.out.flush();
+        crate::out!("{piece}");
     }
 }
 
