@@ -1,8 +1,6 @@
 //! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`](mod@ringattn_striped::simulate)) on the command
 //! line, with an optional calibration of this machine's kernel speed.
 
-pub mod calibrate;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,9 +14,9 @@ use ringattn_striped::{
 };
 use serde_json::json;
 
-use self::calibrate::calibrate;
 use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::io::write_atomic;
+use ringattn_striped::calibrate;
 
 /// Rank rate assumed when neither `--gflops-per-rank` nor `--calibrate` is given.
 pub const DEFAULT_GFLOPS: f64 = 100.0;

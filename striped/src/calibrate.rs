@@ -1,15 +1,16 @@
-//! `ringattn simulate --calibrate`: this machine's kernel speed, measured with the kernel
-//! itself (`attend` on synthetic blocks), for the simulator's rate and model constants.
+//! The simulator's calibration: this machine's kernel speed, measured with the kernel itself
+//! (`attend` on synthetic blocks), for the simulator's rate and model constants
+//! (`ringattn simulate --calibrate`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
+use crate::PARTIAL_TILE_COST;
 use ringattn_runtime::{
     attend, AttnState, Error, KvBlock, Mask, Positions, QShard, Result, SchedConfig, SchedKind,
     Scheduler, Synthetic, TileShape,
 };
-use ringattn_striped::PARTIAL_TILE_COST;
 
 /// What `--calibrate` measured.
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +142,24 @@ fn calibrate_one(
     }
     inputs?;
     pool.map_err(|e| Error::config(format!("cannot start a calibration thread: {e}")))?;
+    Ok(from_rounds(
+        &rounds,
+        cold,
+        dim,
+        tile,
+        (&q_pos, &k_pos, &small),
+    ))
+}
+
+/// The calibration from one thread's timed rounds (see [`calibrate_one`]): the rate of the
+/// fastest big round, the Partial tile cost from the small rounds, the cold call's excess.
+fn from_rounds(
+    rounds: &[Vec<f64>; 3],
+    cold: f64,
+    dim: usize,
+    tile: TileShape,
+    (q_pos, k_pos, small): (&Positions, &Positions, &Positions),
+) -> Calibration {
     // The fastest round: outside load only slows a round down, while the neighbours' slowdown
     // is in every round (they start together).
     let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -149,9 +168,9 @@ fn calibrate_one(
         fastest(&rounds[1]),
         fastest(&rounds[2]),
     ];
-    let big = ringattn_runtime::count_tiles(&q_pos, &k_pos, Mask::None, tile);
-    let full = ringattn_runtime::count_tiles(&small, &small, Mask::None, tile);
-    let causal = ringattn_runtime::count_tiles(&small, &small, Mask::Causal, tile);
+    let big = ringattn_runtime::count_tiles(q_pos, k_pos, Mask::None, tile);
+    let full = ringattn_runtime::count_tiles(small, small, Mask::None, tile);
+    let causal = ringattn_runtime::count_tiles(small, small, Mask::Causal, tile);
     let small_tile_s = best[1] / full.full as f64;
     let partial_cost = if causal.partial > 0 {
         ((best[2] / small_tile_s - causal.full as f64) / causal.partial as f64).clamp(1.0, 4.0)
@@ -159,9 +178,9 @@ fn calibrate_one(
         PARTIAL_TILE_COST
     };
     let flops = 4.0 * dim as f64 * (big.full as usize * tile.q * tile.k) as f64;
-    Ok(Calibration {
+    Calibration {
         gflops: flops / best[0] / 1e9,
         partial_cost,
         warmup_s: (cold - best[0]).max(0.0),
-    })
+    }
 }
