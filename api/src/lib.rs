@@ -28,8 +28,11 @@ pub mod layer;
 pub mod layout;
 pub mod local;
 pub mod output;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod rank;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod sched_spec;
 pub mod spec;
