@@ -1,3 +1,4 @@
 //! Benchmarks' measurements (what `ringattn bench` runs; the CLI maps arguments and prints).
 
 pub mod kernel;
+pub mod sched;
