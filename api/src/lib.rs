@@ -37,6 +37,7 @@ pub mod results;
 pub mod run;
 pub mod sched_spec;
 pub mod spec;
+pub mod sweep;
 pub mod tensors;
 pub mod workers;
 
