@@ -36,6 +36,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sched_spec;
+pub mod simulation;
 pub mod spec;
 pub mod sweep;
 pub mod tensors;
