@@ -40,6 +40,25 @@ impl SchedBenchSpec {
     pub fn units(&self) -> usize {
         self.threads + 3 * self.calls
     }
+
+    /// Every count at least 1, one core per thread.
+    fn check(&self, cores: usize) -> Result<()> {
+        if [
+            self.calls,
+            self.seq,
+            self.heads,
+            self.head_dim,
+            self.threads,
+        ]
+        .contains(&0)
+            || cores != self.threads
+        {
+            return Err(Error::config(
+            "calls, seq, heads, head_dim and threads must be at least 1, with one core per thread",
+        ));
+        }
+        Ok(())
+    }
 }
 
 /// The result: one JSON object.
@@ -90,20 +109,7 @@ pub fn sched_bench(
     cores: Vec<usize>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<SchedBenchResult> {
-    if [
-        args.calls,
-        args.seq,
-        args.heads,
-        args.head_dim,
-        args.threads,
-    ]
-    .contains(&0)
-        || cores.len() != args.threads
-    {
-        return Err(Error::config(
-            "calls, seq, heads, head_dim and threads must be at least 1, with one core per thread",
-        ));
-    }
+    args.check(cores.len())?;
     let slow = match &args.slow_cores {
         Some(s) => parse_slow_cores(s)?,
         None => Vec::new(),

@@ -77,8 +77,8 @@ pub enum IsaArg {
     Portable,
 }
 
-/// Runs the grid and prints one line per shape.
-pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+/// The micro-kernels, KV heads and thread counts of the grid, checked (exit 2 when wrong).
+fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<usize>)> {
     let isa = match args.isa {
         IsaArg::Auto => Isa::best(),
         IsaArg::Amx => Isa::Amx,
@@ -123,6 +123,12 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
             args.heads
         )));
     }
+    Ok((isa, kv_heads, threads))
+}
+
+/// Runs the grid and prints one line per shape.
+pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+    let (isa, kv_heads, threads) = checked(args, allowed_cores)?;
     let shapes: Vec<(usize, usize, usize, bool, DtypeArg)> = threads
         .iter()
         .flat_map(|&t| args.head_dim.iter().map(move |&d| (t, d)))

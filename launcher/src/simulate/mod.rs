@@ -106,33 +106,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         ));
     }
     let duo = args.duo.plan(args.kv_heads.unwrap_or(args.heads))?;
-    let (gflops, partial, busy_speed, rate_source) = match (args.gflops_per_rank, args.calibrate) {
-        (Some(f), _) => (f, PARTIAL_TILE_COST, 1.0, "given".to_string()),
-        (None, true) => {
-            if args.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
-                return Err(Error::config(
-                    "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
-                ));
-            }
-            let cores = args.cores.unwrap_or(ringattn::allowed_cores());
-            let r = calibrate_rank_rate(&RateProbe {
-                head_dim: args.head_dim,
-                seq: args.seq,
-                workers: args.workers,
-                threads: args.threads,
-                cores,
-                one_node: args.cores.is_some(),
-                tile,
-            })?;
-            (r.gflops, r.partial_cost, r.all_busy_speed, r.source)
-        }
-        (None, false) => (
-            DEFAULT_GFLOPS,
-            PARTIAL_TILE_COST,
-            1.0,
-            "assumed default".to_string(),
-        ),
-    };
+    let (gflops, partial, busy_speed, rate_source) = rank_rate(args, tile)?;
     let partial = args.partial_cost.unwrap_or(partial);
     let base = SimConfig {
         world: args.workers,
@@ -191,4 +165,36 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         None => print!("{}", out.summary()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rank rate, Partial tile cost, all-busy speed and their source: given, calibrated
+/// (`--calibrate`) or the default.
+fn rank_rate(args: &SimulateArgs, tile: TileShape) -> Result<(f64, f64, f64, String)> {
+    Ok(match (args.gflops_per_rank, args.calibrate) {
+        (Some(f), _) => (f, PARTIAL_TILE_COST, 1.0, "given".to_string()),
+        (None, true) => {
+            if args.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
+                return Err(Error::config(
+                    "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
+                ));
+            }
+            let cores = args.cores.unwrap_or(ringattn::allowed_cores());
+            let r = calibrate_rank_rate(&RateProbe {
+                head_dim: args.head_dim,
+                seq: args.seq,
+                workers: args.workers,
+                threads: args.threads,
+                cores,
+                one_node: args.cores.is_some(),
+                tile,
+            })?;
+            (r.gflops, r.partial_cost, r.all_busy_speed, r.source)
+        }
+        (None, false) => (
+            DEFAULT_GFLOPS,
+            PARTIAL_TILE_COST,
+            1.0,
+            "assumed default".to_string(),
+        ),
+    })
 }
