@@ -64,8 +64,8 @@ pub struct ScalingArgs {
     /// Sequence lengths (strong) or tokens per worker (weak), comma separated.
     #[arg(short = 'n', long, value_delimiter = ',', default_values_t = [8192])]
     pub seq: Vec<usize>,
-    /// Layouts, comma separated (contiguous, striped, zigzag).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [LayoutArg::Contiguous, LayoutArg::Striped, LayoutArg::Zigzag])]
+    /// Layouts, comma separated (fixed ones only: `auto` is not a layout to measure).
+    #[arg(long, value_delimiter = ',', value_parser = fixed_layout(), default_values = ["contiguous", "striped", "zigzag"])]
     pub layout: Vec<LayoutArg>,
     /// Causal mask.
     #[arg(long)]
@@ -112,6 +112,18 @@ pub struct ScalingArgs {
 
 pub use ringattn::sweep::Combo;
 
+/// `--layout`'s parser: the fixed layouts only (so `--help` does not offer `auto`).
+fn fixed_layout() -> impl clap::builder::TypedValueParser<Value = LayoutArg> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["contiguous", "striped", "zigzag"]).map(|s| {
+        match s.as_str() {
+            "contiguous" => LayoutArg::Contiguous,
+            "striped" => LayoutArg::Striped,
+            _ => LayoutArg::Zigzag,
+        }
+    })
+}
+
 /// The sweep's plain data (the library's [`SweepSpec`]) from the arguments.
 fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
     Ok(SweepSpec {
@@ -145,11 +157,6 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
         return Err(Error::config(
             "--workers, --seq and --threads must be at least 1",
-        ));
-    }
-    if args.layout.contains(&LayoutArg::Auto) {
-        return Err(Error::config(
-            "bench scaling needs explicit layouts (contiguous, striped, zigzag), not auto",
         ));
     }
     let spec = sweep_spec(args)?;

@@ -53,7 +53,8 @@ pub struct DecodeArgs {
     /// round robin; contiguous: the last worker; zigzag: worker 0, owner of the last chunk).
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
-    /// Storage type of K and V (cached and sent); arithmetic stays f32.
+    /// Storage type of K and V (cached and sent); arithmetic stays f32 (--check compares bf16
+    /// with the reference at 2e-2).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1].
