@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::CheckResult;
 use crate::job::{Input, Job};
 use crate::rank::{gather_to_root, kernel_sched};
+use crate::spec::CheckRows;
 
 /// What `decode` adds to a [`Job`].
 #[derive(Clone, Debug)]
@@ -23,8 +24,9 @@ pub struct DecodeJob {
     pub steps: usize,
     /// DuoAttention plan (`None`: every head retrieval).
     pub duo: Option<DuoPlan>,
-    /// Verify every decoded row against the reference.
-    pub check: bool,
+    /// Verify decoded rows against the reference: [`CheckRows::Auto`] every decoded row of
+    /// the rank, [`CheckRows::Rows`] that many evenly spaced ones (all when fewer).
+    pub check: Option<CheckRows>,
 }
 
 /// Everything a rank reports to the root.
@@ -153,10 +155,12 @@ pub fn decode_rank(
     let idle_s = idle.elapsed().as_secs_f64();
     let wall_s = start.elapsed().as_secs_f64();
 
-    let check = if dj.check {
-        Some(check_rows(&job.input, &out.rows, &spec, dj.duo.as_ref())?)
-    } else {
-        None
+    let check = match dj.check {
+        Some(rows) => {
+            let picked = checked_rows(&out.rows, rows);
+            Some(check_rows(&job.input, &picked, &spec, dj.duo.as_ref())?)
+        }
+        None => None,
     };
     let result = DecodeRankResult {
         rank,
@@ -177,6 +181,17 @@ pub fn decode_rank(
         return Ok(None);
     };
     Ok(Some(DecodeGathered { ranks, wall_s }))
+}
+
+/// The decoded rows `--check` verifies: all of them, or `n` evenly spaced ones (all when
+/// there are at most `n`).
+pub fn checked_rows(rows: &[DecodedRow], which: CheckRows) -> Vec<DecodedRow> {
+    match which {
+        CheckRows::Rows(n) if n < rows.len() => (0..n.max(1))
+            .map(|i| rows[i * rows.len() / n.max(1)].clone())
+            .collect(),
+        _ => rows.to_vec(),
+    }
 }
 
 /// One progress line on stderr (a terminal), overwriting the previous one; empty clears it.
