@@ -5,11 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use ringattn_ring::duo::{
-    decode, decode_masks, prefill_for_decode, DecodeSpec, DecodeStats, DecodedRow,
+    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeSpec, DecodeStats, DecodedRow,
 };
 use ringattn_ring::{DuoPlan, RankStats};
 use ringattn_runtime::reference::reference_row;
-use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, TensorKind};
+use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, Scheduler, TensorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::check::CheckResult;
@@ -127,29 +127,7 @@ pub fn decode_rank(
     // Decode starts together: the prefill's imbalance stays in the prefill's time.
     comm.barrier()?;
     let prefill_s = start.elapsed().as_secs_f64();
-    let decode_start = Instant::now();
-    let mut step_progress = |step: usize, _: &ringattn_ring::duo::DecodeStepStats| {
-        if show {
-            let rate = (step + 1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
-            progress(&format!(
-                "decode step {}/{} ({rate:.1} tokens/s)",
-                step + 1,
-                dj.steps
-            ));
-        }
-    };
-    let out = decode(
-        comm,
-        layout,
-        &job.input,
-        &spec,
-        dj.duo.as_ref(),
-        &pool,
-        &mut step_progress,
-    )?;
-    if show {
-        progress("");
-    }
+    let out = decode_phase(comm, job, dj, &spec, &pool, show)?;
     let idle = Instant::now();
     comm.barrier()?;
     let idle_s = idle.elapsed().as_secs_f64();
@@ -181,6 +159,41 @@ pub fn decode_rank(
         return Ok(None);
     };
     Ok(Some(DecodeGathered { ranks, wall_s }))
+}
+
+/// The decode steps after the prefill, with a progress line on rank 0's terminal.
+fn decode_phase(
+    comm: &mut dyn Comm,
+    job: &Job,
+    dj: &DecodeJob,
+    spec: &DecodeSpec,
+    pool: &Scheduler,
+    show: bool,
+) -> Result<DecodeOutput> {
+    let decode_start = Instant::now();
+    let mut step_progress = |step: usize, _: &ringattn_ring::duo::DecodeStepStats| {
+        if show {
+            let rate = (step + 1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
+            progress(&format!(
+                "decode step {}/{} ({rate:.1} tokens/s)",
+                step + 1,
+                dj.steps
+            ));
+        }
+    };
+    let out = decode(
+        comm,
+        job.plan.kind.layout(),
+        &job.input,
+        spec,
+        dj.duo.as_ref(),
+        pool,
+        &mut step_progress,
+    )?;
+    if show {
+        progress("");
+    }
+    Ok(out)
 }
 
 /// The decoded rows `--check` verifies: all of them, or `n` evenly spaced ones (all when
