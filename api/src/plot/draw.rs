@@ -1,6 +1,6 @@
 //! Drawing the plots with plotters (any backend: PNG bitmap or SVG).
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use super::{BalancePlot, DrawResult, ScalingPlot, Series};
@@ -144,13 +144,21 @@ fn draw_panel<DB: DrawingBackend>(
                 .map_err(e)?;
         }
     }
+    draw_legend(&mut chart, legend_at)
+}
+
+/// The legend of a chart, on a light background with a border, at `at`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(legend_at)
+        .position(at)
         .draw()
-        .map_err(e)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn draw_balance<DB: DrawingBackend>(
@@ -200,13 +208,7 @@ pub(crate) fn draw_balance<DB: DrawingBackend>(
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(e)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     Ok(())
 }

@@ -31,37 +31,53 @@ pub fn render_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     register_font()?;
     let mut written = Vec::new();
     if let Some(data) = scaling_plot(&values) {
-        let png = dir.join("scaling.png");
-        draw(
-            &png,
-            |a| draw_scaling(a, &data),
-            BitMapBackend::new(&png, (1200, 520)).into_drawing_area(),
-        )?;
-        let svg = dir.join("scaling.svg");
-        draw(
-            &svg,
-            |a| draw_scaling(a, &data),
-            SVGBackend::new(&svg, (1200, 520)).into_drawing_area(),
-        )?;
-        written.extend([png, svg]);
+        written.extend(draw_both(dir, "scaling", (1200, 520), &data)?);
     }
     if let Some(data) = balance_plot(&values) {
         let width = 420 * data.panels.len() as u32 + 40;
-        let png = dir.join("balance.png");
-        draw(
-            &png,
-            |a| draw_balance(a, &data),
-            BitMapBackend::new(&png, (width, 460)).into_drawing_area(),
-        )?;
-        let svg = dir.join("balance.svg");
-        draw(
-            &svg,
-            |a| draw_balance(a, &data),
-            SVGBackend::new(&svg, (width, 460)).into_drawing_area(),
-        )?;
-        written.extend([png, svg]);
+        written.extend(draw_both(dir, "balance", (width, 460), &data)?);
     }
     Ok(written)
+}
+
+/// A plot that can draw itself on any plotters backend.
+trait Drawable {
+    /// Draws on `area`.
+    fn draw_on<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+impl Drawable for ScalingPlot {
+    fn draw_on<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        draw_scaling(area, self)
+    }
+}
+
+impl Drawable for BalancePlot {
+    fn draw_on<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        draw_balance(area, self)
+    }
+}
+
+/// Writes `dir/STEM.png` and `dir/STEM.svg` of `size` pixels; returns both paths.
+fn draw_both(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    data: &impl Drawable,
+) -> Result<[PathBuf; 2]> {
+    let png = dir.join(format!("{stem}.png"));
+    draw(
+        &png,
+        |a| data.draw_on(a),
+        BitMapBackend::new(&png, size).into_drawing_area(),
+    )?;
+    let svg = dir.join(format!("{stem}.svg"));
+    draw(
+        &svg,
+        |a| data.draw_on(a),
+        SVGBackend::new(&svg, size).into_drawing_area(),
+    )?;
+    Ok([png, svg])
 }
 
 /// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once per process).
