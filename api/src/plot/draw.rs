@@ -31,7 +31,7 @@ pub(super) fn worker_range(d: &ScalingPlot) -> (f64, f64) {
     let lo = xs().fold(f64::INFINITY, f64::min);
     let hi = xs().fold(0.0, f64::max);
     if !lo.is_finite() || hi <= lo {
-        (lo.min(1.0).max(0.5), hi.max(1.0) * 2.0)
+        (lo.clamp(0.5, 1.0), hi.max(1.0) * 2.0)
     } else {
         (lo, hi)
     }
