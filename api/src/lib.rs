@@ -22,12 +22,14 @@ pub mod cores;
 pub mod decode_rank;
 pub mod decode_report;
 pub mod dist_cache;
+pub mod duo_inspect;
 pub mod error;
 pub mod io;
 pub mod job;
 pub mod layer;
 pub mod layout;
 pub mod local;
+pub mod machine;
 pub mod output;
 #[cfg(feature = "plot")]
 pub mod plot;
