@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-32}
 seq=${2:-32768}
-cargo build --release -q
+# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
+# or `--backend mpi` keeps working).
+mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
+cargo build --release -q $mpi_features
 bin=target/release/ringattn
 pat=data/duo-patterns
 run="lr=0.02-reg=0.05-ctx=1000_32000-multi_passkey10"

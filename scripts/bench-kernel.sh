@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench-kernel}
 mkdir -p "$out"
-cargo build --release -q
+# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
+# or `--backend mpi` keeps working).
+mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
+cargo build --release -q $mpi_features
 seqs=${SEQS:-4096,8192,16384,32768}
 target/release/ringattn info --json "$out/info.json"
 for threads in 1 2; do

@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-3}
-cargo build --release -q
+# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
+# or `--backend mpi` keeps working).
+mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
+cargo build --release -q $mpi_features
 bin=target/release/ringattn
 for i in $(seq "$repeats"); do
   for layout in contiguous striped zigzag; do

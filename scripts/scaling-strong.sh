@@ -10,7 +10,10 @@ out=${1:-scaling-strong}
 seq=${2:-16384}
 heads=${3:-8}
 dim=${4:-128}
-cargo build --release -q
+# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
+# or `--backend mpi` keeps working).
+mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
+cargo build --release -q $mpi_features
 bin=target/release/ringattn
 cores=$(nproc)
 workers=1

@@ -11,7 +11,10 @@ out=${1:-scaling-weak}
 seq=${2:-4096}
 heads=${3:-8}
 dim=${4:-128}
-cargo build --release -q
+# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
+# or `--backend mpi` keeps working).
+mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
+cargo build --release -q $mpi_features
 bin=target/release/ringattn
 cores=$(nproc)
 workers=1

@@ -5,16 +5,17 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use ringattn_ring::duo::{
-    decode, decode_masks, prefill_for_decode, DecodeSpec, DecodeStats, DecodedRow,
+    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeSpec, DecodeStats, DecodedRow,
 };
 use ringattn_ring::{DuoPlan, RankStats};
 use ringattn_runtime::reference::reference_row;
-use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, TensorKind};
+use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, Scheduler, TensorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckResult, Tolerance};
 use crate::job::{Input, Job};
 use crate::rank::{gather_to_root, kernel_sched};
+use crate::spec::CheckRows;
 
 /// What `decode` adds to a [`Job`].
 #[derive(Clone, Debug)]
@@ -23,8 +24,9 @@ pub struct DecodeJob {
     pub steps: usize,
     /// DuoAttention plan (`None`: every head retrieval).
     pub duo: Option<DuoPlan>,
-    /// Verify every decoded row against the reference.
-    pub check: bool,
+    /// Verify decoded rows against the reference: [`CheckRows::Auto`] every decoded row of
+    /// the rank, [`CheckRows::Rows`] that many evenly spaced ones (all when fewer).
+    pub check: Option<CheckRows>,
 }
 
 /// Everything a rank reports to the root.
@@ -125,44 +127,24 @@ pub fn decode_rank(
     // Decode starts together: the prefill's imbalance stays in the prefill's time.
     comm.barrier()?;
     let prefill_s = start.elapsed().as_secs_f64();
-    let decode_start = Instant::now();
-    let mut step_progress = |step: usize, _: &ringattn_ring::duo::DecodeStepStats| {
-        if show {
-            let rate = (step + 1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
-            progress(&format!(
-                "decode step {}/{} ({rate:.1} tokens/s)",
-                step + 1,
-                dj.steps
-            ));
-        }
-    };
-    let out = decode(
-        comm,
-        layout,
-        &job.input,
-        &spec,
-        dj.duo.as_ref(),
-        &pool,
-        &mut step_progress,
-    )?;
-    if show {
-        progress("");
-    }
+    let out = decode_phase(comm, job, dj, &spec, &pool, show)?;
     let idle = Instant::now();
     comm.barrier()?;
     let idle_s = idle.elapsed().as_secs_f64();
     let wall_s = start.elapsed().as_secs_f64();
 
-    let check = if dj.check {
-        Some(check_rows(
-            &job.input,
-            &out.rows,
-            &spec,
-            dj.duo.as_ref(),
-            Tolerance::for_dtype(job.dtype),
-        )?)
-    } else {
-        None
+    let check = match dj.check {
+        Some(rows) => {
+            let picked = checked_rows(&out.rows, rows);
+            Some(check_rows(
+                &job.input,
+                &picked,
+                &spec,
+                dj.duo.as_ref(),
+                Tolerance::for_dtype(job.dtype),
+            )?)
+        }
+        None => None,
     };
     let result = DecodeRankResult {
         rank,
@@ -183,6 +165,52 @@ pub fn decode_rank(
         return Ok(None);
     };
     Ok(Some(DecodeGathered { ranks, wall_s }))
+}
+
+/// The decode steps after the prefill, with a progress line on rank 0's terminal.
+fn decode_phase(
+    comm: &mut dyn Comm,
+    job: &Job,
+    dj: &DecodeJob,
+    spec: &DecodeSpec,
+    pool: &Scheduler,
+    show: bool,
+) -> Result<DecodeOutput> {
+    let decode_start = Instant::now();
+    let mut step_progress = |step: usize, _: &ringattn_ring::duo::DecodeStepStats| {
+        if show {
+            let rate = (step + 1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
+            progress(&format!(
+                "decode step {}/{} ({rate:.1} tokens/s)",
+                step + 1,
+                dj.steps
+            ));
+        }
+    };
+    let out = decode(
+        comm,
+        job.plan.kind.layout(),
+        &job.input,
+        spec,
+        dj.duo.as_ref(),
+        pool,
+        &mut step_progress,
+    )?;
+    if show {
+        progress("");
+    }
+    Ok(out)
+}
+
+/// The decoded rows `--check` verifies: all of them, or `n` evenly spaced ones (all when
+/// there are at most `n`).
+pub fn checked_rows(rows: &[DecodedRow], which: CheckRows) -> Vec<DecodedRow> {
+    match which {
+        CheckRows::Rows(n) if n < rows.len() => (0..n.max(1))
+            .map(|i| rows[i * rows.len() / n.max(1)].clone())
+            .collect(),
+        _ => rows.to_vec(),
+    }
 }
 
 /// One progress line on stderr (a terminal), overwriting the previous one; empty clears it.

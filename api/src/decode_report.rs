@@ -94,7 +94,7 @@ impl DecodeReport {
         if let Some(plan) = &dj.duo {
             base.duo = Some(DuoReport::of(plan));
         }
-        if dj.check {
+        if dj.check.is_some() {
             let c = g
                 .ranks
                 .iter()

@@ -16,24 +16,32 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod check;
 pub mod cores;
 pub mod decode_rank;
 pub mod decode_report;
 pub mod dist_cache;
+pub mod duo_inspect;
 pub mod error;
 pub mod io;
 pub mod job;
 pub mod layer;
 pub mod layout;
 pub mod local;
+pub mod machine;
 pub mod memory;
 pub mod output;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod rank;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod sched_spec;
+pub mod simulation;
 pub mod spec;
+pub mod sweep;
 pub mod tensors;
 pub mod workers;
 

@@ -58,7 +58,7 @@ pub enum LayoutArg {
 pub enum DtypeArg {
     /// 32-bit floats.
     F32,
-    /// bfloat16 (8-bit mantissa; checked against the reference at 2e-2).
+    /// bfloat16 (8-bit mantissa; half the K/V bytes).
     Bf16,
 }
 

@@ -1,6 +1,6 @@
 //! `ringattn decode` end to end: the binary prefills, decodes, checks every decoded row against
 //! the f64 reference and reports (`--check --json -`), on every layout, MHA and GQA, f32 and
-//! bf16; bad options exit 2 with one line.
+//! bf16; `--causal` and `--check ROWS` as in `run`; bad options exit 2 with one line.
 
 mod common;
 
@@ -157,6 +157,42 @@ fn bad_decode_options_exit_2_with_one_line() {
         &["--kv-heads"],
     );
     assert_user_error(&["decode", "--steps", "x"], &["--steps"]);
+    assert_user_error(&["decode", "--check", "0"], &["--check"]);
+}
+
+/// `--causal` is accepted (decode is always causal) and `--check ROWS` verifies ROWS evenly
+/// spaced decoded rows per worker, like `run`'s.
+#[test]
+fn decode_takes_causal_and_check_rows_like_run() {
+    let args = [
+        "decode",
+        "--backend",
+        "local",
+        "--causal",
+        "--check",
+        "1",
+        "--json",
+        "-",
+        "--prefill",
+        "64",
+        "--steps",
+        "7",
+        "--workers",
+        "3",
+        "--heads",
+        "2",
+        "--head-dim",
+        "8",
+        "--layout",
+        "striped",
+    ];
+    let run = ringattn(&args);
+    assert_success(&run);
+    let r = json(&run.stdout);
+    assert_eq!(r["check"]["passed"], true, "{}", r["check"]);
+    // Striped: the 7 decoded tokens go round robin, so every worker checks one row, 2 heads.
+    assert_eq!(u(&r["check"]["rows_checked"]), 3 * 2);
+    assert_eq!(r["causal"], true);
 }
 
 /// Under `mpirun` (built with `--features mpi`, MPI on PATH): every rank decodes its share, the

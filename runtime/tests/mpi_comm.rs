@@ -29,23 +29,13 @@ fn main() {
 
 /// Starts `RANKS` copies of this binary under the MPI launcher and checks they all succeed.
 fn launch() {
-    let Some(mpirun) = ["mpirun", "mpiexec"].iter().find_map(|n| which(n)) else {
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !in_ci,
-            "CI=true but neither mpirun nor mpiexec is on PATH (bash scripts/install-mpi.sh)"
-        );
-        eprintln!("note: no mpirun/mpiexec on PATH; skipping the MPI Comm test");
+    let Some((mpirun, extra)) = ringattn_testutil::mpi::mpi_launcher() else {
         return;
     };
-    let version = Command::new(&mpirun)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
     let mut cmd = Command::new(&mpirun);
-    if version.contains("Open MPI") || version.contains("OpenRTE") {
-        cmd.args(["--allow-run-as-root", "--oversubscribe"]);
+    if !extra.is_empty() {
+        // Open MPI: root, oversubscription, and the environment passed on explicitly.
+        cmd.args(extra);
         cmd.args(["-x", CHILD_ENV, "-x", MAX_MESSAGE_ENV]);
     }
     let exe = std::env::current_exe().expect("path of this test binary");
@@ -70,13 +60,6 @@ fn launch() {
     };
     assert!(status.success(), "a rank failed: {status}");
     println!("mpi_comm: {RANKS} ranks passed in {:?}", start.elapsed());
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// A block of `rows` rows at positions `10·origin + ..`, with values that name their origin.

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod layouts;
 pub mod partitioner;
 pub mod simulate;
@@ -11,6 +12,7 @@ mod simulate_limits;
 mod simulate_shared;
 pub mod tilework;
 
+pub use calibrate::{calibrate, Calibration};
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{
     earliest_within_tie, estimate, estimate_mixed, plan, plan_mixed, Estimate, HeadMix,

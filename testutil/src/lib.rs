@@ -1,9 +1,11 @@
 //! Helpers shared by the tests (and examples) of the ringattn crates, instead of copies in
 //! each: deterministic data, whole tensors from a row source, the exact f64 attention, error
-//! measures, rank threads and a one-thread executor. Dev-only (`publish = false`); depends on
+//! measures, rank threads, a one-thread executor and the MPI launcher ([`mpi`]). Dev-only (`publish = false`); depends on
 //! `ringattn-runtime` alone, so every crate above it can use it.
 
 #![warn(missing_docs)]
+
+pub mod mpi;
 
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::reference::reference_row;

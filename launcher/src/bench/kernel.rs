@@ -1,23 +1,16 @@
 //! `ringattn bench kernel`: the single-node kernel's speed on a grid of shapes, one JSON object
 //! per line, beside the measured FMA peak of the same threads.
 //!
-//! Each shape runs one `attend` of the whole sequence (every query against every key, under the
-//! mask) on a pool of `threads` threads, `--repeats` times; the median is reported. FLOPs are
-//! counted as everywhere in ringattn: 4 · H · D · (pairs the mask allows). The same fields are
-//! printed by `benches/compare/sdpa.py` for PyTorch, so the two can be joined.
+//! The measurement is [`ringattn::bench::kernel`]; this module maps the arguments to shapes
+//! and prints.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringattn_runtime::kernel::measure_peak_gflops;
-use ringattn_runtime::{
-    attend_with, AttnState, Error, Isa, KvBlock, Mask, Positions, QShard, Result, Synthetic,
-    TileShape,
-};
-use serde::Serialize;
+use ringattn::bench::kernel::{measure_kernel, parallel_peak, work, KernelResult, KernelShape};
+use ringattn_runtime::{Error, Isa, Result, TileShape};
 
 use crate::args::isa::IsaArg;
 use crate::cli::DtypeArg;
@@ -71,43 +64,8 @@ pub struct KernelArgs {
     pub sched: crate::args::sched::SchedArgs,
 }
 
-/// One measured shape: the line format shared with `benches/compare/sdpa.py`.
-#[derive(Debug, Serialize)]
-pub struct KernelResult {
-    /// Implementation (`ringattn`).
-    pub r#impl: &'static str,
-    /// Sequence length.
-    pub seq: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// KV heads.
-    pub kv_heads: usize,
-    /// Head dimension.
-    pub head_dim: usize,
-    /// Causal mask.
-    pub causal: bool,
-    /// K/V storage type.
-    pub dtype: &'static str,
-    /// Kernel threads.
-    pub threads: usize,
-    /// Median seconds of one attention.
-    pub median_s: f64,
-    /// FLOPs / median / 1e9.
-    pub gflops: f64,
-    /// Measured FMA peak of the same number of threads running together, GFLOP/s.
-    pub peak_gflops: f64,
-    /// gflops / peak_gflops.
-    pub fraction_of_peak: f64,
-    /// Micro-kernels used.
-    pub isa: &'static str,
-    /// Tile shape.
-    pub tile: [usize; 2],
-    /// Kernel thread scheduler.
-    pub sched: &'static str,
-}
-
-/// Runs the grid and prints one line per shape.
-pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+/// The micro-kernels, KV heads and thread counts of the grid, checked (exit 2 when wrong).
+fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<usize>)> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = args.isa.activate()?;
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
@@ -147,6 +105,12 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
             args.heads
         )));
     }
+    Ok((isa, kv_heads, threads))
+}
+
+/// Runs the grid and prints one line per shape.
+pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
+    let (isa, kv_heads, threads) = checked(args, allowed_cores)?;
     let shapes: Vec<(usize, usize, usize, bool, DtypeArg)> = threads
         .iter()
         .flat_map(|&t| args.head_dim.iter().map(move |&d| (t, d)))
@@ -154,6 +118,11 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
         .flat_map(|(t, d, n)| args.causal.iter().map(move |&c| (t, d, n, c)))
         .flat_map(|(t, d, n, c)| args.dtype.iter().map(move |&dt| (t, d, n, c, dt)))
         .collect();
+    let tile = TileShape {
+        q: args.tile_q,
+        k: args.tile_k,
+    };
+    let sched = args.sched.spec()?;
     let bar = progress_bar(&shapes, args.repeats);
     let mut sink = Sink::open(args.json.as_deref())?;
     let mut peaks = std::collections::HashMap::new();
@@ -163,7 +132,19 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
             if causal { " causal" } else { "" }
         ));
         let peak = *peaks.entry(t).or_insert_with(|| parallel_peak(isa, t));
-        let result = measure(isa, args, kv_heads, (t, d, n, causal, dtype), peak)?;
+        let shape = KernelShape {
+            isa,
+            heads: args.heads,
+            kv_heads,
+            threads: t,
+            dim: d,
+            seq: n,
+            causal,
+            dtype: dtype.dtype(),
+            tile,
+            repeats: args.repeats,
+        };
+        let result = measure_kernel(&shape, &sched, peak)?;
         bar.inc(work(n, d, causal) * args.repeats as u64);
         sink.write(&result, || {
             format!(
@@ -182,84 +163,6 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
     }
     bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
-}
-
-/// The FMA peak of `threads` threads measuring at the same time (GFLOP/s, summed).
-fn parallel_peak(isa: Isa, threads: usize) -> f64 {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| s.spawn(move || measure_peak_gflops(isa, Duration::from_millis(300))))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
-    })
-}
-
-fn measure(
-    isa: Isa,
-    args: &KernelArgs,
-    kv_heads: usize,
-    (threads, dim, seq, causal, dtype): (usize, usize, usize, bool, DtypeArg),
-    peak: f64,
-) -> Result<KernelResult> {
-    let source = Synthetic { seed: 1 };
-    let positions = Positions::contiguous(0, seq);
-    let q = QShard::from_source(&source, args.heads, dim, positions.clone())?;
-    let kv = KvBlock::from_source_as(&source, 0, kv_heads, dim, positions, dtype.dtype())?;
-    let pool = args.sched.spec()?.build(threads, pinned_cores(threads))?;
-    let mask = if causal { Mask::Causal } else { Mask::None };
-    let tile = TileShape {
-        q: args.tile_q,
-        k: args.tile_k,
-    };
-    let mut times: Vec<f64> = (0..args.repeats)
-        .map(|_| {
-            let mut state = AttnState::new(args.heads, seq, dim);
-            let start = Instant::now();
-            attend_with(isa, &q, &kv, mask, tile, &mut state, &pool);
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median_s = times[times.len() / 2];
-    let flops = 4.0 * (args.heads * dim) as f64 * mask.allowed_pairs(seq) as f64;
-    let gflops = flops / median_s / 1e9;
-    Ok(KernelResult {
-        r#impl: "ringattn",
-        seq,
-        heads: args.heads,
-        kv_heads,
-        head_dim: dim,
-        causal,
-        dtype: dtype.dtype().name(),
-        threads,
-        median_s,
-        gflops,
-        peak_gflops: peak,
-        fraction_of_peak: gflops / peak,
-        isa: isa.name(),
-        tile: [tile.q, tile.k],
-        sched: pool.kind().name(),
-    })
-}
-
-/// The first `threads` allowed CPUs, or none (unpinned) when there are fewer.
-pub fn pinned_cores(threads: usize) -> Vec<usize> {
-    let cpus = ringattn::cores::allowed_cpus();
-    if threads <= cpus.len() {
-        cpus[..threads].to_vec()
-    } else {
-        Vec::new()
-    }
-}
-
-/// Relative work of a shape, for the progress bar's time estimate.
-fn work(seq: usize, dim: usize, causal: bool) -> u64 {
-    let pairs = if causal {
-        seq as u64 * (seq as u64 + 1) / 2
-    } else {
-        (seq * seq) as u64
-    };
-    (pairs * dim as u64 / 1_000_000).max(1)
 }
 
 fn progress_bar(shapes: &[(usize, usize, usize, bool, DtypeArg)], repeats: usize) -> ProgressBar {

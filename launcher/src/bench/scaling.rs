@@ -10,32 +10,28 @@
 //! `cores`).
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ringattn_runtime::{Error, Result};
-use serde_json::{json, Value};
 
 use crate::cli::{DtypeArg, LayoutArg};
-use crate::plot;
+use ringattn::plot;
+use ringattn::results::{append_line, read_results, record_key, RESULTS_FILE};
 use ringattn::sched_spec::SchedSpec;
 use ringattn::RunSpec;
 use ringattn_runtime::sched::ratios::default_cache_path;
 
 use crate::run::spec::flag_error;
 use ringattn::job::Job;
-use ringattn::local::run_local;
-use ringattn::report::Report;
+use ringattn::sweep::{run_local_value, weight, SweepSpec};
+use ringattn::LayoutChoice;
 
 use super::scaling_mpi::MpiSweep;
-
-/// Name of the results file inside the output directory.
-pub const RESULTS_FILE: &str = "results.jsonl";
 
 /// How the sequence length follows the number of workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,16 +40,6 @@ pub enum Mode {
     Strong,
     /// Fixed tokens per worker: N = --seq × workers.
     Weak,
-}
-
-impl Mode {
-    /// Name as written in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Strong => "strong",
-            Mode::Weak => "weak",
-        }
-    }
 }
 
 /// Backends a sweep can use.
@@ -78,8 +64,8 @@ pub struct ScalingArgs {
     /// Sequence lengths (strong) or tokens per worker (weak), comma separated.
     #[arg(short = 'n', long, value_delimiter = ',', default_values_t = [8192])]
     pub seq: Vec<usize>,
-    /// Layouts, comma separated (contiguous, striped, zigzag).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [LayoutArg::Contiguous, LayoutArg::Striped, LayoutArg::Zigzag])]
+    /// Layouts, comma separated (fixed ones only: `auto` is not a layout to measure).
+    #[arg(long, value_delimiter = ',', value_parser = fixed_layout(), default_values = ["contiguous", "striped", "zigzag"])]
     pub layout: Vec<LayoutArg>,
     /// Causal mask.
     #[arg(long)]
@@ -124,83 +110,42 @@ pub struct ScalingArgs {
     pub no_plot: bool,
 }
 
-/// One combination of the sweep.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Combo {
-    /// Workers.
-    pub world: usize,
-    /// Base length (--seq).
-    pub base_seq: usize,
-    /// Sequence length actually run.
-    pub seq: usize,
-    /// Layout name.
-    pub layout: &'static str,
+pub use ringattn::sweep::Combo;
+
+/// `--layout`'s parser: the fixed layouts only (so `--help` does not offer `auto`).
+fn fixed_layout() -> impl clap::builder::TypedValueParser<Value = LayoutArg> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["contiguous", "striped", "zigzag"]).map(|s| {
+        match s.as_str() {
+            "contiguous" => LayoutArg::Contiguous,
+            "striped" => LayoutArg::Striped,
+            _ => LayoutArg::Zigzag,
+        }
+    })
 }
 
-/// The DuoAttention part of a run's identity (empty without a plan).
-fn duo_key(retrieval: u64, streaming: u64, sink: u64, recent: u64) -> String {
-    format!("/duo=R{retrieval}S{streaming}:{sink}:{recent}")
-}
-
-/// Identity of a run in results.jsonl: what must match for a line to count as done.
-pub fn record_key(v: &Value) -> Option<String> {
-    let threads = v["ranks"]
-        .get(0)
-        .and_then(|r| r["threads"].as_u64())
-        .unwrap_or(0);
-    let mode = v["sweep"]["mode"].as_str().unwrap_or("strong");
-    let dtype = v["dtype"].as_str().unwrap_or("f32");
-    let d = &v["duo"];
-    let duo = if d.is_object() {
-        duo_key(
-            d["retrieval_kv_heads"].as_u64()?,
-            d["streaming_kv_heads"].as_u64()?,
-            d["sink"].as_u64()?,
-            d["recent"].as_u64()?,
-        )
-    } else {
-        String::new()
-    };
-    Some(format!(
-        "{mode}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{threads}/{dtype}{duo}",
-        v["world"].as_u64()?,
-        v["seq"].as_u64()?,
-        v["layout"].as_str()?,
-        v["causal"].as_bool()?,
-        v["heads"].as_u64()?,
-        v["kv_heads"].as_u64()?,
-        v["head_dim"].as_u64()?,
-    ))
-}
-
-/// Reads results.jsonl: the parsed lines, skipping blank or cut-short ones (counted).
-pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        // Not text at all: bad input (exit 2), not an I/O failure.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Err(Error::config(format!(
-                "{} is not a results file: it is not UTF-8 text",
-                path.display()
-            )))
-        }
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            })
-        }
-    };
-    let mut bad = 0;
-    let mut values = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.is_object() => values.push(v),
-            _ => bad += 1,
-        }
-    }
-    Ok((values, bad))
+/// The sweep's plain data (the library's [`SweepSpec`]) from the arguments.
+fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
+    Ok(SweepSpec {
+        workers: args.workers.clone(),
+        seqs: args.seq.clone(),
+        layouts: args.layout.iter().map(|&l| LayoutChoice::from(l)).collect(),
+        weak: args.mode == Mode::Weak,
+        run: RunSpec {
+            heads: Some(args.heads),
+            kv_heads: Some(args.kv_heads.unwrap_or(args.heads)),
+            head_dim: Some(args.head_dim),
+            threads: Some(args.threads),
+            causal: args.causal,
+            dtype: args.dtype.dtype(),
+            sched: SchedSpec {
+                cache: default_cache_path(),
+                ..SchedSpec::default()
+            },
+            duo: args.duo.spec()?,
+            ..RunSpec::default()
+        },
+    })
 }
 
 /// Runs the sweep.
@@ -215,17 +160,12 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         ));
     }
     crate::args::check_threads(Some(args.threads), allowed_cores, false)?;
-    if args.layout.contains(&LayoutArg::Auto) {
-        return Err(Error::config(
-            "bench scaling needs explicit layouts (contiguous, striped, zigzag), not auto",
-        ));
-    }
-    let combos = combinations(args)?;
-    let kv_heads = args.kv_heads.unwrap_or(args.heads);
+    let spec = sweep_spec(args)?;
+    let combos = spec.combinations()?;
     // Validate every job before running any (bad sizes fail fast with exit 2).
     let jobs = combos
         .iter()
-        .map(|c| build_job(args, c, kv_heads, allowed_cores))
+        .map(|c| spec.job(c, allowed_cores).map_err(flag_error))
         .collect::<Result<Vec<Job>>>()?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
         context: format!("creating {}", args.out.display()),
@@ -237,41 +177,50 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         eprintln!("ringattn: note: ignoring {bad} unreadable line(s) of {} (an interrupted run is redone)", results.display());
     }
     let done: HashSet<String> = existing.iter().filter_map(record_key).collect();
-    let todo: Vec<(usize, &Combo, &Job)> = combos
+    let todo: Vec<(&Combo, &Job)> = combos
         .iter()
         .zip(&jobs)
-        .enumerate()
-        .filter(|(_, (c, j))| !done.contains(&job_key(args, c, j)))
-        .map(|(i, (c, j))| (i, c, j))
+        .filter(|(c, j)| !done.contains(&spec.job_key(c, j)))
         .collect();
-    let skipped = combos.len() - todo.len();
     eprintln!(
         "ringattn bench scaling: {} runs, {} already in {} ({} to do)",
         combos.len(),
-        skipped,
+        combos.len() - todo.len(),
         results.display(),
         todo.len()
     );
-    // Progress in units of predicted work, so the time left is meaningful.
-    let weights: Vec<u64> = todo
-        .iter()
-        .map(|(_, _, j)| weight(j, allowed_cores))
-        .collect();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(weights.iter().sum::<u64>().max(1));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Some(bar)
-    } else {
-        None
-    };
     let sweep_start = Instant::now();
-    for (n, ((_, combo, job), w)) in todo.iter().zip(&weights).enumerate() {
+    run_todo(args, &spec, &todo, mpi.as_ref(), allowed_cores)?;
+    if !todo.is_empty() {
+        eprintln!(
+            "ringattn bench scaling: {} runs in {:.1} s",
+            todo.len(),
+            sweep_start.elapsed().as_secs_f64()
+        );
+    }
+    if !args.no_plot {
+        for path in plot::render_dir(&args.out)? {
+            outln!("wrote {}", path.display());
+        }
+    }
+    outln!("results: {}", results.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the combinations not yet in results.jsonl, appending each report as it finishes.
+fn run_todo(
+    args: &ScalingArgs,
+    spec: &SweepSpec,
+    todo: &[(&Combo, &Job)],
+    mpi: Option<&MpiSweep>,
+    allowed_cores: usize,
+) -> Result<()> {
+    let results = args.out.join(RESULTS_FILE);
+    let kv_heads = args.kv_heads.unwrap_or(args.heads);
+    // Progress in units of predicted work, so the time left is meaningful.
+    let weights: Vec<u64> = todo.iter().map(|(_, j)| weight(j, allowed_cores)).collect();
+    let bar = progress_bar(weights.iter().sum());
+    for (n, ((combo, job), w)) in todo.iter().zip(&weights).enumerate() {
         let label = format!(
             "run {}/{}: P={} {} N={}",
             n + 1,
@@ -283,19 +232,11 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         if let Some(b) = &bar {
             b.set_message(label.clone());
         }
-        let mut value = match &mpi {
+        let mut value = match mpi {
             Some(m) => m.run(&run_words(args, combo, kv_heads), combo)?,
-            None => {
-                let gathered = run_local(job)?;
-                let report = Report::new(job, "local", &gathered);
-                serde_json::to_value(&report).expect("a report serialises")
-            }
+            None => run_local_value(job)?,
         };
-        value["sweep"] = json!({
-            "mode": args.mode.name(),
-            "base_seq": combo.base_seq,
-            "cores": allowed_cores,
-        });
+        value["sweep"] = spec.sweep_fields(combo, allowed_cores);
         append_line(&results, &value)?;
         let line = format!(
             "{label}: wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3}",
@@ -314,50 +255,22 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if !todo.is_empty() {
-        eprintln!(
-            "ringattn bench scaling: {} runs in {:.1} s",
-            todo.len(),
-            sweep_start.elapsed().as_secs_f64()
-        );
-    }
-    if !args.no_plot {
-        for path in plot::render_dir(&args.out)? {
-            outln!("wrote {}", path.display());
-        }
-    }
-    outln!("results: {}", results.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Every combination, in run order: lengths, then workers, then layouts. With one worker all
-/// layouts are the same run, so only the first layout is run (plots reuse it for the others).
-/// Fails when a weak-scaling length (`--seq` × workers) overflows.
-pub fn combinations(args: &ScalingArgs) -> Result<Vec<Combo>> {
-    let mut out = Vec::new();
-    for &base in &args.seq {
-        for &p in &args.workers {
-            for (i, l) in args.layout.iter().enumerate() {
-                if p == 1 && i > 0 {
-                    continue;
-                }
-                out.push(Combo {
-                    world: p,
-                    base_seq: base,
-                    seq: match args.mode {
-                        Mode::Strong => base,
-                        Mode::Weak => base.checked_mul(p).ok_or_else(|| {
-                            Error::config(format!(
-                                "--mode weak: --seq {base} × {p} workers overflows the sequence length"
-                            ))
-                        })?,
-                    },
-                    layout: ringattn::LayoutChoice::from(*l).name(),
-                });
-            }
-        }
+/// A progress bar on a terminal (none otherwise) over `total` units of predicted work.
+fn progress_bar(total: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
     }
-    Ok(out)
+    let bar = ProgressBar::new(total.max(1));
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
 }
 
 /// The `ringattn run` words of one combination (without backend or report options).
@@ -389,92 +302,4 @@ pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> 
     }
     words.extend(args.duo.to_words());
     words
-}
-
-/// The job of one combination, built from its spec as `run` builds it from the same words.
-fn build_job(args: &ScalingArgs, c: &Combo, kv_heads: usize, cores: usize) -> Result<Job> {
-    let spec = RunSpec {
-        world: Some(c.world),
-        seq: Some(c.seq),
-        heads: Some(args.heads),
-        kv_heads: Some(kv_heads),
-        head_dim: Some(args.head_dim),
-        threads: Some(args.threads),
-        causal: args.causal,
-        layout: c.layout.parse().map_err(flag_error)?,
-        dtype: args.dtype.dtype(),
-        sched: SchedSpec {
-            cache: default_cache_path(),
-            ..SchedSpec::default()
-        },
-        duo: args.duo.spec()?,
-        ..RunSpec::default()
-    };
-    Job::from_spec_checked(&spec, cores, ringattn::memory::MemoryCheck::LOCAL).map_err(flag_error)
-}
-
-fn job_key(args: &ScalingArgs, c: &Combo, j: &Job) -> String {
-    let duo = match &j.duo {
-        Some(p) => duo_key(
-            p.retrieval_count() as u64,
-            p.streaming_count() as u64,
-            p.sink as u64,
-            p.recent as u64,
-        ),
-        None => String::new(),
-    };
-    format!(
-        "{}/P{}/N{}/{}/causal={}/H{}/Hkv{}/D{}/T{}/{}{duo}",
-        args.mode.name(),
-        c.world,
-        c.seq,
-        c.layout,
-        j.causal,
-        j.heads,
-        j.kv_heads,
-        j.dim,
-        j.threads,
-        j.dtype.name()
-    )
-}
-
-/// Predicted relative cost of a job (partitioner makespan × heads × D, slowed down when the
-/// workers' threads exceed the cores).
-fn weight(job: &Job, cores: usize) -> u64 {
-    let makespan = job
-        .plan
-        .estimates
-        .iter()
-        .find(|e| e.kind == job.plan.kind)
-        .map_or(1.0, |e| e.makespan);
-    let over = (job.world * job.threads) as f64 / cores.max(1) as f64;
-    (makespan * job.heads as f64 * job.dim as f64 * over.max(1.0)).max(1.0) as u64
-}
-
-/// Appends one JSON line and flushes it to disk (a finished run is never lost).
-fn append_line(path: &Path, value: &Value) -> Result<()> {
-    let io = |e| Error::Io {
-        context: format!("appending to {}", path.display()),
-        source: e,
-    };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    let mut line = serde_json::to_string(value).expect("json");
-    line.push('\n');
-    // A line cut short by a kill has no newline: start on a fresh line.
-    let len = file.metadata().map_err(io)?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
-        file.read_exact(&mut last).map_err(io)?;
-        if last[0] != b'\n' {
-            line.insert(0, '\n');
-        }
-    }
-    file.write_all(line.as_bytes()).map_err(io)?;
-    file.sync_data().map_err(io)
 }

@@ -129,7 +129,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         Some(s) => crate::args::sched::parse_bounded_slow_cores(s)?,
         None => Vec::new(),
     };
-    let cores = super::kernel::pinned_cores(threads);
+    let cores = ringattn::bench::kernel::pinned_cores(threads);
     if cores.is_empty() {
         return Err(Error::config(format!(
             "--threads {threads}: only {allowed_cores} cores are allowed; bench sched pins one thread per core"

@@ -4,14 +4,12 @@
 #[cfg(test)]
 mod tests;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use ringattn_ring::{DuoPattern, Selection};
+use ringattn::duo_inspect::{InspectSpec, Inspection};
 use ringattn_runtime::{Error, Result};
-use serde_json::{json, Value};
 
 use crate::args::duo::selection_of;
 use crate::cli::DtypeArg;
@@ -86,23 +84,7 @@ pub fn run_duo(args: &DuoCmdArgs) -> Result<ExitCode> {
     }
 }
 
-/// What `duo inspect` found.
-struct Inspection {
-    pattern: PathBuf,
-    layers: usize,
-    kv_heads: usize,
-    per_layer: Vec<usize>,
-    threshold: f64,
-    sparsity: Option<f64>,
-    sink: usize,
-    recent: usize,
-    context: usize,
-    head_dim: usize,
-    dtype: DtypeArg,
-    kv_bytes_full: u64,
-    kv_bytes_duo: u64,
-}
-
+/// Runs `ringattn duo inspect`: the table, or the JSON object.
 fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let out = inspect(args)?;
@@ -118,150 +100,24 @@ fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The library's inspection of the arguments (errors naming the flags).
 fn inspect(args: &InspectArgs) -> Result<Inspection> {
     if args.context == 0 || args.head_dim == 0 {
         return Err(Error::config("--seq and --head-dim must be at least 1"));
     }
-    let pattern = DuoPattern::load(&args.pattern)?;
-    let selection = selection_of(args.sparsity, args.threshold);
-    let (sink, recent) = (pattern.sink_or(args.sink), pattern.recent_or(args.recent));
-    // Validates the selection and the window.
-    pattern.plan(0, selection, sink, recent)?;
-    let per_layer = pattern.retrieval_per_layer(selection)?;
-    let threshold = pattern.threshold(selection)?;
-    let (layers, kv_heads) = (pattern.layers(), pattern.kv_heads());
-    let n = args.context as u64;
-    let window = n.min((sink as u64).saturating_add(recent as u64));
-    let bytes = match args.dtype {
-        DtypeArg::F32 => 4,
-        DtypeArg::Bf16 => 2,
-    };
-    let too_big = || Error::config("KV memory overflows 64 bits: reduce --seq");
-    let per_token = 2 * (args.head_dim as u64) * bytes;
-    let full = (layers as u64 * kv_heads as u64)
-        .checked_mul(n)
-        .and_then(|t| t.checked_mul(per_token))
-        .ok_or_else(too_big)?;
-    // Each layer's own split; with at most `full` bytes no partial sum overflows.
-    let duo = per_layer
-        .iter()
-        .map(|&r| (r as u64 * n + (kv_heads - r) as u64 * window) * per_token)
-        .sum();
-    Ok(Inspection {
+    ringattn::duo_inspect::inspect(&InspectSpec {
         pattern: args.pattern.clone(),
-        layers,
-        kv_heads,
-        per_layer,
-        threshold,
-        sparsity: match selection {
-            Selection::Sparsity(s) => Some(s),
-            Selection::Threshold(_) => None,
-        },
-        sink,
-        recent,
+        selection: selection_of(args.sparsity, args.threshold),
+        sink: args.sink,
+        recent: args.recent,
         context: args.context,
         head_dim: args.head_dim,
-        dtype: args.dtype,
-        kv_bytes_full: full,
-        kv_bytes_duo: duo,
+        dtype: args.dtype.dtype(),
     })
-}
-
-impl Inspection {
-    fn retrieval(&self) -> usize {
-        self.per_layer.iter().sum()
-    }
-
-    fn streaming(&self) -> usize {
-        self.layers * self.kv_heads - self.retrieval()
-    }
-
-    /// KV memory of the plan as a fraction of full attention's.
-    fn kv_ratio(&self) -> f64 {
-        self.kv_bytes_duo as f64 / self.kv_bytes_full as f64
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "pattern": self.pattern.display().to_string(),
-            "layers": self.layers,
-            "kv_heads": self.kv_heads,
-            "retrieval_kv_heads": self.retrieval(),
-            "streaming_kv_heads": self.streaming(),
-            "per_layer": self.per_layer,
-            "threshold": self.threshold,
-            "sparsity": self.sparsity,
-            "sink": self.sink,
-            "recent": self.recent,
-            "context": self.context,
-            "head_dim": self.head_dim,
-            "dtype": dtype_name(self.dtype),
-            "kv_bytes_full": self.kv_bytes_full,
-            "kv_bytes_duo": self.kv_bytes_duo,
-            "kv_ratio": self.kv_ratio(),
-        })
-    }
-
-    fn summary(&self) -> String {
-        let mut s = String::new();
-        let rule = match self.sparsity {
-            Some(sp) => format!("sparsity {sp} (effective threshold {})", self.threshold),
-            None => format!("threshold {}", self.threshold),
-        };
-        let _ = writeln!(
-            s,
-            "DuoAttention pattern {}: {} layers x {} KV heads, {rule}",
-            self.pattern.display(),
-            self.layers,
-            self.kv_heads
-        );
-        let _ = writeln!(
-            s,
-            "streaming heads keep sink {} + recent {} tokens",
-            self.sink, self.recent
-        );
-        let _ = writeln!(s, "{:>5}  {:>9}  {:>9}", "layer", "retrieval", "streaming");
-        for (layer, &r) in self.per_layer.iter().enumerate() {
-            let _ = writeln!(s, "{layer:>5}  {r:>9}  {:>9}", self.kv_heads - r);
+    .map_err(|e| match e {
+        Error::InvalidConfig(m) if m.contains("reduce the context") => {
+            Error::config("KV memory overflows 64 bits: reduce --seq")
         }
-        let total = (self.layers * self.kv_heads) as f64;
-        let _ = writeln!(
-            s,
-            "{:>5}  {:>9}  {:>9}  ({:.1}% retrieval)",
-            "total",
-            self.retrieval(),
-            self.streaming(),
-            100.0 * self.retrieval() as f64 / total
-        );
-        let _ = writeln!(
-            s,
-            "KV cache at context {}, head dim {}, {}: full {}, DuoAttention {} ({:.3} of full, {:.2}x smaller)",
-            self.context,
-            self.head_dim,
-            dtype_name(self.dtype),
-            human_bytes(self.kv_bytes_full),
-            human_bytes(self.kv_bytes_duo),
-            self.kv_ratio(),
-            1.0 / self.kv_ratio()
-        );
-        s
-    }
-}
-
-fn dtype_name(dtype: DtypeArg) -> &'static str {
-    match dtype {
-        DtypeArg::F32 => "f32",
-        DtypeArg::Bf16 => "bf16",
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.2} {}", UNITS[unit])
+        e => e,
+    })
 }

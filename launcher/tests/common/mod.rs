@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -96,13 +95,10 @@ pub fn ringattn(args: &[&str]) -> Run {
     run(cmd)
 }
 
-/// The first file called `name` in a PATH directory.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
+// Shared with the runtime's MPI test (one copy, in the dev-only crate); each test file uses
+// its own subset.
+#[allow(unused_imports)]
+pub use ringattn_testutil::mpi::{mpi_launcher, which};
 
 /// Parses a one-object JSON report.
 pub fn json(text: &str) -> Value {
@@ -266,32 +262,4 @@ pub fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
-}
-
-/// The MPI launcher (`mpirun`, else `mpiexec`, on PATH) and the options it needs here (Open MPI
-/// refuses root and oversubscription unless told; MPICH's hydra needs nothing), or `None` with
-/// a note on stderr. Panics when MPI is missing under `CI=true`: the MPI tests must run in CI.
-pub fn mpi_launcher() -> Option<(PathBuf, Vec<&'static str>)> {
-    let Some(path) = ["mpirun", "mpiexec"].iter().find_map(|name| which(name)) else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true but neither mpirun nor mpiexec is on PATH: the MPI tests must run in CI \
-             (install MPI with `bash scripts/install-mpi.sh`)"
-        );
-        eprintln!(
-            "note: no mpirun/mpiexec on PATH; skipping MPI test (bash scripts/install-mpi.sh)"
-        );
-        return None;
-    };
-    let version = Command::new(&path)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let extra = if version.contains("Open MPI") || version.contains("OpenRTE") {
-        vec!["--allow-run-as-root", "--oversubscribe"]
-    } else {
-        Vec::new()
-    };
-    Some((path, extra))
 }

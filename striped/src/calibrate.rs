@@ -1,15 +1,16 @@
-//! `ringattn simulate --calibrate`: this machine's kernel speed, measured with the kernel
-//! itself (`attend` on synthetic blocks), for the simulator's rate and model constants.
+//! The simulator's calibration: this machine's kernel speed, measured with the kernel itself
+//! (`attend` on synthetic blocks), for the simulator's rate and model constants
+//! (`ringattn simulate --calibrate`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
+use crate::PARTIAL_TILE_COST;
 use ringattn_runtime::{
     attend, AttnState, Error, KvBlock, Mask, Positions, QShard, Result, SchedConfig, SchedKind,
     Scheduler, Synthetic, TileShape,
 };
-use ringattn_striped::PARTIAL_TILE_COST;
 
 /// What `--calibrate` measured.
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +142,24 @@ fn calibrate_one(
     }
     inputs?;
     pool.map_err(|e| Error::config(format!("cannot start a calibration thread: {e}")))?;
+    Ok(from_rounds(
+        &rounds,
+        cold,
+        dim,
+        tile,
+        (&q_pos, &k_pos, &small),
+    ))
+}
+
+/// The calibration from one thread's timed rounds (see [`calibrate_one`]): the rate of the
+/// fastest big round, the Partial tile cost from the small rounds, the cold call's excess.
+fn from_rounds(
+    rounds: &[Vec<f64>; 3],
+    cold: f64,
+    dim: usize,
+    tile: TileShape,
+    (q_pos, k_pos, small): (&Positions, &Positions, &Positions),
+) -> Calibration {
     // The fastest round: outside load only slows a round down, while the neighbours' slowdown
     // is in every round (they start together).
     let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -149,9 +168,9 @@ fn calibrate_one(
         fastest(&rounds[1]),
         fastest(&rounds[2]),
     ];
-    let big = ringattn_runtime::count_tiles(&q_pos, &k_pos, Mask::None, tile);
-    let full = ringattn_runtime::count_tiles(&small, &small, Mask::None, tile);
-    let causal = ringattn_runtime::count_tiles(&small, &small, Mask::Causal, tile);
+    let big = ringattn_runtime::count_tiles(q_pos, k_pos, Mask::None, tile);
+    let full = ringattn_runtime::count_tiles(small, small, Mask::None, tile);
+    let causal = ringattn_runtime::count_tiles(small, small, Mask::Causal, tile);
     let small_tile_s = best[1] / full.full as f64;
     let partial_cost = if causal.partial > 0 {
         ((best[2] / small_tile_s - causal.full as f64) / causal.partial as f64).clamp(1.0, 4.0)
@@ -159,9 +178,81 @@ fn calibrate_one(
         PARTIAL_TILE_COST
     };
     let flops = 4.0 * dim as f64 * (big.full as usize * tile.q * tile.k) as f64;
-    Ok(Calibration {
+    Calibration {
         gflops: flops / best[0] / 1e9,
         partial_cost,
         warmup_s: (cold - best[0]).max(0.0),
+    }
+}
+
+/// What [`calibrate_rank_rate`] measures for: one simulated run's shape and machine.
+#[derive(Clone, Copy, Debug)]
+pub struct RateProbe {
+    /// Head dimension (at least 1).
+    pub head_dim: usize,
+    /// Sequence length (the KV block of a rank has `seq / workers` rows, 512 to 16384).
+    pub seq: usize,
+    /// Ranks (at least 1).
+    pub workers: usize,
+    /// Kernel threads per rank.
+    pub threads: usize,
+    /// Cores the ranks share (at least 1 is assumed).
+    pub cores: usize,
+    /// The ranks share one node of `cores` cores: the rate is measured on one busy thread and
+    /// the slowdown with all of them busy is extrapolated.
+    pub one_node: bool,
+    /// Kernel tile shape (both sides at least 1).
+    pub tile: TileShape,
+}
+
+/// A rank's calibrated rate and the simulator constants measured with it.
+#[derive(Clone, Debug)]
+pub struct RankRate {
+    /// One rank's rate on unmasked tiles (per-thread rate × threads), GFLOP/s.
+    pub gflops: f64,
+    /// Cost of a Partial tile relative to a Full one.
+    pub partial_cost: f64,
+    /// Speed of one thread when all cores are busy, relative to one busy thread.
+    pub all_busy_speed: f64,
+    /// How it was measured, in words (the report's `gflops_source`).
+    pub source: String,
+}
+
+/// Measures the rank rate for `p` on this machine (about a second): as many threads as the
+/// ranks keep busy at once (at most the cores) run [`calibrate`] together.
+pub fn calibrate_rank_rate(p: &RateProbe) -> Result<RankRate> {
+    if p.head_dim == 0 || p.tile.q == 0 || p.tile.k == 0 || p.workers == 0 {
+        return Err(Error::config(
+            "workers, head_dim, tile.q and tile.k must be at least 1",
+        ));
+    }
+    let rows = (p.seq / p.workers).clamp(512, 16384);
+    // Threads the ranks keep busy at once, at most the cores.
+    let cores = p.cores.max(1);
+    let busy = p.workers.saturating_mul(p.threads).min(cores).max(1);
+    let (c, speed, note) = if p.one_node && busy > 1 {
+        // One node: the rate of one busy thread, and the slowdown with `busy` threads,
+        // extrapolated to all cores busy.
+        let one = calibrate(p.head_dim, rows, p.tile, 0.3, 1)?;
+        let many = calibrate(p.head_dim, rows, p.tile, 0.3, busy)?;
+        let s = many.gflops / one.gflops;
+        let all = 1.0 + (s - 1.0) * (cores - 1) as f64 / (busy - 1) as f64;
+        let note = format!(
+            "1 busy thread; ×{s:.2} with {busy} busy; first call +{:.1} ms",
+            many.warmup_s * 1e3
+        );
+        (one, all.clamp(0.2, 1.0), note)
+    } else {
+        let c = calibrate(p.head_dim, rows, p.tile, 0.4, busy)?;
+        (c, 1.0, format!("{busy} busy thread(s)"))
+    };
+    Ok(RankRate {
+        gflops: c.gflops * p.threads as f64,
+        partial_cost: c.partial_cost,
+        all_busy_speed: speed,
+        source: format!(
+            "calibrated: {:.2} GFLOP/s per thread × {} ({note}), {rows}-row KV blocks",
+            c.gflops, p.threads
+        ),
     })
 }

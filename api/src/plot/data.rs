@@ -153,78 +153,9 @@ pub fn scaling_plot(values: &[Value]) -> Option<ScalingPlot> {
         } else {
             String::new()
         };
-        let mut worlds: Vec<usize> = rs.iter().map(|r| r.world).collect();
-        worlds.sort_unstable();
-        worlds.dedup();
-        let mut layouts: Vec<&str> = rs
-            .iter()
-            .filter(|r| r.world > 1)
-            .map(|r| r.layout.as_str())
-            .collect();
-        if layouts.is_empty() {
-            layouts = rs.iter().map(|r| r.layout.as_str()).collect();
-        }
-        layouts.sort_by_key(|l| (layout_rank(l), l.to_string()));
-        layouts.dedup();
-        let at = |w: usize, layout: Option<&str>, f: fn(&Rec) -> f64| -> Option<f64> {
-            let v: Vec<f64> = rs
-                .iter()
-                .filter(|r| r.world == w && layout.is_none_or(|l| r.layout == l))
-                .map(|r| f(r))
-                .collect();
-            (!v.is_empty()).then(|| median(v))
-        };
-        for layout in &layouts {
-            let series = |f: fn(&Rec) -> f64| -> Vec<(f64, f64)> {
-                worlds
-                    .iter()
-                    .filter_map(|&w| {
-                        let own = at(w, Some(layout), f);
-                        let y = if w == 1 {
-                            own.or_else(|| at(1, None, f))
-                        } else {
-                            own
-                        };
-                        y.map(|y| (w as f64, y))
-                    })
-                    .collect()
-            };
-            time.push(Series {
-                name: format!("{layout}{suffix}"),
-                points: series(|r| r.wall_s),
-                ideal: false,
-            });
-            gflops.push(Series {
-                name: format!("{layout}{suffix}"),
-                points: series(|r| r.gflops),
-                ideal: false,
-            });
-        }
-        // Ideal scaling from the smallest world (the fastest layout there).
-        let w0 = worlds[0];
-        let best = |f: fn(&Rec) -> f64, pick: fn(f64, f64) -> f64| {
-            layouts
-                .iter()
-                .filter_map(|l| at(w0, Some(l), f))
-                .chain(at(w0, None, f))
-                .fold(f64::NAN, pick)
-        };
-        let (t0, g0) = (best(|r| r.wall_s, f64::min), best(|r| r.gflops, f64::max));
-        let weak = mode == "weak";
-        let scale = |w: usize| w as f64 / w0 as f64;
-        time.push(Series {
-            name: format!("ideal{suffix}"),
-            points: worlds
-                .iter()
-                .map(|&w| (w as f64, if weak { t0 * scale(w) } else { t0 / scale(w) }))
-                .collect(),
-            ideal: true,
-        });
-        gflops.push(Series {
-            name: format!("ideal{suffix}"),
-            points: worlds.iter().map(|&w| (w as f64, g0 * scale(w))).collect(),
-            ideal: true,
-        });
+        let (t, g) = group_series(&key.0, rs, &suffix);
+        time.extend(t);
+        gflops.extend(g);
     }
     let over = recs
         .iter()
@@ -260,6 +191,85 @@ pub fn scaling_plot(values: &[Value]) -> Option<ScalingPlot> {
         gflops,
         oversubscribed_beyond: over,
     })
+}
+
+/// The time and GFLOP/s lines of one group of runs (one line per layout, then ideal scaling
+/// from the smallest world, each name ending in `suffix`).
+fn group_series(mode: &str, rs: &[&Rec], suffix: &str) -> (Vec<Series>, Vec<Series>) {
+    let (mut time, mut gflops) = (Vec::new(), Vec::new());
+    let mut worlds: Vec<usize> = rs.iter().map(|r| r.world).collect();
+    worlds.sort_unstable();
+    worlds.dedup();
+    let mut layouts: Vec<&str> = rs
+        .iter()
+        .filter(|r| r.world > 1)
+        .map(|r| r.layout.as_str())
+        .collect();
+    if layouts.is_empty() {
+        layouts = rs.iter().map(|r| r.layout.as_str()).collect();
+    }
+    layouts.sort_by_key(|l| (layout_rank(l), l.to_string()));
+    layouts.dedup();
+    let at = |w: usize, layout: Option<&str>, f: fn(&Rec) -> f64| -> Option<f64> {
+        let v: Vec<f64> = rs
+            .iter()
+            .filter(|r| r.world == w && layout.is_none_or(|l| r.layout == l))
+            .map(|r| f(r))
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    for layout in &layouts {
+        let series = |f: fn(&Rec) -> f64| -> Vec<(f64, f64)> {
+            worlds
+                .iter()
+                .filter_map(|&w| {
+                    let own = at(w, Some(layout), f);
+                    let y = if w == 1 {
+                        own.or_else(|| at(1, None, f))
+                    } else {
+                        own
+                    };
+                    y.map(|y| (w as f64, y))
+                })
+                .collect()
+        };
+        time.push(Series {
+            name: format!("{layout}{suffix}"),
+            points: series(|r| r.wall_s),
+            ideal: false,
+        });
+        gflops.push(Series {
+            name: format!("{layout}{suffix}"),
+            points: series(|r| r.gflops),
+            ideal: false,
+        });
+    }
+    // Ideal scaling from the smallest world (the fastest layout there).
+    let w0 = worlds[0];
+    let best = |f: fn(&Rec) -> f64, pick: fn(f64, f64) -> f64| {
+        layouts
+            .iter()
+            .filter_map(|l| at(w0, Some(l), f))
+            .chain(at(w0, None, f))
+            .fold(f64::NAN, pick)
+    };
+    let (t0, g0) = (best(|r| r.wall_s, f64::min), best(|r| r.gflops, f64::max));
+    let weak = mode == "weak";
+    let scale = |w: usize| w as f64 / w0 as f64;
+    time.push(Series {
+        name: format!("ideal{suffix}"),
+        points: worlds
+            .iter()
+            .map(|&w| (w as f64, if weak { t0 * scale(w) } else { t0 / scale(w) }))
+            .collect(),
+        ideal: true,
+    });
+    gflops.push(Series {
+        name: format!("ideal{suffix}"),
+        points: worlds.iter().map(|&w| (w as f64, g0 * scale(w))).collect(),
+        ideal: true,
+    });
+    (time, gflops)
 }
 
 /// Builds the data of balance.png: the largest world run with both contiguous and striped

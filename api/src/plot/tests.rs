@@ -113,3 +113,14 @@ fn rendered_files_are_valid_png_and_svg_with_the_series() {
     let balance = std::fs::read_to_string(dir.path().join("balance.svg")).unwrap();
     assert!(balance.contains("rank 1") && balance.contains("ring step"));
 }
+
+#[test]
+fn workers_axis_ends_at_the_largest_p_and_shading_starts_between_the_points() {
+    let mut d = scaling_plot(&sweep()).unwrap();
+    assert_eq!(draw::worker_range(&d), (1.0, 4.0));
+    // Two cores, one thread per worker: P = 4 is oversubscribed, P = 2 is not.
+    d.oversubscribed_beyond = Some(2.0);
+    let start = draw::shade_start(&d, 2.0);
+    assert!(start > 2.0 && start < 4.0, "{start}");
+    assert!((start - 8f64.sqrt()).abs() < 1e-12);
+}

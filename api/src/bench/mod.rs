@@ -1,0 +1,3 @@
+//! Benchmarks' measurements (what `ringattn bench` runs; the CLI maps arguments and prints).
+
+pub mod kernel;

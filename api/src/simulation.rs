@@ -1,0 +1,205 @@
+//! The simulator over every layout (`ringattn simulate`): one [`SimConfig`] simulated for
+//! each layout, the earliest within the partitioner's 1% tie rule chosen, and the result as
+//! the JSON prediction contract or a text summary.
+
+use std::fmt::Write as _;
+
+use ringattn_ring::DuoPlan;
+use ringattn_runtime::{Mask, Result};
+use ringattn_striped::{
+    earliest_within_tie, simulate, simulate_duo, LayoutKind, SimConfig, Simulation,
+};
+use serde_json::json;
+
+/// Up to this ring size the JSON lists every rank and step in full.
+pub const FULL_DETAIL_MAX: usize = 64;
+
+/// The rule [`simulate_layouts`] chooses by, as printed when several layouts were simulated.
+pub const TIE_RULE: &str = "auto: smallest predicted wall time (ties within 1% go to the \
+    earliest of contiguous, striped, zigzag)";
+
+/// Simulates `base` with each of `kinds` (plain, or under the DuoAttention `duo` plan) and
+/// returns the results with the index of the chosen one (the partitioner's tie rule).
+pub fn simulate_layouts(
+    base: &SimConfig,
+    kinds: &[LayoutKind],
+    duo: Option<&DuoPlan>,
+) -> Result<(Vec<(SimConfig, Simulation)>, usize)> {
+    let mut results = Vec::new();
+    for &kind in kinds {
+        let cfg = SimConfig {
+            layout: kind,
+            ..base.clone()
+        };
+        let sim = match duo {
+            Some(plan) => simulate_duo(&cfg, plan)?,
+            None => simulate(&cfg)?,
+        };
+        results.push((cfg, sim));
+    }
+    let walls: Vec<f64> = results.iter().map(|(_, s)| s.predicted_wall_s).collect();
+    let chosen = earliest_within_tie(&walls).unwrap_or(0);
+    Ok((results, chosen))
+}
+
+/// One `simulate` call's result: the simulated layouts and the chosen one, as the JSON
+/// prediction contract ([`SimOutput::json`]) or a text summary ([`SimOutput::summary`]).
+pub struct SimOutput<'a> {
+    /// Every simulated layout, in the order of [`LayoutKind::ALL`].
+    pub results: &'a [(SimConfig, Simulation)],
+    /// Index of the chosen layout in `results`.
+    pub chosen: usize,
+    /// Why that layout (printed and written as `layout_reason`).
+    pub reason: &'a str,
+    /// Where the rank rate came from (given, calibrated, default).
+    pub rate_source: &'a str,
+    /// Seconds the simulation took.
+    pub elapsed_s: f64,
+    /// The DuoAttention plan simulated, if any.
+    pub duo: Option<&'a DuoPlan>,
+}
+
+impl SimOutput<'_> {
+    /// The JSON prediction contract (DESIGN.md), full per-rank detail up to
+    /// [`FULL_DETAIL_MAX`] ranks.
+    pub fn json(&self) -> serde_json::Value {
+        let (cfg, sim) = &self.results[self.chosen];
+        let p = cfg.world;
+        let full = p <= FULL_DETAIL_MAX;
+        let steps = &sim.per_step;
+        let step_max: Vec<f64> = steps.iter().map(|s| s.compute_max_s).collect();
+        let busiest = step_max
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, 0.0), |a, (i, v)| if v > a.1 { (i, v) } else { a });
+        json!({
+            "version": 1,
+            "kind": "simulation",
+            "world": p,
+            "layout": cfg.layout.name(),
+            "layout_reason": self.reason,
+            "seq": cfg.seq,
+            "heads": cfg.heads,
+            "kv_heads": cfg.kv_heads,
+            "head_dim": cfg.head_dim,
+            "causal": cfg.mask == Mask::Causal,
+            "duo": self.duo.map(crate::report::DuoReport::of),
+            "dtype": cfg.dtype.name(),
+            "tile_q": cfg.tile.q,
+            "tile_k": cfg.tile.k,
+            "gflops_per_rank": cfg.gflops_per_rank,
+            "gflops_source": self.rate_source,
+            "threads_per_rank": cfg.threads_per_rank,
+            "cores": cfg.cores,
+            "all_busy_speed": cfg.all_busy_speed,
+            "link_gbps": if cfg.link_gbps.is_finite() { json!(cfg.link_gbps) } else { json!("inf") },
+            "latency_us": cfg.latency_us,
+            "partial_tile_cost": cfg.partial_cost,
+            "predicted_wall_s": sim.predicted_wall_s,
+            "predicted_imbalance": sim.predicted_imbalance,
+            "predicted_gflops": sim.predicted_gflops,
+            "predicted_overlap": sim.predicted_overlap,
+            "flops": sim.flops,
+            "bytes_per_rank": sim.bytes_per_rank,
+            "hop_s": sim.hop_s,
+            "full_block_s": sim.full_block_s,
+            "wall_in_blocks": sim.predicted_wall_s / sim.full_block_s,
+            "shared_cores": sim.shared_cores,
+            "per_step": if full { json!(steps) } else { serde_json::Value::Null },
+            "per_step_summary": {
+                "steps": steps.len(),
+                "mean_step_s": sim.predicted_wall_s / steps.len().max(1) as f64,
+                "max_step_compute_s": busiest.1,
+                "busiest_step": busiest.0,
+                "min_step_compute_s": step_max.iter().copied().fold(f64::INFINITY, f64::min),
+            },
+            "ranks": if full { json!(sim.ranks) } else { serde_json::Value::Null },
+            "alternatives": self.results.iter().map(|(c, s)| json!({
+                "layout": c.layout.name(),
+                "predicted_wall_s": s.predicted_wall_s,
+                "predicted_imbalance": s.predicted_imbalance,
+            })).collect::<Vec<_>>(),
+            "simulate_s": self.elapsed_s,
+        })
+    }
+
+    /// The human summary `simulate` prints.
+    pub fn summary(&self) -> String {
+        let (cfg, sim) = &self.results[self.chosen];
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "ringattn simulate: {} ranks, layout {} ({})",
+            cfg.world,
+            cfg.layout.name(),
+            self.reason
+        );
+        let _ = writeln!(
+            s,
+            "  seq {} · heads {}/{} · head_dim {} · {} · {} · rank rate {:.2} GFLOP/s ({}), partial tile ×{:.2} · link {} Gbit/s · latency {} µs{}",
+            cfg.seq,
+            cfg.heads,
+            cfg.kv_heads,
+            cfg.head_dim,
+            if cfg.mask == Mask::Causal { "causal" } else { "non-causal" },
+            cfg.dtype.name(),
+            cfg.gflops_per_rank,
+            self.rate_source,
+            cfg.partial_cost,
+            cfg.link_gbps,
+            cfg.latency_us,
+            cfg.cores.map(|c| format!(" · {c} shared cores")).unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  predicted wall {:.4} s ({:.2} blocks of {:.4} s) · {:.2} GFLOP/s · imbalance {:.3} · overlap {:.3}",
+            sim.predicted_wall_s,
+            sim.predicted_wall_s / sim.full_block_s,
+            sim.full_block_s,
+            sim.predicted_gflops,
+            sim.predicted_imbalance,
+            sim.predicted_overlap
+        );
+        let _ = writeln!(
+            s,
+            "  bytes sent per rank {} · hop {:.6} s{}",
+            sim.bytes_per_rank,
+            sim.hop_s,
+            if sim.shared_cores {
+                " · ranks share cores"
+            } else {
+                ""
+            }
+        );
+        if self.results.len() > 1 {
+            let base = self.results[0].1.predicted_wall_s;
+            for (c, r) in self.results {
+                let _ = writeln!(
+                    s,
+                    "  {:<10} wall {:>10.4} s · imbalance {:.3} · speedup over contiguous {:.2}×",
+                    c.layout.name(),
+                    r.predicted_wall_s,
+                    r.predicted_imbalance,
+                    base / r.predicted_wall_s
+                );
+            }
+        }
+        if cfg.world <= 16 {
+            let _ = writeln!(
+                s,
+                "  {:>4} {:>12} {:>12} {:>12}",
+                "step", "start_s", "end_s", "max_comp_s"
+            );
+            for st in &sim.per_step {
+                let _ = writeln!(
+                    s,
+                    "  {:>4} {:>12.5} {:>12.5} {:>12.5}",
+                    st.step, st.start_s, st.end_s, st.compute_max_s
+                );
+            }
+        }
+        let _ = writeln!(s, "  (simulated in {:.3} s)", self.elapsed_s);
+        s
+    }
+}
