@@ -264,7 +264,14 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
         .map_err(io("starting"))?;
     // SIGINT/SIGTERM go on to mpirun, which ends its ranks; we wait for it.
     let waited = crate::child::wait_forwarding(&mut child).map_err(io("waiting for"))?;
-    Ok(ExitCode::from(exit_code_of(waited.status)))
+    Ok(ExitCode::from(
+        match (waited.signal, exit_code_of(waited.status)) {
+            // A job ended by a forwarded signal never reports success, whatever mpirun returned
+            // (MPICH's mpiexec sometimes exits 0 after forwarding SIGTERM): 128 + the signal.
+            (Some(sig), 0) => u8::try_from(128 + sig).unwrap_or(1),
+            (_, code) => code,
+        },
+    ))
 }
 
 /// The exit code to forward: the launcher's own, or 128 + signal when it was killed.
