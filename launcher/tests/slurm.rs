@@ -231,3 +231,121 @@ fn a_failing_job_ends_nonzero_with_its_message_in_the_log() {
         "{show}"
     );
 }
+
+/// Like [`run`], with a longer deadline: a job array waits for SLURM's scheduler between tasks.
+fn run_long(mut cmd: Command, limit: std::time::Duration) -> Run {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = std::time::Instant::now();
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning ringattn");
+    let id = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx.recv_timeout(limit).unwrap_or_else(|_| {
+        let _ = Command::new("kill").arg(id.to_string()).status();
+        panic!("{cmd:?} did not finish within {limit:?} (hang?)")
+    });
+    let out = out.expect("waiting for ringattn");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// `bench scaling` of 4 runs (P = 1, and 2 with three layouts) into DIR/`out`.
+fn sweep(dir: &Path, out: &str, backend: &str) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+    cmd.args([
+        "bench",
+        "scaling",
+        "--backend",
+        backend,
+        "--workers",
+        "1,2",
+        "--seq",
+        "256",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--causal",
+        "--layout",
+        "contiguous,striped,zigzag",
+        "--no-plot",
+        "--out",
+        out,
+    ])
+    .current_dir(dir)
+    .env_remove("RINGATTN");
+    run_long(cmd, std::time::Duration::from_secs(240))
+}
+
+fn rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect()
+}
+
+/// What must agree between two results lines: the run's identity, its sweep object, and the
+/// numbers that do not depend on timing (work, tokens and bytes per rank).
+fn identity(v: &Value) -> Value {
+    let ranks: Vec<Value> = v["ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::json!([r["rank"], r["tokens"], r["bytes_sent"], r["threads"]]))
+        .collect();
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
+    serde_json::json!({
+        "keys": keys, "world": v["world"], "seq": v["seq"], "layout": v["layout"],
+        "causal": v["causal"], "heads": v["heads"], "kv_heads": v["kv_heads"],
+        "head_dim": v["head_dim"], "dtype": v["dtype"], "duo": v["duo"], "flops": v["flops"],
+        "sweep": v["sweep"], "ranks": ranks,
+    })
+}
+
+#[test]
+fn a_slurm_job_array_sweep_writes_the_local_sweeps_rows_and_resumes() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = sweep(dir.path(), "local", "local");
+    assert_eq!(local.code, Some(0), "{}", local.describe());
+    let r = sweep(dir.path(), "slurm", "slurm");
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert!(r.stderr.contains("(4 tasks)"), "{}", r.describe());
+    let want: Vec<Value> = rows(&dir.path().join("local/results.jsonl"));
+    let path = dir.path().join("slurm/results.jsonl");
+    let got = rows(&path);
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|v| v["backend"] == "mpi"));
+    let ids = |rows: &[Value]| rows.iter().map(identity).collect::<Vec<_>>();
+    assert_eq!(ids(&got), ids(&want));
+
+    // Resumable: nothing to do submits nothing; a lost line is the only task resubmitted.
+    let r = sweep(dir.path(), "slurm", "slurm");
+    assert!(
+        r.code == Some(0) && r.stderr.contains("(0 to do)") && !r.stderr.contains("job array"),
+        "{}",
+        r.describe()
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let r = sweep(dir.path(), "slurm", "slurm");
+    assert!(
+        r.code == Some(0) && r.stderr.contains("(1 tasks)"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(ids(&rows(&path)), ids(&want));
+}

@@ -6,8 +6,10 @@
 //! module and arguments.
 
 pub mod kernel;
+pub mod results_file;
 pub mod scaling;
 pub mod scaling_mpi;
+pub mod scaling_slurm;
 pub mod sched;
 
 use std::process::ExitCode;

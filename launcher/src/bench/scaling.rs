@@ -4,22 +4,24 @@
 //! With `--backend mpi` every combination is its own `mpirun -n P ringattn run --backend mpi
 //! --json -` (see [`super::scaling_mpi`]); the lines are the same, with `"backend": "mpi"`.
 //!
+//! With `--backend slurm` the combinations still to run are one SLURM job array (see
+//! [`super::scaling_slurm`]); the lines are the same, with `"backend": "mpi"`.
+//!
 //! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
 //! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
 //! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
 //! `cores`).
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ringattn_runtime::{Error, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cli::{DtypeArg, LayoutArg};
 use crate::plot;
@@ -32,7 +34,11 @@ use ringattn::job::Job;
 use ringattn::local::run_local;
 use ringattn::report::Report;
 
+pub use super::results_file::read_results;
+use super::results_file::record;
 use super::scaling_mpi::MpiSweep;
+use super::scaling_slurm::SlurmSweep;
+use crate::sbatch::PmiArg;
 
 /// Name of the results file inside the output directory.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -64,6 +70,9 @@ pub enum BenchBackend {
     /// One process per rank: each combination is its own `mpirun -n P` launch (needs a build
     /// with `--features mpi`).
     Mpi,
+    /// One SLURM job array, one task per combination (`srun` of an MPI build; submitted with
+    /// `sbatch --wait` from this machine).
+    Slurm,
 }
 
 /// Options of `ringattn bench scaling`.
@@ -116,6 +125,13 @@ pub struct ScalingArgs {
     /// With `--backend mpi`: one extra argument for the MPI launcher; repeat it for several.
     #[arg(long = "mpi-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub mpi_args: Vec<String>,
+    /// With `--backend slurm`: the `srun --mpi` plugin (pmi2 for MPICH, pmix for Open MPI 5).
+    #[arg(long, value_enum, default_value_t = PmiArg::Pmi2)]
+    pub slurm_mpi: PmiArg,
+    /// With `--backend slurm`: one extra option for `sbatch` (e.g. `--partition=cpu`,
+    /// `--time=00:30:00`); repeat it for several.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
     /// Output directory (created if missing) for results.jsonl and the plots.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -173,34 +189,15 @@ pub fn record_key(v: &Value) -> Option<String> {
     ))
 }
 
-/// Reads results.jsonl: the parsed lines, skipping blank or cut-short ones (counted).
-pub fn read_results(path: &Path) -> Result<(Vec<Value>, usize)> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            })
-        }
-    };
-    let mut bad = 0;
-    let mut values = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.is_object() => values.push(v),
-            _ => bad += 1,
-        }
-    }
-    Ok((values, bad))
-}
-
 /// Runs the sweep.
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
     let mpi = match args.backend {
         BenchBackend::Mpi => Some(MpiSweep::new(args)?),
-        BenchBackend::Local => None,
+        BenchBackend::Local | BenchBackend::Slurm => None,
+    };
+    let slurm = match args.backend {
+        BenchBackend::Slurm => Some(SlurmSweep::new(args)?),
+        _ => None,
     };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
         return Err(Error::config(
@@ -263,7 +260,15 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         None
     };
     let sweep_start = Instant::now();
-    for (n, ((_, combo, job), w)) in todo.iter().zip(&weights).enumerate() {
+    if let Some(sweep) = &slurm {
+        let words: Vec<(&Combo, Vec<String>)> = todo
+            .iter()
+            .map(|(_, c, _)| (*c, run_words(args, c, kv_heads)))
+            .collect();
+        sweep.run_and_record(args, &words, &results, allowed_cores)?;
+    }
+    let local_todo = if slurm.is_some() { &[][..] } else { &todo[..] };
+    for (n, ((_, combo, job), w)) in local_todo.iter().zip(&weights).enumerate() {
         let label = format!(
             "run {}/{}: P={} {} N={}",
             n + 1,
@@ -275,7 +280,7 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         if let Some(b) = &bar {
             b.set_message(label.clone());
         }
-        let mut value = match &mpi {
+        let value = match &mpi {
             Some(m) => m.run(&run_words(args, combo, kv_heads), combo)?,
             None => {
                 let gathered = run_local(job)?;
@@ -283,18 +288,7 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
                 serde_json::to_value(&report).expect("a report serialises")
             }
         };
-        value["sweep"] = json!({
-            "mode": args.mode.name(),
-            "base_seq": combo.base_seq,
-            "cores": allowed_cores,
-        });
-        append_line(&results, &value)?;
-        let line = format!(
-            "{label}: wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3}",
-            value["wall_s"].as_f64().unwrap_or(f64::NAN),
-            value["gflops"].as_f64().unwrap_or(f64::NAN),
-            value["imbalance"].as_f64().unwrap_or(f64::NAN)
-        );
+        let line = record(args, &results, combo, value, allowed_cores, &label)?;
         match &bar {
             Some(b) => {
                 b.println(line);
@@ -436,32 +430,4 @@ fn weight(job: &Job, cores: usize) -> u64 {
         .map_or(1.0, |e| e.makespan);
     let over = (job.world * job.threads) as f64 / cores.max(1) as f64;
     (makespan * job.heads as f64 * job.dim as f64 * over.max(1.0)).max(1.0) as u64
-}
-
-/// Appends one JSON line and flushes it to disk (a finished run is never lost).
-fn append_line(path: &Path, value: &Value) -> Result<()> {
-    let io = |e| Error::Io {
-        context: format!("appending to {}", path.display()),
-        source: e,
-    };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    let mut line = serde_json::to_string(value).expect("json");
-    line.push('\n');
-    // A line cut short by a kill has no newline: start on a fresh line.
-    let len = file.metadata().map_err(io)?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
-        file.read_exact(&mut last).map_err(io)?;
-        if last[0] != b'\n' {
-            line.insert(0, '\n');
-        }
-    }
-    file.write_all(line.as_bytes()).map_err(io)?;
-    file.sync_data().map_err(io)
 }
