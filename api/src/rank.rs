@@ -68,33 +68,7 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let (rank, world) = (comm.rank(), comm.size());
     let setup = Instant::now();
     let positions = job.plan.kind.layout().positions(rank, world, job.seq);
-    if let Input::File(file) = &job.input {
-        file.check_finite(&positions)?;
-    }
-    let q = QShard::from_source(&job.input, job.heads, job.dim, positions.clone())?;
-    // The KV block, or with DuoAttention its retrieval and streaming parts made separately
-    // (the whole block is never held).
-    let kv_of = |heads: &[usize]| {
-        let source = KvHeadSubset {
-            inner: &job.input,
-            heads,
-        };
-        KvBlock::from_source_as(
-            &source,
-            rank,
-            heads.len(),
-            job.dim,
-            positions.clone(),
-            job.dtype,
-        )
-    };
-    let kv = match &job.duo {
-        Some(plan) if plan.retrieval_count() > 0 && plan.streaming_count() > 0 => Kv::Parts(
-            kv_of(&plan.kv_heads_of(HeadKind::Retrieval))?,
-            kv_of(&plan.kv_heads_of(HeadKind::Streaming))?,
-        ),
-        _ => Kv::Whole(kv_of(&(0..job.kv_heads).collect::<Vec<_>>())?),
-    };
+    let (q, kv) = make_shard(job, rank, &positions)?;
     let cores = job.cores_of(rank).to_vec();
     let pool = kernel_sched(rank, job, &cores)?;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -102,44 +76,9 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let state = AttnState::new(job.heads, q.rows(), job.dim);
     comm.barrier()?;
     let start = Instant::now();
-    let show_progress = rank == 0 && world > 1 && std::io::stderr().is_terminal();
-    let mut progress = |step: usize, _: &StepStats| {
-        if show_progress {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\rring step {}/{world} ({:.1} s)",
-                step + 1,
-                start.elapsed().as_secs_f64()
-            );
-            if step + 1 == world {
-                let _ = write!(err, "\r\x1b[2K");
-            }
-            let _ = err.flush();
-        }
-    };
-    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) = match (&job.duo, kv) {
-        (Some(plan), kv) => {
-            drop(state);
-            let (state, duo) = match kv {
-                Kv::Whole(kv) => {
-                    duo_ring_pass(comm, &q, kv, &job.ring, &pool, plan, &mut progress)?
-                }
-                Kv::Parts(r, s) => {
-                    duo_ring_pass_parts(comm, &q, r, s, &job.ring, &pool, plan, &mut progress)?
-                }
-            };
-            let (ret, st) = (duo.bytes_sent_retrieval, duo.bytes_sent_streaming);
-            (state, duo.total, ret, st)
-        }
-        (None, Kv::Parts(..)) => unreachable!("parts are made only for a DuoAttention plan"),
-        (None, Kv::Whole(kv)) => {
-            let (state, stats) =
-                ring_pass_with_progress(comm, &q, kv, &job.ring, &pool, state, &mut progress)?;
-            let bytes = stats.bytes_sent;
-            (state, stats, bytes, 0)
-        }
-    };
+    let mut progress = progress_line(rank, world, start);
+    let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) =
+        ring(comm, job, &q, kv, &pool, state, &mut progress)?;
     let fin = state.finalize();
     job.sched.save(&pool);
     let idle = Instant::now();
@@ -182,6 +121,90 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
         return Ok(None);
     };
     Ok(Some(Gathered { ranks, wall_s }))
+}
+
+/// This rank's query shard and KV: one block, or with DuoAttention its retrieval and streaming
+/// parts made separately (the whole block is never held).
+fn make_shard(job: &Job, rank: usize, positions: &Positions) -> Result<(QShard, Kv)> {
+    if let Input::File(file) = &job.input {
+        file.check_finite(positions)?;
+    }
+    let q = QShard::from_source(&job.input, job.heads, job.dim, positions.clone())?;
+    let kv_of = |heads: &[usize]| {
+        let source = KvHeadSubset {
+            inner: &job.input,
+            heads,
+        };
+        KvBlock::from_source_as(
+            &source,
+            rank,
+            heads.len(),
+            job.dim,
+            positions.clone(),
+            job.dtype,
+        )
+    };
+    let kv = match &job.duo {
+        Some(plan) if plan.retrieval_count() > 0 && plan.streaming_count() > 0 => Kv::Parts(
+            kv_of(&plan.kv_heads_of(HeadKind::Retrieval))?,
+            kv_of(&plan.kv_heads_of(HeadKind::Streaming))?,
+        ),
+        _ => Kv::Whole(kv_of(&(0..job.kv_heads).collect::<Vec<_>>())?),
+    };
+    Ok((q, kv))
+}
+
+/// Rank 0's progress line on a terminal (`ring step i/P`), cleared after the last step.
+fn progress_line(rank: usize, world: usize, start: Instant) -> impl FnMut(usize, &StepStats) {
+    let show_progress = rank == 0 && world > 1 && std::io::stderr().is_terminal();
+    move |step: usize, _: &StepStats| {
+        if show_progress {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\rring step {}/{world} ({:.1} s)",
+                step + 1,
+                start.elapsed().as_secs_f64()
+            );
+            if step + 1 == world {
+                let _ = write!(err, "\r\x1b[2K");
+            }
+            let _ = err.flush();
+        }
+    }
+}
+
+/// The job's ring pass (plain, or DuoAttention's) into `state`: the state, the measurements
+/// and the KV bytes sent for retrieval and for streaming heads.
+fn ring(
+    comm: &mut dyn Comm,
+    job: &Job,
+    q: &QShard,
+    kv: Kv,
+    pool: &Scheduler,
+    state: AttnState,
+    progress: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, RankStats, u64, u64)> {
+    Ok(match (&job.duo, kv) {
+        (Some(plan), kv) => {
+            drop(state);
+            let (state, duo) = match kv {
+                Kv::Whole(kv) => duo_ring_pass(comm, q, kv, &job.ring, pool, plan, progress)?,
+                Kv::Parts(r, s) => {
+                    duo_ring_pass_parts(comm, q, r, s, &job.ring, pool, plan, progress)?
+                }
+            };
+            let (ret, st) = (duo.bytes_sent_retrieval, duo.bytes_sent_streaming);
+            (state, duo.total, ret, st)
+        }
+        (None, Kv::Parts(..)) => unreachable!("parts are made only for a DuoAttention plan"),
+        (None, Kv::Whole(kv)) => {
+            let (state, stats) =
+                ring_pass_with_progress(comm, q, kv, &job.ring, pool, state, progress)?;
+            let bytes = stats.bytes_sent;
+            (state, stats, bytes, 0)
+        }
+    })
 }
 
 /// Sends this rank's `result` to rank 0 (bincode); rank 0 gets every rank's, in rank order.

@@ -29,7 +29,7 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Re-draw the plots of a `bench scaling` directory from its results.jsonl.
     Plot(crate::plot::PlotArgs),
-    /// Start `run` as P MPI ranks under mpirun/mpiexec (`launch -n 4 -- run --seq 16384`).
+    /// Start `run` as P MPI ranks under mpirun/mpiexec (`launch -p 4 -- run --seq 16384`).
     Launch(crate::launch::LaunchArgs),
     /// Print a SLURM batch script that runs `run` with the MPI backend (`sbatch ... -- run ...`).
     Sbatch(crate::sbatch::SbatchArgs),

@@ -26,7 +26,7 @@ use crate::cli::{Cli, Command};
 use crate::run::exit_code;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(help_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -48,6 +48,21 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// `ringattn help [COMMAND] --help` is `ringattn help [COMMAND]` (clap's help subcommand takes
+/// no options, and asking for help must not end in a usage error).
+fn help_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "help") {
+        let (head, tail) = args.split_at(2);
+        let tail: Vec<_> = tail
+            .iter()
+            .filter(|a| *a != "--help" && *a != "-h")
+            .cloned()
+            .collect();
+        args = head.iter().cloned().chain(tail).collect();
+    }
+    args
 }
 
 /// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.

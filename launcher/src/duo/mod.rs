@@ -37,7 +37,7 @@ pub enum DuoCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     ringattn duo inspect attn_patterns/Llama-3-8B-Instruct-Gradient-1048k/RUN --sparsity 0.5\n  \
-    ringattn duo inspect full_attention_heads.tsv --threshold 0.5 --context 1048576 --dtype bf16 --json -\n\n\
+    ringattn duo inspect full_attention_heads.tsv --threshold 0.5 --seq 1048576 --dtype bf16 --json -\n\n\
     kv_bytes_full = layers · kv_heads · N · 2 · D · bytes;\n\
     kv_bytes_duo = layers · (retrieval · N + streaming · min(N, sink + recent)) · 2 · D · bytes\n\
     (sums over the layers' own retrieval counts); kv_ratio = kv_bytes_duo / kv_bytes_full.")]
@@ -53,8 +53,14 @@ pub struct InspectArgs {
     /// Gate threshold: KV heads whose gate is >= T are retrieval heads.
     #[arg(long, value_name = "T")]
     pub threshold: Option<f64>,
-    /// Context length N (tokens) for the KV memory figures.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 32768)]
+    /// Sequence length N (tokens) for the KV memory figures (`--context` is an old spelling).
+    #[arg(
+        short = 'n',
+        long = "seq",
+        alias = "context",
+        value_name = "N",
+        default_value_t = 32768
+    )]
     pub context: usize,
     /// Head dimension D.
     #[arg(short = 'd', long, default_value_t = 128)]
@@ -113,7 +119,7 @@ fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
 
 fn inspect(args: &InspectArgs) -> Result<Inspection> {
     if args.context == 0 || args.head_dim == 0 {
-        return Err(Error::config("--context and --head-dim must be at least 1"));
+        return Err(Error::config("--seq and --head-dim must be at least 1"));
     }
     let pattern = DuoPattern::load(&args.pattern)?;
     let selection = selection_of(args.sparsity, args.threshold);
@@ -129,7 +135,7 @@ fn inspect(args: &InspectArgs) -> Result<Inspection> {
         DtypeArg::F32 => 4,
         DtypeArg::Bf16 => 2,
     };
-    let too_big = || Error::config("KV memory overflows 64 bits: reduce --context");
+    let too_big = || Error::config("KV memory overflows 64 bits: reduce --seq");
     let per_token = 2 * (args.head_dim as u64) * bytes;
     let full = (layers as u64 * kv_heads as u64)
         .checked_mul(n)

@@ -1,4 +1,4 @@
-//! `ringattn launch -n P [--mpirun PATH] [--mpi-arg ARG]... -- run ...`: starts this binary
+//! `ringattn launch -p P [--mpirun PATH] [--mpi-arg ARG]... -- run ...`: starts this binary
 //! under mpirun/mpiexec as P ranks of the MPI backend, adds the options the MPI needs and
 //! forwards the job's exit code.
 
@@ -16,13 +16,20 @@ use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
     after_help = "Everything after `--` is the command every rank runs: `run` and its \
     options (`--backend mpi` is added).\n\n\
     Examples:\n  \
-    ringattn launch -n 4 -- run --seq 16384 --causal --layout striped --check\n  \
-    ringattn launch -n 8 --mpi-arg=--hostfile --mpi-arg=hosts -- run --seq 65536 --threads 4 --json report.json\n  \
-    ringattn launch -n 2 --mpirun /opt/mpich/bin/mpiexec --dry-run -- run --causal"
+    ringattn launch -p 4 -- run --seq 16384 --causal --layout striped --check\n  \
+    ringattn launch -p 8 --mpi-arg=--hostfile --mpi-arg=hosts -- run --seq 65536 --threads 4 --json report.json\n  \
+    ringattn launch -p 2 --mpirun /opt/mpich/bin/mpiexec --dry-run -- run --causal"
 )]
 pub struct LaunchArgs {
-    /// Number of MPI processes (ranks of the ring).
-    #[arg(short = 'n', long = "ranks", value_name = "P")]
+    /// Number of workers: MPI processes, the ranks of the ring (`-n` / `--ranks`, as mpirun
+    /// says it, are accepted too).
+    #[arg(
+        short = 'p',
+        long = "workers",
+        short_alias = 'n',
+        alias = "ranks",
+        value_name = "P"
+    )]
     pub ranks: usize,
     /// The MPI launcher to use [default: `mpirun`, else `mpiexec`, found on PATH].
     #[arg(long, value_name = "PATH")]

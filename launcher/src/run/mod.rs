@@ -25,7 +25,7 @@ use crate::cli::{BackendArg, DtypeArg, LayoutArg};
     ringattn run --seq 4096 --causal --check --json report.json\n  \
     ringattn run --input qkv.safetensors --output out.safetensors --causal --check\n  \
     mpirun -n 4 ringattn run --backend mpi --seq 16384 --causal --check   (built with --features mpi)\n  \
-    ringattn launch -n 4 -- run --seq 16384 --causal --check               (the same, mpirun found for you)")]
+    ringattn launch -p 4 -- run --seq 16384 --causal --check               (the same, mpirun found for you)")]
 pub struct RunArgs {
     /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
