@@ -5,6 +5,7 @@
 //! scripts/install-mpi.sh`). Without one they print a note and pass, except in CI
 //! (`CI=true`), where a missing MPI is a failure.
 
+#[cfg(feature = "mpi")]
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,10 +26,12 @@ fn assert_one_error_line(r: &Run, needle: &str) {
 }
 
 /// The repository's scripts/slurm directory.
+#[cfg(feature = "mpi")]
 fn slurm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm")
 }
 
+#[cfg(feature = "mpi")]
 fn bash_n(path: &Path) {
     let r = run({
         let mut c = Command::new("bash");
