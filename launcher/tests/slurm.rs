@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -33,7 +34,8 @@ fn slurm() -> Option<MutexGuard<'static, ()>> {
     cmd.arg(repo().join("scripts/slurm-local.sh"))
         .arg("start")
         .current_dir(repo());
-    let r = run(cmd);
+    // A fresh machine installs slurm-wlm and munge first: minutes, not seconds.
+    let r = run_long(cmd, Duration::from_secs(900));
     if r.code == Some(0) {
         return Some(guard);
     }
@@ -50,7 +52,7 @@ fn slurm() -> Option<MutexGuard<'static, ()>> {
 fn ringattn_in(dir: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
     cmd.args(args).current_dir(dir).env_remove("RINGATTN");
-    run(cmd)
+    run_long(cmd, Duration::from_secs(180))
 }
 
 /// `ringattn sbatch` of 2 ranks on 1 node with `--wait`, then `command`; returns the run and
@@ -232,8 +234,9 @@ fn a_failing_job_ends_nonzero_with_its_message_in_the_log() {
     );
 }
 
-/// Like [`run`], with a longer deadline: a job array waits for SLURM's scheduler between tasks.
-fn run_long(mut cmd: Command, limit: std::time::Duration) -> Run {
+/// Like [`run`], with a longer deadline: installing SLURM, and jobs that wait for SLURM's
+/// scheduler (`sbatch --wait` polls), take longer than a plain command.
+fn run_long(mut cmd: Command, limit: Duration) -> Run {
     let (tx, rx) = std::sync::mpsc::channel();
     let start = std::time::Instant::now();
     let child = cmd
@@ -284,7 +287,7 @@ fn sweep(dir: &Path, out: &str, backend: &str) -> Run {
     ])
     .current_dir(dir)
     .env_remove("RINGATTN");
-    run_long(cmd, std::time::Duration::from_secs(240))
+    run_long(cmd, Duration::from_secs(240))
 }
 
 fn rows(path: &Path) -> Vec<Value> {
@@ -348,4 +351,49 @@ fn a_slurm_job_array_sweep_writes_the_local_sweeps_rows_and_resumes() {
         r.describe()
     );
     assert_eq!(ids(&rows(&path)), ids(&want));
+}
+
+#[test]
+fn submit_alone_prints_only_the_job_id_and_returns() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "sbatch",
+        "--nodes",
+        "1",
+        "--ntasks-per-node",
+        "2",
+        "--cpus-per-task",
+        "1",
+        "--submit",
+        "--",
+        "run",
+    ];
+    args.extend(SMALL);
+    let r = ringattn_in(dir.path(), &args);
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    let id = r.stdout.trim();
+    assert!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "{}",
+        r.describe()
+    );
+    // The job goes on without us: wait for it to leave the queue, then read its report.
+    let start = std::time::Instant::now();
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", id])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "job {id} still queued"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = report(&dir.path().join(format!("ringattn-{id}.json")));
+    assert_eq!(got["check"]["passed"], true, "{got}");
 }
