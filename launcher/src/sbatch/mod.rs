@@ -16,7 +16,8 @@ use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 /// How the batch script starts the ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SlurmLauncher {
-    /// `srun --mpi=... --cpu-bind=cores` (SLURM places and binds every task).
+    /// `srun --mpi=... [--cpu-bind=cores]` (SLURM places every task, and binds it where the
+    /// cluster can).
     Srun,
     /// `mpirun -n $SLURM_NTASKS` inside the allocation.
     Mpirun,
