@@ -397,3 +397,44 @@ fn submit_alone_prints_only_the_job_id_and_returns() {
     let got = report(&dir.path().join(format!("ringattn-{id}.json")));
     assert_eq!(got["check"]["passed"], true, "{got}");
 }
+
+/// A cluster whose TaskPlugin cannot bind (a stand-in `scontrol` says task/none): the script
+/// leaves `--cpu-bind` out and says how to turn it on; `--cpu-bind` forces it.
+#[test]
+fn cores_are_bound_only_where_the_cluster_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("scontrol");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'TaskPlugin              = task/none'\n",
+    )
+    .unwrap();
+    let chmod = Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    assert!(chmod.success());
+    let path = std::env::join_paths(
+        std::iter::once(dir.path().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let script = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+        cmd.args(["sbatch", "--nodes", "1", "--ntasks-per-node", "2"])
+            .args(["--cpus-per-task", "1"])
+            .args(extra)
+            .args(["--", "run"])
+            .env("PATH", &path);
+        let r = run(cmd);
+        assert_eq!(r.code, Some(0), "{}", r.describe());
+        r.stdout
+    };
+    let s = script(&[]);
+    let srun = s.lines().find(|l| l.starts_with("srun ")).unwrap();
+    assert!(!srun.contains("--cpu-bind"), "{s}");
+    assert!(
+        s.contains("# Note: cores are not bound: this cluster's TaskPlugin is task/none; set TaskPlugin=task/affinity"),
+        "{s}"
+    );
+    let s = script(&["--cpu-bind"]);
+    assert!(s.contains(" --cpu-bind=cores "), "{s}");
+    assert!(!s.contains("# Note:"), "{s}");
+}
