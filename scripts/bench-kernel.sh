@@ -34,3 +34,9 @@ for r in load("ringattn.jsonl"):
     print(f"| {r['seq']} | {r['head_dim']} | {r['threads']} | {'yes' if r['causal'] else 'no'} | "
           f"{r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% | {tg} | {ratio} |")
 PY
+# Per-ISA rows (issue 16): every path this CPU has, each against its own FMA peak, and bf16 K/V
+# (vdpbf16ps on AVX512-BF16 CPUs without AMX) beside f32 on the same path.
+for isa in $(target/release/ringattn info --json - | python3 -c 'import json,sys; print(" ".join(i for i in json.load(sys.stdin)["isa_available"] if i != "portable"))'); do
+  target/release/ringattn bench kernel --isa "$isa" --seq "$seqs" --head-dim 64,128 --threads 1,2 \
+    --causal false,true --dtype f32,bf16 --repeats 3 --json - >> "$out/ringattn-isa.jsonl"
+done

@@ -2,7 +2,7 @@
 # The hybrid-core scheduler (issue #5): N=8192 attention on 2 pinned threads, CALLS calls per
 # scheduler (interleaved), in three situations; prints one JSON object per line:
 #   1. thread on CPU 1 slowed 2x (--slow-cores 1:2, the testing aid),
-#   2. a real busy loop pinned to CPU 1 (a noisy neighbour; needs taskset),
+#   2. a busy neighbour: the bench's own spinning process (own session) pinned to CPU 1,
 #   3. an idle machine (hybrid's overhead against static).
 # Usage: bash scripts/bench-sched.sh [CALLS]
 set -euo pipefail
@@ -11,10 +11,5 @@ calls=${1:-50}
 cargo build --release -q
 bin=target/release/ringattn
 "$bin" bench sched --calls "$calls" --slow-cores 1:2 --json -
-taskset -c 1 sh -c 'while :; do :; done' &
-busy=$!
-trap 'kill $busy 2>/dev/null || true' EXIT
-"$bin" bench sched --calls "$calls" --json - | sed 's/"slow_cores":null/"slow_cores":"busy loop on cpu 1"/'
-kill "$busy"
-wait "$busy" 2>/dev/null || true
+"$bin" bench sched --calls "$calls" --busy-neighbour 1 --json -
 "$bin" bench sched --calls "$calls" --json -

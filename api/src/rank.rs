@@ -71,6 +71,13 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let (q, kv) = make_shard(job, rank, &positions)?;
     let cores = job.cores_of(rank).to_vec();
     let pool = kernel_sched(rank, job, &cores)?;
+    // Packing buffers allocated and touched, threads started: step 0 costs what later ones do.
+    match &kv {
+        Kv::Whole(kv) => ringattn_runtime::kernel::warm_up(kv, job.ring.tile, &pool),
+        Kv::Parts(r, s) => [r, s]
+            .into_iter()
+            .for_each(|kv| ringattn_runtime::kernel::warm_up(kv, job.ring.tile, &pool)),
+    }
     let setup_s = setup.elapsed().as_secs_f64();
 
     let state = AttnState::new(job.heads, q.rows(), job.dim);
@@ -79,7 +86,8 @@ pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let mut progress = progress_line(rank, world, start);
     let (state, stats, bytes_sent_retrieval, bytes_sent_streaming) =
         ring(comm, job, &q, kv, &pool, state, &mut progress)?;
-    let fin = state.finalize();
+    // Finite inputs whose result f32 cannot hold end here with a typed error (exit 1).
+    let fin = state.finalize_checked(&q.positions)?;
     job.sched.save(&pool);
     let idle = Instant::now();
     comm.barrier()?;

@@ -16,7 +16,7 @@
 use crate::kv_cache::{HeadCache, KvCache};
 use crate::mask::{Mask, TileClass};
 use crate::sched::Executor;
-use crate::state::AttnState;
+use crate::state::{merge_row, AttnState, OVERFLOWED};
 use crate::tensor::KvData;
 
 /// Cached rows per work item.
@@ -183,6 +183,12 @@ fn chunk_partial(
     let mut l = vec![0.0f32; group];
     for (j, row) in scores.chunks_exact_mut(n).enumerate() {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::INFINITY || row.iter().any(|s| s.is_nan()) {
+            // A score beyond f32: the row is marked, never exp(∞ − ∞).
+            row.fill(0.0);
+            m[j] = OVERFLOWED;
+            continue;
+        }
         if max == f32::NEG_INFINITY {
             row.fill(0.0);
             continue;
@@ -277,20 +283,5 @@ fn axpy4(acc: &mut [f32], w: [f32; 4], v: &[f32]) {
     let (v2, v3) = rest.split_at(dim);
     for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(v0).zip(v1).zip(v2).zip(v3) {
         *a += w[0] * x0 + w[1] * x1 + w[2] * x2 + w[3] * x3;
-    }
-}
-
-/// Merges the partial `(m2, l2, acc2)` of one query row into `(m, l, acc)` by log-sum-exp (the
-/// rule of [`AttnState::merge`]).
-fn merge_row(m: &mut f32, l: &mut f32, acc: &mut [f32], m2: f32, l2: f32, acc2: &[f32]) {
-    let mx = m.max(m2);
-    if mx == f32::NEG_INFINITY {
-        return;
-    }
-    let (a1, a2) = ((*m - mx).exp(), (m2 - mx).exp());
-    *m = mx;
-    *l = *l * a1 + l2 * a2;
-    for (x, &y) in acc.iter_mut().zip(acc2) {
-        *x = *x * a1 + y * a2;
     }
 }

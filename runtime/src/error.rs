@@ -45,6 +45,28 @@ pub enum Error {
         /// That rank's failure message.
         reason: String,
     },
+    /// The instruction set asked for (`isa` field, or `RINGATTN_ISA`) is not supported by this
+    /// CPU.
+    #[error("isa: this CPU does not support {requested} (it supports: {available})")]
+    IsaUnavailable {
+        /// The instruction set asked for.
+        requested: &'static str,
+        /// The ones this CPU supports, fastest first.
+        available: String,
+    },
+    /// A result that f32 cannot hold (scores or sums past f32's range) for finite inputs:
+    /// names the tensor, head and global position instead of returning inf or NaN.
+    #[error("{tensor} head {head} position {position}: {reason}")]
+    Overflow {
+        /// The tensor whose value cannot be represented (`scores`, `out`, `lse`).
+        tensor: &'static str,
+        /// Query head.
+        head: usize,
+        /// Global position of the query row.
+        position: usize,
+        /// What overflowed.
+        reason: String,
+    },
     /// A peer disappeared (its channel closed) without an abort message.
     #[error("communication failure on rank {rank}: {reason}")]
     Comm {
@@ -58,7 +80,10 @@ pub enum Error {
 impl Error {
     /// True when the error comes from bad user input (exit code 2) rather than a runtime failure.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::InvalidConfig(_) | Error::BadInput { .. })
+        matches!(
+            self,
+            Error::InvalidConfig(_) | Error::BadInput { .. } | Error::IsaUnavailable { .. }
+        )
     }
 
     /// Shorthand for [`Error::InvalidConfig`].

@@ -37,11 +37,13 @@ pub mod tensor;
 pub use comm::Comm;
 pub use decode::decode_attend;
 pub use error::{Error, Result};
-pub use kernel::{attend, attend_with, count_tiles, Isa, TileCounts, TileShape};
+pub use kernel::{
+    attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, TileCounts, TileShape,
+};
 pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{Mask, TileClass};
 pub use positions::{Positions, Run};
-pub use sched::{Executor, SchedConfig, SchedKind, Scheduler};
+pub use sched::{BusyClock, BusyModel, Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};
 pub use state::{AttnState, Finalized};
 pub use tensor::{Dtype, KvBlock, KvData, QShard};

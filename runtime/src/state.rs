@@ -9,6 +9,34 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::positions::Positions;
+
+/// The running max of a row whose scores left the f32 range (a Q·K product overflowed, or
+/// overflowing terms cancelled into NaN): +∞. It is sticky (no later key lowers it, merges keep
+/// it, no `exp(∞ − ∞)` is ever taken) and [`AttnState::finalize_checked`] reports it.
+pub const OVERFLOWED: f32 = f32::INFINITY;
+
+/// Merges the partial `(m2, l2, acc2)` of one query row into `(m, l, acc)` by log-sum-exp: the
+/// one merge rule of the ring pass, the decode reduction and the kernel's callers. Never forms
+/// `∞ − ∞`: an [`OVERFLOWED`] row stays overflowed.
+pub fn merge_row(m: &mut f32, l: &mut f32, acc: &mut [f32], m2: f32, l2: f32, acc2: &[f32]) {
+    let mx = m.max(m2);
+    if mx == f32::NEG_INFINITY {
+        return;
+    }
+    if mx == OVERFLOWED {
+        *m = OVERFLOWED;
+        return;
+    }
+    let (a1, a2) = ((*m - mx).exp(), (m2 - mx).exp());
+    *m = mx;
+    *l = *l * a1 + l2 * a2;
+    for (x, &y) in acc.iter_mut().zip(acc2) {
+        *x = *x * a1 + y * a2;
+    }
+}
+
 /// Unnormalised attention state for `heads × rows` query rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttnState {
@@ -64,19 +92,14 @@ impl AttnState {
         );
         let d = self.dim;
         for i in 0..self.m.len() {
-            let (m1, m2) = (self.m[i], other.m[i]);
-            let m = m1.max(m2);
-            if m == f32::NEG_INFINITY {
-                continue;
-            }
-            let a1 = (m1 - m).exp();
-            let a2 = (m2 - m).exp();
-            self.m[i] = m;
-            self.l[i] = self.l[i] * a1 + other.l[i] * a2;
-            let acc = &mut self.acc[i * d..(i + 1) * d];
-            for (x, y) in acc.iter_mut().zip(&other.acc[i * d..(i + 1) * d]) {
-                *x = *x * a1 + *y * a2;
-            }
+            merge_row(
+                &mut self.m[i],
+                &mut self.l[i],
+                &mut self.acc[i * d..(i + 1) * d],
+                other.m[i],
+                other.l[i],
+                &other.acc[i * d..(i + 1) * d],
+            );
         }
     }
 
@@ -96,14 +119,63 @@ impl AttnState {
         }
     }
 
-    /// `out = acc / l`, `lse = m + ln l`; rows that saw no key give 0 and −∞.
+    /// [`finalize`](Self::finalize), refusing a result f32 cannot hold: a row whose scores
+    /// overflowed, or whose output or lse is not finite, is [`Error::Overflow`] naming the
+    /// tensor, the query head and the row's global position (`positions` are the rows'
+    /// positions). Finite inputs thus never give NaN or ±∞ silently.
+    pub fn finalize_checked(&self, positions: &Positions) -> Result<Finalized> {
+        let fin = self.finalize();
+        let rows = self.rows.max(1);
+        let d = self.dim;
+        let overflow = |tensor, i: usize, reason: &str| Error::Overflow {
+            tensor,
+            head: i / rows,
+            position: if i % rows < positions.len() {
+                positions.get(i % rows)
+            } else {
+                i % rows
+            },
+            reason: reason.to_string(),
+        };
+        for i in 0..self.m.len() {
+            if self.m[i] == OVERFLOWED || self.m[i].is_nan() {
+                return Err(overflow(
+                    "scores",
+                    i,
+                    "a query·key score is beyond the f32 range (|q·k|/√d > 3.4e38)",
+                ));
+            }
+            if fin.lse[i].is_nan() || fin.lse[i] == f32::INFINITY {
+                return Err(overflow(
+                    "lse",
+                    i,
+                    "the log-sum-exp is beyond the f32 range",
+                ));
+            }
+            if fin.out[i * d..(i + 1) * d].iter().any(|x| !x.is_finite()) {
+                return Err(overflow(
+                    "out",
+                    i,
+                    "the weighted sum of V rows is beyond the f32 range (|v| near 3.4e38)",
+                ));
+            }
+        }
+        Ok(fin)
+    }
+
+    /// `out = acc / l`, `lse = m + ln l`; rows that saw no key give 0 and −∞, rows whose scores
+    /// overflowed give NaN and +∞ (use [`finalize_checked`](Self::finalize_checked) to refuse
+    /// them).
     pub fn finalize(&self) -> Finalized {
         let d = self.dim;
         let mut out = vec![0.0f32; self.acc.len()];
         let mut lse = vec![f32::NEG_INFINITY; self.m.len()];
         for i in 0..self.m.len() {
             let l = self.l[i];
-            if l > 0.0 {
+            if self.m[i] == OVERFLOWED || self.m[i].is_nan() {
+                out[i * d..(i + 1) * d].fill(f32::NAN);
+                lse[i] = f32::INFINITY;
+            } else if l > 0.0 {
                 let inv = 1.0 / l;
                 for (o, a) in out[i * d..(i + 1) * d]
                     .iter_mut()

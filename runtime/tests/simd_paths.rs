@@ -282,9 +282,12 @@ fn bf16_case(dim: usize) {
     };
     for isa in Isa::available() {
         let got = run(isa);
+        // The AVX512-BF16 path rounds the probabilities to bf16 for vdpbf16ps: 2⁻⁹·max|v|.
+        let bf16_dot = isa == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16");
+        let tol = if bf16_dot { 1.0 / 512.0 } else { PATH_TOL };
         for (a, b) in got.out.iter().zip(&portable.out) {
             assert!(
-                (a - b).abs() <= PATH_TOL,
+                (a - b).abs() <= tol,
                 "{isa:?} vs portable (bf16): {a} vs {b}"
             );
         }

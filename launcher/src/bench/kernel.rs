@@ -19,6 +19,7 @@ use ringattn_runtime::{
 };
 use serde::Serialize;
 
+use crate::args::isa::IsaArg;
 use crate::cli::DtypeArg;
 
 /// Options of `ringattn bench kernel`.
@@ -52,7 +53,8 @@ pub struct KernelArgs {
     /// Timed runs per shape (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Micro-kernels: the fastest this CPU has, or a given one.
+    /// Micro-kernels: amx, avx512, avx2, portable, or auto (RINGATTN_ISA when set, else the
+    /// fastest this CPU has). One this CPU lacks is an error (exit 2).
     #[arg(long, value_enum, default_value_t = IsaArg::Auto)]
     pub isa: IsaArg,
     /// Query rows per kernel tile.
@@ -67,21 +69,6 @@ pub struct KernelArgs {
     /// Kernel thread scheduling (threads are pinned to the first allowed cores).
     #[command(flatten)]
     pub sched: crate::args::sched::SchedArgs,
-}
-
-/// Micro-kernel choices of `--isa`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum IsaArg {
-    /// The fastest available.
-    Auto,
-    /// AMX-BF16 tiles with split operands (f32 accuracy; head dims that are multiples of 32).
-    Amx,
-    /// AVX-512F.
-    Avx512,
-    /// AVX2 + FMA.
-    Avx2,
-    /// Portable Rust.
-    Portable,
 }
 
 /// One measured shape: the line format shared with `benches/compare/sdpa.py`.
@@ -121,19 +108,7 @@ pub struct KernelResult {
 
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
-    let isa = match args.isa {
-        IsaArg::Auto => Isa::best(),
-        IsaArg::Amx => Isa::Amx,
-        IsaArg::Avx512 => Isa::Avx512,
-        IsaArg::Avx2 => Isa::Avx2,
-        IsaArg::Portable => Isa::Portable,
-    };
-    if !isa.is_available() {
-        return Err(Error::config(format!(
-            "--isa {}: this CPU does not support it",
-            isa.name()
-        )));
-    }
+    let isa = args.isa.activate()?;
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
     let threads = if args.threads.is_empty() {
         let mut t = vec![1, allowed_cores.max(1)];

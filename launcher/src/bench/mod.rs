@@ -6,6 +6,7 @@
 //! module and arguments.
 
 pub mod kernel;
+pub mod neighbour;
 pub mod results_file;
 pub mod scaling;
 pub mod scaling_mpi;

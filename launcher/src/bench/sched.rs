@@ -24,7 +24,7 @@ use ringattn::io::write_json;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples (BENCHMARKS.md):\n  \
     ringattn bench sched --slow-cores 1:2 --calls 50 --json -\n  \
-    taskset -c 1 sh -c 'while :; do :; done' & ringattn bench sched --calls 50; kill %1\n  \
+    ringattn bench sched --busy-neighbour --calls 50   (a spinning process on the last core)\n  \
     ringattn bench sched --calls 50            (idle machine: hybrid vs static overhead)")]
 pub struct SchedBenchArgs {
     /// Kernel calls per scheduler.
@@ -48,6 +48,13 @@ pub struct SchedBenchArgs {
     /// TESTING AID: the thread on CPU does FACTOR× the work per item (e.g. `1:2`).
     #[arg(long, value_name = "CPU:FACTOR,...")]
     pub slow_cores: Option<String>,
+    /// Run a spinning process of the bench's own (its own session, so autogroup scheduling
+    /// treats it as another job) on CPU [default: the last pinned core] for the whole bench.
+    #[arg(long, value_name = "CPU", num_args = 0..=1, default_missing_value = "last")]
+    pub busy_neighbour: Option<String>,
+    /// Internal: be the busy neighbour (pin to CPU and spin until killed).
+    #[arg(long, value_name = "CPU", hide = true)]
+    pub spin_on: Option<usize>,
     /// Weight of the old ratio per hybrid update.
     #[arg(long, default_value_t = ringattn_runtime::sched::ratios::DEFAULT_ALPHA)]
     pub sched_alpha: f64,
@@ -75,6 +82,10 @@ pub struct SchedBenchResult {
     pub calls: usize,
     /// `--slow-cores` as given.
     pub slow_cores: Option<String>,
+    /// CPU of the busy neighbour (`--busy-neighbour`), if one ran.
+    pub busy_neighbour: Option<usize>,
+    /// rayon_s / hybrid_s (≥ 1: hybrid at least as fast as work stealing).
+    pub rayon_over_hybrid: f64,
     /// Total seconds of the hybrid scheduler's calls.
     pub hybrid_s: f64,
     /// Total seconds under the static split.
@@ -99,6 +110,9 @@ pub struct SchedBenchResult {
 
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    if let Some(cpu) = args.spin_on {
+        super::neighbour::spin(cpu);
+    }
     let threads = args.threads.unwrap_or(allowed_cores.max(1));
     if [args.calls, args.seq, args.heads, args.head_dim, threads].contains(&0) {
         return Err(Error::config(
@@ -115,6 +129,8 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
             "--threads {threads}: only {allowed_cores} cores are allowed; bench sched pins one thread per core"
         )));
     }
+    // Started before the single-core timings, so the ideal time includes it; stopped on drop.
+    let neighbour = super::neighbour::Neighbour::from_arg(args.busy_neighbour.as_deref(), &cores)?;
     let make = |kind, cores: Vec<usize>| {
         Scheduler::new(SchedConfig {
             kind,
@@ -140,19 +156,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         make(SchedKind::Static, cores.clone())?,
         make(SchedKind::Rayon, cores.clone())?,
     ];
-    let mut totals = [0.0f64; 3];
-    let mut hybrid_call_s = Vec::with_capacity(args.calls);
-    for call in 0..args.calls {
-        bar.set_message(format!("call {}/{}", call + 1, args.calls));
-        for (i, s) in scheds.iter().enumerate() {
-            let t = inputs.call(s);
-            totals[i] += t;
-            if i == 0 {
-                hybrid_call_s.push(t);
-            }
-            bar.inc(1);
-        }
-    }
+    let (totals, hybrid_call_s) = interleaved(&scheds, args.calls, &inputs, &bar);
     bar.finish_and_clear();
     let last = scheds[0].last_call();
     let busy = &last.busy_s;
@@ -168,6 +172,8 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         cores,
         calls: args.calls,
         slow_cores: args.slow_cores.clone(),
+        busy_neighbour: neighbour.as_ref().map(|n| n.cpu),
+        rayon_over_hybrid: totals[2] / totals[0],
         hybrid_s: totals[0],
         static_s: totals[1],
         rayon_s: totals[2],
@@ -184,6 +190,30 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         None => print_summary(&result),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `calls` rounds of one call per scheduler (hybrid, static, rayon, hybrid, ...): the total
+/// seconds per scheduler and each hybrid call's seconds.
+fn interleaved(
+    scheds: &[Scheduler; 3],
+    calls: usize,
+    inputs: &Inputs,
+    bar: &ProgressBar,
+) -> ([f64; 3], Vec<f64>) {
+    let mut totals = [0.0f64; 3];
+    let mut hybrid_call_s = Vec::with_capacity(calls);
+    for call in 0..calls {
+        bar.set_message(format!("call {}/{calls}", call + 1));
+        for (i, s) in scheds.iter().enumerate() {
+            let t = inputs.call(s);
+            totals[i] += t;
+            if i == 0 {
+                hybrid_call_s.push(t);
+            }
+            bar.inc(1);
+        }
+    }
+    (totals, hybrid_call_s)
 }
 
 /// The tensors of one call, made once.
@@ -239,7 +269,7 @@ fn bar(len: usize) -> ProgressBar {
 
 fn print_summary(r: &SchedBenchResult) {
     println!(
-        "N={} H={} D={}{} threads={} cores={:?} calls={} slow={}",
+        "N={} H={} D={}{} threads={} cores={:?} calls={} slow={} busy neighbour={}",
         r.seq,
         r.heads,
         r.head_dim,
@@ -247,7 +277,9 @@ fn print_summary(r: &SchedBenchResult) {
         r.threads,
         r.cores,
         r.calls,
-        r.slow_cores.as_deref().unwrap_or("none")
+        r.slow_cores.as_deref().unwrap_or("none"),
+        r.busy_neighbour
+            .map_or("none".to_string(), |c| format!("cpu {c}"))
     );
     println!(
         "  hybrid  {:>9.3} s  ({:.3}× ideal)",
@@ -257,7 +289,10 @@ fn print_summary(r: &SchedBenchResult) {
         "  static  {:>9.3} s  ({:.3}× hybrid)",
         r.static_s, r.static_over_hybrid
     );
-    println!("  rayon   {:>9.3} s", r.rayon_s);
+    println!(
+        "  rayon   {:>9.3} s  ({:.3}× hybrid)",
+        r.rayon_s, r.rayon_over_hybrid
+    );
     println!(
         "  ideal   {:>9.3} s  (single-core s per call: {:?})",
         r.ideal_s, r.single_core_s

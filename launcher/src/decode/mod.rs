@@ -75,6 +75,9 @@ pub struct DecodeArgs {
     /// Kernel thread scheduling.
     #[command(flatten)]
     pub sched: crate::args::sched::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::args::isa::IsaArgs,
     /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
     #[command(flatten)]
     pub duo: crate::args::duo::DuoArgs,
@@ -130,6 +133,7 @@ impl DecodeArgs {
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
+    args.isa.isa.activate()?;
     let duo = args.duo.plan(args.kv_heads())?;
 
     let decode = DecodeJob {

@@ -16,6 +16,9 @@ pub struct InfoArgs {
     /// Print JSON instead of text ("-" = stdout).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
+    /// Micro-kernels to report and measure the peak of (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::args::isa::IsaArgs,
 }
 
 /// What `info` reports.
@@ -29,6 +32,9 @@ pub struct Info {
     pub isa_available: Vec<&'static str>,
     /// Measured f32 FMA peak of one core with `isa` (AVX-512's for `amx`), GFLOP/s.
     pub peak_gflops_per_core: f64,
+    /// Measured f32 FMA peak of one core for each vector instruction set this CPU has
+    /// (`avx512`, `avx2`), so every path can be compared with its own peak.
+    pub peak_gflops_per_core_by_isa: std::collections::BTreeMap<&'static str, f64>,
     /// Measured bf16 rate of one core's AMX tile unit, GFLOP/s (absent without AMX). The f32
     /// tile path does six bf16 products per f32 product: its ceiling is a sixth of this.
     pub tile_peak_gflops_per_core: Option<f64>,
@@ -55,8 +61,8 @@ fn read_trimmed(path: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Gathers the machine facts (takes ~0.3 s for the peak measurement).
-pub fn gather(allowed_cores: usize) -> Info {
+/// Gathers the machine facts for micro-kernels `isa` (takes ~0.3 s per peak measurement).
+pub fn gather(allowed_cores: usize, isa: Isa) -> Info {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -74,7 +80,6 @@ pub fn gather(allowed_cores: usize) -> Info {
                 .map(|v| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
-    let isa = Isa::best();
     let topology = Topology::detect();
     Info {
         initial_ratios: topology.initial_ratios(),
@@ -83,6 +88,11 @@ pub fn gather(allowed_cores: usize) -> Info {
         isa: isa.name(),
         isa_available: Isa::available().into_iter().map(Isa::name).collect(),
         peak_gflops_per_core: measure_peak_gflops(isa, Duration::from_millis(300)),
+        peak_gflops_per_core_by_isa: [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.is_available())
+            .map(|i| (i.name(), measure_peak_gflops(i, Duration::from_millis(300))))
+            .collect(),
         tile_peak_gflops_per_core: measure_tile_peak_gflops(Duration::from_millis(100)),
         allowed_cores,
         affinity,
@@ -95,7 +105,7 @@ pub fn gather(allowed_cores: usize) -> Info {
 
 /// Prints the facts as text or JSON.
 pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
-    let info = gather(allowed_cores);
+    let info = gather(allowed_cores, args.isa.isa.activate()?);
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, &info)?,
         None => {
@@ -109,6 +119,9 @@ pub fn run_info(args: &InfoArgs, allowed_cores: usize) -> Result<ExitCode> {
                 "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
                 info.peak_gflops_per_core
             );
+            for (name, peak) in &info.peak_gflops_per_core_by_isa {
+                println!("peak {name:<7} {peak:.1} GFLOP/s per core (f32 FMA, measured)");
+            }
             if let Some(tile) = info.tile_peak_gflops_per_core {
                 println!(
                     "amx:          {tile:.0} GFLOP/s per core (bf16 tiles, measured; f32 by six \

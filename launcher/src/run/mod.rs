@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// Kernel thread scheduling.
     #[command(flatten)]
     pub sched: crate::args::sched::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::args::isa::IsaArgs,
     /// DuoAttention: retrieval heads attend everything, streaming heads a sink + recent window.
     #[command(flatten)]
     pub duo: crate::args::duo::DuoArgs,
@@ -109,6 +112,7 @@ pub fn exit_code(e: &Error) -> u8 {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
+    args.isa.isa.activate()?;
     match backend::resolve(args.backend)? {
         Backend::Local => {
             let job = ringattn::prepare_local(&args.spec()?).map_err(spec::flag_error)?;

@@ -362,7 +362,7 @@ fn run_steps<E: Executor>(
             for p in &parts {
                 merged.merge(&decode_bytes(rank, p)?);
             }
-            let fin = merged.finalize();
+            let fin = merged.finalize_checked(&ringattn_runtime::Positions::contiguous(pos, 1))?;
             rows.push(DecodedRow {
                 step,
                 pos,

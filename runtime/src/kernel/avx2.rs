@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::Micro;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX2 and FMA.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +28,20 @@ impl Avx2 {
 impl Micro for Avx2 {
     const LANES: usize = 8;
     const ISA: super::Isa = super::Isa::Avx2;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(
@@ -139,14 +154,16 @@ unsafe fn qk_block<const MR: usize, const NC: usize>(
     }
 }
 
-/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0, NaN lanes NaN.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn exp2(x: __m256) -> __m256 {
     const C: [f32; 6] = super::EXP2_TAYLOR;
     let floor = _mm256_set1_ps(-126.0);
-    let valid = _mm256_cmp_ps::<_CMP_GE_OQ>(x, floor);
-    let x = _mm256_max_ps(x, floor);
+    // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
+    // (x) when one is NaN.
+    let valid = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, floor);
+    let x = _mm256_max_ps(floor, x);
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm256_sub_ps(x, n);
     let mut p = _mm256_set1_ps(C[5]);
@@ -189,25 +206,40 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
         vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(ptr.add(j)));
     }
     let row_max = row[full..].iter().copied().fold(hmax(vmax), f32::max);
-    if row_max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return 1.0;
-    }
-    let m_new = m.max(row_max * scale);
-    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
-    let c = scale * std::f32::consts::LOG2_E;
-    let offset = m_new * std::f32::consts::LOG2_E;
-    let (vc, voff) = (_mm256_set1_ps(c), _mm256_set1_ps(offset));
+    let (m_new, alpha) = match row_step(row_max, scale, *m) {
+        RowStep::Update { m_new, alpha } => (m_new, alpha),
+        step => {
+            row.fill(0.0);
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
+        }
+    };
+    // (s·scale − m_new)·log₂e, the product rounded first: ≤ 0 for every score (see row_step).
+    let log2e = std::f32::consts::LOG2_E;
+    let (vscale, vm, vl) = (
+        _mm256_set1_ps(scale),
+        _mm256_set1_ps(m_new),
+        _mm256_set1_ps(log2e),
+    );
     let mut vsum = _mm256_setzero_ps();
     for j in (0..full).step_by(8) {
-        let e = exp2(_mm256_fmsub_ps(_mm256_loadu_ps(ptr.add(j)), vc, voff));
+        let y = _mm256_mul_ps(_mm256_loadu_ps(ptr.add(j)), vscale);
+        let e = exp2(_mm256_mul_ps(_mm256_sub_ps(y, vm), vl));
         _mm256_storeu_ps(ptr.add(j), e);
         vsum = _mm256_add_ps(vsum, e);
     }
     let mut sum = hsum(vsum);
     for x in &mut row[full..] {
-        *x = x.mul_add(c, -offset).exp2();
+        *x = ((*x * scale - m_new) * log2e).exp2();
         sum += *x;
+    }
+    if !sum.is_finite() {
+        // A NaN score (exp2 propagates it): Q·K left the f32 range.
+        row.fill(0.0);
+        return overflowed(m);
     }
     *l = *l * alpha + sum;
     *m = m_new;

@@ -15,7 +15,8 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::Micro;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F; the only way to reach the kernels below.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +34,20 @@ impl Avx512 {
 impl Micro for Avx512 {
     const LANES: usize = 16;
     const ISA: super::Isa = super::Isa::Avx512;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         assert!(
@@ -164,13 +179,16 @@ pub(crate) fn lanes(n: usize) -> __mmask16 {
     }
 }
 
-/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0.
+/// 2^x for every lane; lanes below −126 (and −∞) give exactly 0, NaN lanes give NaN (so a
+/// NaN score shows in the row sum).
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
     const C: [f32; 6] = super::EXP2_TAYLOR;
-    let valid = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-126.0));
-    let x = _mm512_max_ps(x, _mm512_set1_ps(-126.0));
+    // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
+    // (x) when one is NaN.
+    let valid = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-126.0));
+    let x = _mm512_max_ps(_mm512_set1_ps(-126.0), x);
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm512_sub_ps(x, n);
     let mut p = _mm512_set1_ps(C[5]);
@@ -181,37 +199,68 @@ pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
     _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n))
 }
 
+/// The largest of `row[..n]`.
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+#[inline]
+pub(crate) unsafe fn row_max(row: *const f32, n: usize) -> f32 {
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut vmax = neg_inf;
     let mut j = 0;
     while j < n {
-        let k = lanes(n - j);
-        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(neg_inf, k, row.add(j)));
+        vmax = _mm512_max_ps(
+            vmax,
+            _mm512_mask_loadu_ps(neg_inf, lanes(n - j), row.add(j)),
+        );
         j += 16;
     }
-    let row_max = _mm512_reduce_max_ps(vmax);
-    if row_max == f32::NEG_INFINITY {
-        std::ptr::write_bytes(row, 0, n);
-        return 1.0;
-    }
-    let m_new = m.max(row_max * scale);
-    // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
-    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
-    let c = _mm512_set1_ps(scale * std::f32::consts::LOG2_E);
-    let offset = _mm512_set1_ps(m_new * std::f32::consts::LOG2_E);
+    _mm512_reduce_max_ps(vmax)
+}
+
+/// The `exp2` argument of raw scores `s`: `(s·scale − m)·log₂e` with the product rounded before
+/// the subtraction, so it is ≤ 0 whenever `m ≥ max(s)·scale` (see [`row_step`]).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn exp2_arg(s: __m512, scale: __m512, m: __m512, log2e: __m512) -> __m512 {
+    _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(s, scale), m), log2e)
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (m_new, alpha) = match row_step(row_max(row, n), scale, *m) {
+        RowStep::Update { m_new, alpha } => (m_new, alpha),
+        step => {
+            std::ptr::write_bytes(row, 0, n);
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
+        }
+    };
+    let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
+    let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
     let mut vsum = _mm512_setzero_ps();
     let mut j = 0;
     while j < n {
         let k = lanes(n - j);
-        let x = _mm512_fmsub_ps(_mm512_mask_loadu_ps(neg_inf, k, row.add(j)), c, offset);
+        let x = exp2_arg(
+            _mm512_mask_loadu_ps(neg_inf, k, row.add(j)),
+            vscale,
+            vm,
+            log2e,
+        );
         let e = _mm512_maskz_mov_ps(k, exp2(x));
         _mm512_mask_storeu_ps(row.add(j), k, e);
         vsum = _mm512_add_ps(vsum, e);
         j += 16;
     }
-    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    let sum = _mm512_reduce_add_ps(vsum);
+    if !sum.is_finite() {
+        std::ptr::write_bytes(row, 0, n);
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
     *m = m_new;
     alpha
 }

@@ -4,6 +4,8 @@
 //! The arithmetic is delegated to a [`Micro`] implementation (portable, AVX2, AVX-512), so the
 //! tile logic exists once and the SIMD code stays small.
 
+use std::sync::Mutex;
+
 use crate::mask::{Mask, TileClass};
 use crate::tensor::{KvBlock, KvData, QShard};
 
@@ -17,6 +19,28 @@ pub(crate) trait Micro: Copy + Send + Sync {
 
     /// The instruction set these micro-kernels use (names the scheduler's kernel class).
     const ISA: super::Isa;
+
+    /// Element of packed V: f32 rows, or (bf16 path) a u32 holding the bf16 values of two
+    /// consecutive keys at one column.
+    type V: Pooled + Sync;
+
+    /// Keys per packed V element along the key axis (1 for f32 rows, 2 for bf16 key pairs).
+    /// Packed V of one KV head is `rows.div_ceil(KEYS_PER_V) × d` elements.
+    const KEYS_PER_V: usize = 1;
+
+    /// Packs rows `start..start + nk` of head `head` of `v` (`rows` rows per head) into `dst`
+    /// (`nk.div_ceil(KEYS_PER_V) × d` elements).
+    #[allow(clippy::too_many_arguments)]
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        nk: usize,
+        d: usize,
+        dst: &mut [Self::V],
+    );
 
     /// `s[i·ld + j] = Σ_p q[i·d + p] · kt[p·ld + j]` for `i < nq`, `j < ld` (`ld` a multiple of
     /// `LANES`; columns past the real keys are zero-padded in `kt`).
@@ -36,11 +60,65 @@ pub(crate) trait Micro: Copy + Send + Sync {
         ld: usize,
         nq: usize,
         nk: usize,
-        v: &[f32],
+        v: &[Self::V],
         d: usize,
         alpha: &[f32],
         acc: &mut [f32],
     );
+}
+
+/// [`Micro::pack_v`] of the f32 paths: the rows as f32 (bf16 widened).
+pub(crate) fn pack_v_f32(
+    v: &KvData,
+    head: usize,
+    rows: usize,
+    start: usize,
+    d: usize,
+    dst: &mut [f32],
+) {
+    v.read_f32((head * rows + start) * d, dst);
+}
+
+/// What one online-softmax step does with a row of raw scores, decided from the row's max.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum RowStep {
+    /// Every key blocked: the row becomes zeros, the state is unchanged, alpha = 1.
+    Blocked,
+    /// A score is +∞ or NaN (Q·K beyond f32): the row becomes zeros, the running max becomes
+    /// [`OVERFLOWED`](crate::state::OVERFLOWED), alpha = 1. No `exp(∞ − ∞)` is ever formed.
+    Overflowed,
+    /// The new running max and the accumulator factor `exp(m_old − m_new)`.
+    Update {
+        /// `max(m_old, row_max · scale)`.
+        m_new: f32,
+        /// Exactly 1 when the max did not move.
+        alpha: f32,
+    },
+}
+
+/// The step for a row whose largest raw score is `row_max`, with running max `m`. (A NaN score
+/// that the max skipped shows up as a non-finite row sum: the paths' `exp2` propagates NaN, and
+/// a finite row sums to at most its length; each path then calls [`overflowed`].) Every path's softmax then computes `exp((s·scale) − m_new)` as a rounded
+/// product minus `m_new` (never fused): rounding is monotone, so the argument is ≤ 0 for every
+/// finite score however large (4e12 or −4e20), and exp never overflows.
+pub(crate) fn row_step(row_max: f32, scale: f32, m: f32) -> RowStep {
+    if row_max.is_nan() || row_max == f32::INFINITY {
+        return RowStep::Overflowed;
+    }
+    if row_max == f32::NEG_INFINITY {
+        return RowStep::Blocked;
+    }
+    let m_new = m.max(row_max * scale);
+    // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
+    let alpha = if m_new == m { 1.0 } else { (m - m_new).exp() };
+    RowStep::Update { m_new, alpha }
+}
+
+/// Marks the row's state [`OVERFLOWED`](crate::state::OVERFLOWED) (its probabilities must be
+/// zeroed by the caller) and returns alpha = 1.
+pub(crate) fn overflowed(m: &mut f32) -> f32 {
+    *m = crate::state::OVERFLOWED;
+    1.0
 }
 
 /// Blanks the forbidden scores of Partial tiles: whole ranges per row from
@@ -145,25 +223,33 @@ impl Scratch {
 
 /// K and V of a whole block prepared once per call. K for Q·Kᵀ: per (KV head, key tile) a `[d][ld]`
 /// panel ([`pack_transposed`]), so items read ready panels instead of each repacking them.
-pub(crate) struct PackedK {
+pub(crate) struct PackedK<V: Pooled = f32> {
     data: AlignedBuf,
     /// V of the block as f32 in one 64-byte-aligned buffer (same `[kv_heads][rows][dim]`
     /// order): full-width loads of V rows never split a cache line, and bf16 V is widened once
     /// per call instead of once per (item, tile).
-    v: AlignedBuf,
+    v: AlignedBuf<V>,
+    /// Packed V elements per KV head.
+    v_head: usize,
     ld: usize,
     panel: usize,
     tiles_per_head: usize,
 }
 
-impl PackedK {
+impl<V: Pooled + Sync> PackedK<V> {
     /// Packs every key tile of every KV head of `kv` and copies V, on the threads of `pool`.
-    pub(crate) fn new<M: Micro, E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) -> Self {
+    pub(crate) fn new<M: Micro<V = V>, E: Executor>(
+        micro: M,
+        kv: &KvBlock,
+        tile: TileShape,
+        pool: &E,
+    ) -> Self {
         let (rows, d) = (kv.rows(), kv.dim);
         let ld = tile.k.next_multiple_of(M::LANES);
         let tiles_per_head = rows.div_ceil(tile.k);
         let panel = d * ld;
-        let mut data = AlignedBuf::zeroed(kv.kv_heads * tiles_per_head * panel);
+        // Every element is written below (panels include their zero padding).
+        let mut data = AlignedBuf::reused(kv.kv_heads * tiles_per_head * panel);
         let mut panels: Vec<(usize, &mut [f32])> = data
             .as_mut_slice()
             .chunks_mut(panel.max(1))
@@ -182,16 +268,27 @@ impl PackedK {
                 pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
             },
         );
-        let mut v = AlignedBuf::zeroed(kv.v.len());
-        let chunk = (tile.k * d).max(1);
-        let mut chunks: Vec<(usize, &mut [f32])> =
-            v.as_mut_slice().chunks_mut(chunk).enumerate().collect();
-        pool.run("pack", &mut chunks, &|_| 1.0, &|| (), &|(), (i, dst)| {
-            kv.v.read_f32(*i * chunk, dst)
+        // V per (KV head, key tile); tile.k is a multiple of KEYS_PER_V, so tiles start on
+        // whole packed elements.
+        let kp = M::KEYS_PER_V;
+        let v_head = rows.div_ceil(kp) * d;
+        let mut v = AlignedBuf::<V>::reused(kv.kv_heads * v_head);
+        let mut chunks: Vec<(usize, &mut [V])> = Vec::new();
+        for (head, dst) in v.as_mut_slice().chunks_mut(v_head.max(1)).enumerate() {
+            let per_tile = (tile.k / kp * d).max(1);
+            for (t, dst) in dst.chunks_mut(per_tile).enumerate() {
+                chunks.push((head * tiles_per_head + t, dst));
+            }
+        }
+        pool.run("pack", &mut chunks, &|_| 1.0, &|| (), &|(), (idx, dst)| {
+            let (head, t) = (*idx / tiles_per_head, *idx % tiles_per_head);
+            let ka = t * tile.k;
+            micro.pack_v(&kv.v, head, rows, ka, tile.k.min(rows - ka), d, dst);
         });
         PackedK {
             data,
             v,
+            v_head,
             ld,
             panel,
             tiles_per_head,
@@ -210,7 +307,7 @@ pub(crate) fn process_item<M: Micro>(
     micro: M,
     q: &QShard,
     kv: &KvBlock,
-    packed: &PackedK,
+    packed: &PackedK<M::V>,
     mask: Mask,
     tile: TileShape,
     item: &mut Item<'_>,
@@ -218,7 +315,7 @@ pub(crate) fn process_item<M: Micro>(
 ) -> TileCounts {
     let dim = q.dim;
     let scale = 1.0 / (dim as f32).sqrt();
-    let (q_rows, k_rows) = (q.rows(), kv.rows());
+    let q_rows = q.rows();
     let (qa, nq) = (item.q_start, item.m.len());
     let kv_head = item.head / (q.heads / kv.kv_heads);
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
@@ -233,27 +330,72 @@ pub(crate) fn process_item<M: Micro>(
         for (i, row) in scores.chunks_mut(ld).enumerate() {
             s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
         }
-        let v_start = (kv_head * k_rows + ka) * dim;
-        let v_tile = &packed.v.as_slice()[v_start..v_start + nk * dim];
+        let kp = M::KEYS_PER_V;
+        let v_start = kv_head * packed.v_head + ka / kp * dim;
+        let v_tile = &packed.v.as_slice()[v_start..v_start + nk.div_ceil(kp) * dim];
         micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
     }
     counts
 }
 
-/// A buffer (f32 unless said otherwise) whose first element sits on a 64-byte boundary, so rows whose length is a
-/// multiple of 16 floats never split a cache line on a full-width vector load (a split load
-/// costs two load slots). Safe: it over-allocates and starts at the aligned offset.
-pub(crate) struct AlignedBuf<T = f32> {
+/// Element types of [`AlignedBuf`]: each has a process-wide pool of released storage, so the
+/// K/V packing of every ring step and every call reuses memory that is already mapped and
+/// touched instead of paying page faults for fresh zeroed allocations each time.
+pub(crate) trait Pooled: Copy + Default + Send + 'static {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
+}
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn pool() -> &'static Mutex<Vec<Vec<$t>>> {
+                static POOL: Mutex<Vec<Vec<$t>>> = Mutex::new(Vec::new());
+                &POOL
+            }
+        }
+    )*};
+}
+pooled!(f32, u16, u32);
+// A type no kernel uses, so the pool test below owns its pool.
+#[cfg(test)]
+pooled!(i8);
+
+/// Released buffers kept per element type (the largest ones win).
+const POOL_KEEP: usize = 8;
+
+/// A buffer (f32 unless said otherwise) whose first element sits on a 64-byte boundary, so rows
+/// whose length is a multiple of 16 floats never split a cache line on a full-width vector load
+/// (a split load costs two load slots). Safe: it over-allocates and starts at the aligned offset.
+/// Its storage goes back to the type's pool when dropped.
+pub(crate) struct AlignedBuf<T: Pooled = f32> {
     storage: Vec<T>,
     offset: usize,
     len: usize,
 }
 
-impl<T: Copy + Default> AlignedBuf<T> {
+impl<T: Pooled> AlignedBuf<T> {
     /// `len` zeros, 64-byte aligned.
     pub(crate) fn zeroed(len: usize) -> Self {
+        let mut buf = Self::reused(len);
+        buf.as_mut_slice().fill(T::default());
+        buf
+    }
+
+    /// `len` elements, 64-byte aligned, holding whatever a released buffer held (initialised,
+    /// but not zero): for buffers the caller overwrites entirely. Takes the smallest pooled
+    /// storage that fits (and is at most twice the size), else allocates.
+    pub(crate) fn reused(len: usize) -> Self {
         let slack = 64 / std::mem::size_of::<T>().max(1);
-        let storage = vec![T::default(); len + slack];
+        let want = len + slack;
+        let mut storage = {
+            let mut pool = T::pool().lock().unwrap_or_else(|e| e.into_inner());
+            let best = (0..pool.len())
+                // At most twice the size: a small scratch must not take a large panel buffer.
+                .filter(|&i| (want..=2 * want).contains(&pool[i].capacity()))
+                .min_by_key(|&i| pool[i].capacity());
+            best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        };
+        storage.resize(want, T::default());
         let offset = storage.as_ptr().align_offset(64).min(slack);
         AlignedBuf {
             storage,
@@ -268,6 +410,24 @@ impl<T: Copy + Default> AlignedBuf<T> {
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.storage[self.offset..self.offset + self.len]
+    }
+}
+
+impl<T: Pooled> Drop for AlignedBuf<T> {
+    fn drop(&mut self) {
+        let storage = std::mem::take(&mut self.storage);
+        if storage.capacity() == 0 {
+            return;
+        }
+        let mut pool = T::pool().lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(storage);
+        if pool.len() > POOL_KEEP {
+            // Keep the largest: they serve every smaller request too.
+            let smallest = (0..pool.len()).min_by_key(|&i| pool[i].capacity());
+            if let Some(i) = smallest {
+                pool.swap_remove(i);
+            }
+        }
     }
 }
 
@@ -292,5 +452,62 @@ fn pack_transposed(k: &[f32], nk: usize, d: usize, ld: usize, kt: &mut [f32]) {
             *slot = k[j * d + p];
         }
         dst[nk..].fill(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_storage_is_reused_aligned_and_zeroed_on_request() {
+        // i8: no kernel uses it, so no concurrent test can take the storage in between.
+        let len = 123_457;
+        let mut a = AlignedBuf::<i8>::zeroed(len);
+        a.as_mut_slice().fill(7);
+        let ptr = a.as_slice().as_ptr();
+        drop(a);
+        let b = AlignedBuf::<i8>::reused(len);
+        assert_eq!(b.as_slice().as_ptr(), ptr, "the released storage came back");
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+        assert!(
+            b.as_slice().iter().all(|&x| x == 7),
+            "reused: contents kept"
+        );
+        drop(b);
+        let c = AlignedBuf::<i8>::zeroed(len - 5);
+        assert_eq!(c.as_slice().len(), len - 5);
+        assert!(c.as_slice().iter().all(|&x| x == 0), "zeroed: zeros");
+        // A much smaller request does not take the large storage.
+        drop(c);
+        let small = AlignedBuf::<i8>::reused(1000);
+        assert_ne!(small.as_slice().as_ptr(), ptr);
+    }
+
+    #[test]
+    fn warm_up_leaves_the_packing_buffers_of_the_first_call_in_the_pool() {
+        use crate::{positions::Positions, source::Synthetic, tensor::KvBlock};
+        // An odd shape: 1 KV head × 997 rows × d 13 (no other test packs it).
+        let kv = KvBlock::from_source(
+            &Synthetic { seed: 2 },
+            0,
+            1,
+            13,
+            Positions::contiguous(0, 997),
+        )
+        .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let tile = TileShape { q: 64, k: 64 };
+        super::super::warm_up(&kv, tile, &pool);
+        let (v_len, slack) = (997 * 13, 16);
+        let held = f32::pool()
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| (v_len + slack..=2 * (v_len + slack)).contains(&b.capacity()));
+        assert!(held, "the V buffer of this shape waits in the pool");
     }
 }

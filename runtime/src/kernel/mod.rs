@@ -17,7 +17,10 @@ mod amx;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
 mod driver;
+mod isa;
 mod peak;
 mod portable;
 
@@ -32,6 +35,7 @@ use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
 use driver::{process_item, Item, Micro, PackedK, Scratch};
+pub use isa::{resolve_isa, resolve_isa_with, set_active_isa, Isa, ISA_ENV};
 pub use peak::{measure_peak_gflops, measure_tile_peak_gflops};
 
 /// Coefficients k = 1..6 of 2^f = Σ (f·ln 2)^k / k! on f ∈ [−½, ½] (relative error ≈ 1.2e-7,
@@ -144,67 +148,10 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     lo
 }
 
-/// Instruction sets the kernel has micro-kernels for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Isa {
-    /// Plain Rust, auto-vectorised by the compiler; the reference path of the tests.
-    Portable,
-    /// AVX2 + FMA, 8 lanes.
-    Avx2,
-    /// AVX-512F, 16 lanes.
-    Avx512,
-    /// Intel AMX-BF16 tiles for Q·Kᵀ and P·V, each f32 operand split into three bf16 parts
-    /// (six products per f32 product, f32 accuracy); AVX-512 softmax. Head dims that are not
-    /// multiples of 32 run the AVX-512 path.
-    Amx,
-}
-
-impl Isa {
-    /// The fastest instruction set this CPU supports.
-    pub fn best() -> Isa {
-        [Isa::Amx, Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .find(|i| i.is_available())
-            .unwrap_or(Isa::Portable)
-    }
-
-    /// Whether this CPU can run the micro-kernels of `self`.
-    pub fn is_available(self) -> bool {
-        match self {
-            Isa::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::Avx2::new().is_some(),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::Avx512::new().is_some(),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Amx => amx::Amx::new().is_some(),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// Every instruction set this CPU supports, fastest first.
-    pub fn available() -> Vec<Isa> {
-        [Isa::Amx, Isa::Avx512, Isa::Avx2, Isa::Portable]
-            .into_iter()
-            .filter(|i| i.is_available())
-            .collect()
-    }
-
-    /// Lower-case name (`amx`, `avx512`, `avx2`, `portable`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Amx => "amx",
-            Isa::Portable => "portable",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-        }
-    }
-}
-
 /// Updates `state` (the rows of `q`) with the keys and values of `kv` under `mask`, on the
 /// threads of `pool` (a [`Scheduler`](crate::sched::Scheduler) or a rayon pool), with the
-/// fastest micro-kernels of this CPU. Returns the tile counts summed over heads.
+/// micro-kernels of [`Isa::active`] (set by [`set_active_isa`], else `RINGATTN_ISA`, else the
+/// fastest of this CPU). Returns the tile counts summed over heads.
 pub fn attend<E: Executor>(
     q: &QShard,
     kv: &KvBlock,
@@ -213,7 +160,45 @@ pub fn attend<E: Executor>(
     state: &mut AttnState,
     pool: &E,
 ) -> TileCounts {
-    attend_with(Isa::best(), q, kv, mask, tile, state, pool)
+    attend_with(Isa::active(), q, kv, mask, tile, state, pool)
+}
+
+/// Packs `kv` once with the micro-kernels [`attend`] would use, on the threads of `pool`, and
+/// throws the result away: the packing buffers for blocks of this shape are then allocated and
+/// touched (they wait in the kernel's buffer pool) and the threads have run. A rank calls it in
+/// its setup, outside the timed region, so its first ring step costs what every later one
+/// does. Nothing else changes; the call may be skipped.
+pub fn warm_up<E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) {
+    let tile = TileShape {
+        q: tile.q.max(1),
+        k: tile.k.max(1),
+    };
+    if kv.rows() == 0 || kv.dim == 0 {
+        return;
+    }
+    match Isa::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Amx if amx::Amx::new().is_some() && amx::Amx::supports_dim(kv.dim) => {
+            drop(amx::PackedAmx::new(kv, tile, pool));
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Amx | Isa::Avx512 => {
+            let bf16 = avx512_bf16::Avx512Bf16::new()
+                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
+            if let Some(micro) = bf16 {
+                drop(PackedK::new(micro, kv, tile, pool));
+            } else if let Some(micro) = avx512::Avx512::new() {
+                drop(PackedK::new(micro, kv, tile, pool));
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            if let Some(micro) = avx2::Avx2::new() {
+                drop(PackedK::new(micro, kv, tile, pool));
+            }
+        }
+        _ => drop(PackedK::new(portable::Portable, kv, tile, pool)),
+    }
 }
 
 /// [`attend`] with the micro-kernels of `isa`. AMX falls back to AVX-512 without AMX or for head
@@ -238,6 +223,13 @@ pub fn attend_with<E: Executor>(
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
+            // bf16 K/V: P·V on vdpbf16ps where the CPU has AVX512-BF16 (key pairs need an even
+            // key tile).
+            let bf16 = avx512_bf16::Avx512Bf16::new()
+                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
+            if let Some(micro) = bf16 {
+                return run_items(micro, q, kv, mask, tile, state, pool);
+            }
             if let Some(micro) = avx512::Avx512::new() {
                 return run_items(micro, q, kv, mask, tile, state, pool);
             }
@@ -265,7 +257,7 @@ fn run_items<M: Micro, E: Executor>(
     run_path(
         M::ISA,
         (q, kv, mask, tile, state, pool),
-        |tile| PackedK::new::<M, E>(kv, tile, pool),
+        |tile| PackedK::new(micro, kv, tile, pool),
         |tile| Scratch::new::<M>(tile),
         |packed, tile, item, scratch| process_item(micro, q, kv, packed, mask, tile, item, scratch),
     )

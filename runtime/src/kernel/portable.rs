@@ -1,7 +1,8 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::Micro;
+use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use crate::tensor::KvData;
 
 /// Micro-kernels in safe, portable Rust.
 #[derive(Clone, Copy, Debug)]
@@ -10,6 +11,20 @@ pub(crate) struct Portable;
 impl Micro for Portable {
     const LANES: usize = 8;
     const ISA: super::Isa = super::Isa::Portable;
+    type V = f32;
+
+    fn pack_v(
+        self,
+        v: &KvData,
+        head: usize,
+        rows: usize,
+        start: usize,
+        _nk: usize,
+        d: usize,
+        dst: &mut [f32],
+    ) {
+        pack_v_f32(v, head, rows, start, d, dst);
+    }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
         for (q_row, s_row) in q.chunks_exact(d).zip(s.chunks_exact_mut(ld)).take(nq) {
@@ -24,16 +39,25 @@ impl Micro for Portable {
 
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
         let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if row_max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            return 1.0;
-        }
-        let m_new = m.max(row_max * scale);
-        let alpha = (*m - m_new).exp();
+        let (m_new, alpha) = match row_step(row_max, scale, *m) {
+            RowStep::Update { m_new, alpha } => (m_new, alpha),
+            step => {
+                row.fill(0.0);
+                return if step == RowStep::Overflowed {
+                    overflowed(m)
+                } else {
+                    1.0
+                };
+            }
+        };
         let mut sum = 0.0f32;
         for x in row.iter_mut() {
             *x = (*x * scale - m_new).exp();
             sum += *x;
+        }
+        if !sum.is_finite() {
+            row.fill(0.0);
+            return overflowed(m);
         }
         *l = *l * alpha + sum;
         *m = m_new;

@@ -14,7 +14,7 @@ pub mod ratios;
 pub mod topology;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -156,6 +156,34 @@ impl SchedConfig {
     }
 }
 
+/// A cost model standing in for the clock: `model(thread, work)` is the busy time in seconds of
+/// thread `thread` for items of total cost `work`.
+pub type BusyModel = Arc<dyn Fn(usize, f64) -> f64 + Send + Sync>;
+
+/// Where a [`Scheduler`] takes each thread's busy time from.
+///
+/// Runs use the real clock. Tests of the learning logic use a [`BusyModel`], so that what they
+/// assert ("the ratios reach 2:1 when thread 1 reports twice the time") never depends on how
+/// loaded the machine is; real timing is measured only by `bench sched`.
+#[derive(Clone, Default)]
+pub enum BusyClock {
+    /// Wall-clock time of each thread's own items (not its wait for the others).
+    #[default]
+    Real,
+    /// The model's time for the cost each thread ran, times the thread's slow factor; slowed
+    /// threads do not spin.
+    Model(BusyModel),
+}
+
+impl std::fmt::Debug for BusyClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BusyClock::Real => "Real",
+            BusyClock::Model(_) => "Model",
+        })
+    }
+}
+
 /// What the last kernel call under a [`Scheduler`] did, per thread.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -180,6 +208,7 @@ pub struct Scheduler {
     table: Mutex<RatioTable>,
     last: Mutex<CallRecord>,
     cache: Option<PathBuf>,
+    clock: BusyClock,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -188,6 +217,7 @@ impl std::fmt::Debug for Scheduler {
             .field("kind", &self.kind)
             .field("threads", &self.slow.len())
             .field("cores", &self.cores)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -237,6 +267,7 @@ impl Scheduler {
             table: Mutex::new(RatioTable::new(vec![1.0; threads], cfg.alpha)),
             last: Mutex::new(CallRecord::default()),
             cache: cfg.cache,
+            clock: BusyClock::Real,
         };
         if let (SchedKind::Hybrid, Some(path)) = (sched.kind, &sched.cache) {
             let file = CacheFile::load(path);
@@ -248,6 +279,12 @@ impl Scheduler {
         }
         *sched.table.lock().expect("ratio table") = table;
         Ok(sched)
+    }
+
+    /// This scheduler with its busy times taken from `clock` (default: the real clock).
+    pub fn with_clock(mut self, clock: BusyClock) -> Scheduler {
+        self.clock = clock;
+        self
     }
 
     /// Hybrid, static or rayon.
@@ -295,6 +332,22 @@ impl Scheduler {
         }
     }
 
+    /// Slow factor of thread `thread` (1 = normal).
+    fn slow_factor(&self, thread: usize) -> f64 {
+        self.slow.get(thread).copied().unwrap_or(1.0)
+    }
+
+    /// Busy time of `thread` for items of total cost `work` that took `elapsed` of real time.
+    fn busy_time(&self, thread: usize, work: f64, elapsed: Duration) -> Duration {
+        match &self.clock {
+            BusyClock::Real => elapsed,
+            BusyClock::Model(model) => {
+                let s = model(thread, work) * self.slow_factor(thread);
+                Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+            }
+        }
+    }
+
     /// Runs `work` on `item`, then spins so that a slowed thread takes `factor`× as long.
     fn timed<S, T>(
         &self,
@@ -303,8 +356,8 @@ impl Scheduler {
         s: &mut S,
         item: &mut T,
     ) {
-        let factor = self.slow.get(thread).copied().unwrap_or(1.0);
-        if factor <= 1.0 {
+        let factor = self.slow_factor(thread);
+        if factor <= 1.0 || matches!(self.clock, BusyClock::Model(_)) {
             work(s, item);
             return;
         }
@@ -338,7 +391,8 @@ impl Executor for Scheduler {
                 let t = rayon::current_thread_index().unwrap_or(0);
                 let start = Instant::now();
                 self.timed(t, work, s, item);
-                *busy[t % n].lock().expect("busy") += start.elapsed();
+                let took = self.busy_time(t, cost(item).max(0.0), start.elapsed());
+                *busy[t % n].lock().expect("busy") += took;
             };
             let states = self.pool.run(class, items, cost, init, &timed_work);
             *self.last.lock().expect("call record") = CallRecord {
@@ -377,7 +431,8 @@ impl Executor for Scheduler {
             for item in part.iter_mut() {
                 self.timed(t, work, &mut s, item);
             }
-            (s, start.elapsed().as_secs_f64())
+            let took = self.busy_time(t, work_of[t], start.elapsed());
+            (s, took.as_secs_f64())
         });
         let busy: Vec<f64> = results.iter().map(|r| r.1).collect();
         let updated = self.kind == SchedKind::Hybrid

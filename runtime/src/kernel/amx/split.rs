@@ -227,29 +227,25 @@ pub(crate) unsafe fn softmax_split_row(
     l: &mut f32,
     dst: [*mut u16; PARTS],
 ) -> f32 {
+    use super::super::avx512::{exp2_arg, row_max};
+    use super::super::driver::{overflowed, row_step, RowStep};
     use std::arch::x86_64::*;
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut vmax = neg_inf;
-    let mut j = 0;
-    while j < nk {
-        vmax = _mm512_max_ps(
-            vmax,
-            _mm512_mask_loadu_ps(neg_inf, lanes(nk - j), row.add(j)),
-        );
-        j += 16;
-    }
-    let row_max = _mm512_reduce_max_ps(vmax);
-    if row_max == f32::NEG_INFINITY {
-        for d in dst {
-            std::ptr::write_bytes(d, 0, cols);
+    let (m_new, alpha) = match row_step(row_max(row, nk), scale, *m) {
+        RowStep::Update { m_new, alpha } => (m_new, alpha),
+        step => {
+            for d in dst {
+                std::ptr::write_bytes(d, 0, cols);
+            }
+            return if step == RowStep::Overflowed {
+                overflowed(m)
+            } else {
+                1.0
+            };
         }
-        return 1.0;
-    }
-    let m_new = m.max(row_max * scale);
-    // Once the running max settles (most tiles), alpha is exactly 1 and needs no exp.
-    let alpha = if m_new == *m { 1.0 } else { (*m - m_new).exp() };
-    let c = _mm512_set1_ps(scale * std::f32::consts::LOG2_E);
-    let offset = _mm512_set1_ps(m_new * std::f32::consts::LOG2_E);
+    };
+    let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
+    let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
     let upper = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
     // Word 2i + 1 of (a, b) for i < 32: the upper halves of 32 f32 lanes, in order.
     let odd_words = _mm512_set_epi16(
@@ -258,7 +254,12 @@ pub(crate) unsafe fn softmax_split_row(
     );
     let prob = |j: usize| {
         let valid = lanes(nk.saturating_sub(j));
-        let x = _mm512_fmsub_ps(_mm512_mask_loadu_ps(neg_inf, valid, row.add(j)), c, offset);
+        let x = exp2_arg(
+            _mm512_mask_loadu_ps(neg_inf, valid, row.add(j)),
+            vscale,
+            vm,
+            log2e,
+        );
         _mm512_maskz_mov_ps(valid, super::super::avx512::exp2(x))
     };
     let residual = |x: __m512| {
@@ -285,7 +286,15 @@ pub(crate) unsafe fn softmax_split_row(
         }
         j += 32;
     }
-    *l = *l * alpha + _mm512_reduce_add_ps(vsum);
+    let sum = _mm512_reduce_add_ps(vsum);
+    if !sum.is_finite() {
+        // A NaN score (exp2 propagates it): Q·K left the f32 range.
+        for d in dst {
+            std::ptr::write_bytes(d, 0, cols);
+        }
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
     *m = m_new;
     alpha
 }
