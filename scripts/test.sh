@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 command -v cargo-machete > /dev/null || cargo install cargo-machete --locked
 cargo machete
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+# --all-features builds the ringattn binary the tests run with MPI, so the SLURM tests
+# (launcher/tests/slurm.rs) can submit it: they start a one-node SLURM with
+# scripts/slurm-local.sh (needs root and apt-get) and fail under CI=true when it cannot start.
 cargo test --workspace --all-features --no-fail-fast
 cargo run --release --example ring_attention
 cargo run --release --example layer_loop

@@ -5,6 +5,7 @@
 //! scripts/install-mpi.sh`). Without one they print a note and pass, except in CI
 //! (`CI=true`), where a missing MPI is a failure.
 
+#[cfg(feature = "mpi")]
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,10 +26,12 @@ fn assert_one_error_line(r: &Run, needle: &str) {
 }
 
 /// The repository's scripts/slurm directory.
+#[cfg(feature = "mpi")]
 fn slurm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm")
 }
 
+#[cfg(feature = "mpi")]
 fn bash_n(path: &Path) {
     let r = run({
         let mut c = Command::new("bash");
@@ -99,6 +102,30 @@ fn launch_rejects_what_is_not_an_mpi_run() {
 // sbatch.
 // ---------------------------------------------------------------------------------------------
 
+/// A binary without MPI refuses to write a job that would run it (one line, exit 2).
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn sbatch_without_the_mpi_feature_exits_2_saying_how_to_build() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+    cmd.args([
+        "sbatch",
+        "--nodes",
+        "1",
+        "--ntasks-per-node",
+        "1",
+        "--cpus-per-task",
+        "1",
+        "--",
+        "run",
+    ])
+    .env_remove("RINGATTN");
+    let r = run(cmd);
+    assert_eq!(r.code, Some(2), "{}", r.describe());
+    assert_one_error_line(&r, "--features mpi");
+}
+
+/// (The job runs this binary, so it must have MPI.)
+#[cfg(feature = "mpi")]
 #[test]
 fn sbatch_prints_directives_and_a_script_bash_accepts() {
     let r = ringattn(&[
@@ -175,6 +202,7 @@ fn sbatch_prints_directives_and_a_script_bash_accepts() {
     assert_one_error_line(&r, "--nodes");
 }
 
+#[cfg(feature = "mpi")]
 #[test]
 fn committed_slurm_scripts_are_current_and_valid() {
     let job = slurm_dir().join("job.sbatch");

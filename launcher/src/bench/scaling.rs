@@ -4,6 +4,9 @@
 //! With `--backend mpi` every combination is its own `mpirun -n P ringattn run --backend mpi
 //! --json -` (see [`super::scaling_mpi`]); the lines are the same, with `"backend": "mpi"`.
 //!
+//! With `--backend slurm` the combinations still to run are one SLURM job array (see
+//! [`super::scaling_slurm`]); the lines are the same, with `"backend": "mpi"`.
+//!
 //! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
 //! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
 //! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
@@ -32,6 +35,8 @@ use ringattn::sweep::{run_local_value, weight, SweepSpec};
 use ringattn::LayoutChoice;
 
 use super::scaling_mpi::MpiSweep;
+use super::scaling_slurm::SlurmSweep;
+use crate::sbatch::PmiArg;
 
 /// How the sequence length follows the number of workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -50,6 +55,9 @@ pub enum BenchBackend {
     /// One process per rank: each combination is its own `mpirun -n P` launch (needs a build
     /// with `--features mpi`).
     Mpi,
+    /// One SLURM job array, one task per combination (`srun` of an MPI build; submitted with
+    /// `sbatch --wait` from this machine).
+    Slurm,
 }
 
 /// Options of `ringattn bench scaling`.
@@ -102,6 +110,13 @@ pub struct ScalingArgs {
     /// With `--backend mpi`: one extra argument for the MPI launcher; repeat it for several.
     #[arg(long = "mpi-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub mpi_args: Vec<String>,
+    /// With `--backend slurm`: the `srun --mpi` plugin (pmi2 for MPICH, pmix for Open MPI 5).
+    #[arg(long, value_enum, default_value_t = PmiArg::Pmi2)]
+    pub slurm_mpi: PmiArg,
+    /// With `--backend slurm`: one extra option for `sbatch` (e.g. `--partition=cpu`,
+    /// `--time=00:30:00`); repeat it for several.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
     /// Output directory (created if missing) for results.jsonl and the plots.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -152,7 +167,11 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
     let mpi = match args.backend {
         BenchBackend::Mpi => Some(MpiSweep::new(args)?),
-        BenchBackend::Local => None,
+        BenchBackend::Local | BenchBackend::Slurm => None,
+    };
+    let slurm = match args.backend {
+        BenchBackend::Slurm => Some(SlurmSweep::new(args)?),
+        _ => None,
     };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
         return Err(Error::config(
@@ -190,7 +209,16 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         todo.len()
     );
     let sweep_start = Instant::now();
-    run_todo(args, &spec, &todo, mpi.as_ref(), allowed_cores)?;
+    if let Some(sweep) = &slurm {
+        let kv_heads = args.kv_heads.unwrap_or(args.heads);
+        let words: Vec<(&Combo, Vec<String>)> = todo
+            .iter()
+            .map(|(c, _)| (*c, run_words(args, c, kv_heads)))
+            .collect();
+        sweep.run_and_record(&spec, &words, &results, allowed_cores)?;
+    } else {
+        run_todo(args, &spec, &todo, mpi.as_ref(), allowed_cores)?;
+    }
     if !todo.is_empty() {
         eprintln!(
             "ringattn bench scaling: {} runs in {:.1} s",

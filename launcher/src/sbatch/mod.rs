@@ -1,20 +1,36 @@
-//! `ringattn sbatch ... -- run ...`: prints a ready SLURM batch script that runs one ring
-//! attention job with the MPI backend (one rank per task, `--cpus-per-task` kernel threads).
+//! `ringattn sbatch ... -- run|decode ...`: prints a ready SLURM batch script that runs one
+//! ring attention job with the MPI backend (one rank per task, `--cpus-per-task` kernel
+//! threads), or submits it (`--submit`) and waits for it (`--wait`).
 
+pub mod submit;
+
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use ringattn_runtime::{Error, Result};
 
 use crate::launch::{run_command, shell_quote};
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// How the batch script starts the ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SlurmLauncher {
-    /// `srun --mpi=... --cpu-bind=cores` (SLURM places and binds every task).
+    /// `srun --mpi=... [--cpu-bind=cores]` (SLURM places every task, and binds it where the
+    /// cluster can).
     Srun,
     /// `mpirun -n $SLURM_NTASKS` inside the allocation.
     Mpirun,
+}
+
+impl PmiArg {
+    /// The plugin's name for `srun --mpi=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PmiArg::Pmix => "pmix",
+            PmiArg::Pmi2 => "pmi2",
+        }
+    }
 }
 
 /// PMI plugins for `srun --mpi`.
@@ -29,11 +45,12 @@ pub enum PmiArg {
 /// Options of `ringattn sbatch`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Everything after `--` is the command every rank runs: `run` and its \
+    after_help = "Everything after `--` is the command every rank runs: `run` or `decode` and its \
     options (`--backend mpi`, `--threads $SLURM_CPUS_PER_TASK` and `--json ringattn-$SLURM_JOB_ID.json` \
     are added unless given).\n\n\
     Examples:\n  \
     ringattn sbatch --nodes 2 --ntasks-per-node 4 --cpus-per-task 8 --time 00:30:00 -- run --seq 262144 --causal > job.sbatch && sbatch job.sbatch\n  \
+    ringattn sbatch --nodes 1 --ntasks-per-node 2 --cpus-per-task 1 --wait -- run --seq 4096 --causal --check\n  \
     ringattn sbatch --nodes 4 --ntasks-per-node 1 --cpus-per-task 64 --launcher mpirun -- run --seq 1048576 --causal --layout striped"
 )]
 pub struct SbatchArgs {
@@ -68,9 +85,60 @@ pub struct SbatchArgs {
     /// also honours `RINGATTN=...` in the environment at submission.
     #[arg(long, value_name = "PATH")]
     pub binary: Option<String>,
-    /// `run` and its options, after `--`.
+    /// Bind each task to its cores (`srun --cpu-bind=cores`) [default: when the cluster's
+    /// TaskPlugin can (affinity or cgroup, from `scontrol show config`), or when there is no
+    /// reachable SLURM].
+    #[arg(long, conflicts_with = "no_cpu_bind")]
+    pub cpu_bind: bool,
+    /// Do not ask srun to bind cores.
+    #[arg(long)]
+    pub no_cpu_bind: bool,
+    /// Submit the script with `sbatch` (instead of printing it) and print the job id.
+    #[arg(long)]
+    pub submit: bool,
+    /// Submit, wait for the job to end, print the summary of its report and exit with the
+    /// job's exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// `run` or `decode` and its options, after `--`.
     #[arg(last = true, required = true, value_name = "RUN")]
     pub command: Vec<String>,
+}
+
+/// The command every rank runs: `run` or `decode` with `--backend mpi` (added when missing).
+pub fn job_command(command: &[String]) -> Result<Vec<String>> {
+    match command.first().map(String::as_str) {
+        Some("run") => run_command(command),
+        Some("decode") => {
+            let mut words = command.to_vec();
+            words[0] = "run".into();
+            let mut out = run_command(&words)?;
+            out[0] = "decode".into();
+            Ok(out)
+        }
+        other => Err(Error::config(format!(
+            "sbatch starts `ringattn run` or `ringattn decode` on every rank: write `-- run \
+             OPTIONS` or `-- decode OPTIONS` (got `{}`)",
+            other.unwrap_or("")
+        ))),
+    }
+}
+
+/// Whether srun binds cores, and a note when the cluster cannot (with how to turn it on).
+pub fn cpu_binding(force: bool, never: bool) -> (bool, Option<String>) {
+    if force || never {
+        return (force, None);
+    }
+    match submit::task_plugin() {
+        Some(plugin) if !submit::plugin_binds(&plugin) => (
+            false,
+            Some(format!(
+                "cores are not bound: this cluster's TaskPlugin is {plugin}; {}",
+                submit::HOW_TO_BIND
+            )),
+        ),
+        _ => (true, None),
+    }
 }
 
 /// Checks a value written into an `#SBATCH` line: SLURM's own characters only.
@@ -127,8 +195,9 @@ fn has_option(command: &[String], name: &str) -> bool {
         .any(|a| a == name || a.starts_with(&format!("{name}=")))
 }
 
-/// The batch script for `args`, with `binary` as the default ringattn path.
-pub fn script(args: &SbatchArgs, binary: &str) -> Result<String> {
+/// The batch script for `args`, with `binary` as the default ringattn path; `bind` asks srun
+/// to bind cores (`note` says why not, as a comment in the script).
+pub fn script(args: &SbatchArgs, binary: &str, bind: bool, note: Option<&str>) -> Result<String> {
     for (name, v) in [
         ("nodes", args.nodes),
         ("ntasks-per-node", args.ntasks_per_node),
@@ -138,7 +207,7 @@ pub fn script(args: &SbatchArgs, binary: &str) -> Result<String> {
             return Err(Error::config(format!("--{name} must be at least 1")));
         }
     }
-    let command = run_command(&args.command)?;
+    let command = job_command(&args.command)?;
     let mut lines = vec!["#!/bin/bash".to_string()];
     let mut directive = |name: &str, value: String| lines.push(format!("#SBATCH --{name}={value}"));
     directive("job-name", directive_value("job-name", &args.job_name, "")?);
@@ -165,11 +234,9 @@ pub fn script(args: &SbatchArgs, binary: &str) -> Result<String> {
     }
     let start = match args.launcher {
         SlurmLauncher::Srun => format!(
-            "srun --mpi={} --cpu-bind=cores --cpus-per-task=\"$THREADS\"",
-            match args.mpi {
-                PmiArg::Pmix => "pmix",
-                PmiArg::Pmi2 => "pmi2",
-            }
+            "srun --mpi={}{} --cpus-per-task=\"$THREADS\"",
+            args.mpi.name(),
+            if bind { " --cpu-bind=cores" } else { "" }
         ),
         SlurmLauncher::Mpirun => "mpirun -n \"$SLURM_NTASKS\"".to_string(),
     };
@@ -179,6 +246,11 @@ pub fn script(args: &SbatchArgs, binary: &str) -> Result<String> {
         "# Submit: sbatch THIS_FILE. One MPI rank per task; each runs --cpus-per-task kernel"
             .into(),
         "# threads pinned to its own cores. The run report goes to ringattn-JOBID.json.".into(),
+    ]);
+    if let (Some(note), SlurmLauncher::Srun) = (note, args.launcher) {
+        lines.push(format!("# Note: {note}."));
+    }
+    lines.extend([
         "set -euo pipefail".into(),
         format!(
             "RINGATTN=\"${{RINGATTN:-{}}}\"",
@@ -220,15 +292,28 @@ fn regenerate_line(args: &SbatchArgs) -> String {
         SlurmLauncher::Srun => {}
         SlurmLauncher::Mpirun => w.push("--launcher mpirun".into()),
     }
+    if args.cpu_bind {
+        w.push("--cpu-bind".into());
+    }
+    if args.no_cpu_bind {
+        w.push("--no-cpu-bind".into());
+    }
     w.push("--".into());
     w.extend(args.command.iter().map(|a| shell_quote(a)));
     w.join(" ")
 }
 
-/// Prints the batch script of `ringattn sbatch` on stdout.
+/// Prints the batch script of `ringattn sbatch` on stdout, or submits it (`--submit`,
+/// `--wait`). Refuses (exit 2) when the job would run this binary and it lacks MPI.
 pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
     let binary = match &args.binary {
         Some(b) => b.clone(),
+        None if !MPI_BUILT && std::env::var_os("RINGATTN").is_none() => {
+            return Err(Error::config(format!(
+                "sbatch: the job would run this binary, which has no MPI backend: \
+                 {HOW_TO_BUILD_MPI} (or name an MPI build with --binary or RINGATTN)"
+            )))
+        }
         None => std::env::current_exe()
             .and_then(|p| p.canonicalize())
             .map_err(|e| Error::Io {
@@ -238,131 +323,66 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
             .display()
             .to_string(),
     };
-    out!("{}", script(args, &binary)?);
-    Ok(ExitCode::SUCCESS)
+    let (bind, note) = cpu_binding(args.cpu_bind, args.no_cpu_bind);
+    let text = script(args, &binary, bind, note.as_deref())?;
+    if !(args.submit || args.wait) {
+        out!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(note), SlurmLauncher::Srun) = (&note, args.launcher) {
+        eprintln!("ringattn: note: {note}");
+    }
+    let job = submit::submit(&text, args.wait, &[], |id| outln!("{id}"))?;
+    match job.status {
+        None => Ok(ExitCode::SUCCESS),
+        Some(status) => Ok(finished(args, &job.job_id, status)),
+    }
+}
+
+/// After `--wait`: the report's summary (or why there is none) and the job's exit code.
+fn finished(args: &SbatchArgs, job_id: &str, status: i32) -> ExitCode {
+    let log = format!("{}-{job_id}.out", args.job_name);
+    let report = report_path(&args.command, job_id);
+    let parsed = report.as_ref().and_then(|p| {
+        let text = std::fs::read_to_string(p).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    });
+    if status == 0 {
+        outln!("job {job_id} completed · log {log}");
+    } else {
+        let why = submit::failure_line(Path::new(&log)).unwrap_or_else(|| "no log".into());
+        eprintln!(
+            "ringattn: error: job {job_id} failed with exit code {status}: {why} (log {log})"
+        );
+    }
+    match (&parsed, &report) {
+        (Some(v), Some(p)) => outln!("{} · report {p}", submit::report_summary(v)),
+        (None, Some(p)) if status == 0 => {
+            eprintln!("ringattn: error: job {job_id} wrote no readable report {p}");
+            return ExitCode::from(1);
+        }
+        _ => {}
+    }
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
+
+/// Where the job writes its report: the command's own `--json PATH` when it names a file
+/// without shell variables, else `ringattn-JOBID.json` (in the submission directory).
+fn report_path(command: &[String], job_id: &str) -> Option<String> {
+    let mut given = None;
+    for (i, a) in command.iter().enumerate() {
+        if a == "--json" {
+            given = command.get(i + 1).cloned();
+        } else if let Some(v) = a.strip_prefix("--json=") {
+            given = Some(v.to_string());
+        }
+    }
+    match given {
+        None => Some(format!("ringattn-{job_id}.json")),
+        Some(p) if p == "-" || p.contains('$') => None,
+        Some(p) => Some(p),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        args: SbatchArgs,
-    }
-
-    fn parse(words: &[&str]) -> SbatchArgs {
-        Wrap::try_parse_from(std::iter::once("sbatch").chain(words.iter().copied()))
-            .unwrap()
-            .args
-    }
-
-    #[test]
-    fn srun_script_has_directives_and_one_launch_line() {
-        let a = parse(&[
-            "--nodes",
-            "2",
-            "--ntasks-per-node",
-            "4",
-            "--cpus-per-task",
-            "8",
-            "--time",
-            "01:00:00",
-            "--partition",
-            "cpu",
-            "--",
-            "run",
-            "--seq",
-            "65536",
-            "--causal",
-        ]);
-        let s = script(&a, "/opt/ringattn").unwrap();
-        for line in [
-            "#SBATCH --nodes=2",
-            "#SBATCH --ntasks-per-node=4",
-            "#SBATCH --cpus-per-task=8",
-            "#SBATCH --time=01:00:00",
-            "#SBATCH --partition=cpu",
-            "#SBATCH --job-name=ringattn",
-            "RINGATTN=\"${RINGATTN:-/opt/ringattn}\"",
-            "srun --mpi=pmi2 --cpu-bind=cores --cpus-per-task=\"$THREADS\" \"$RINGATTN\" run \
-             --backend mpi --seq 65536 --causal --threads \"$THREADS\" --json \"$REPORT\"",
-        ] {
-            assert!(s.lines().any(|l| l == line), "missing `{line}` in\n{s}");
-        }
-        assert!(s.starts_with("#!/bin/bash\n#SBATCH"));
-    }
-
-    #[test]
-    fn mpirun_script_and_given_options_are_kept() {
-        let a = parse(&[
-            "--nodes",
-            "1",
-            "--ntasks-per-node",
-            "2",
-            "--cpus-per-task",
-            "1",
-            "--launcher",
-            "mpirun",
-            "--",
-            "run",
-            "--threads",
-            "1",
-            "--json=out.json",
-        ]);
-        let s = script(&a, "x").unwrap();
-        assert!(
-            s.contains("\nmpirun -n \"$SLURM_NTASKS\" \"$RINGATTN\" run --backend mpi --threads 1 --json=out.json\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("--launcher mpirun -- run --threads 1 --json=out.json"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn bad_values_are_user_errors() {
-        let base = [
-            "--nodes",
-            "1",
-            "--ntasks-per-node",
-            "1",
-            "--cpus-per-task",
-            "1",
-        ];
-        let with = |extra: &[&str]| {
-            let mut w = base.to_vec();
-            w.extend_from_slice(extra);
-            script(&parse(&w), "x")
-        };
-        assert!(with(&["--", "run"]).is_ok());
-        assert!(with(&["--partition", "a b", "--", "run"])
-            .unwrap_err()
-            .is_user_error());
-        assert!(with(&["--time", "1h;rm", "--", "run"])
-            .unwrap_err()
-            .is_user_error());
-        for bad in ["yesterday", "1:2:3:4", "-5", "1-", ""] {
-            assert!(slurm_time(bad).is_err(), "{bad}");
-        }
-        for good in [
-            "30",
-            "30:00",
-            "01:00:00",
-            "2-12",
-            "2-12:30",
-            "2-12:30:00",
-            "UNLIMITED",
-        ] {
-            assert!(slurm_time(good).is_ok(), "{good}");
-        }
-        assert!(with(&["--", "simulate"]).unwrap_err().is_user_error());
-        let mut zero = base.to_vec();
-        zero[1] = "0";
-        zero.extend(["--", "run"]);
-        assert!(script(&parse(&zero), "x").unwrap_err().is_user_error());
-    }
-}
+mod tests;

@@ -1,0 +1,221 @@
+//! `ringattn bench scaling --backend slurm`: the combinations still to run become one SLURM
+//! job array (one array task per combination, `srun --ntasks=P ringattn run --backend mpi`),
+//! submitted with `sbatch --wait`; each task writes its run report to
+//! `DIR/slurm/point-JOB_TASK.json`, and the sweep appends them to results.jsonl in sweep order
+//! (as the local sweep does), so an interrupted or partly failed sweep resubmits only what is
+//! missing. Logs: `DIR/slurm/sweep-JOB_TASK.out`.
+
+use std::path::{Path, PathBuf};
+
+use ringattn_runtime::{Error, Result};
+use serde_json::Value;
+
+use super::results_file::record;
+use super::scaling::{Combo, ScalingArgs};
+use crate::launch::shell_quote;
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
+use crate::sbatch::{cpu_binding, submit, PmiArg};
+use ringattn::sweep::SweepSpec;
+
+/// The reports of the points of an array that finished (with their index among the points
+/// submitted), and the error naming those that did not.
+pub type Finished = (Vec<(usize, Value)>, Option<Error>);
+
+/// What the array of one sweep shares: this binary, the run directory, srun's options.
+#[derive(Debug)]
+pub struct SlurmSweep {
+    exe: String,
+    dir: PathBuf,
+    pmi: PmiArg,
+    bind: bool,
+    threads: usize,
+    extra: Vec<String>,
+}
+
+impl SlurmSweep {
+    /// Checks that the jobs can run this binary (it must have MPI, unless `RINGATTN` names
+    /// another) and decides core binding from the cluster's TaskPlugin.
+    pub fn new(args: &ScalingArgs) -> Result<Self> {
+        let exe = match std::env::var("RINGATTN") {
+            Ok(p) if !p.is_empty() => p,
+            _ if !MPI_BUILT => {
+                return Err(Error::config(format!(
+                    "bench scaling --backend slurm: {HOW_TO_BUILD_MPI}"
+                )))
+            }
+            _ => std::env::current_exe()
+                .and_then(|p| p.canonicalize())
+                .map_err(|e| Error::Io {
+                    context: "finding the ringattn binary".into(),
+                    source: e,
+                })?
+                .display()
+                .to_string(),
+        };
+        let (bind, note) = cpu_binding(false, false);
+        if let Some(note) = note {
+            eprintln!("ringattn: note: {note}");
+        }
+        Ok(SlurmSweep {
+            exe,
+            dir: args.out.join("slurm"),
+            pmi: args.slurm_mpi,
+            bind,
+            threads: args.threads,
+            extra: args.sbatch_args.clone(),
+        })
+    }
+
+    /// The array script: task `i` runs `points[i]` (its workers and `run` words).
+    pub fn script(&self, points: &[(usize, Vec<String>)], job_dir: &Path) -> String {
+        let max_p = points.iter().map(|(p, _)| *p).max().unwrap_or(1);
+        let mut lines = vec![
+            "#!/bin/bash".to_string(),
+            "#SBATCH --job-name=ringattn-sweep".into(),
+            format!("#SBATCH --array=0-{}", points.len().saturating_sub(1)),
+            format!("#SBATCH --ntasks={max_p}"),
+            format!("#SBATCH --cpus-per-task={}", self.threads),
+            "# Written by `ringattn bench scaling --backend slurm`: one array task per sweep point."
+                .into(),
+            "set -euo pipefail".into(),
+            format!("RINGATTN={}", shell_quote(&self.exe)),
+            format!("DIR={}", shell_quote(&job_dir.display().to_string())),
+            "case \"${SLURM_ARRAY_TASK_ID:-}\" in".into(),
+        ];
+        for (i, (p, words)) in points.iter().enumerate() {
+            let words: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+            lines.push(format!("{i}) P={p}; ARGS=({}) ;;", words.join(" ")));
+        }
+        lines.extend([
+            "*) echo \"no sweep point ${SLURM_ARRAY_TASK_ID:-}\" >&2; exit 2 ;;".to_string(),
+            "esac".into(),
+            format!(
+                "srun --mpi={}{} --ntasks=\"$P\" --cpus-per-task=\"${{SLURM_CPUS_PER_TASK:-1}}\" \
+                 \"$RINGATTN\" \"${{ARGS[@]}}\" --backend mpi \
+                 --json \"$DIR/point-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.json\"",
+                self.pmi.name(),
+                if self.bind { " --cpu-bind=cores" } else { "" }
+            ),
+        ]);
+        lines.join("\n") + "\n"
+    }
+
+    /// Runs `todo` (combination, `run` words) as one job array and waits for it; returns the
+    /// reports of the points that finished (with their index in `todo`), in order, and the
+    /// error about the others.
+    pub fn run_all(&self, todo: &[(&Combo, Vec<String>)]) -> Result<Finished> {
+        if todo.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::Io {
+            context: format!("creating {}", self.dir.display()),
+            source: e,
+        })?;
+        let dir = self.dir.canonicalize().map_err(|e| Error::Io {
+            context: format!("finding {}", self.dir.display()),
+            source: e,
+        })?;
+        let points: Vec<(usize, Vec<String>)> =
+            todo.iter().map(|(c, w)| (c.world, w.clone())).collect();
+        let mut extra = vec![format!("--output={}/sweep-%A_%a.out", dir.display())];
+        extra.extend(self.extra.iter().cloned());
+        let job = submit::submit(&self.script(&points, &dir), true, &extra, |id| {
+            eprintln!(
+                "ringattn bench scaling: SLURM job array {id} ({} tasks), waiting",
+                points.len()
+            )
+        })?;
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for (i, (combo, _)) in todo.iter().enumerate() {
+            let path = dir.join(format!("point-{}_{i}.json", job.job_id));
+            let parsed = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .filter(|v| v["world"].as_u64() == Some(combo.world as u64));
+            match parsed {
+                Some(v) => values.push((i, v)),
+                None => {
+                    let log = dir.join(format!("sweep-{}_{i}.out", job.job_id));
+                    let why = submit::failure_line(&log).unwrap_or_else(|| "no log".into());
+                    missing.push(format!(
+                        "P={} {} N={} ({why}; log {})",
+                        combo.world,
+                        combo.layout,
+                        combo.seq,
+                        log.display()
+                    ));
+                }
+            }
+        }
+        let error = (!missing.is_empty()).then(|| Error::Io {
+            context: format!(
+                "bench scaling --backend slurm: {} of {} points of job {} failed",
+                missing.len(),
+                todo.len(),
+                job.job_id
+            ),
+            source: std::io::Error::other(missing.join("; ")),
+        });
+        Ok((values, error))
+    }
+}
+
+impl SlurmSweep {
+    /// [`SlurmSweep::run_all`], then appends the finished points to `results` (as the local
+    /// sweep does, one line each, told on stderr) before reporting the failed ones.
+    pub fn run_and_record(
+        &self,
+        spec: &SweepSpec,
+        todo: &[(&Combo, Vec<String>)],
+        results: &Path,
+        cores: usize,
+    ) -> Result<()> {
+        let (values, error) = self.run_all(todo)?;
+        for (i, value) in values {
+            let c = todo[i].0;
+            let label = format!(
+                "run {}/{}: P={} {} N={}",
+                i + 1,
+                todo.len(),
+                c.world,
+                c.layout,
+                c.seq
+            );
+            eprintln!("{}", record(spec, results, c, value, cores, &label)?);
+        }
+        error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_array_script_has_one_case_per_point_and_one_srun_line() {
+        let sweep = SlurmSweep {
+            exe: "/opt/ringattn".into(),
+            dir: "x".into(),
+            pmi: PmiArg::Pmix,
+            bind: false,
+            threads: 2,
+            extra: Vec::new(),
+        };
+        let points = vec![
+            (1, vec!["run".to_string(), "--workers".into(), "1".into()]),
+            (4, vec!["run".to_string(), "--layout".into(), "a b".into()]),
+        ];
+        let s = sweep.script(&points, Path::new("/tmp/o"));
+        for line in [
+            "#SBATCH --array=0-1",
+            "#SBATCH --ntasks=4",
+            "#SBATCH --cpus-per-task=2",
+            "0) P=1; ARGS=(run --workers 1) ;;",
+            "1) P=4; ARGS=(run --layout 'a b') ;;",
+        ] {
+            assert!(s.lines().any(|l| l == line), "no `{line}` in\n{s}");
+        }
+        assert!(s.contains("\nsrun --mpi=pmix --ntasks=\"$P\" "), "{s}");
+    }
+}
