@@ -43,14 +43,7 @@ impl SlurmSweep {
                     "bench scaling --backend slurm: {HOW_TO_BUILD_MPI}"
                 )))
             }
-            _ => std::env::current_exe()
-                .and_then(|p| p.canonicalize())
-                .map_err(|e| Error::Io {
-                    context: "finding the ringattn binary".into(),
-                    source: e,
-                })?
-                .display()
-                .to_string(),
+            _ => crate::sbatch::this_binary()?,
         };
         let (bind, note) = cpu_binding(false, false);
         if let Some(note) = note {

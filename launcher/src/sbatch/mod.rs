@@ -314,14 +314,7 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
                  {HOW_TO_BUILD_MPI} (or name an MPI build with --binary or RINGATTN)"
             )))
         }
-        None => std::env::current_exe()
-            .and_then(|p| p.canonicalize())
-            .map_err(|e| Error::Io {
-                context: "finding the ringattn binary".into(),
-                source: e,
-            })?
-            .display()
-            .to_string(),
+        None => this_binary()?,
     };
     let (bind, note) = cpu_binding(args.cpu_bind, args.no_cpu_bind);
     let text = script(args, &binary, bind, note.as_deref())?;
@@ -386,3 +379,14 @@ fn report_path(command: &[String], job_id: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The absolute path of this ringattn binary (what a job runs unless told otherwise).
+pub fn this_binary() -> Result<String> {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map(|p| p.display().to_string())
+        .map_err(|e| Error::Io {
+            context: "finding the ringattn binary".into(),
+            source: e,
+        })
+}
