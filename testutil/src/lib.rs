@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fuzz;
 pub mod mpi;
 
 use ringattn_runtime::local::local_world;
