@@ -159,6 +159,67 @@ fn a_run_job_equals_a_local_run_bitwise_and_passes_its_check() {
     }
 }
 
+/// The model file, or `None` with a printed line when it is absent outside CI (CI fetches it
+/// with scripts/get-model.sh before the tests; missing there is a failure).
+fn model_file() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("RINGATTN_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ringattn/models"))
+        })?;
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "model {} missing: run bash scripts/get-model.sh",
+        path.display()
+    );
+    eprintln!("SKIPPED: model {} not found", path.display());
+    None
+}
+
+#[test]
+fn a_generate_job_gives_the_local_tokens() {
+    let Some(model) = model_file() else { return };
+    let Some(_slurm) = slurm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = model.display().to_string();
+    let words = [
+        "--model",
+        &model,
+        "--prompt",
+        "The quick brown fox jumps over the lazy dog. The quick brown fox",
+        "--max-tokens",
+        "6",
+        "--layout",
+        "striped",
+    ];
+    let mut local = vec![
+        "generate",
+        "--backend",
+        "local",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+    ];
+    local.extend(words);
+    local.extend(["--json", "local.json"]);
+    assert_success(&ringattn_in(dir.path(), &local));
+    let mut job = vec!["generate"];
+    job.extend(words);
+    let (r, id) = sbatch_wait(dir.path(), &job);
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert!(r.stdout.contains("generate P=2"), "{}", r.describe());
+    let got = report(&dir.path().join(format!("ringattn-{id}.json")));
+    let want = report(&dir.path().join("local.json"));
+    assert_eq!(got["world"], 2);
+    assert_eq!(got["token_ids"], want["token_ids"], "{got}");
+    assert_eq!(got["prompt_tokens"], want["prompt_tokens"]);
+}
+
 #[test]
 fn a_decode_job_matches_a_local_decode_and_passes_its_check() {
     let Some(_slurm) = slurm() else { return };

@@ -96,18 +96,19 @@ pub fn launcher_args(
     args
 }
 
-/// Checks that `command` is `run ...` and makes it run the MPI backend: adds `--backend mpi`
-/// after `run`, or rejects another backend.
+/// Checks that `command` is `run`, `decode` or `generate` and makes it run the MPI backend:
+/// adds `--backend mpi` after the command word, or rejects another backend.
 pub fn run_command(command: &[String]) -> Result<Vec<String>> {
-    match command.first().map(String::as_str) {
-        Some("run") => {}
+    let name = match command.first().map(String::as_str) {
+        Some(name @ ("run" | "decode" | "generate")) => name.to_string(),
         other => {
             return Err(Error::config(format!(
-                "launch starts `ringattn run` on every rank: write `-- run OPTIONS` (got `{}`)",
+                "launch starts `ringattn run`, `decode` or `generate` on every rank: write \
+                 `-- run OPTIONS` (got `{}`)",
                 other.unwrap_or("")
             )))
         }
-    }
+    };
     let mut backend = None;
     for (i, a) in command.iter().enumerate() {
         if a == "--backend" {
@@ -118,7 +119,7 @@ pub fn run_command(command: &[String]) -> Result<Vec<String>> {
     }
     match backend.as_deref() {
         None => {
-            let mut out = vec!["run".to_string(), "--backend".into(), "mpi".into()];
+            let mut out = vec![name, "--backend".into(), "mpi".into()];
             out.extend(command[1..].iter().cloned());
             Ok(out)
         }

@@ -100,25 +100,19 @@ pub struct SbatchArgs {
     /// job's exit code.
     #[arg(long)]
     pub wait: bool,
-    /// `run` or `decode` and its options, after `--`.
+    /// `run`, `decode` or `generate` and its options, after `--`.
     #[arg(last = true, required = true, value_name = "RUN")]
     pub command: Vec<String>,
 }
 
-/// The command every rank runs: `run` or `decode` with `--backend mpi` (added when missing).
+/// The command every rank runs: `run`, `decode` or `generate` with `--backend mpi` (added
+/// when missing).
 pub fn job_command(command: &[String]) -> Result<Vec<String>> {
     match command.first().map(String::as_str) {
-        Some("run") => run_command(command),
-        Some("decode") => {
-            let mut words = command.to_vec();
-            words[0] = "run".into();
-            let mut out = run_command(&words)?;
-            out[0] = "decode".into();
-            Ok(out)
-        }
+        Some("run" | "decode" | "generate") => run_command(command),
         other => Err(Error::config(format!(
-            "sbatch starts `ringattn run` or `ringattn decode` on every rank: write `-- run \
-             OPTIONS` or `-- decode OPTIONS` (got `{}`)",
+            "sbatch starts `ringattn run`, `decode` or `generate` on every rank: write `-- run \
+             OPTIONS` (got `{}`)",
             other.unwrap_or("")
         ))),
     }

@@ -109,6 +109,17 @@ pub fn submit(
 
 /// One line about a run (or decode) report: what ran, its speed and its check.
 pub fn report_summary(v: &Value) -> String {
+    if v.get("generated_tokens").is_some() {
+        return format!(
+            "generate P={} {}: {} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s",
+            v["world"],
+            v["layout"].as_str().unwrap_or("?"),
+            v["prompt_tokens"],
+            v["prefill_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+            v["generated_tokens"],
+            v["decode_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
     let check = match &v["check"] {
         Value::Object(c) => format!(
             " · check {} (max abs err {:.2e})",
