@@ -28,6 +28,12 @@ def corpus(root):
     return text
 
 
+def last_logits(llm):
+    """The logits of the last evaluated token (llama-cpp-python >= 0.3 keeps `scores` only
+    with logits_all=True, which would slow the prefill)."""
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(
@@ -49,11 +55,11 @@ def main():
         t0 = time.perf_counter()
         llm.eval(ids)
         prefill = time.perf_counter() - t0
-        tok = int(np.argmax(llm.scores[n - 1]))
+        tok = int(np.argmax(last_logits(llm)))
         t1 = time.perf_counter()
         for _ in range(args.decode):
             llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tok = int(np.argmax(last_logits(llm)))
         decode = time.perf_counter() - t1
         print(json.dumps({"tool": "llama.cpp", "prompt_tokens": n, "threads": args.threads,
                           "prefill_s": prefill, "prefill_tokens_per_s": n / prefill,
