@@ -13,40 +13,12 @@
 use std::path::Path;
 
 use ringattn_ring::duo::pattern::DuoPattern;
+use ringattn_testutil::fuzz::{cases, seed, Rng};
 use serde_json::Value;
 
-fn cases() -> usize {
-    std::env::var("RINGATTN_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-}
-
-fn seed() -> u64 {
-    std::env::var("RINGATTN_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x00d0_a77e)
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
+/// Default cases per run and seed (see `ringattn_testutil::fuzz`).
+const CASES: usize = 2000;
+const SEED: u64 = 0x00d0_a77e;
 
 /// A gate in one of the spellings the official files and hand edits use.
 fn gate(rng: &mut Rng) -> String {
@@ -56,7 +28,7 @@ fn gate(rng: &mut Rng) -> String {
         2 => format!("{:e}", rng.below(1000) as f64 / 997.0),
         3 => format!("-{}", rng.below(5)),
         4 => format!("{}.25", rng.below(3)),
-        _ => format!("{}", rng.next() as f64 / u64::MAX as f64),
+        _ => format!("{}", rng.next_u64() as f64 / u64::MAX as f64),
     }
 }
 
@@ -168,7 +140,7 @@ fn mutate_config(rng: &mut Rng, config: &mut Option<String>) {
 
 fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>) {
     if bytes.is_empty() {
-        bytes.push(rng.next() as u8);
+        bytes.push(rng.next_u64() as u8);
         return;
     }
     let i = rng.below(bytes.len());
@@ -254,9 +226,9 @@ fn check_case(dir: &Path, tsv: &[u8], config: Option<&[u8]>, case: usize) {
 #[test]
 fn fuzzed_pattern_directories_load_exactly_when_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed(SEED));
     let (mut ok, mut bad) = (0, 0);
-    for case in 0..cases() {
+    for case in 0..cases(CASES) {
         let mut tsv = valid_tsv(&mut rng);
         let mut config = valid_config(&mut rng);
         match rng.below(4) {
@@ -280,7 +252,7 @@ fn fuzzed_pattern_directories_load_exactly_when_valid() {
         }
     }
     assert!(
-        ok > cases() / 5 && bad > cases() / 10,
+        ok > cases(CASES) / 5 && bad > cases(CASES) / 10,
         "{ok} valid, {bad} invalid"
     );
 }

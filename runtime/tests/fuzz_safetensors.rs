@@ -15,44 +15,16 @@ use std::time::Duration;
 
 use ringattn_runtime::io::FileSource;
 use ringattn_runtime::{Error, RowSource, TensorKind};
+use ringattn_testutil::fuzz::{cases, seed, Rng};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde_json::{json, Map, Value};
 
+/// Default cases per run and seed (see `ringattn_testutil::fuzz`).
+const CASES: usize = 2000;
+const SEED: u64 = 0x5afe_7e45;
+
 /// Cases per run: `RINGATTN_FUZZ_CASES` or 2,000.
-fn cases() -> usize {
-    std::env::var("RINGATTN_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-}
-
-fn seed() -> u64 {
-    std::env::var("RINGATTN_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5afe_7e45)
-}
-
-/// SplitMix64: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
-
 /// A tensor of a file being built: name, dtype, shape, raw bytes.
 struct Part {
     name: String,
@@ -64,7 +36,7 @@ struct Part {
 fn f32_part(rng: &mut Rng, name: &str, shape: Vec<usize>) -> Part {
     let n: usize = shape.iter().product();
     let bytes = (0..n)
-        .flat_map(|_| ((rng.next() % 2001) as f32 / 100.0 - 10.0).to_le_bytes())
+        .flat_map(|_| ((rng.next_u64() % 2001) as f32 / 100.0 - 10.0).to_le_bytes())
         .collect();
     Part {
         name: name.into(),
@@ -202,7 +174,7 @@ fn mutate_bytes(rng: &mut Rng, file: &mut Vec<u8>) {
         }
         1 => {
             let i = rng.below(n + 1);
-            file.insert(i, rng.next() as u8);
+            file.insert(i, rng.next_u64() as u8);
         }
         2 => {
             if n > 0 {
@@ -210,7 +182,7 @@ fn mutate_bytes(rng: &mut Rng, file: &mut Vec<u8>) {
             }
         }
         3 => file.truncate(rng.below(n)),
-        4 => file.extend((0..1 + rng.below(9)).map(|_| rng.next() as u8)),
+        4 => file.extend((0..1 + rng.below(9)).map(|_| rng.next_u64() as u8)),
         5 => {
             let len = [
                 0u64,
@@ -307,9 +279,9 @@ fn check_case(path: &Path, bytes: &[u8], case: usize) {
 fn fuzzed_safetensors_inputs_are_accepted_exactly_when_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fuzz.safetensors");
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed(SEED));
     let (mut accepted, mut rejected) = (0, 0);
-    for case in 0..cases() {
+    for case in 0..cases(CASES) {
         let parts = valid_parts(&mut rng);
         let (mut header, mut data) = header_and_data(&mut rng, &parts);
         let structural = rng.below(3);
@@ -332,7 +304,7 @@ fn fuzzed_safetensors_inputs_are_accepted_exactly_when_valid() {
     }
     // The generator reaches both sides of the oracle.
     assert!(
-        accepted > cases() / 20 && rejected > cases() / 4,
+        accepted > cases(CASES) / 20 && rejected > cases(CASES) / 4,
         "{accepted} ok, {rejected} bad"
     );
 }

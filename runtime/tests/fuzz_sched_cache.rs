@@ -14,37 +14,12 @@ use std::collections::BTreeMap;
 
 use ringattn_runtime::sched::ratios::{CacheFile, RatioTable};
 use ringattn_runtime::{SchedConfig, SchedKind, Scheduler};
+use ringattn_testutil::fuzz::{cases, seed, Rng};
 use serde_json::{json, Value};
 
-fn cases() -> usize {
-    std::env::var("RINGATTN_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-}
-
-fn seed() -> u64 {
-    std::env::var("RINGATTN_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x0005_c4ed)
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+/// Default cases per run and seed (see `ringattn_testutil::fuzz`).
+const CASES: usize = 2000;
+const SEED: u64 = 0x0005_c4ed;
 
 type Entries = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
 
@@ -136,9 +111,9 @@ fn oracle(bytes: &[u8]) -> Option<(u32, Entries)> {
 fn fuzzed_cache_files_load_exactly_when_valid_and_never_poison_ratios() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sched.json");
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed(SEED));
     let (mut ok, mut bad) = (0, 0);
-    for case in 0..cases() {
+    for case in 0..cases(CASES) {
         let mut v = valid(&mut rng);
         if rng.below(2) == 0 {
             mutate(&mut rng, &mut v);
@@ -181,7 +156,7 @@ fn fuzzed_cache_files_load_exactly_when_valid_and_never_poison_ratios() {
         }
     }
     assert!(
-        ok > cases() / 5 && bad > cases() / 10,
+        ok > cases(CASES) / 5 && bad > cases(CASES) / 10,
         "{ok} valid, {bad} invalid"
     );
 }
@@ -191,7 +166,7 @@ fn fuzzed_cache_files_load_exactly_when_valid_and_never_poison_ratios() {
 fn scheduler_starts_on_any_cache_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sched.json");
-    let mut rng = Rng(seed() ^ 1);
+    let mut rng = Rng(seed(SEED) ^ 1);
     for case in 0..40 {
         let mut v = valid(&mut rng);
         mutate(&mut rng, &mut v);
