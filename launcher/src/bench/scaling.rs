@@ -24,7 +24,9 @@ use ringattn_runtime::{Error, Result};
 
 use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::plot;
-use ringattn::results::{append_line, read_results, record_key, RESULTS_FILE};
+use ringattn::results::{read_results, record_key, RESULTS_FILE};
+
+use super::results_file::record;
 use ringattn::sched_spec::SchedSpec;
 use ringattn::RunSpec;
 use ringattn_runtime::sched::ratios::default_cache_path;
@@ -260,18 +262,11 @@ fn run_todo(
         if let Some(b) = &bar {
             b.set_message(label.clone());
         }
-        let mut value = match mpi {
+        let value = match mpi {
             Some(m) => m.run(&run_words(args, combo, kv_heads), combo)?,
             None => run_local_value(job)?,
         };
-        value["sweep"] = spec.sweep_fields(combo, allowed_cores);
-        append_line(&results, &value)?;
-        let line = format!(
-            "{label}: wall {:.3} s · {:.2} GFLOP/s · imbalance {:.3}",
-            value["wall_s"].as_f64().unwrap_or(f64::NAN),
-            value["gflops"].as_f64().unwrap_or(f64::NAN),
-            value["imbalance"].as_f64().unwrap_or(f64::NAN)
-        );
+        let line = record(spec, &results, combo, value, allowed_cores, &label)?;
         match &bar {
             Some(b) => {
                 b.println(line);
