@@ -120,8 +120,34 @@ fn an_injected_fault_ends_every_rank_with_an_error() {
         dim: 8,
         mask: Mask::Causal,
     };
-    let results = run(&Contiguous, &c, Some(FaultInjection { rank: 1, step: 1 }));
-    assert!(results.iter().all(|r| r.is_err()));
+    // At step 0 rank 1 sends nothing, so every other rank waits on a block that depends on it
+    // (rank 2 at step 0, rank 0 at step 1): all of them must end with an error, none hang.
+    let results = run(&Contiguous, &c, Some(FaultInjection { rank: 1, step: 0 }));
+    for (rank, r) in results.iter().enumerate() {
+        assert!(r.is_err(), "rank {rank} finished despite the fault");
+    }
     let own = results[1].as_ref().unwrap_err().to_string();
     assert!(own.contains("injected fault"), "{own}");
+}
+
+#[test]
+fn a_fault_mid_pass_ends_the_failed_rank_and_the_ranks_waiting_on_it() {
+    let c = Case {
+        world: 3,
+        seq: 30,
+        heads: 2,
+        kv_heads: 1,
+        dim: 8,
+        mask: Mask::Causal,
+    };
+    // At step 1 rank 1 fails before forwarding; rank 2 waits on it and must fail. Rank 0 has
+    // already received everything its last step needs, so it may finish or see the abort:
+    // both are right (a launcher's gather after the pass then fails), hanging is not.
+    let results = run(&Contiguous, &c, Some(FaultInjection { rank: 1, step: 1 }));
+    let own = results[1].as_ref().unwrap_err().to_string();
+    assert!(own.contains("injected fault at ring step 1"), "{own}");
+    assert!(
+        results[2].is_err(),
+        "rank 2 finished without rank 1's block"
+    );
 }

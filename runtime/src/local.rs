@@ -274,6 +274,7 @@ mod tests {
                 assert!(matches!(err, Error::Aborted { rank: 1, .. }), "{err}");
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // A hang guard only (the wake-up takes microseconds).
+        assert!(start.elapsed() < Duration::from_secs(60));
     }
 }
