@@ -99,6 +99,27 @@ pub enum ApiError {
     /// A layout name that is not one of `contiguous`, `striped`, `zigzag`, `auto`.
     #[error("unknown layout `{0}` (expected contiguous, striped, zigzag or auto)")]
     UnknownLayout(String),
+    /// A field's value that is not accepted; `expected` says what is.
+    #[error("{field} `{}`: {expected}", .value.escape_debug())]
+    Invalid {
+        /// The field (`time`, `partition`, `command`, `mpirun`, `sched_alpha`…).
+        field: &'static str,
+        /// The value given (shown escaped, so a newline stays on one line).
+        value: String,
+        /// What would be accepted, and how to get it.
+        expected: String,
+    },
+    /// A world size given that differs from the MPI job's.
+    #[error("world {given} does not match the {size} MPI processes of this job (leave world unset, or start {given} processes)")]
+    WorldMismatch {
+        /// The world given.
+        given: usize,
+        /// Processes of the MPI job.
+        size: usize,
+    },
+    /// No MPI launcher given and none found on PATH.
+    #[error("no mpirun or mpiexec on PATH: install MPI with `bash scripts/install-mpi.sh`, or name one in the mpirun field")]
+    NoMpiLauncher,
     /// A failure below the library: communication, a rank failure, an input file, I/O.
     #[error(transparent)]
     Runtime(#[from] ringattn_runtime::Error),
@@ -110,10 +131,11 @@ impl ApiError {
         match self {
             ApiError::Zero { field }
             | ApiError::Shape { field, .. }
-            | ApiError::FileMismatch { field, .. } => Some(field),
+            | ApiError::FileMismatch { field, .. }
+            | ApiError::Invalid { field, .. } => Some(field),
             ApiError::FaultOutsideRing { .. } => Some("fault"),
             ApiError::HeadsNotMultiple { .. } | ApiError::DuoHeads { .. } => Some("kv_heads"),
-            ApiError::TooManyRanks { .. } => Some("world"),
+            ApiError::TooManyRanks { .. } | ApiError::WorldMismatch { .. } => Some("world"),
             ApiError::UnknownLayout(_) => Some("layout"),
             _ => None,
         }
@@ -143,6 +165,21 @@ impl From<ApiError> for ringattn_runtime::Error {
         match e {
             ApiError::Runtime(inner) => inner,
             other => ringattn_runtime::Error::config(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// An [`ApiError::Invalid`] of `field`.
+    pub fn invalid(
+        field: &'static str,
+        value: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        ApiError::Invalid {
+            field,
+            value: value.into(),
+            expected: expected.into(),
         }
     }
 }

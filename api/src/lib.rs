@@ -9,7 +9,9 @@
 //! - [`run_threads`]: one function per rank on threads of this process (the local backend);
 //!   with the `mpi` feature, [`MpiComm`] is one rank of an `mpirun` job;
 //! - [`LayoutChoice`]: the one mapping between layout names and layouts;
-//! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and back.
+//! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and back;
+//! - [`launch`] (mpirun command lines, signal forwarding), [`slurm`] (batch scripts, job
+//!   arrays) and [`bench`] (the kernel, scheduler and scaling benchmarks' drivers).
 //!
 //! The crates below: `ringattn-striped` (layouts, partitioner, simulator) → `ringattn-ring`
 //! (the ring pass, DuoAttention) → `ringattn-runtime` (kernel, online softmax, comm).
@@ -26,6 +28,7 @@ pub mod duo_inspect;
 pub mod error;
 pub mod io;
 pub mod job;
+pub mod launch;
 pub mod layer;
 pub mod layout;
 pub mod local;
@@ -40,6 +43,7 @@ pub mod results;
 pub mod run;
 pub mod sched_spec;
 pub mod simulation;
+pub mod slurm;
 pub mod spec;
 pub mod sweep;
 pub mod tensors;

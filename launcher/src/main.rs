@@ -8,7 +8,6 @@
 mod out;
 mod args;
 mod bench;
-mod child;
 mod cli;
 mod decode;
 mod duo;

@@ -44,6 +44,44 @@ pub fn check_outputs(output: Option<&std::path::Path>, json: Option<&str>) -> Re
     }
 }
 
+/// The flag of a library field outside `run`'s spec (`ntasks_per_node` → `--ntasks-per-node`).
+pub fn flag_of(field: &str) -> String {
+    match field {
+        "world" => "--workers".into(),
+        "command" => "the command after --".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// A library error as the command line says it: the fields of `launch`, `sbatch` and the
+/// benchmarks become flags; the rest as `run` says them ([`crate::run::spec::flag_error`]).
+pub fn cli_error(e: ringattn::ApiError) -> Error {
+    use ringattn::ApiError;
+    match &e {
+        ApiError::Invalid {
+            field,
+            value,
+            expected,
+        } => Error::config(format!(
+            "{} `{}`: {expected}",
+            flag_of(field),
+            value.escape_debug()
+        )),
+        ApiError::Zero { field } if !field.contains('.') && *field != "world" => {
+            Error::config(format!("{} must be at least 1", flag_of(field)))
+        }
+        ApiError::WorldMismatch { given: w, size } => Error::config(format!(
+            "--workers {w} does not match the {size} MPI processes of this job (leave --workers \
+             out, or start {w} processes: mpirun -n {w})"
+        )),
+        ApiError::NoMpiLauncher => Error::config(
+            "no mpirun or mpiexec on PATH: install MPI with `bash scripts/install-mpi.sh`, or \
+             name one with --mpirun PATH",
+        ),
+        _ => crate::run::spec::flag_error(e),
+    }
+}
+
 /// Kernel threads per allowed core that `--oversubscribe` allows at most.
 pub const MAX_OVERSUBSCRIBED: usize = 16;
 

@@ -96,7 +96,8 @@ fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<u
     for &seq in &args.seq {
         for &dim in &args.head_dim {
             let kernel = (most_threads, args.tile_q, args.tile_k);
-            super::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)?;
+            ringattn::bench::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)
+                .map_err(Error::from)?;
         }
     }
     if !args.heads.is_multiple_of(kv_heads) {

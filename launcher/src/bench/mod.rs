@@ -6,11 +6,7 @@
 //! module and arguments.
 
 pub mod kernel;
-pub mod neighbour;
-pub mod results_file;
 pub mod scaling;
-pub mod scaling_mpi;
-pub mod scaling_slurm;
 pub mod sched;
 
 use std::process::ExitCode;
@@ -48,30 +44,4 @@ pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
         BenchCommand::Kernel(a) => kernel::run_kernel_bench(a, allowed_cores),
         BenchCommand::Sched(a) => sched::run_sched_bench(a, allowed_cores),
     }
-}
-
-/// Refuses a single-rank benchmark (`bench kernel`, `bench sched`) whose Q/K/V, state and
-/// scratch this process cannot hold (exit 2 with what it needs and has), before allocating.
-pub fn check_one_rank_memory(
-    seq: usize,
-    heads: usize,
-    kv_heads: usize,
-    dim: usize,
-    (threads, tile_q, tile_k): (usize, usize, usize),
-) -> Result<()> {
-    let sizes = ringattn::memory::JobSizes {
-        world: 1,
-        seq,
-        heads,
-        kv_heads,
-        dim,
-        threads,
-        tile: ringattn_runtime::TileShape {
-            q: tile_q,
-            k: tile_k,
-        },
-        dtype: ringattn_runtime::Dtype::F32,
-    };
-    ringattn::memory::check_job_memory(&sizes, ringattn::memory::MemoryCheck::ONE_RANK)
-        .map_err(ringattn_runtime::Error::from)
 }

@@ -2,10 +2,10 @@
 //! backend, one run report per line in `DIR/results.jsonl`, then the plots.
 //!
 //! With `--backend mpi` every combination is its own `mpirun -n P ringattn run --backend mpi
-//! --json -` (see [`super::scaling_mpi`]); the lines are the same, with `"backend": "mpi"`.
+//! --json -` (see [`ringattn::bench::mpi_sweep`]); the lines are the same, with `"backend": "mpi"`.
 //!
 //! With `--backend slurm` the combinations still to run are one SLURM job array (see
-//! [`super::scaling_slurm`]); the lines are the same, with `"backend": "mpi"`.
+//! [`ringattn::slurm::array`]); the lines are the same, with `"backend": "mpi"`.
 //!
 //! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
 //! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
@@ -26,18 +26,22 @@ use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::plot;
 use ringattn::results::{read_results, record_key, RESULTS_FILE};
 
-use super::results_file::record;
+use ringattn::bench::mpi_sweep::MpiSweep;
+use ringattn::bench::scaling::record;
+use ringattn::launch::Launcher;
 use ringattn::sched_spec::SchedSpec;
+use ringattn::slurm::array::SlurmSweep;
+use ringattn::slurm::{cpu_binding, this_binary};
 use ringattn::RunSpec;
 use ringattn_runtime::sched::ratios::default_cache_path;
 
+use crate::args::cli_error;
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 use crate::run::spec::flag_error;
 use ringattn::job::Job;
 use ringattn::sweep::{run_local_value, weight, SweepSpec};
 use ringattn::LayoutChoice;
 
-use super::scaling_mpi::MpiSweep;
-use super::scaling_slurm::SlurmSweep;
 use crate::sbatch::PmiArg;
 
 /// How the sequence length follows the number of workers.
@@ -168,11 +172,11 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
 /// Runs the sweep.
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
     let mpi = match args.backend {
-        BenchBackend::Mpi => Some(MpiSweep::new(args)?),
+        BenchBackend::Mpi => Some(mpi_sweep(args)?),
         BenchBackend::Local | BenchBackend::Slurm => None,
     };
     let slurm = match args.backend {
-        BenchBackend::Slurm => Some(SlurmSweep::new(args)?),
+        BenchBackend::Slurm => Some(slurm_sweep(args)?),
         _ => None,
     };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
@@ -217,7 +221,9 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
             .iter()
             .map(|(c, _)| (*c, run_words(args, c, kv_heads)))
             .collect();
-        sweep.run_and_record(&spec, &words, &results, allowed_cores)?;
+        sweep.run_and_record(&spec, &words, &results, allowed_cores, &mut |l| {
+            eprintln!("{l}")
+        })?;
     } else {
         run_todo(args, &spec, &todo, mpi.as_ref(), allowed_cores)?;
     }
@@ -251,19 +257,12 @@ fn run_todo(
     let weights: Vec<u64> = todo.iter().map(|(_, j)| weight(j, allowed_cores)).collect();
     let bar = progress_bar(weights.iter().sum());
     for (n, ((combo, job), w)) in todo.iter().zip(&weights).enumerate() {
-        let label = format!(
-            "run {}/{}: P={} {} N={}",
-            n + 1,
-            todo.len(),
-            combo.world,
-            combo.layout,
-            combo.seq
-        );
+        let label = combo.label(n, todo.len());
         if let Some(b) = &bar {
             b.set_message(label.clone());
         }
         let value = match mpi {
-            Some(m) => m.run(&run_words(args, combo, kv_heads), combo)?,
+            Some(m) => m.run(&mpi_words(&run_words(args, combo, kv_heads)), combo)?,
             None => run_local_value(job)?,
         };
         let line = record(spec, &results, combo, value, allowed_cores, &label)?;
@@ -294,6 +293,62 @@ fn progress_bar(total: u64) -> Option<ProgressBar> {
     }
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)
+}
+
+/// What the MPI launch of [`BenchBackend::Mpi`] needs: this binary (it must have MPI) and the
+/// launcher (exit 2 otherwise).
+fn mpi_sweep(args: &ScalingArgs) -> Result<MpiSweep> {
+    if !MPI_BUILT {
+        return Err(Error::config(format!(
+            "bench scaling --backend mpi: {HOW_TO_BUILD_MPI}"
+        )));
+    }
+    let launcher = Launcher::find(args.mpirun.as_deref())
+        .and_then(Launcher::probe)
+        .map_err(cli_error)?;
+    let exe = std::env::current_exe().map_err(|e| Error::Io {
+        context: "finding the ringattn binary".into(),
+        source: e,
+    })?;
+    Ok(MpiSweep {
+        launcher,
+        extra: args.mpi_args.clone(),
+        exe,
+    })
+}
+
+/// The program words of one MPI point: `run --backend mpi --json -` and the point's options.
+fn mpi_words(run_words: &[String]) -> Vec<String> {
+    let head = ["run", "--backend", "mpi", "--json", "-"].map(String::from);
+    head.into_iter()
+        .chain(run_words.iter().skip(1).cloned())
+        .collect()
+}
+
+/// What the job array of [`BenchBackend::Slurm`] needs: the binary the jobs run (it must have
+/// MPI, unless `RINGATTN` names another) and core binding from the cluster's TaskPlugin.
+fn slurm_sweep(args: &ScalingArgs) -> Result<SlurmSweep> {
+    let exe = match std::env::var("RINGATTN") {
+        Ok(p) if !p.is_empty() => p,
+        _ if !MPI_BUILT => {
+            return Err(Error::config(format!(
+                "bench scaling --backend slurm: {HOW_TO_BUILD_MPI}"
+            )))
+        }
+        _ => this_binary().map_err(cli_error)?,
+    };
+    let (bind, note) = cpu_binding(false, false);
+    if let Some(note) = note {
+        eprintln!("ringattn: note: {note}");
+    }
+    Ok(SlurmSweep {
+        exe,
+        dir: args.out.join("slurm"),
+        pmi: args.slurm_mpi.pmi(),
+        bind,
+        threads: args.threads,
+        extra: args.sbatch_args.clone(),
+    })
 }
 
 /// The `ringattn run` words of one combination (without backend or report options).

@@ -2,15 +2,16 @@
 //! ring attention job with the MPI backend (one rank per task, `--cpus-per-task` kernel
 //! threads), or submits it (`--submit`) and waits for it (`--wait`).
 
-pub mod submit;
-
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use ringattn_runtime::{Error, Result};
 
-use crate::launch::{run_command, shell_quote};
+use ringattn::launch::shell_quote;
+use ringattn::slurm::{self, cpu_binding, submit, this_binary, BatchSpec, Pmi, ScriptOptions};
+
+use crate::args::cli_error;
 use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// How the batch script starts the ranks.
@@ -23,16 +24,6 @@ pub enum SlurmLauncher {
     Mpirun,
 }
 
-impl PmiArg {
-    /// The plugin's name for `srun --mpi=`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PmiArg::Pmix => "pmix",
-            PmiArg::Pmi2 => "pmi2",
-        }
-    }
-}
-
 /// PMI plugins for `srun --mpi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PmiArg {
@@ -40,6 +31,16 @@ pub enum PmiArg {
     Pmix,
     /// PMI-2 (MPICH, Intel MPI).
     Pmi2,
+}
+
+impl PmiArg {
+    /// The library's plugin.
+    pub fn pmi(self) -> Pmi {
+        match self {
+            PmiArg::Pmix => Pmi::Pmix,
+            PmiArg::Pmi2 => Pmi::Pmi2,
+        }
+    }
 }
 
 /// Options of `ringattn sbatch`.
@@ -105,157 +106,38 @@ pub struct SbatchArgs {
     pub command: Vec<String>,
 }
 
-/// The command every rank runs: `run`, `decode` or `generate` with `--backend mpi` (added
-/// when missing).
-pub fn job_command(command: &[String]) -> Result<Vec<String>> {
-    match command.first().map(String::as_str) {
-        Some("run" | "decode" | "generate") => run_command(command),
-        other => Err(Error::config(format!(
-            "sbatch starts `ringattn run`, `decode` or `generate` on every rank: write `-- run \
-             OPTIONS` (got `{}`)",
-            other.unwrap_or("")
-        ))),
+impl SbatchArgs {
+    /// The library's batch job of these arguments.
+    pub fn spec(&self) -> BatchSpec {
+        BatchSpec {
+            nodes: self.nodes,
+            ntasks_per_node: self.ntasks_per_node,
+            cpus_per_task: self.cpus_per_task,
+            time: self.time.clone(),
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            job_name: self.job_name.clone(),
+            launcher: match self.launcher {
+                SlurmLauncher::Srun => slurm::SlurmLauncher::Srun,
+                SlurmLauncher::Mpirun => slurm::SlurmLauncher::Mpirun,
+            },
+            pmi: self.mpi.pmi(),
+            command: self.command.clone(),
+        }
     }
-}
-
-/// Whether srun binds cores, and a note when the cluster cannot (with how to turn it on).
-pub fn cpu_binding(force: bool, never: bool) -> (bool, Option<String>) {
-    if force || never {
-        return (force, None);
-    }
-    match submit::task_plugin() {
-        Some(plugin) if !submit::plugin_binds(&plugin) => (
-            false,
-            Some(format!(
-                "cores are not bound: this cluster's TaskPlugin is {plugin}; {}",
-                submit::HOW_TO_BIND
-            )),
-        ),
-        _ => (true, None),
-    }
-}
-
-/// Checks a value written into an `#SBATCH` line: SLURM's own characters only.
-fn directive_value(name: &str, value: &str, extra: &str) -> Result<String> {
-    let ok = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c) || extra.contains(c));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::config(format!(
-            "--{name} `{}`: use letters, digits, `_`, `.`, `-`{}",
-            value.escape_debug(),
-            if extra.is_empty() {
-                String::new()
-            } else {
-                format!(" and `{extra}`")
-            }
-        )))
-    }
-}
-
-/// Checks `--time` against SLURM's formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`,
-/// or `UNLIMITED`/`INFINITE`.
-fn slurm_time(value: &str) -> Result<String> {
-    let bad = || {
-        Error::config(format!(
-            "--time `{}`: expected minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED",
-            value.escape_debug()
-        ))
-    };
-    if ["unlimited", "infinite"].contains(&value.to_ascii_lowercase().as_str()) {
-        return Ok(value.to_string());
-    }
-    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit());
-    let rest = match value.split_once('-') {
-        Some((d, rest)) if digits(d) => rest,
-        Some(_) => return Err(bad()),
-        None => value,
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    if (1..=3).contains(&parts.len()) && parts.iter().all(|p| digits(p)) {
-        Ok(value.to_string())
-    } else {
-        Err(bad())
-    }
-}
-
-/// True when `command` already sets option `--name` (as `--name V` or `--name=V`).
-fn has_option(command: &[String], name: &str) -> bool {
-    command
-        .iter()
-        .any(|a| a == name || a.starts_with(&format!("{name}=")))
 }
 
 /// The batch script for `args`, with `binary` as the default ringattn path; `bind` asks srun
 /// to bind cores (`note` says why not, as a comment in the script).
 pub fn script(args: &SbatchArgs, binary: &str, bind: bool, note: Option<&str>) -> Result<String> {
-    for (name, v) in [
-        ("nodes", args.nodes),
-        ("ntasks-per-node", args.ntasks_per_node),
-        ("cpus-per-task", args.cpus_per_task),
-    ] {
-        if v == 0 {
-            return Err(Error::config(format!("--{name} must be at least 1")));
-        }
-    }
-    let command = job_command(&args.command)?;
-    let mut lines = vec!["#!/bin/bash".to_string()];
-    let mut directive = |name: &str, value: String| lines.push(format!("#SBATCH --{name}={value}"));
-    directive("job-name", directive_value("job-name", &args.job_name, "")?);
-    directive("nodes", args.nodes.to_string());
-    directive("ntasks-per-node", args.ntasks_per_node.to_string());
-    directive("cpus-per-task", args.cpus_per_task.to_string());
-    if let Some(t) = &args.time {
-        directive("time", slurm_time(t)?);
-    }
-    if let Some(p) = &args.partition {
-        directive("partition", directive_value("partition", p, ",")?);
-    }
-    if let Some(a) = &args.account {
-        directive("account", directive_value("account", a, "")?);
-    }
-    directive("output", format!("{}-%j.out", args.job_name));
-
-    let mut run: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
-    if !has_option(&command, "--threads") && !has_option(&command, "-t") {
-        run.extend(["--threads".into(), "\"$THREADS\"".into()]);
-    }
-    if !has_option(&command, "--json") {
-        run.extend(["--json".into(), "\"$REPORT\"".into()]);
-    }
-    let start = match args.launcher {
-        SlurmLauncher::Srun => format!(
-            "srun --mpi={}{} --cpus-per-task=\"$THREADS\"",
-            args.mpi.name(),
-            if bind { " --cpu-bind=cores" } else { "" }
-        ),
-        SlurmLauncher::Mpirun => "mpirun -n \"$SLURM_NTASKS\"".to_string(),
+    let origin = regenerate_line(args);
+    let options = ScriptOptions {
+        binary,
+        bind,
+        note,
+        origin: &origin,
     };
-    let regenerate = regenerate_line(args);
-    lines.extend([
-        format!("# Generated by: {regenerate}"),
-        "# Submit: sbatch THIS_FILE. One MPI rank per task; each runs --cpus-per-task kernel"
-            .into(),
-        "# threads pinned to its own cores. The run report goes to ringattn-JOBID.json.".into(),
-    ]);
-    if let (Some(note), SlurmLauncher::Srun) = (note, args.launcher) {
-        lines.push(format!("# Note: {note}."));
-    }
-    lines.extend([
-        "set -euo pipefail".into(),
-        format!(
-            "RINGATTN=\"${{RINGATTN:-{}}}\"",
-            binary.replace(['"', '\\', '$', '`'], "")
-        ),
-        "THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"".into(),
-        "REPORT=\"ringattn-${SLURM_JOB_ID:-local}.json\"".into(),
-        format!("{start} \"$RINGATTN\" {}", run.join(" ")),
-        "echo \"report: $REPORT\"".into(),
-    ]);
-    Ok(lines.join("\n") + "\n")
+    args.spec().script(&options).map_err(cli_error)
 }
 
 /// The `ringattn sbatch` command line that makes this script (without `--binary`).
@@ -308,7 +190,7 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
                  {HOW_TO_BUILD_MPI} (or name an MPI build with --binary or RINGATTN)"
             )))
         }
-        None => this_binary()?,
+        None => this_binary().map_err(cli_error)?,
     };
     let (bind, note) = cpu_binding(args.cpu_bind, args.no_cpu_bind);
     let text = script(args, &binary, bind, note.as_deref())?;
@@ -329,7 +211,7 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
 /// After `--wait`: the report's summary (or why there is none) and the job's exit code.
 fn finished(args: &SbatchArgs, job_id: &str, status: i32) -> ExitCode {
     let log = format!("{}-{job_id}.out", args.job_name);
-    let report = report_path(&args.command, job_id);
+    let report = args.spec().report_path(job_id);
     let parsed = report.as_ref().and_then(|p| {
         let text = std::fs::read_to_string(p).ok()?;
         serde_json::from_str::<serde_json::Value>(&text).ok()
@@ -353,34 +235,5 @@ fn finished(args: &SbatchArgs, job_id: &str, status: i32) -> ExitCode {
     ExitCode::from(u8::try_from(status).unwrap_or(1))
 }
 
-/// Where the job writes its report: the command's own `--json PATH` when it names a file
-/// without shell variables, else `ringattn-JOBID.json` (in the submission directory).
-fn report_path(command: &[String], job_id: &str) -> Option<String> {
-    let mut given = None;
-    for (i, a) in command.iter().enumerate() {
-        if a == "--json" {
-            given = command.get(i + 1).cloned();
-        } else if let Some(v) = a.strip_prefix("--json=") {
-            given = Some(v.to_string());
-        }
-    }
-    match given {
-        None => Some(format!("ringattn-{job_id}.json")),
-        Some(p) if p == "-" || p.contains('$') => None,
-        Some(p) => Some(p),
-    }
-}
-
 #[cfg(test)]
 mod tests;
-
-/// The absolute path of this ringattn binary (what a job runs unless told otherwise).
-pub fn this_binary() -> Result<String> {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map(|p| p.display().to_string())
-        .map_err(|e| Error::Io {
-            context: "finding the ringattn binary".into(),
-            source: e,
-        })
-}

@@ -100,15 +100,6 @@ fn decode_jobs_and_unbound_clusters() {
     );
     assert!(s.contains("# Note: cores are not bound: why.\n"), "{s}");
     assert!(s.contains("--no-cpu-bind -- decode"), "{s}");
-    assert_eq!(
-        report_path(&["run".into(), "--json".into(), "r.json".into()], "7").as_deref(),
-        Some("r.json")
-    );
-    assert_eq!(
-        report_path(&["run".into()], "7").as_deref(),
-        Some("ringattn-7.json")
-    );
-    assert_eq!(report_path(&["run".into(), "--json=-".into()], "7"), None);
 }
 
 #[test]
@@ -140,22 +131,4 @@ fn bad_values_are_user_errors() {
     assert!(script(&parse(&zero), "x", true, None)
         .unwrap_err()
         .is_user_error());
-}
-
-#[test]
-fn time_limits_take_slurm_formats_only() {
-    for bad in ["yesterday", "1:2:3:4", "-5", "1-", ""] {
-        assert!(slurm_time(bad).is_err(), "{bad}");
-    }
-    for good in [
-        "30",
-        "30:00",
-        "01:00:00",
-        "2-12",
-        "2-12:30",
-        "2-12:30:00",
-        "UNLIMITED",
-    ] {
-        assert!(slurm_time(good).is_ok(), "{good}");
-    }
 }

@@ -1,7 +1,8 @@
-//! `ringattn bench scaling --backend mpi`: each combination is its own MPI launch,
-//! `mpirun -n P <this ringattn> run --backend mpi ... --json -`, with the launcher found and
-//! its options chosen exactly as `ringattn launch` does ([`crate::launch::Launcher`]). The
-//! one-line JSON report the root prints on stdout becomes the results line.
+//! The scaling sweep through MPI: each combination is its own MPI launch,
+//! `mpirun -n P <ringattn> run --backend mpi ... --json -`, with the launcher found and its
+//! options chosen as for any MPI job ([`crate::launch::Launcher`]); SIGINT/SIGTERM reach
+//! mpirun ([`crate::launch::child`]). The one-line JSON report the root prints on stdout
+//! becomes the results line.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -9,58 +10,32 @@ use std::process::{Command, Stdio};
 use ringattn_runtime::{Error, Result};
 use serde_json::Value;
 
-use super::scaling::{Combo, ScalingArgs};
-use crate::launch::{shell_quote, Launcher};
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
+use crate::launch::{child, shell_line, Launcher};
+use crate::sweep::Combo;
 
-/// What every MPI launch of one sweep shares: the launcher, its extra options, this binary.
+/// What every MPI launch of one sweep shares: the launcher, its extra options, the program.
 #[derive(Debug)]
 pub struct MpiSweep {
-    launcher: Launcher,
-    extra: Vec<String>,
-    exe: PathBuf,
+    /// The MPI launcher (probed).
+    pub launcher: Launcher,
+    /// Extra launcher options.
+    pub extra: Vec<String>,
+    /// The ringattn binary (an MPI build) the ranks run.
+    pub exe: PathBuf,
 }
 
 impl MpiSweep {
-    /// Checks that this binary has the MPI backend and finds the launcher (exit 2 otherwise).
-    pub fn new(args: &ScalingArgs) -> Result<Self> {
-        if !MPI_BUILT {
-            return Err(Error::config(format!(
-                "bench scaling --backend mpi: {HOW_TO_BUILD_MPI}"
-            )));
-        }
-        let launcher = Launcher::find(args.mpirun.as_deref())?.probe()?;
-        let exe = std::env::current_exe().map_err(|e| Error::Io {
-            context: "finding the ringattn binary".into(),
-            source: e,
-        })?;
-        Ok(MpiSweep {
-            launcher,
-            extra: args.mpi_args.clone(),
-            exe,
-        })
-    }
-
-    /// The full command line of one combination (`run_words` from `run` on).
-    pub fn command(&self, world: usize, run_words: &[String]) -> Vec<String> {
-        let mut words = vec![self.launcher.path.display().to_string()];
-        words.extend(self.launcher.args(world, &self.extra));
-        words.push(self.exe.display().to_string());
-        words.push("run".into());
-        words.extend([
-            "--backend".into(),
-            "mpi".into(),
-            "--json".into(),
-            "-".into(),
-        ]);
-        words.extend(run_words.iter().skip(1).cloned());
-        words
+    /// The full command line of one combination: the launcher for `world` ranks, the program,
+    /// then `words` (its arguments: `run --backend mpi --json - ...`).
+    pub fn command(&self, world: usize, words: &[String]) -> Vec<String> {
+        self.launcher
+            .command_line(world, &self.extra, &self.exe, words)
     }
 
     /// Runs one combination under mpirun and returns its run report. A failed launch, a
     /// non-zero exit or a report that does not parse is a runtime error naming the combination.
-    pub fn run(&self, run_words: &[String], combo: &Combo) -> Result<Value> {
-        let words = self.command(combo.world, run_words);
+    pub fn run(&self, program_words: &[String], combo: &Combo) -> Result<Value> {
+        let words = self.command(combo.world, program_words);
         let name = format!(
             "bench scaling --backend mpi: P={} {} N={}",
             combo.world, combo.layout, combo.seq
@@ -84,11 +59,7 @@ impl MpiSweep {
             return Err(fail(format!(
                 "{} ({last}); command: {}",
                 out.status,
-                words
-                    .iter()
-                    .map(|w| shell_quote(w))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                shell_line(&words)
             )));
         }
         parse_report(&String::from_utf8_lossy(&out.stdout), combo.world).map_err(fail)
@@ -104,10 +75,10 @@ struct Collected {
 }
 
 /// `cmd.output()`, forwarding SIGINT/SIGTERM to the child and waiting for it
-/// ([`crate::child::wait_forwarding`]).
+/// ([`child::wait_forwarding`]).
 fn output_forwarding(cmd: &mut Command) -> std::io::Result<Collected> {
     use std::io::Read;
-    crate::child::catch_signals()?;
+    child::catch_signals()?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -134,7 +105,7 @@ fn output_forwarding(cmd: &mut Command) -> std::io::Result<Collected> {
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let waited = crate::child::wait_forwarding(&mut child)?;
+    let waited = child::wait_forwarding(&mut child)?;
     Ok(Collected {
         status: waited.status,
         stdout: out.join().unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! Talking to a real SLURM: whether it can bind cores (`scontrol show config`), submitting a
 //! batch script (`sbatch --parsable [--wait]`), and the one-line summary of a finished job's
-//! run report. Shared by `ringattn sbatch --submit` and `bench scaling --backend slurm`.
+//! run report. Shared by batch jobs ([`super::BatchSpec`]) and job arrays ([`super::array`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// What a user does to get `srun --cpu-bind=cores` on a cluster that cannot bind.
 pub const HOW_TO_BIND: &str = "set TaskPlugin=task/affinity (or task/cgroup,task/affinity) in \
-    slurm.conf, or pass --cpu-bind to bind anyway";
+    slurm.conf, or ask for binding anyway";
 
 /// The cluster's `TaskPlugin` from `scontrol show config`, or `None` when there is no
 /// reachable SLURM (no `scontrol`, or it fails).

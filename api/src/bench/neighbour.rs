@@ -1,8 +1,9 @@
-//! The busy neighbour of `bench sched --busy-neighbour`: a spinning process of the bench's own,
+//! The busy neighbour of the scheduler benchmark: a spinning process of the bench's own,
 //! pinned to one core and in a session of its own (so the kernel's autogroup scheduling treats
 //! it as another user's job, which `nice` would not tame), started before the timings and
 //! stopped — also on error or panic — when the guard is dropped.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use ringattn_runtime::sched::topology::pin_current_thread;
@@ -16,38 +17,19 @@ pub struct Neighbour {
 }
 
 impl Neighbour {
-    /// The neighbour `--busy-neighbour` asks for: none without the flag, on the last of
-    /// `cores` for `last` (the flag without a value), else on the CPU given.
-    pub fn from_arg(arg: Option<&str>, cores: &[usize]) -> Result<Option<Neighbour>> {
-        let cpu = match arg {
-            None => return Ok(None),
-            Some("last") => *cores
-                .last()
-                .ok_or_else(|| Error::config("--busy-neighbour: no core to run it on"))?,
-            Some(cpu) => cpu.parse::<usize>().map_err(|_| {
-                Error::config(format!(
-                    "--busy-neighbour: expected a CPU number, got '{cpu}'"
-                ))
-            })?,
-        };
-        Neighbour::start(cpu).map(Some)
-    }
-
-    /// Starts `ringattn bench sched --spin-on CPU` (this executable), under `setsid` when the
-    /// system has it.
-    pub fn start(cpu: usize) -> Result<Neighbour> {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::config(format!("busy neighbour: cannot find this program: {e}")))?;
-        let args = ["bench", "sched", "--spin-on", &cpu.to_string()].map(String::from);
+    /// Starts `program args` (a program that calls [`spin`] on `cpu`), under `setsid` when
+    /// the system has it.
+    pub fn start(cpu: usize, program: &Path, args: &[String]) -> Result<Neighbour> {
+        let exe = program;
         let mut cmd = match which("setsid") {
             Some(setsid) => {
                 let mut c = Command::new(setsid);
-                c.arg(exe).args(&args);
+                c.arg(exe).args(args);
                 c
             }
             None => {
                 let mut c = Command::new(exe);
-                c.args(&args);
+                c.args(args);
                 c
             }
         };

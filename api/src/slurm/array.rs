@@ -1,4 +1,4 @@
-//! `ringattn bench scaling --backend slurm`: the combinations still to run become one SLURM
+//! The scaling sweep on SLURM: the combinations still to run become one SLURM
 //! job array (one array task per combination, `srun --ntasks=P ringattn run --backend mpi`),
 //! submitted with `sbatch --wait`; each task writes its run report to
 //! `DIR/slurm/point-JOB_TASK.json`, and the sweep appends them to results.jsonl in sweep order
@@ -10,55 +10,34 @@ use std::path::{Path, PathBuf};
 use ringattn_runtime::{Error, Result};
 use serde_json::Value;
 
-use super::results_file::record;
-use super::scaling::{Combo, ScalingArgs};
+use super::{submit, Pmi};
+use crate::bench::scaling::record;
 use crate::launch::shell_quote;
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-use crate::sbatch::{cpu_binding, submit, PmiArg};
-use ringattn::sweep::SweepSpec;
+use crate::sweep::{Combo, SweepSpec};
 
 /// The reports of the points of an array that finished (with their index among the points
 /// submitted), and the error naming those that did not.
 pub type Finished = (Vec<(usize, Value)>, Option<Error>);
 
-/// What the array of one sweep shares: this binary, the run directory, srun's options.
+/// What the array of one sweep shares: the ringattn binary the tasks run, the run directory,
+/// srun's options.
 #[derive(Debug)]
 pub struct SlurmSweep {
-    exe: String,
-    dir: PathBuf,
-    pmi: PmiArg,
-    bind: bool,
-    threads: usize,
-    extra: Vec<String>,
+    /// The ringattn binary (an MPI build) every task runs.
+    pub exe: String,
+    /// Where the points' reports and logs go (`OUT/slurm`).
+    pub dir: PathBuf,
+    /// `srun --mpi=` plugin.
+    pub pmi: Pmi,
+    /// `srun --cpu-bind=cores`.
+    pub bind: bool,
+    /// Kernel threads per rank (`--cpus-per-task`).
+    pub threads: usize,
+    /// Extra `sbatch` options.
+    pub extra: Vec<String>,
 }
 
 impl SlurmSweep {
-    /// Checks that the jobs can run this binary (it must have MPI, unless `RINGATTN` names
-    /// another) and decides core binding from the cluster's TaskPlugin.
-    pub fn new(args: &ScalingArgs) -> Result<Self> {
-        let exe = match std::env::var("RINGATTN") {
-            Ok(p) if !p.is_empty() => p,
-            _ if !MPI_BUILT => {
-                return Err(Error::config(format!(
-                    "bench scaling --backend slurm: {HOW_TO_BUILD_MPI}"
-                )))
-            }
-            _ => crate::sbatch::this_binary()?,
-        };
-        let (bind, note) = cpu_binding(false, false);
-        if let Some(note) = note {
-            eprintln!("ringattn: note: {note}");
-        }
-        Ok(SlurmSweep {
-            exe,
-            dir: args.out.join("slurm"),
-            pmi: args.slurm_mpi,
-            bind,
-            threads: args.threads,
-            extra: args.sbatch_args.clone(),
-        })
-    }
-
     /// The array script: task `i` runs `points[i]` (its workers and `run` words).
     pub fn script(&self, points: &[(usize, Vec<String>)], job_dir: &Path) -> String {
         let max_p = points.iter().map(|(p, _)| *p).max().unwrap_or(1);
@@ -96,7 +75,12 @@ impl SlurmSweep {
     /// Runs `todo` (combination, `run` words) as one job array and waits for it; returns the
     /// reports of the points that finished (with their index in `todo`), in order, and the
     /// error about the others.
-    pub fn run_all(&self, todo: &[(&Combo, Vec<String>)]) -> Result<Finished> {
+    /// `tell` hears when the array is submitted (the wait can be long).
+    pub fn run_all(
+        &self,
+        todo: &[(&Combo, Vec<String>)],
+        tell: &mut dyn FnMut(String),
+    ) -> Result<Finished> {
         if todo.is_empty() {
             return Ok((Vec::new(), None));
         }
@@ -113,10 +97,10 @@ impl SlurmSweep {
         let mut extra = vec![format!("--output={}/sweep-%A_%a.out", dir.display())];
         extra.extend(self.extra.iter().cloned());
         let job = submit::submit(&self.script(&points, &dir), true, &extra, |id| {
-            eprintln!(
+            tell(format!(
                 "ringattn bench scaling: SLURM job array {id} ({} tasks), waiting",
                 points.len()
-            )
+            ))
         })?;
         let mut values = Vec::new();
         let mut missing = Vec::new();
@@ -143,7 +127,7 @@ impl SlurmSweep {
         }
         let error = (!missing.is_empty()).then(|| Error::Io {
             context: format!(
-                "bench scaling --backend slurm: {} of {} points of job {} failed",
+                "scaling sweep on SLURM: {} of {} points of job {} failed",
                 missing.len(),
                 todo.len(),
                 job.job_id
@@ -156,26 +140,20 @@ impl SlurmSweep {
 
 impl SlurmSweep {
     /// [`SlurmSweep::run_all`], then appends the finished points to `results` (as the local
-    /// sweep does, one line each, told on stderr) before reporting the failed ones.
+    /// sweep does, one line each, told to `tell`) before reporting the failed ones.
     pub fn run_and_record(
         &self,
         spec: &SweepSpec,
         todo: &[(&Combo, Vec<String>)],
         results: &Path,
         cores: usize,
+        tell: &mut dyn FnMut(String),
     ) -> Result<()> {
-        let (values, error) = self.run_all(todo)?;
+        let (values, error) = self.run_all(todo, tell)?;
         for (i, value) in values {
             let c = todo[i].0;
-            let label = format!(
-                "run {}/{}: P={} {} N={}",
-                i + 1,
-                todo.len(),
-                c.world,
-                c.layout,
-                c.seq
-            );
-            eprintln!("{}", record(spec, results, c, value, cores, &label)?);
+            let label = c.label(i, todo.len());
+            tell(record(spec, results, c, value, cores, &label)?);
         }
         error.map_or(Ok(()), Err)
     }
@@ -190,7 +168,7 @@ mod tests {
         let sweep = SlurmSweep {
             exe: "/opt/ringattn".into(),
             dir: "x".into(),
-            pmi: PmiArg::Pmix,
+            pmi: Pmi::Pmix,
             bind: false,
             threads: 2,
             extra: Vec::new(),
