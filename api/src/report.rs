@@ -29,18 +29,9 @@ pub struct StepReport {
 /// Per-rank figures.
 #[derive(Debug, Serialize)]
 pub struct RankReport {
-    /// The rank.
-    pub rank: usize,
-    /// Tokens it owns.
-    pub tokens: usize,
-    /// Kernel seconds over all steps.
-    pub compute_s: f64,
-    /// Seconds blocked waiting for KV blocks.
-    pub comm_wait_s: f64,
-    /// Seconds waiting at the end for the slowest rank.
-    pub idle_s: f64,
-    /// KV payload bytes sent.
-    pub bytes_sent: u64,
+    /// Rank, tokens, compute, wait and idle seconds, KV payload bytes sent.
+    #[serde(flatten)]
+    pub figures: ringattn_ring::metrics::RankFigures,
     /// KV payload bytes sent for retrieval heads (all of `bytes_sent` without DuoAttention).
     pub bytes_sent_retrieval: u64,
     /// KV payload bytes sent for DuoAttention streaming heads.
@@ -68,6 +59,8 @@ pub struct RankReport {
     /// Per-step figures.
     pub steps: Vec<StepReport>,
 }
+
+ringattn_ring::deref_rank_figures!(RankReport);
 
 /// `check` of the report.
 #[derive(Debug, Serialize)]
@@ -172,12 +165,14 @@ impl Report {
             .ranks
             .iter()
             .map(|r| RankReport {
-                rank: r.rank,
-                tokens: r.positions.len(),
-                compute_s: r.stats.compute_s,
-                comm_wait_s: r.stats.comm_wait_s,
-                idle_s: r.idle_s,
-                bytes_sent: r.stats.bytes_sent,
+                figures: ringattn_ring::metrics::RankFigures {
+                    rank: r.rank,
+                    tokens: r.positions.len(),
+                    compute_s: r.stats.compute_s,
+                    comm_wait_s: r.stats.comm_wait_s,
+                    idle_s: r.idle_s,
+                    bytes_sent: r.stats.bytes_sent,
+                },
                 bytes_sent_retrieval: r.bytes_sent_retrieval,
                 bytes_sent_streaming: r.bytes_sent_streaming,
                 kv_bytes_peak: r.stats.kv_bytes_peak,

@@ -7,6 +7,44 @@
 //! - **GFLOP/s**: the FLOPs the masks require over the job's wall time;
 //! - **bytes**: the most KV payload bytes any rank sent.
 
+/// The figures of one rank that measured reports and the simulator's predictions share, under
+/// the same JSON names (`rank`, `tokens`, `compute_s`, `comm_wait_s`, `idle_s`, `bytes_sent`):
+/// flattened into the run report's ranks and the simulator's, so the two cannot drift.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RankFigures {
+    /// The rank.
+    pub rank: usize,
+    /// Tokens it owns.
+    pub tokens: usize,
+    /// Kernel seconds over all steps.
+    pub compute_s: f64,
+    /// Seconds blocked waiting for the next KV block.
+    pub comm_wait_s: f64,
+    /// Seconds between its last step and the end of the pass (waiting for the slowest rank).
+    pub idle_s: f64,
+    /// KV payload bytes sent.
+    pub bytes_sent: u64,
+}
+
+/// Gives a per-rank figure set that starts with [`RankFigures`] (field `figures`) direct
+/// access to them (`r.compute_s`), as if they were its own fields.
+#[macro_export]
+macro_rules! deref_rank_figures {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = $crate::metrics::RankFigures;
+            fn deref(&self) -> &Self::Target {
+                &self.figures
+            }
+        }
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.figures
+            }
+        }
+    };
+}
+
 /// `max / mean` of the ranks' compute seconds; 1 when nothing was computed.
 pub fn imbalance(compute_s: impl IntoIterator<Item = f64>) -> f64 {
     let (mut sum, mut max, mut n) = (0.0, 0.0f64, 0usize);

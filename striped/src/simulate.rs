@@ -191,21 +191,15 @@ impl SimConfig {
 /// Predicted figures of one rank.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RankSim {
-    /// The rank.
-    pub rank: usize,
-    /// Tokens it owns.
-    pub tokens: usize,
-    /// Seconds computing, all steps (wall time inside the kernel, as measured).
-    pub compute_s: f64,
-    /// Seconds blocked waiting for the next block.
-    pub comm_wait_s: f64,
-    /// Seconds between its last step and the end of the pass.
-    pub idle_s: f64,
-    /// KV bytes it sends.
-    pub bytes_sent: u64,
+    /// Rank, tokens, compute, wait and idle seconds, bytes sent (compute: wall time inside
+    /// the kernel, as measured).
+    #[serde(flatten)]
+    pub figures: ringattn_ring::metrics::RankFigures,
     /// Tiles computed (Full + Partial, all heads).
     pub tiles_computed: u64,
 }
+
+ringattn_ring::deref_rank_figures!(RankSim);
 
 /// Predicted figures of one ring step (over all ranks).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -396,7 +390,10 @@ impl Trace {
         Trace {
             ranks: (0..p)
                 .map(|rank| RankSim {
-                    rank,
+                    figures: ringattn_ring::metrics::RankFigures {
+                        rank,
+                        ..Default::default()
+                    },
                     ..RankSim::default()
                 })
                 .collect(),

@@ -1,9 +1,11 @@
-//! Argument groups shared by several commands: scheduler options (`run`, `decode`, `bench`),
+//! Argument groups shared by several commands: the job options of `run` and `decode`
+//! ([`job::JobArgs`]), scheduler options (`run`, `decode`, `bench`),
 //! micro-kernel choice (`--isa`: `run`, `decode`, `bench kernel`, `info`)
 //! and DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`).
 
 pub mod duo;
 pub mod isa;
+pub mod job;
 pub mod sched;
 
 use ringattn_runtime::{Error, Result};

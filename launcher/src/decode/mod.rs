@@ -12,7 +12,6 @@ use clap::Args;
 use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::{BackendArg, DtypeArg, LayoutArg};
 use crate::run::backend::{self, Backend};
 use ringattn::{CheckRows, RunSpec};
 
@@ -35,42 +34,9 @@ pub struct DecodeArgs {
     /// Tokens to decode after the prefill (positions N .. N+steps).
     #[arg(long, default_value_t = 32)]
     pub steps: usize,
-    /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
-    /// Number of workers [default: cores allowed to this process; with MPI: the number of MPI
-    /// processes, which it must equal when given].
-    #[arg(short = 'p', long)]
-    pub workers: Option<usize>,
-    /// Query heads H [default: 8].
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Key/value heads (GQA when fewer than --heads; must divide it) [default: --heads].
-    #[arg(long)]
-    pub kv_heads: Option<usize>,
-    /// Head dimension D [default: 128].
-    #[arg(short = 'd', long)]
-    pub head_dim: Option<usize>,
-    /// Token layout of the prefill; decoded tokens go to the owner the layout names (striped:
-    /// round robin; contiguous: the last worker; zigzag: worker 0, owner of the last chunk).
-    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
-    pub layout: LayoutArg,
-    /// Storage type of K and V (cached and sent); arithmetic stays f32 (--check compares bf16
-    /// with the reference at 2e-2).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
-    /// Kernel threads per worker [default: allowed cores / workers, at least 1].
-    #[arg(short = 't', long)]
-    pub threads: Option<usize>,
-    /// Do not pin kernel threads to cores.
-    #[arg(long)]
-    pub no_pin: bool,
-    /// Allow --threads above the cores allowed to this process (up to 16 per core).
-    #[arg(long)]
-    pub oversubscribe: bool,
-    /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// What `decode` shares with `run` (backend, workers, heads, layout, threads, report...).
+    #[command(flatten)]
+    pub job: crate::args::job::JobArgs,
     /// Verify ROWS evenly spaced decoded rows per worker (all heads) against the f64
     /// reference; without ROWS: every decoded row. Fails the run (exit 1) beyond
     /// 2e-5 + 2e-5·|ref| per element and 1e-5 + 2e-6·|lse| (2e-2 + 2e-2·|ref| with
@@ -80,44 +46,21 @@ pub struct DecodeArgs {
     /// Accepted for symmetry with `run`: decode is always causal (a no-op switch).
     #[arg(long)]
     pub causal: bool,
-    /// Write the JSON report to PATH ("-" = stdout, which replaces the human summary).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<String>,
-    /// Kernel thread scheduling.
-    #[command(flatten)]
-    pub sched: crate::args::sched::SchedArgs,
-    /// Micro-kernels (`--isa`).
-    #[command(flatten)]
-    pub isa: crate::args::isa::IsaArgs,
-    /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
-    #[command(flatten)]
-    pub duo: crate::args::duo::DuoArgs,
 }
 
 impl DecodeArgs {
     /// The spec of the prefill: `seq` is `--prefill`, causal.
     pub fn run_spec(&self) -> Result<RunSpec> {
         Ok(RunSpec {
-            world: self.workers,
             seq: Some(self.prefill),
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
             causal: true,
-            layout: self.layout.into(),
-            dtype: self.dtype.dtype(),
-            threads: self.threads,
-            pin: !self.no_pin,
-            seed: self.seed,
-            sched: self.sched.spec()?,
-            duo: self.duo.spec()?,
-            ..RunSpec::default()
+            ..self.job.spec()?
         })
     }
 
     /// KV heads of the run (before [`Job`] validation).
     fn kv_heads(&self) -> usize {
-        self.kv_heads.or(self.heads).unwrap_or(8)
+        self.job.kv_heads.or(self.job.heads).unwrap_or(8)
     }
 
     /// Checks what `run`'s validation does not know about.
@@ -147,10 +90,8 @@ impl DecodeArgs {
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
-    args.isa.isa.activate()?;
-    crate::args::check_threads(args.threads, ringattn::allowed_cores(), args.oversubscribe)?;
-    crate::args::check_outputs(None, args.json.as_deref())?;
-    let duo = args.duo.plan(args.kv_heads())?;
+    args.job.precheck(None)?;
+    let duo = args.job.duo.plan(args.kv_heads())?;
 
     let decode = DecodeJob {
         steps: args.steps,
@@ -160,7 +101,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             .map(|rows| rows.map_or(CheckRows::Auto, CheckRows::Rows)),
     };
     let allowed = ringattn::allowed_cores();
-    match backend::resolve(args.backend)? {
+    match backend::resolve(args.job.backend)? {
         Backend::Local => {
             args.validate(decode.duo.as_ref())?;
             let memory = MemoryCheck::LOCAL.decoding(args.steps);
@@ -169,8 +110,8 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             job.cores = ringattn::cores::plan_local(
                 job.world,
                 job.threads,
-                args.threads.is_some(),
-                !args.no_pin,
+                args.job.threads.is_some(),
+                !args.job.no_pin,
             )
             .cores;
             let gathered =
@@ -201,14 +142,8 @@ fn finish(
     g: &DecodeGathered,
 ) -> Result<u8> {
     let report = DecodeReport::new(job, decode, backend, g);
-    match args.json.as_deref() {
-        Some("-") => report.write_json("-")?,
-        Some(path) => {
-            report.write_json(path)?;
-            out!("{}", report.summary());
-        }
-        None => out!("{}", report.summary()),
-    }
+    args.job
+        .emit(|path| report.write_json(path), &report.summary())?;
     match &report.base.check {
         Some(c) if !c.passed => {
             let line = crate::run::check_failed_line("decode check", c, job.dtype);

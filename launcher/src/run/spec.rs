@@ -22,17 +22,8 @@ impl RunArgs {
     /// The spec of these arguments (syntax checked here; sizes when the job is built).
     pub fn spec(&self) -> Result<RunSpec> {
         Ok(RunSpec {
-            world: self.workers,
             seq: self.seq,
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
             causal: self.causal,
-            layout: self.layout.into(),
-            dtype: self.dtype.dtype(),
-            threads: self.threads,
-            pin: !self.no_pin,
-            seed: self.seed,
             input: self.input.clone(),
             check: self
                 .check
@@ -43,8 +34,7 @@ impl RunArgs {
                 k: self.tile_k,
             },
             fault: self.inject_fault.as_deref().map(parse_fault).transpose()?,
-            sched: self.sched.spec()?,
-            duo: self.duo.spec()?,
+            ..self.job.spec()?
         })
     }
 }

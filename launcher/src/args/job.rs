@@ -1,0 +1,112 @@
+//! The options `run` and `decode` share (flattened into both): backend, workers, head shape,
+//! layout, storage type, threads and pinning, seed, report, scheduler, micro-kernels and
+//! DuoAttention, with their mapping to the library's [`RunSpec`] and the checks both make
+//! before any compute.
+
+use clap::Args;
+use ringattn::RunSpec;
+use ringattn_runtime::Result;
+
+use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+
+/// Options of a ring attention job shared by `run` and `decode`.
+#[derive(Clone, Debug, Args)]
+pub struct JobArgs {
+    /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Number of workers in the ring [default: cores allowed to this process; with MPI: the
+    /// number of MPI processes, which it must equal when given].
+    #[arg(short = 'p', long)]
+    pub workers: Option<usize>,
+    /// Query heads H [default: 8, or the input file's].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Key/value heads (GQA when fewer than --heads; must divide it) [default: --heads].
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Head dimension D [default: 128, or the input file's].
+    #[arg(short = 'd', long)]
+    pub head_dim: Option<usize>,
+    /// Token layout over workers (decode: each new token goes to the worker the layout names:
+    /// striped round robin, contiguous the last worker, zigzag worker 0).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
+    /// Storage type of K and V (stored, sent and cached): bf16 halves KV memory and ring
+    /// traffic; queries, the softmax state and all arithmetic stay f32 (--check compares bf16
+    /// with the reference at 2e-2).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
+    /// the rank's share of the cores its node's ranks may use]. Ranks sharing a node get
+    /// disjoint cores, each kernel thread pinned to one (see --no-pin); when ranks × threads
+    /// exceed the allowed cores, rank 0 warns and the job runs unpinned.
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Do not pin kernel threads to cores (the operating system places them).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Allow --threads above the cores allowed to this process (up to 16 per core).
+    #[arg(long)]
+    pub oversubscribe: bool,
+    /// Seed of the synthetic Q/K/V (a pure function of seed, tensor, head and position).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the JSON report to PATH ("-" = stdout, which replaces the human summary).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<String>,
+    /// Kernel thread scheduling.
+    #[command(flatten)]
+    pub sched: crate::args::sched::SchedArgs,
+    /// Micro-kernels (`--isa`).
+    #[command(flatten)]
+    pub isa: crate::args::isa::IsaArgs,
+    /// DuoAttention: retrieval heads attend everything, streaming heads a sink + recent window.
+    #[command(flatten)]
+    pub duo: crate::args::duo::DuoArgs,
+}
+
+impl JobArgs {
+    /// The spec fields these options set (`seq`, `causal` and the rest at their defaults).
+    pub fn spec(&self) -> Result<RunSpec> {
+        Ok(RunSpec {
+            world: self.workers,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
+            threads: self.threads,
+            pin: !self.no_pin,
+            seed: self.seed,
+            sched: self.sched.spec()?,
+            duo: self.duo.spec()?,
+            ..RunSpec::default()
+        })
+    }
+
+    /// What both commands check before any compute: the micro-kernels asked for, threads
+    /// within the allowed cores, and that `output` and `--json` can be written.
+    pub fn precheck(&self, output: Option<&std::path::Path>) -> Result<()> {
+        self.isa.isa.activate()?;
+        crate::args::check_threads(self.threads, ringattn::allowed_cores(), self.oversubscribe)?;
+        crate::args::check_outputs(output, self.json.as_deref())
+    }
+
+    /// Prints the report where `--json` says: the JSON on stdout for `-` (no summary), else
+    /// the JSON to the file (if given) and the human `summary` on stdout.
+    pub fn emit(&self, write_json: impl Fn(&str) -> Result<()>, summary: &str) -> Result<()> {
+        match self.json.as_deref() {
+            Some("-") => write_json("-"),
+            Some(path) => {
+                write_json(path)?;
+                out!("{summary}");
+                Ok(())
+            }
+            None => {
+                out!("{summary}");
+                Ok(())
+            }
+        }
+    }
+}
