@@ -4,9 +4,11 @@
 //! and DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`).
 
 pub mod duo;
+pub mod heads;
 pub mod isa;
 pub mod job;
 pub mod sched;
+pub mod tile;
 
 use ringattn_runtime::{Error, Result};
 

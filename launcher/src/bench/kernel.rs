@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringattn::bench::kernel::{measure_kernel, parallel_peak, work, KernelResult, KernelShape};
-use ringattn_runtime::{Error, Isa, Result, TileShape};
+use ringattn_runtime::{Error, Isa, Result};
 
 use crate::args::isa::IsaArg;
 use crate::cli::DtypeArg;
@@ -50,12 +50,9 @@ pub struct KernelArgs {
     /// fastest this CPU has). One this CPU lacks is an error (exit 2).
     #[arg(long, value_enum, default_value_t = IsaArg::Auto)]
     pub isa: IsaArg,
-    /// Query rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
-    pub tile_q: usize,
-    /// Key rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
-    pub tile_k: usize,
+    /// Kernel tile shape (`--tile-q`, `--tile-k`).
+    #[command(flatten)]
+    pub tile: crate::args::tile::TileArgs,
     /// Write JSON lines to PATH ("-" = stdout, replacing the table).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
@@ -83,8 +80,8 @@ fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<u
         ("--heads", std::slice::from_ref(&args.heads)),
         ("--kv-heads", std::slice::from_ref(&kv_heads)),
         ("--repeats", std::slice::from_ref(&args.repeats)),
-        ("--tile-q", std::slice::from_ref(&args.tile_q)),
-        ("--tile-k", std::slice::from_ref(&args.tile_k)),
+        ("--tile-q", std::slice::from_ref(&args.tile.tile_q)),
+        ("--tile-k", std::slice::from_ref(&args.tile.tile_k)),
     ];
     if let Some((flag, _)) = named.iter().find(|(_, v)| v.contains(&0)) {
         return Err(Error::config(format!("{flag} must be at least 1")));
@@ -95,7 +92,7 @@ fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<u
     let most_threads = threads.iter().copied().max().unwrap_or(1);
     for &seq in &args.seq {
         for &dim in &args.head_dim {
-            let kernel = (most_threads, args.tile_q, args.tile_k);
+            let kernel = (most_threads, args.tile.tile_q, args.tile.tile_k);
             ringattn::bench::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)
                 .map_err(Error::from)?;
         }
@@ -119,10 +116,7 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
         .flat_map(|(t, d, n)| args.causal.iter().map(move |&c| (t, d, n, c)))
         .flat_map(|(t, d, n, c)| args.dtype.iter().map(move |&dt| (t, d, n, c, dt)))
         .collect();
-    let tile = TileShape {
-        q: args.tile_q,
-        k: args.tile_k,
-    };
+    let tile = args.tile.shape();
     let sched = args.sched.spec()?;
     let bar = progress_bar(&shapes, args.repeats);
     let mut sink = Sink::open(args.json.as_deref())?;

@@ -91,15 +91,9 @@ pub struct ScalingArgs {
     /// Strong scaling (fixed N) or weak scaling (N = --seq × workers).
     #[arg(long, value_enum, default_value_t = Mode::Strong)]
     pub mode: Mode,
-    /// Query heads.
-    #[arg(long, default_value_t = 8)]
-    pub heads: usize,
-    /// Key/value heads [default: --heads].
-    #[arg(long)]
-    pub kv_heads: Option<usize>,
-    /// Head dimension.
-    #[arg(short = 'd', long, default_value_t = 128)]
-    pub head_dim: usize,
+    /// Heads and head dimension.
+    #[command(flatten)]
+    pub shape: crate::args::heads::HeadArgs,
     /// How K and V are stored and sent.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
@@ -153,9 +147,9 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
         layouts: args.layout.iter().map(|&l| LayoutChoice::from(l)).collect(),
         weak: args.mode == Mode::Weak,
         run: RunSpec {
-            heads: Some(args.heads),
-            kv_heads: Some(args.kv_heads.unwrap_or(args.heads)),
-            head_dim: Some(args.head_dim),
+            heads: Some(args.shape.heads),
+            kv_heads: Some(args.shape.kv_heads()),
+            head_dim: Some(args.shape.head_dim),
             threads: Some(args.threads),
             causal: args.causal,
             dtype: args.dtype.dtype(),
@@ -216,7 +210,7 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     );
     let sweep_start = Instant::now();
     if let Some(sweep) = &slurm {
-        let kv_heads = args.kv_heads.unwrap_or(args.heads);
+        let kv_heads = args.shape.kv_heads();
         let words: Vec<(&Combo, Vec<String>)> = todo
             .iter()
             .map(|(c, _)| (*c, run_words(args, c, kv_heads)))
@@ -252,7 +246,7 @@ fn run_todo(
     allowed_cores: usize,
 ) -> Result<()> {
     let results = args.out.join(RESULTS_FILE);
-    let kv_heads = args.kv_heads.unwrap_or(args.heads);
+    let kv_heads = args.shape.kv_heads();
     // Progress in units of predicted work, so the time left is meaningful.
     let weights: Vec<u64> = todo.iter().map(|(_, j)| weight(j, allowed_cores)).collect();
     let bar = progress_bar(weights.iter().sum());
@@ -360,11 +354,11 @@ pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> 
         "--seq",
         &c.seq.to_string(),
         "--heads",
-        &args.heads.to_string(),
+        &args.shape.heads.to_string(),
         "--kv-heads",
         &kv_heads.to_string(),
         "--head-dim",
-        &args.head_dim.to_string(),
+        &args.shape.head_dim.to_string(),
         "--threads",
         &args.threads.to_string(),
         "--layout",

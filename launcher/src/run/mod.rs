@@ -32,15 +32,6 @@ pub struct RunArgs {
     /// Sequence length N (tokens) [default: 4096, or the input file's].
     #[arg(short = 'n', long)]
     pub seq: Option<usize>,
-    /// Query heads H [default: 8, or the input file's].
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Key/value heads (GQA when fewer than --heads; must divide it) [default: --heads].
-    #[arg(long)]
-    pub kv_heads: Option<usize>,
-    /// Head dimension D [default: 128, or the input file's].
-    #[arg(short = 'd', long)]
-    pub head_dim: Option<usize>,
     /// Causal mask: token q attends keys k <= q.
     #[arg(long)]
     pub causal: bool,
@@ -56,12 +47,9 @@ pub struct RunArgs {
     /// Write out [H, N, D] and lse [H, N] (original token order) to a safetensors file.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Query rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
-    pub tile_q: usize,
-    /// Key rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
-    pub tile_k: usize,
+    /// Kernel tile shape (`--tile-q`, `--tile-k`).
+    #[command(flatten)]
+    pub tile: crate::args::tile::TileArgs,
     /// Testing aid: make worker RANK fail at ring step STEP (format RANK:STEP).
     #[arg(long, value_name = "RANK:STEP", hide = true)]
     pub inject_fault: Option<String>,

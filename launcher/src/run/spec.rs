@@ -2,7 +2,7 @@
 //! the command line (field names become flags).
 
 use ringattn::{ApiError, CheckRows, FaultSpec, LayoutChoice, RunSpec};
-use ringattn_runtime::{Error, Result, TileShape};
+use ringattn_runtime::{Error, Result};
 
 use crate::cli::LayoutArg;
 use crate::run::RunArgs;
@@ -29,10 +29,7 @@ impl RunArgs {
                 .check
                 .map(|rows| rows.map_or(CheckRows::Auto, CheckRows::Rows)),
             want_output: self.output.is_some(),
-            tile: TileShape {
-                q: self.tile_q,
-                k: self.tile_k,
-            },
+            tile: self.tile.shape(),
             fault: self.inject_fault.as_deref().map(parse_fault).transpose()?,
             ..self.job.spec()?
         })

@@ -30,15 +30,9 @@ pub struct SimulateArgs {
     /// Sequence length N (tokens).
     #[arg(short = 'n', long)]
     pub seq: usize,
-    /// Query heads H.
-    #[arg(long, default_value_t = 8)]
-    pub heads: usize,
-    /// Key/value heads (GQA when fewer than --heads) [default: --heads].
-    #[arg(long)]
-    pub kv_heads: Option<usize>,
-    /// Head dimension D.
-    #[arg(short = 'd', long, default_value_t = 128)]
-    pub head_dim: usize,
+    /// Heads and head dimension.
+    #[command(flatten)]
+    pub shape: crate::args::heads::HeadArgs,
     /// Causal mask.
     #[arg(long)]
     pub causal: bool,
@@ -76,12 +70,9 @@ pub struct SimulateArgs {
     /// Latency per hop in microseconds.
     #[arg(long, default_value_t = 2.0)]
     pub latency_us: f64,
-    /// Query rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().q)]
-    pub tile_q: usize,
-    /// Key rows per kernel tile.
-    #[arg(long, default_value_t = ringattn_runtime::TileShape::default().k)]
-    pub tile_k: usize,
+    /// Kernel tile shape (`--tile-q`, `--tile-k`).
+    #[command(flatten)]
+    pub tile: crate::args::tile::TileArgs,
     /// Write the prediction as JSON to PATH ("-" = stdout instead of the summary).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
@@ -94,10 +85,7 @@ pub struct SimulateArgs {
 /// Runs `ringattn simulate`.
 pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
-    let tile = TileShape {
-        q: args.tile_q,
-        k: args.tile_k,
-    };
+    let tile = args.tile.shape();
     if args.threads == 0 {
         return Err(Error::config("--threads must be at least 1"));
     }
@@ -106,15 +94,15 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
             "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)",
         ));
     }
-    let duo = args.duo.plan(args.kv_heads.unwrap_or(args.heads))?;
+    let duo = args.duo.plan(args.shape.kv_heads())?;
     let (gflops, partial, busy_speed, rate_source) = rank_rate(args, tile)?;
     let partial = args.partial_cost.unwrap_or(partial);
     let base = SimConfig {
         world: args.workers,
         seq: args.seq,
-        heads: args.heads,
-        kv_heads: args.kv_heads.unwrap_or(args.heads),
-        head_dim: args.head_dim,
+        heads: args.shape.heads,
+        kv_heads: args.shape.kv_heads(),
+        head_dim: args.shape.head_dim,
         dtype: args.dtype.dtype(),
         mask: if args.causal {
             Mask::Causal
@@ -174,14 +162,14 @@ fn rank_rate(args: &SimulateArgs, tile: TileShape) -> Result<(f64, f64, f64, Str
     Ok(match (args.gflops_per_rank, args.calibrate) {
         (Some(f), _) => (f, PARTIAL_TILE_COST, 1.0, "given".to_string()),
         (None, true) => {
-            if args.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
+            if args.shape.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
                 return Err(Error::config(
                     "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
                 ));
             }
             let cores = args.cores.unwrap_or(ringattn::allowed_cores());
             let r = calibrate_rank_rate(&RateProbe {
-                head_dim: args.head_dim,
+                head_dim: args.shape.head_dim,
                 seq: args.seq,
                 workers: args.workers,
                 threads: args.threads,
