@@ -1,7 +1,8 @@
 //! Failure injection with a real `mpirun` (issue 13, item 12): SIGTERM to `ringattn launch`
-//! ends its MPI job, and SIGKILL of one of 3 ranks mid-run ends the whole job — each within
-//! 5 s (a generous bound, not a timing measurement), with a nonzero exit and no rank process
-//! left. Needs the `mpi` feature and mpirun on PATH (a note and a pass without mpirun, except
+//! ends its MPI job, SIGINT/SIGTERM to `ringattn bench scaling --backend mpi` end the mpirun
+//! job of its current point, and SIGKILL of one of 3 ranks mid-run ends the whole job — each
+//! within a generous hang guard (not a timing measurement), with a nonzero exit and no rank
+//! process left. Needs the `mpi` feature and mpirun on PATH (a note and a pass without mpirun, except
 //! in CI).
 
 #![cfg(feature = "mpi")]
@@ -19,7 +20,7 @@ use common::{mpi_launcher, p, rand_tensor, raw_f32, ringattn, write_raw};
 const ENDS_WITHIN: Duration = Duration::from_secs(30);
 
 /// PIDs of running processes of the binary under test whose command line holds `marker`
-/// (the job's unique seed), other than `launch` itself.
+/// (the job's unique seed or length), other than the `launch` or `bench` process itself.
 fn ranks_of(marker: &str) -> Vec<i32> {
     let exe = env!("CARGO_BIN_EXE_ringattn");
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -44,7 +45,7 @@ fn ranks_of(marker: &str) -> Vec<i32> {
             !zombie
                 && words.first().is_some_and(|w| w == exe)
                 && words.iter().any(|w| w == marker)
-                && !words.iter().any(|w| w == "launch")
+                && !words.iter().any(|w| w == "launch" || w == "bench")
         })
         .collect()
 }
@@ -53,7 +54,8 @@ fn ranks_of(marker: &str) -> Vec<i32> {
 /// its P ranks are running.
 fn start_job(ranks: usize, marker: &str) -> Option<Child> {
     mpi_launcher()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringattn"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+    command
         .args(["launch", "-n", &ranks.to_string(), "--", "run"])
         .args([
             "--seq",
@@ -65,7 +67,14 @@ fn start_job(ranks: usize, marker: &str) -> Option<Child> {
             "--threads",
             "1",
         ])
-        .args(["--no-sched-cache", "--seed", marker])
+        .args(["--no-sched-cache", "--seed", marker]);
+    Some(started(command, ranks, marker))
+}
+
+/// Spawns `command` (an MPI job of `ranks` ranks whose command lines hold `marker`) and waits
+/// until its ranks are running.
+fn started(mut command: Command, ranks: usize, marker: &str) -> Child {
+    let mut child = command
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
@@ -84,7 +93,7 @@ fn start_job(ranks: usize, marker: &str) -> Option<Child> {
     }
     // Let the ranks get into the ring pass.
     std::thread::sleep(Duration::from_millis(500));
-    Some(child)
+    child
 }
 
 fn signal(pid: i32, sig: Signal) {
@@ -132,6 +141,38 @@ fn sigterm_to_launch_ends_its_mpi_job() {
     };
     signal(child.id() as i32, Signal::TERM);
     assert_ends(child, &marker, "SIGTERM to launch");
+}
+
+/// `bench scaling --backend mpi` runs each point as its own mpirun job: SIGINT or SIGTERM to
+/// the sweep reaches that mpirun, every rank ends, and the sweep exits non-zero. The ranks are
+/// found by the point's length, unique to this test process.
+#[test]
+fn sigint_and_sigterm_to_bench_scaling_end_its_mpi_job() {
+    for (tag, sig) in [(3, Signal::INT), (4, Signal::TERM)] {
+        if mpi_launcher().is_none() {
+            return;
+        }
+        let seq = (200_000 + (u64::from(std::process::id()) % 1000) * 10 + tag).to_string();
+        let out = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringattn"));
+        command
+            .args(["bench", "scaling", "--backend", "mpi", "--workers", "2"])
+            .args(["--seq", &seq, "--layout", "contiguous", "--heads", "4"])
+            .args(["--head-dim", "64", "--threads", "1", "--no-plot", "--out"])
+            .arg(out.path());
+        let child = started(command, 2, &seq);
+        signal(child.id() as i32, sig);
+        assert_ends(
+            child,
+            &seq,
+            &format!("{sig:?} to bench scaling --backend mpi"),
+        );
+        let results = std::fs::read_to_string(out.path().join("results.jsonl")).unwrap_or_default();
+        assert!(
+            results.trim().is_empty(),
+            "an interrupted point was recorded: {results}"
+        );
+    }
 }
 
 #[test]

@@ -140,11 +140,11 @@ fn fuzzed_cache_files_load_exactly_when_valid_and_never_poison_ratios() {
         }
         for classes in loaded.entries.values() {
             for (class, ratios) in classes {
-                // Ratios near f64::MAX poison the table (see the ignored test below); everything
-                // else must be taken only when positive, finite and of the right length.
-                if ratios.iter().all(|r| r.abs() < 1e300) {
+                // Whatever the cache holds, the table keeps only positive finite ratios of
+                // the right length (refused ones leave the initial ratios).
+                {
                     let mut table = RatioTable::new(vec![1.0; 2], 0.3);
-                    table.set(class, ratios);
+                    let _ = table.set(class, ratios);
                     let got = table.get(class);
                     assert_eq!(got.len(), 2);
                     assert!(
@@ -195,17 +195,30 @@ fn scheduler_starts_on_any_cache_file() {
     }
 }
 
-/// Known defect, outside this branch (runtime/src/sched/ratios.rs, owned by the kernel-isa
-/// branch): `RatioTable::set` checks each ratio is positive and finite but not what
-/// normalising makes of them, so a cache entry like `[1.0, 1e308]` normalises to
-/// `[2e-308, inf]` and the scheduler then splits work by an infinite ratio. Fix: check the
-/// normalised ratios are finite and positive (or divide by the max before scaling); then drop
-/// the `ignore`.
+/// A cache entry like `[1.0, 1e308]` would normalise to `[2e-308, inf]` (or its sum overflow,
+/// `[1e308, 1e308]`): `RatioTable::set` refuses it with a typed error and the class keeps its
+/// ratios, so the scheduler never splits work by an infinite or subnormal ratio.
 #[test]
-#[ignore = "RatioTable::set accepts ratios that normalise to inf (sched/ratios.rs, kernel-isa branch)"]
 fn ratios_whose_sum_overflows_are_refused() {
+    use ringattn_runtime::sched::ratios::RatioError;
     let mut table = RatioTable::new(vec![1.0; 2], 0.3);
-    table.set("decode", &[1.0, 1e308]);
+    for bad in [[1.0, 1e308], [1e308, 1e308], [f64::MIN_POSITIVE, 1e10]] {
+        let e = table.set("decode", &bad).unwrap_err();
+        assert!(
+            matches!(e, RatioError::Unnormalisable { .. }),
+            "{bad:?}: {e}"
+        );
+    }
+    assert!(matches!(
+        table.set("decode", &[1.0]),
+        Err(RatioError::Length { got: 1, threads: 2 })
+    ));
+    assert!(matches!(
+        table.set("decode", &[1.0, -1.0]),
+        Err(RatioError::NotPositive { index: 1, .. })
+    ));
     let got = table.get("decode");
-    assert!(got.iter().all(|r| r.is_finite() && *r > 0.0), "{got:?}");
+    assert_eq!(got, vec![1.0, 1.0]);
+    table.set("decode", &[1.0, 3.0]).unwrap();
+    assert_eq!(table.get("decode"), vec![0.5, 1.5]);
 }

@@ -1,6 +1,7 @@
 //! Benchmarks' measurements (what `ringattn bench` runs; the CLI maps arguments and prints).
 
 pub mod kernel;
+pub mod kernel_grid;
 pub mod mpi_sweep;
 pub mod neighbour;
 pub mod scaling;

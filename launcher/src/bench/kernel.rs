@@ -9,8 +9,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringattn::bench::kernel::{measure_kernel, parallel_peak, work, KernelResult, KernelShape};
-use ringattn_runtime::{Error, Isa, Result};
+use ringattn::bench::kernel::{KernelResult, KernelShape};
+use ringattn::bench::kernel_grid::KernelGrid;
+use ringattn_runtime::{Error, Result};
+
+use crate::args::cli_error;
 
 use crate::args::isa::IsaArg;
 use crate::cli::DtypeArg;
@@ -61,11 +64,10 @@ pub struct KernelArgs {
     pub sched: crate::args::sched::SchedArgs,
 }
 
-/// The micro-kernels, KV heads and thread counts of the grid, checked (exit 2 when wrong).
-fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<usize>)> {
+/// The grid of the arguments (threads default to 1 and the allowed cores; each within them).
+fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = args.isa.activate()?;
-    let kv_heads = args.kv_heads.unwrap_or(args.heads);
     let threads = if args.threads.is_empty() {
         let mut t = vec![1, allowed_cores.max(1)];
         t.dedup();
@@ -73,101 +75,61 @@ fn checked(args: &KernelArgs, allowed_cores: usize) -> Result<(Isa, usize, Vec<u
     } else {
         args.threads.clone()
     };
-    let named: [(&str, &[usize]); 8] = [
-        ("--seq", &args.seq),
-        ("--head-dim", &args.head_dim),
-        ("--threads", &threads),
-        ("--heads", std::slice::from_ref(&args.heads)),
-        ("--kv-heads", std::slice::from_ref(&kv_heads)),
-        ("--repeats", std::slice::from_ref(&args.repeats)),
-        ("--tile-q", std::slice::from_ref(&args.tile.tile_q)),
-        ("--tile-k", std::slice::from_ref(&args.tile.tile_k)),
-    ];
-    if let Some((flag, _)) = named.iter().find(|(_, v)| v.contains(&0)) {
-        return Err(Error::config(format!("{flag} must be at least 1")));
-    }
-    for &t in &threads {
+    for &t in threads.iter().filter(|&&t| t > 0) {
         crate::args::check_threads(Some(t), allowed_cores, false)?;
     }
-    let most_threads = threads.iter().copied().max().unwrap_or(1);
-    for &seq in &args.seq {
-        for &dim in &args.head_dim {
-            let kernel = (most_threads, args.tile.tile_q, args.tile.tile_k);
-            ringattn::bench::check_one_rank_memory(seq, args.heads, kv_heads, dim, kernel)
-                .map_err(Error::from)?;
-        }
-    }
-    if !args.heads.is_multiple_of(kv_heads) {
-        return Err(Error::config(format!(
-            "--heads {} is not a multiple of --kv-heads {kv_heads}",
-            args.heads
-        )));
-    }
-    Ok((isa, kv_heads, threads))
+    let grid = KernelGrid {
+        isa,
+        seqs: args.seq.clone(),
+        dims: args.head_dim.clone(),
+        threads,
+        causal: args.causal.clone(),
+        dtypes: args.dtype.iter().map(|d| d.dtype()).collect(),
+        heads: args.heads,
+        kv_heads: args.kv_heads.unwrap_or(args.heads),
+        tile: args.tile.shape(),
+        repeats: args.repeats,
+    };
+    grid.validate().map_err(cli_error)?;
+    Ok(grid)
 }
 
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
-    let (isa, kv_heads, threads) = checked(args, allowed_cores)?;
-    let shapes: Vec<(usize, usize, usize, bool, DtypeArg)> = threads
-        .iter()
-        .flat_map(|&t| args.head_dim.iter().map(move |&d| (t, d)))
-        .flat_map(|(t, d)| args.seq.iter().map(move |&n| (t, d, n)))
-        .flat_map(|(t, d, n)| args.causal.iter().map(move |&c| (t, d, n, c)))
-        .flat_map(|(t, d, n, c)| args.dtype.iter().map(move |&dt| (t, d, n, c, dt)))
-        .collect();
-    let tile = args.tile.shape();
+    let grid = grid(args, allowed_cores)?;
     let sched = args.sched.spec()?;
-    let bar = progress_bar(&shapes, args.repeats);
+    let bar = progress_bar(grid.shapes().iter().map(KernelGrid::work).sum());
     let mut sink = Sink::open(args.json.as_deref())?;
-    let mut peaks = std::collections::HashMap::new();
-    for &(t, d, n, causal, dtype) in &shapes {
-        bar.set_message(format!(
-            "N={n} D={d} T={t}{}",
-            if causal { " causal" } else { "" }
-        ));
-        let peak = *peaks.entry(t).or_insert_with(|| parallel_peak(isa, t));
-        let shape = KernelShape {
-            isa,
-            heads: args.heads,
-            kv_heads,
-            threads: t,
-            dim: d,
-            seq: n,
-            causal,
-            dtype: dtype.dtype(),
-            tile,
-            repeats: args.repeats,
-        };
-        let result = measure_kernel(&shape, &sched, peak)?;
-        bar.inc(work(n, d, causal) * args.repeats as u64);
-        sink.write(&result, || {
+    let starting = &mut |s: &KernelShape| {
+        let mask = if s.causal { " causal" } else { "" };
+        bar.set_message(format!("N={} D={} T={}{mask}", s.seq, s.dim, s.threads));
+    };
+    let on_result = &mut |shape: &KernelShape, r: &KernelResult| {
+        bar.inc(KernelGrid::work(shape));
+        sink.write(r, || {
             format!(
                 "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
-                result.seq,
-                result.head_dim,
-                result.threads,
-                if result.causal { "causal" } else { "full" },
-                result.dtype,
-                result.median_s,
-                result.gflops,
-                result.peak_gflops,
-                100.0 * result.fraction_of_peak
+                r.seq,
+                r.head_dim,
+                r.threads,
+                if r.causal { "causal" } else { "full" },
+                r.dtype,
+                r.median_s,
+                r.gflops,
+                r.peak_gflops,
+                100.0 * r.fraction_of_peak
             )
-        })?;
-    }
+        })
+    };
+    grid.run(&sched, starting, on_result).map_err(cli_error)?;
     bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
 }
 
-fn progress_bar(shapes: &[(usize, usize, usize, bool, DtypeArg)], repeats: usize) -> ProgressBar {
+fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let total: u64 = shapes
-        .iter()
-        .map(|&(_, d, n, c, _)| work(n, d, c) * repeats as u64)
-        .sum();
     let bar = ProgressBar::new(total);
     if let Ok(style) =
         ProgressStyle::with_template("{bar:30} {percent:>3}% {msg} (about {eta} left)")

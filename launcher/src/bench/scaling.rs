@@ -12,7 +12,6 @@
 //! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
 //! `cores`).
 
-use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,25 +22,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringattn_runtime::{Error, Result};
 
 use crate::cli::{DtypeArg, LayoutArg};
-use ringattn::plot;
-use ringattn::results::{read_results, record_key, RESULTS_FILE};
-
 use ringattn::bench::mpi_sweep::MpiSweep;
-use ringattn::bench::scaling::record;
+use ringattn::bench::scaling::{SweepEvent, SweepPlan};
+use ringattn::job::Job;
 use ringattn::launch::Launcher;
+use ringattn::plot;
 use ringattn::sched_spec::SchedSpec;
 use ringattn::slurm::array::SlurmSweep;
 use ringattn::slurm::{cpu_binding, this_binary};
-use ringattn::RunSpec;
+use ringattn::sweep::{run_local_value, SweepSpec};
+use ringattn::{LayoutChoice, RunSpec};
 use ringattn_runtime::sched::ratios::default_cache_path;
 
 use crate::args::cli_error;
 use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-use crate::run::spec::flag_error;
-use ringattn::job::Job;
-use ringattn::sweep::{run_local_value, weight, SweepSpec};
-use ringattn::LayoutChoice;
-
 use crate::sbatch::PmiArg;
 
 /// How the sequence length follows the number of workers.
@@ -179,52 +173,56 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
         ));
     }
     crate::args::check_threads(Some(args.threads), allowed_cores, false)?;
-    let spec = sweep_spec(args)?;
-    let combos = spec.combinations()?;
-    // Validate every job before running any (bad sizes fail fast with exit 2).
-    let jobs = combos
-        .iter()
-        .map(|c| spec.job(c, allowed_cores).map_err(flag_error))
-        .collect::<Result<Vec<Job>>>()?;
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
-        context: format!("creating {}", args.out.display()),
-        source: e,
-    })?;
-    let results = args.out.join(RESULTS_FILE);
-    let (existing, bad) = read_results(&results)?;
-    if bad > 0 {
-        eprintln!("ringattn: note: ignoring {bad} unreadable line(s) of {} (an interrupted run is redone)", results.display());
+    let plan = SweepPlan::new(sweep_spec(args)?, &args.out, allowed_cores).map_err(cli_error)?;
+    if plan.unreadable > 0 {
+        eprintln!(
+            "ringattn: note: ignoring {} unreadable line(s) of {} (an interrupted run is redone)",
+            plan.unreadable,
+            plan.results.display()
+        );
     }
-    let done: HashSet<String> = existing.iter().filter_map(record_key).collect();
-    let todo: Vec<(&Combo, &Job)> = combos
-        .iter()
-        .zip(&jobs)
-        .filter(|(c, j)| !done.contains(&spec.job_key(c, j)))
-        .collect();
+    let (all, todo) = (plan.combos.len(), plan.todo.len());
     eprintln!(
-        "ringattn bench scaling: {} runs, {} already in {} ({} to do)",
-        combos.len(),
-        combos.len() - todo.len(),
-        results.display(),
-        todo.len()
+        "ringattn bench scaling: {all} runs, {} already in {} ({todo} to do)",
+        all - todo,
+        plan.results.display(),
     );
     let sweep_start = Instant::now();
+    let kv_heads = args.shape.kv_heads();
     if let Some(sweep) = &slurm {
-        let kv_heads = args.shape.kv_heads();
-        let words: Vec<(&Combo, Vec<String>)> = todo
-            .iter()
-            .map(|(c, _)| (*c, run_words(args, c, kv_heads)))
+        let words: Vec<(&Combo, Vec<String>)> = plan
+            .pending()
+            .into_iter()
+            .map(|(c, _)| (c, run_words(args, c, kv_heads)))
             .collect();
-        sweep.run_and_record(&spec, &words, &results, allowed_cores, &mut |l| {
-            eprintln!("{l}")
-        })?;
+        let tell = &mut |l: String| eprintln!("{l}");
+        sweep.run_and_record(&plan.spec, &words, &plan.results, allowed_cores, tell)?;
     } else {
-        run_todo(args, &spec, &todo, mpi.as_ref(), allowed_cores)?;
+        let bar = progress_bar(plan.total_work(allowed_cores));
+        let mut run_one = |combo: &Combo, job: &Job| match &mpi {
+            Some(m) => m.run(&mpi_words(&run_words(args, combo, kv_heads)), combo),
+            None => run_local_value(job),
+        };
+        plan.run_each(
+            allowed_cores,
+            &mut run_one,
+            &mut |event| match (event, &bar) {
+                (SweepEvent::Starting(label), Some(b)) => b.set_message(label.to_string()),
+                (SweepEvent::Recorded { line, work }, Some(b)) => {
+                    b.println(line);
+                    b.inc(work);
+                }
+                (SweepEvent::Recorded { line, .. }, None) => eprintln!("{line}"),
+                (SweepEvent::Starting(_), None) => {}
+            },
+        )?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
     }
-    if !todo.is_empty() {
+    if todo > 0 {
         eprintln!(
-            "ringattn bench scaling: {} runs in {:.1} s",
-            todo.len(),
+            "ringattn bench scaling: {todo} runs in {:.1} s",
             sweep_start.elapsed().as_secs_f64()
         );
     }
@@ -233,45 +231,8 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
             outln!("wrote {}", path.display());
         }
     }
-    outln!("results: {}", results.display());
+    outln!("results: {}", plan.results.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Runs the combinations not yet in results.jsonl, appending each report as it finishes.
-fn run_todo(
-    args: &ScalingArgs,
-    spec: &SweepSpec,
-    todo: &[(&Combo, &Job)],
-    mpi: Option<&MpiSweep>,
-    allowed_cores: usize,
-) -> Result<()> {
-    let results = args.out.join(RESULTS_FILE);
-    let kv_heads = args.shape.kv_heads();
-    // Progress in units of predicted work, so the time left is meaningful.
-    let weights: Vec<u64> = todo.iter().map(|(_, j)| weight(j, allowed_cores)).collect();
-    let bar = progress_bar(weights.iter().sum());
-    for (n, ((combo, job), w)) in todo.iter().zip(&weights).enumerate() {
-        let label = combo.label(n, todo.len());
-        if let Some(b) = &bar {
-            b.set_message(label.clone());
-        }
-        let value = match mpi {
-            Some(m) => m.run(&mpi_words(&run_words(args, combo, kv_heads)), combo)?,
-            None => run_local_value(job)?,
-        };
-        let line = record(spec, &results, combo, value, allowed_cores, &label)?;
-        match &bar {
-            Some(b) => {
-                b.println(line);
-                b.inc(*w);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(())
 }
 
 /// A progress bar on a terminal (none otherwise) over `total` units of predicted work.

@@ -19,6 +19,7 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16;
+mod buffers;
 mod driver;
 mod isa;
 mod peak;

@@ -273,7 +273,9 @@ impl Scheduler {
             let file = CacheFile::load(path);
             if let Some(classes) = file.entries.get(&sched.cache_key()) {
                 for (class, r) in classes {
-                    table.set(class, r);
+                    // A class the cache holds badly (see RatioError) starts from the initial
+                    // ratios, as if it had never been measured.
+                    let _ = table.set(class, r);
                 }
             }
         }

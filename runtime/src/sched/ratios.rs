@@ -20,6 +20,37 @@ pub const MIN_BUSY_S: f64 = 1e-3;
 /// Weight kept from the old ratio in each update (the shipped BesTLA code keeps 0.3).
 pub const DEFAULT_ALPHA: f64 = 0.3;
 
+/// Why [`RatioTable::set`] refused a class's ratios (a cache written by another machine, an
+/// older version, or by hand): the table keeps what it had.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RatioError {
+    /// Not one ratio per scheduler thread.
+    #[error("{got} ratios for {threads} threads")]
+    Length {
+        /// Ratios given.
+        got: usize,
+        /// Threads of the table.
+        threads: usize,
+    },
+    /// A ratio that is not a positive finite number.
+    #[error("ratio {index} is {value}, not a positive finite number")]
+    NotPositive {
+        /// Its thread.
+        index: usize,
+        /// Its value.
+        value: f64,
+    },
+    /// Ratios whose normalisation to mean 1 leaves f64's normal range (their sum overflows,
+    /// or they span so many orders of magnitude that one becomes infinite or subnormal).
+    #[error("ratios spanning {min:e} to {max:e} cannot be normalised")]
+    Unnormalisable {
+        /// The smallest ratio given.
+        min: f64,
+        /// The largest ratio given.
+        max: f64,
+    },
+}
+
 /// Ratios per kernel class, one per scheduler thread.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RatioTable {
@@ -51,11 +82,34 @@ impl RatioTable {
         &self.classes
     }
 
-    /// Sets the ratios of `class` (from a cache); ignored when the length does not match.
-    pub fn set(&mut self, class: &str, ratios: &[f64]) {
-        if ratios.len() == self.initial.len() && ratios.iter().all(|r| r.is_finite() && *r > 0.0) {
-            self.classes.insert(class.to_string(), normalised(ratios));
+    /// Sets the ratios of `class` (from a cache), normalised to mean 1. Refuses (and keeps
+    /// what the class had) ratios of another length, not positive and finite, or whose
+    /// normalised values would not all be normal positive numbers.
+    pub fn set(&mut self, class: &str, ratios: &[f64]) -> Result<(), RatioError> {
+        let threads = self.initial.len();
+        if ratios.len() != threads {
+            return Err(RatioError::Length {
+                got: ratios.len(),
+                threads,
+            });
         }
+        if let Some((index, &value)) = ratios
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !(r.is_finite() && **r > 0.0))
+        {
+            return Err(RatioError::NotPositive { index, value });
+        }
+        let scaled = normalised(ratios);
+        let sum: f64 = ratios.iter().sum();
+        if !sum.is_finite() || !scaled.iter().all(|r| r.is_normal() && *r > 0.0) {
+            return Err(RatioError::Unnormalisable {
+                min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                max: ratios.iter().copied().fold(0.0, f64::max),
+            });
+        }
+        self.classes.insert(class.to_string(), scaled);
+        Ok(())
     }
 
     /// Updates `class` from one kernel call where thread i did `work[i]` (in any unit) in

@@ -227,14 +227,7 @@ impl KeyTile {
                 d,
                 scale,
             };
-            let chunk_count = |c: &BlockCols| c.chunks.1 - c.chunks.0;
-            let prev_steps = i.checked_sub(1).map_or(0, |p| {
-                tiles::accumulate_steps(BLOCK, chunk_count(&todo[p]), d, parts)
-            });
-            let next_steps = todo.get(i + 1).map_or(0, |n| {
-                tiles::score_steps(BLOCK, chunk_count(n) * 32, d, parts)
-            });
-            let steps = prev_steps + next_steps;
+            let steps = pacing_steps(todo, i, d, parts);
             let mut step = 0;
             let mut pace = || {
                 step += 1;
@@ -250,6 +243,19 @@ impl KeyTile {
         }
         accumulate(todo.len() - 1, &mut || {});
     }
+}
+
+/// Tile-unit steps that run beside block `i`'s softmax in [`KeyTile::run`]'s pipeline: block
+/// i − 1's P·V and block i + 1's scores (the softmax advances a few rows after each).
+fn pacing_steps(todo: &[BlockCols], i: usize, d: usize, parts: usize) -> usize {
+    let chunk_count = |c: &BlockCols| c.chunks.1 - c.chunks.0;
+    let prev = i.checked_sub(1).map_or(0, |p| {
+        tiles::accumulate_steps(BLOCK, chunk_count(&todo[p]), d, parts)
+    });
+    let next = todo.get(i + 1).map_or(0, |n| {
+        tiles::score_steps(BLOCK, chunk_count(n) * 32, d, parts)
+    });
+    prev + next
 }
 
 /// The online softmax of one row block, a few rows at a time: each row's scores become split
