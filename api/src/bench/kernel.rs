@@ -77,6 +77,32 @@ pub struct KernelResult {
     pub sched: &'static str,
 }
 
+impl KernelResult {
+    /// The header of [`KernelResult::table_row`]'s table.
+    pub fn table_header() -> String {
+        format!(
+            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10} {:>8} {:>8} {:>7}",
+            "seq", "d", "thr", "mask", "dtype", "median_s", "GFLOP/s", "peak", "of peak"
+        )
+    }
+
+    /// One line of the human table: shape, median seconds, GFLOP/s, peak and its fraction.
+    pub fn table_row(&self) -> String {
+        format!(
+            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
+            self.seq,
+            self.head_dim,
+            self.threads,
+            if self.causal { "causal" } else { "full" },
+            self.dtype,
+            self.median_s,
+            self.gflops,
+            self.peak_gflops,
+            100.0 * self.fraction_of_peak
+        )
+    }
+}
+
 /// The FMA peak of `threads` threads measuring at the same time (GFLOP/s, summed), so a
 /// shape's rate can be read as a fraction of what the same threads can do.
 pub fn parallel_peak(isa: Isa, threads: usize) -> f64 {

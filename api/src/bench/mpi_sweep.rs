@@ -25,6 +25,24 @@ pub struct MpiSweep {
 }
 
 impl MpiSweep {
+    /// The sweep of this program (an MPI build) under the launcher `mpirun` (or the one on
+    /// PATH), probed, with `extra` launcher options.
+    pub fn find(
+        mpirun: Option<&std::path::Path>,
+        extra: Vec<String>,
+    ) -> std::result::Result<Self, crate::error::ApiError> {
+        let launcher = Launcher::find(mpirun)?.probe()?;
+        let exe = std::env::current_exe().map_err(|e| Error::Io {
+            context: "finding the ringattn binary".into(),
+            source: e,
+        })?;
+        Ok(MpiSweep {
+            launcher,
+            extra,
+            exe,
+        })
+    }
+
     /// The full command line of one combination: the launcher for `world` ranks, the program,
     /// then `words` (its arguments: `run --backend mpi --json - ...`).
     pub fn command(&self, world: usize, words: &[String]) -> Vec<String> {

@@ -5,6 +5,7 @@
 //! `ideal_s` = calls × 1 / Σ_i (1 / T_i), with T_i one call's time on core i alone (slow factor
 //! and any neighbour included): total work over the sum of the cores' speeds.
 
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use ringattn_runtime::sched::SlowCore;
@@ -248,6 +249,54 @@ impl Inputs {
     }
 }
 
+impl SchedBenchResult {
+    /// The human summary: the shape, then each scheduler's total against the ideal.
+    pub fn summary(&self) -> String {
+        let r = self;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "N={} H={} D={}{} threads={} cores={:?} calls={} slow={} busy neighbour={}",
+            r.seq,
+            r.heads,
+            r.head_dim,
+            if r.causal { " causal" } else { "" },
+            r.threads,
+            r.cores,
+            r.calls,
+            r.slow_cores.as_deref().unwrap_or("none"),
+            r.busy_neighbour
+                .map_or("none".to_string(), |c| format!("cpu {c}"))
+        );
+        let _ = writeln!(
+            out,
+            "  hybrid  {:>9.3} s  ({:.3}× ideal)",
+            r.hybrid_s, r.hybrid_over_ideal
+        );
+        let _ = writeln!(
+            out,
+            "  static  {:>9.3} s  ({:.3}× hybrid)",
+            r.static_s, r.static_over_hybrid
+        );
+        let _ = writeln!(
+            out,
+            "  rayon   {:>9.3} s  ({:.3}× hybrid)",
+            r.rayon_s, r.rayon_over_hybrid
+        );
+        let _ = writeln!(
+            out,
+            "  ideal   {:>9.3} s  (single-core s per call: {:?})",
+            r.ideal_s, r.single_core_s
+        );
+        let _ = writeln!(
+            out,
+            "  hybrid ratios {:?}, last busy spread {:.3}",
+            r.final_ratios, r.final_busy_spread
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +341,8 @@ mod tests {
         assert_eq!(r.hybrid_call_s.len(), 2);
         assert!(r.hybrid_s > 0.0 && r.static_s > 0.0 && r.rayon_s > 0.0 && r.ideal_s > 0.0);
         assert_eq!(r.final_ratios.len(), 1);
+        let text = r.summary();
+        assert!(text.starts_with("N=64 H=1 D=16 causal threads=1"), "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
     }
 }

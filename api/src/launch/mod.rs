@@ -215,6 +215,16 @@ impl Launcher {
     }
 }
 
+/// The exit code of a failed job: 2 for bad input (a caller's mistake), 1 for a runtime
+/// failure.
+pub fn exit_code(e: &ringattn_runtime::Error) -> u8 {
+    if e.is_user_error() {
+        2
+    } else {
+        1
+    }
+}
+
 /// The exit code a launcher forwards for its child: the child's own, or 128 + the signal that
 /// killed it; `forwarded` (a SIGINT/SIGTERM passed on to it) never gives 0, whatever the child
 /// returned (MPICH's mpiexec sometimes exits 0 after forwarding SIGTERM).

@@ -2,16 +2,105 @@
 //! ring starts. Rank 0 plans every rank's kernel cores from their nodes and affinity masks
 //! ([`plan_cores`]); each rank validates the spec against the MPI world ([`prepare`]); the
 //! ranks agree on the first failure ([`agree`]) so that a bad option ends every rank with one
-//! message, not some ranks waiting in the ring for others that gave up.
+//! message, not some ranks waiting in the ring for others that gave up; [`run_job`] is the
+//! whole of one rank's life (plan, prepare, agree, run, abort on failure, rank 0 finishes).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ringattn_runtime::mpi_backend::MpiComm;
 use ringattn_runtime::{Comm, Error, Result};
+
+use super::exit_code;
+use crate::workers::panic_message;
 
 use crate::cores::{CorePlan, RankMask};
 use crate::error::ApiError;
 use crate::job::Job;
 use crate::memory::MemoryCheck;
 use crate::RunSpec;
+
+/// Runs this process's rank of the MPI job of `spec` (made on every rank, its failure agreed on
+/// like a bad option; `memory` says what this rank's memory check covers; `describe` words a
+/// spec error for the user) with any rank function and root finish (decode runs its own):
+/// `precheck` validates what the [`Job`] does not (its failure is agreed on like a bad option:
+/// one message from rank 0, exit 2); every rank calls `rank_fn`; rank 0 calls `finish` on its
+/// result, whose exit code every rank returns. Rank 0 returns the job's error (for the caller
+/// to print); the other ranks stay silent and return the same exit code.
+pub fn run_job<G>(
+    spec: &dyn Fn() -> Result<RunSpec>,
+    allowed_cores: usize,
+    memory: MemoryCheck,
+    precheck: impl Fn() -> Result<()>,
+    describe: fn(ApiError) -> Error,
+    rank_fn: impl Fn(&mut dyn Comm, &Job) -> Result<Option<G>>,
+    finish: impl Fn(&Job, &str, &G) -> Result<u8>,
+) -> Result<u8> {
+    let mut comm = MpiComm::init()?;
+    let rank = comm.rank();
+    // The core plan needs only threads and pinning; a spec that fails is reported below.
+    let (threads, pin) = spec().map_or((None, true), |s| (s.threads, s.pin));
+    let cores = plan_cores(&mut comm, threads, pin)?;
+    if rank == 0 {
+        if let Some(w) = cores.warning() {
+            eprintln!("{w}");
+        }
+    }
+    let prepared = precheck()
+        .and_then(|()| prepare(spec()?, &comm, allowed_cores, cores, memory).map_err(describe));
+    let job = match agree(&mut comm, prepared)? {
+        Ok(job) => job,
+        Err(e) if rank == 0 => return Err(e),
+        Err(e) => return Ok(exit_code(&e)),
+    };
+
+    let result =
+        catch_unwind(AssertUnwindSafe(|| rank_fn(&mut comm, &job))).unwrap_or_else(|panic| {
+            Err(Error::RankFailed {
+                rank,
+                reason: panic_message(&panic),
+            })
+        });
+    let gathered = match result {
+        Ok(g) => g,
+        Err(e) => {
+            // Ends every rank of the job (MPI_Abort): this call does not return.
+            // Bad input found during the run (e.g. a NaN in the input file) keeps its class:
+            // the job exits 2, as with the local backend.
+            let code = i32::from(exit_code(&e));
+            comm.abort_with_code(&failure_reason(&e), code);
+        }
+    };
+
+    // Rank 0 finishes; every rank leaves with rank 0's exit code.
+    let (code, root_error) = match (rank, &gathered) {
+        (0, Some(g)) => {
+            let finished = catch_unwind(AssertUnwindSafe(|| finish(&job, comm.backend(), g)))
+                .unwrap_or_else(|panic| {
+                    Err(Error::RankFailed {
+                        rank,
+                        reason: panic_message(&panic),
+                    })
+                });
+            match finished {
+                Ok(code) => (code, None),
+                Err(e) => (exit_code(&e), Some(e)),
+            }
+        }
+        (0, None) => {
+            let e = Error::Comm {
+                rank,
+                reason: "rank 0 received no results".into(),
+            };
+            (exit_code(&e), Some(e))
+        }
+        _ => (0, None),
+    };
+    let code = comm.broadcast(0, vec![code])?.first().copied().unwrap_or(1);
+    match root_error {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
+}
 
 /// Plans every rank's kernel cores (a collective call): rank 0 gathers each rank's node and
 /// affinity mask, plans with [`crate::cores::plan`] and sends the plan to every rank.

@@ -230,6 +230,54 @@ impl BatchSpec {
     }
 }
 
+/// What a waited-for job left, as a front end tells it (see [`BatchSpec::waited`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct WaitedJob {
+    /// Lines for the user: the job completed, its report's summary.
+    pub out: Vec<String>,
+    /// Why the job failed, or why its report is missing.
+    pub error: Option<String>,
+    /// The exit code: the job's, or 1 when a completed job wrote no readable report.
+    pub code: u8,
+}
+
+impl BatchSpec {
+    /// What job `job_id`, ended with `status` (its exit code), left: on failure the last error
+    /// line of its log (`NAME-JOBID.out`), and the summary of its report when it wrote one.
+    pub fn waited(&self, job_id: &str, status: i32) -> WaitedJob {
+        let log = format!("{}-{job_id}.out", self.job_name);
+        let report = self.report_path(job_id);
+        let parsed = report.as_ref().and_then(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()
+        });
+        let mut w = WaitedJob {
+            code: u8::try_from(status).unwrap_or(1),
+            ..WaitedJob::default()
+        };
+        if status == 0 {
+            w.out.push(format!("job {job_id} completed · log {log}"));
+        } else {
+            let why =
+                submit::failure_line(std::path::Path::new(&log)).unwrap_or_else(|| "no log".into());
+            w.error = Some(format!(
+                "job {job_id} failed with exit code {status}: {why} (log {log})"
+            ));
+        }
+        match (&parsed, &report) {
+            (Some(v), Some(p)) => w
+                .out
+                .push(format!("{} · report {p}", submit::report_summary(v))),
+            (None, Some(p)) if status == 0 => {
+                w.error = Some(format!("job {job_id} wrote no readable report {p}"));
+                w.code = 1;
+            }
+            _ => {}
+        }
+        w
+    }
+}
+
 /// [`BatchSpec::report_path`] of a command.
 pub fn report_path(command: &[String], job_id: &str) -> Option<String> {
     let mut given = None;
@@ -295,6 +343,35 @@ mod tests {
         );
         assert_eq!(report_path(&w(&["run", "--json=-"]), "7"), None);
         assert_eq!(report_path(&w(&["run", "--json", "$X.json"]), "7"), None);
+    }
+
+    #[test]
+    fn a_waited_job_tells_its_failure_or_its_missing_report() {
+        let spec = BatchSpec {
+            nodes: 1,
+            ntasks_per_node: 1,
+            cpus_per_task: 1,
+            time: None,
+            partition: None,
+            account: None,
+            job_name: "/nonexistent/j".into(),
+            launcher: SlurmLauncher::Srun,
+            pmi: Pmi::Pmi2,
+            command: vec!["run".into(), "--json".into(), "/nonexistent/r.json".into()],
+        };
+        let failed = spec.waited("7", 3);
+        assert_eq!(failed.code, 3);
+        assert!(failed
+            .error
+            .unwrap()
+            .contains("failed with exit code 3: no log"));
+        let missing = spec.waited("7", 0);
+        assert_eq!(missing.code, 1);
+        assert!(missing
+            .error
+            .unwrap()
+            .contains("no readable report /nonexistent/r.json"));
+        assert_eq!(missing.out, ["job 7 completed · log /nonexistent/j-7.out"]);
     }
 
     #[test]

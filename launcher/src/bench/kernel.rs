@@ -106,20 +106,7 @@ pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitC
     };
     let on_result = &mut |shape: &KernelShape, r: &KernelResult| {
         bar.inc(KernelGrid::work(shape));
-        sink.write(r, || {
-            format!(
-                "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
-                r.seq,
-                r.head_dim,
-                r.threads,
-                if r.causal { "causal" } else { "full" },
-                r.dtype,
-                r.median_s,
-                r.gflops,
-                r.peak_gflops,
-                100.0 * r.fraction_of_peak
-            )
-        })
+        sink.write(r)
     };
     grid.run(&sched, starting, on_result).map_err(cli_error)?;
     bar.finish_and_clear();
@@ -162,27 +149,16 @@ impl Sink {
         })
     }
 
-    fn write(&mut self, result: &KernelResult, row: impl FnOnce() -> String) -> Result<()> {
+    fn write(&mut self, result: &KernelResult) -> Result<()> {
         use std::io::Write;
         let line = serde_json::to_string(result).expect("a result serialises");
         match self {
             Sink::Table { header_done } => {
                 if !*header_done {
-                    outln!(
-                        "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10} {:>8} {:>8} {:>7}",
-                        "seq",
-                        "d",
-                        "thr",
-                        "mask",
-                        "dtype",
-                        "median_s",
-                        "GFLOP/s",
-                        "peak",
-                        "of peak"
-                    );
+                    outln!("{}", KernelResult::table_header());
                     *header_done = true;
                 }
-                outln!("{}", row());
+                outln!("{}", result.table_row());
             }
             Sink::Stdout => outln!("{line}"),
             Sink::File(w, path) => writeln!(w, "{line}")

@@ -25,7 +25,6 @@ use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::bench::mpi_sweep::MpiSweep;
 use ringattn::bench::scaling::{SweepEvent, SweepPlan};
 use ringattn::job::Job;
-use ringattn::launch::Launcher;
 use ringattn::plot;
 use ringattn::sched_spec::SchedSpec;
 use ringattn::slurm::array::SlurmSweep;
@@ -200,7 +199,11 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     } else {
         let bar = progress_bar(plan.total_work(allowed_cores));
         let mut run_one = |combo: &Combo, job: &Job| match &mpi {
-            Some(m) => m.run(&mpi_words(&run_words(args, combo, kv_heads)), combo),
+            Some(m) => {
+                let mut words = run_words(args, combo, kv_heads);
+                words.splice(1..1, ["--backend", "mpi", "--json", "-"].map(String::from));
+                m.run(&words, combo)
+            }
             None => run_local_value(job),
         };
         plan.run_each(
@@ -258,26 +261,7 @@ fn mpi_sweep(args: &ScalingArgs) -> Result<MpiSweep> {
             "bench scaling --backend mpi: {HOW_TO_BUILD_MPI}"
         )));
     }
-    let launcher = Launcher::find(args.mpirun.as_deref())
-        .and_then(Launcher::probe)
-        .map_err(cli_error)?;
-    let exe = std::env::current_exe().map_err(|e| Error::Io {
-        context: "finding the ringattn binary".into(),
-        source: e,
-    })?;
-    Ok(MpiSweep {
-        launcher,
-        extra: args.mpi_args.clone(),
-        exe,
-    })
-}
-
-/// The program words of one MPI point: `run --backend mpi --json -` and the point's options.
-fn mpi_words(run_words: &[String]) -> Vec<String> {
-    let head = ["run", "--backend", "mpi", "--json", "-"].map(String::from);
-    head.into_iter()
-        .chain(run_words.iter().skip(1).cloned())
-        .collect()
+    MpiSweep::find(args.mpirun.as_deref(), args.mpi_args.clone()).map_err(cli_error)
 }
 
 /// What the job array of [`BenchBackend::Slurm`] needs: the binary the jobs run (it must have

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringattn::bench::neighbour::{spin, Neighbour};
-use ringattn::bench::sched::{SchedBenchResult, SchedBenchSpec};
+use ringattn::bench::sched::SchedBenchSpec;
 use ringattn_runtime::{Error, Result};
 
 use ringattn::io::write_json;
@@ -100,7 +100,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
     bar.finish_and_clear();
     match args.json.as_deref() {
         Some(path) => write_json(path, &result)?,
-        None => print_summary(&result),
+        None => out!("{}", result.summary()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -136,45 +136,4 @@ fn bar(len: usize) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-fn print_summary(r: &SchedBenchResult) {
-    outln!(
-        "N={} H={} D={}{} threads={} cores={:?} calls={} slow={} busy neighbour={}",
-        r.seq,
-        r.heads,
-        r.head_dim,
-        if r.causal { " causal" } else { "" },
-        r.threads,
-        r.cores,
-        r.calls,
-        r.slow_cores.as_deref().unwrap_or("none"),
-        r.busy_neighbour
-            .map_or("none".to_string(), |c| format!("cpu {c}"))
-    );
-    outln!(
-        "  hybrid  {:>9.3} s  ({:.3}× ideal)",
-        r.hybrid_s,
-        r.hybrid_over_ideal
-    );
-    outln!(
-        "  static  {:>9.3} s  ({:.3}× hybrid)",
-        r.static_s,
-        r.static_over_hybrid
-    );
-    outln!(
-        "  rayon   {:>9.3} s  ({:.3}× hybrid)",
-        r.rayon_s,
-        r.rayon_over_hybrid
-    );
-    outln!(
-        "  ideal   {:>9.3} s  (single-core s per call: {:?})",
-        r.ideal_s,
-        r.single_core_s
-    );
-    outln!(
-        "  hybrid ratios {:?}, last busy spread {:.3}",
-        r.final_ratios,
-        r.final_busy_spread
-    );
 }

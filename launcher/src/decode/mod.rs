@@ -119,14 +119,16 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
-        Backend::Mpi => crate::run::mpi::run_mpi_with(
+        Backend::Mpi => ringattn::launch::mpi_rank::run_job(
             &|| args.run_spec(),
             allowed,
             MemoryCheck::ONE_RANK.decoding(args.steps),
             || args.validate(decode.duo.as_ref()),
+            crate::args::cli_error,
             |comm, job| decode_rank(comm, job, &decode),
             |job, backend, g| finish(args, job, &decode, backend, g),
-        ),
+        )
+        .map(ExitCode::from),
         #[cfg(not(feature = "mpi"))]
         Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
     }

@@ -55,14 +55,7 @@ pub struct RunArgs {
     pub inject_fault: Option<String>,
 }
 
-/// Exit code of an error: 2 for bad input, 1 for runtime failures.
-pub fn exit_code(e: &Error) -> u8 {
-    if e.is_user_error() {
-        2
-    } else {
-        1
-    }
-}
+pub use ringattn::launch::exit_code;
 
 /// Runs `ringattn run` with the backend it resolves to; returns its exit code.
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {

@@ -2,7 +2,6 @@
 //! ring attention job with the MPI backend (one rank per task, `--cpus-per-task` kernel
 //! threads), or submits it (`--submit`) and waits for it (`--wait`).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -210,29 +209,14 @@ pub fn run_sbatch(args: &SbatchArgs) -> Result<ExitCode> {
 
 /// After `--wait`: the report's summary (or why there is none) and the job's exit code.
 fn finished(args: &SbatchArgs, job_id: &str, status: i32) -> ExitCode {
-    let log = format!("{}-{job_id}.out", args.job_name);
-    let report = args.spec().report_path(job_id);
-    let parsed = report.as_ref().and_then(|p| {
-        let text = std::fs::read_to_string(p).ok()?;
-        serde_json::from_str::<serde_json::Value>(&text).ok()
-    });
-    if status == 0 {
-        outln!("job {job_id} completed · log {log}");
-    } else {
-        let why = submit::failure_line(Path::new(&log)).unwrap_or_else(|| "no log".into());
-        eprintln!(
-            "ringattn: error: job {job_id} failed with exit code {status}: {why} (log {log})"
-        );
+    let waited = args.spec().waited(job_id, status);
+    if let Some(e) = &waited.error {
+        eprintln!("ringattn: error: {e}");
     }
-    match (&parsed, &report) {
-        (Some(v), Some(p)) => outln!("{} · report {p}", submit::report_summary(v)),
-        (None, Some(p)) if status == 0 => {
-            eprintln!("ringattn: error: job {job_id} wrote no readable report {p}");
-            return ExitCode::from(1);
-        }
-        _ => {}
+    for line in &waited.out {
+        outln!("{line}");
     }
-    ExitCode::from(u8::try_from(status).unwrap_or(1))
+    ExitCode::from(waited.code)
 }
 
 #[cfg(test)]
