@@ -5,11 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-3}
-# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
-# or `--backend mpi` keeps working).
-mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
-cargo build --release -q $mpi_features
-bin=target/release/ringattn
+source scripts/build-release.sh
 for i in $(seq "$repeats"); do
   for layout in contiguous striped zigzag; do
     "$bin" run --workers 2 --threads 1 --seq 16384 --heads 8 --head-dim 128 --causal --layout "$layout" --json -

@@ -8,11 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-50}
-# The features of the binary this replaces: with MPI when mpicc exists (a later `launch`
-# or `--backend mpi` keeps working).
-mpi_features=$(command -v mpicc >/dev/null 2>&1 && echo "--features mpi" || true)
-cargo build --release -q $mpi_features
-bin=target/release/ringattn
+source scripts/build-release.sh
 "$bin" bench sched --calls "$calls" --slow-cores 1:2 --json -
 "$bin" bench sched --calls "$calls" --busy-neighbour 1 --json -
 "$bin" bench sched --calls "$calls" --json -

@@ -268,21 +268,13 @@ impl SchedBenchResult {
             r.busy_neighbour
                 .map_or("none".to_string(), |c| format!("cpu {c}"))
         );
-        let _ = writeln!(
-            out,
-            "  hybrid  {:>9.3} s  ({:.3}× ideal)",
-            r.hybrid_s, r.hybrid_over_ideal
-        );
-        let _ = writeln!(
-            out,
-            "  static  {:>9.3} s  ({:.3}× hybrid)",
-            r.static_s, r.static_over_hybrid
-        );
-        let _ = writeln!(
-            out,
-            "  rayon   {:>9.3} s  ({:.3}× hybrid)",
-            r.rayon_s, r.rayon_over_hybrid
-        );
+        for (name, secs, ratio, of) in [
+            ("hybrid", r.hybrid_s, r.hybrid_over_ideal, "ideal"),
+            ("static", r.static_s, r.static_over_hybrid, "hybrid"),
+            ("rayon", r.rayon_s, r.rayon_over_hybrid, "hybrid"),
+        ] {
+            let _ = writeln!(out, "  {name:<7} {secs:>9.3} s  ({ratio:.3}× {of})");
+        }
         let _ = writeln!(
             out,
             "  ideal   {:>9.3} s  (single-core s per call: {:?})",
