@@ -6,10 +6,32 @@ use std::fmt::Write as _;
 
 use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Mask, Result};
+use ringattn_striped::calibrate::{calibrate_rank_rate, RankRate, RateProbe};
+use ringattn_striped::PARTIAL_TILE_COST;
 use ringattn_striped::{
     earliest_within_tie, simulate, simulate_duo, LayoutKind, SimConfig, Simulation,
 };
 use serde_json::json;
+
+/// Rank rate assumed when none is given or calibrated, GFLOP/s.
+pub const DEFAULT_GFLOPS: f64 = 100.0;
+
+/// A rank's rate for the simulator and the constants that go with it: `given` (GFLOP/s),
+/// else measured on this machine for `calibrate` (about a second), else [`DEFAULT_GFLOPS`];
+/// `source` says which.
+pub fn rank_rate(given: Option<f64>, calibrate: Option<&RateProbe>) -> Result<RankRate> {
+    let constant = |gflops, source: &str| RankRate {
+        gflops,
+        partial_cost: PARTIAL_TILE_COST,
+        all_busy_speed: 1.0,
+        source: source.to_string(),
+    };
+    Ok(match (given, calibrate) {
+        (Some(f), _) => constant(f, "given"),
+        (None, Some(probe)) => calibrate_rank_rate(probe)?,
+        (None, None) => constant(DEFAULT_GFLOPS, "assumed default"),
+    })
+}
 
 /// Up to this ring size the JSON lists every rank and step in full.
 pub const FULL_DETAIL_MAX: usize = 64;

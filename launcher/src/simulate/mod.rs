@@ -6,16 +6,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use ringattn::simulation::{simulate_layouts, SimOutput, TIE_RULE};
+use ringattn::simulation::{rank_rate, simulate_layouts, SimOutput, TIE_RULE};
 use ringattn_runtime::{Error, Mask, Result, TileShape};
-use ringattn_striped::{LayoutKind, SimConfig, PARTIAL_TILE_COST};
+use ringattn_striped::{LayoutKind, SimConfig};
 
 use crate::cli::{DtypeArg, LayoutArg};
 use ringattn::io::write_atomic;
-use ringattn_striped::calibrate::{calibrate_rank_rate, RateProbe};
-
-/// Rank rate assumed when neither `--gflops-per-rank` nor `--calibrate` is given.
-pub const DEFAULT_GFLOPS: f64 = 100.0;
+use ringattn_striped::calibrate::{RankRate, RateProbe};
 
 /// Options of `ringattn simulate`.
 #[derive(Debug, Args)]
@@ -95,8 +92,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         ));
     }
     let duo = args.duo.plan(args.shape.kv_heads())?;
-    let (gflops, partial, busy_speed, rate_source) = rank_rate(args, tile)?;
-    let partial = args.partial_cost.unwrap_or(partial);
+    let rate = rate(args, tile)?;
     let base = SimConfig {
         world: args.workers,
         seq: args.seq,
@@ -111,11 +107,11 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         },
         layout: LayoutKind::Contiguous,
         tile,
-        gflops_per_rank: gflops,
-        partial_cost: partial,
+        gflops_per_rank: rate.gflops,
+        partial_cost: args.partial_cost.unwrap_or(rate.partial_cost),
         threads_per_rank: args.threads,
         cores: args.cores,
-        all_busy_speed: args.all_busy_speed.unwrap_or(busy_speed),
+        all_busy_speed: args.all_busy_speed.unwrap_or(rate.all_busy_speed),
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
@@ -138,7 +134,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         results: &results,
         chosen,
         reason,
-        rate_source: &rate_source,
+        rate_source: &rate.source,
         elapsed_s: elapsed,
         duo: duo.as_ref(),
     };
@@ -156,34 +152,27 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rank rate, Partial tile cost, all-busy speed and their source: given, calibrated
-/// (`--calibrate`) or the default.
-fn rank_rate(args: &SimulateArgs, tile: TileShape) -> Result<(f64, f64, f64, String)> {
-    Ok(match (args.gflops_per_rank, args.calibrate) {
-        (Some(f), _) => (f, PARTIAL_TILE_COST, 1.0, "given".to_string()),
-        (None, true) => {
-            if args.shape.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
-                return Err(Error::config(
-                    "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
-                ));
-            }
-            let cores = args.cores.unwrap_or(ringattn::allowed_cores());
-            let r = calibrate_rank_rate(&RateProbe {
-                head_dim: args.shape.head_dim,
-                seq: args.seq,
-                workers: args.workers,
-                threads: args.threads,
-                cores,
-                one_node: args.cores.is_some(),
-                tile,
-            })?;
-            (r.gflops, r.partial_cost, r.all_busy_speed, r.source)
-        }
-        (None, false) => (
-            DEFAULT_GFLOPS,
-            PARTIAL_TILE_COST,
-            1.0,
-            "assumed default".to_string(),
-        ),
-    })
+/// The rank rate (given, `--calibrate`d or the default; see [`rank_rate`]).
+fn rate(args: &SimulateArgs, tile: TileShape) -> Result<RankRate> {
+    if !args.calibrate || args.gflops_per_rank.is_some() {
+        return Ok(rank_rate(args.gflops_per_rank, None)?);
+    }
+    if args.shape.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
+        return Err(Error::config(
+            "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
+        ));
+    }
+    let cores = args.cores.unwrap_or(ringattn::allowed_cores());
+    rank_rate(
+        None,
+        Some(&RateProbe {
+            head_dim: args.shape.head_dim,
+            seq: args.seq,
+            workers: args.workers,
+            threads: args.threads,
+            cores,
+            one_node: args.cores.is_some(),
+            tile,
+        }),
+    )
 }

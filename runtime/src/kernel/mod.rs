@@ -218,7 +218,7 @@ pub fn attend_with<E: Executor>(
         #[cfg(target_arch = "x86_64")]
         Isa::Amx => {
             if let Some(amx) = amx::Amx::new().filter(|_| amx::Amx::supports_dim(q.dim)) {
-                return run_amx(amx, q, kv, mask, tile, state, pool);
+                return run_amx(amx, (q, kv, mask, tile, state, pool));
             }
             return attend_with(Isa::Avx512, q, kv, mask, tile, state, pool);
         }
@@ -229,35 +229,38 @@ pub fn attend_with<E: Executor>(
             let bf16 = avx512_bf16::Avx512Bf16::new()
                 .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
             if let Some(micro) = bf16 {
-                return run_items(micro, q, kv, mask, tile, state, pool);
+                return run_items(micro, (q, kv, mask, tile, state, pool));
             }
             if let Some(micro) = avx512::Avx512::new() {
-                return run_items(micro, q, kv, mask, tile, state, pool);
+                return run_items(micro, (q, kv, mask, tile, state, pool));
             }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             if let Some(micro) = avx2::Avx2::new() {
-                return run_items(micro, q, kv, mask, tile, state, pool);
+                return run_items(micro, (q, kv, mask, tile, state, pool));
             }
         }
         _ => {}
     }
-    run_items(portable::Portable, q, kv, mask, tile, state, pool)
+    run_items(portable::Portable, (q, kv, mask, tile, state, pool))
 }
 
-fn run_items<M: Micro, E: Executor>(
-    micro: M,
-    q: &QShard,
-    kv: &KvBlock,
-    mask: Mask,
-    tile: TileShape,
-    state: &mut AttnState,
-    pool: &E,
-) -> TileCounts {
+/// One call's arguments, as [`attend_with`] takes them.
+type Call<'a, E> = (
+    &'a QShard,
+    &'a KvBlock,
+    Mask,
+    TileShape,
+    &'a mut AttnState,
+    &'a E,
+);
+
+fn run_items<M: Micro, E: Executor>(micro: M, call: Call<'_, E>) -> TileCounts {
+    let (q, kv, mask, _, _, pool) = call;
     run_path(
         M::ISA,
-        (q, kv, mask, tile, state, pool),
+        call,
         |tile| PackedK::new(micro, kv, tile, pool),
         |tile| Scratch::new::<M>(tile),
         |packed, tile, item, scratch| process_item(micro, q, kv, packed, mask, tile, item, scratch),
@@ -266,18 +269,11 @@ fn run_items<M: Micro, E: Executor>(
 
 /// [`run_items`] on the AMX tiles.
 #[cfg(target_arch = "x86_64")]
-fn run_amx<E: Executor>(
-    amx: amx::Amx,
-    q: &QShard,
-    kv: &KvBlock,
-    mask: Mask,
-    tile: TileShape,
-    state: &mut AttnState,
-    pool: &E,
-) -> TileCounts {
+fn run_amx<E: Executor>(amx: amx::Amx, call: Call<'_, E>) -> TileCounts {
+    let (q, kv, mask, _, _, pool) = call;
     run_path(
         Isa::Amx,
-        (q, kv, mask, tile, state, pool),
+        call,
         |tile| amx::PackedAmx::new(kv, tile, pool),
         |tile| amx::Scratch::new(tile, q.dim),
         |packed, tile, item, scratch| {
@@ -291,7 +287,7 @@ fn run_amx<E: Executor>(
 /// `scratch`; the scheduler's kernel class names the dtype and `isa`.
 fn run_path<E: Executor, P: Sync, S: Send>(
     isa: Isa,
-    (q, kv, mask, tile, state, pool): (&QShard, &KvBlock, Mask, TileShape, &mut AttnState, &E),
+    (q, kv, mask, tile, state, pool): Call<'_, E>,
     pack: impl FnOnce(TileShape) -> P,
     scratch: impl Fn(TileShape) -> S + Sync,
     process: impl Fn(&P, TileShape, &mut Item<'_>, &mut S) -> TileCounts + Sync,
