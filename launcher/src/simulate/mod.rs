@@ -155,7 +155,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
 /// The rank rate (given, `--calibrate`d or the default; see [`rank_rate`]).
 fn rate(args: &SimulateArgs, tile: TileShape) -> Result<RankRate> {
     if !args.calibrate || args.gflops_per_rank.is_some() {
-        return Ok(rank_rate(args.gflops_per_rank, None)?);
+        return rank_rate(args.gflops_per_rank, None);
     }
     if args.shape.head_dim == 0 || tile.q == 0 || tile.k == 0 || args.workers == 0 {
         return Err(Error::config(
