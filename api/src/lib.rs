@@ -11,7 +11,7 @@
 //! - [`LayoutChoice`]: the one mapping between layout names and layouts;
 //! - [`tensors`]: a rank's rows of `[heads, tokens, dim]` tensors, and back;
 //! - [`launch`] (mpirun command lines, signal forwarding), [`slurm`] (batch scripts, job
-//!   arrays) and [`bench`] (the kernel, scheduler and scaling benchmarks' drivers).
+//!   arrays) and [`bench`](mod@bench) (the kernel, scheduler and scaling benchmarks' drivers).
 //!
 //! The crates below: `ringattn-striped` (layouts, partitioner, simulator) → `ringattn-ring`
 //! (the ring pass, DuoAttention) → `ringattn-runtime` (kernel, online softmax, comm).

@@ -1,7 +1,7 @@
 //! SLURM: batch scripts that run one ring attention job with the MPI backend (one rank per
 //! task, `cpus_per_task` kernel threads) from a [`BatchSpec`], whether the cluster can bind
 //! cores, submitting and waiting ([`submit`]), reading a finished job's report, and the job
-//! arrays of the scaling sweep ([`array`]).
+//! arrays of the scaling sweep ([`array`](mod@array)).
 
 pub mod array;
 pub mod submit;

@@ -173,7 +173,6 @@ impl KeyTile {
         todo: &[BlockCols],
     ) {
         let (d, ld, nq) = (q.dim, s.ld, item.m.len());
-        let scale = 1.0 / (d as f32).sqrt();
         let (ka, nk) = self.keys;
         let ((k_panel, v_panel), parts) = (self.panels, self.parts);
         let q_size = s.rows * d;
@@ -225,7 +224,7 @@ impl KeyTile {
                 cols: (chunks.1 - chunks.0) * 32,
                 ld,
                 d,
-                scale,
+                scale: 1.0 / (d as f32).sqrt(),
             };
             let steps = pacing_steps(todo, i, d, parts);
             let mut step = 0;
