@@ -244,7 +244,7 @@ pub fn check_rows(
     let mut keys = vec![0.0f32; (last + 1) * d];
     let mut values = vec![0.0f32; (last + 1) * d];
     let mut q = vec![0.0f32; d];
-    for (g, &mask) in masks.iter().enumerate() {
+    for (g, mask) in masks.iter().enumerate() {
         for (pos, (k, v)) in keys.chunks_mut(d).zip(values.chunks_mut(d)).enumerate() {
             source.fill_row(TensorKind::K, g, pos, k)?;
             source.fill_row(TensorKind::V, g, pos, v)?;
@@ -253,7 +253,8 @@ pub fn check_rows(
             let n = (row.pos + 1) * d;
             for h in g * group..(g + 1) * group {
                 source.fill_row(TensorKind::Q, h, row.pos, &mut q)?;
-                let (out, lse) = reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask);
+                let (out, lse) =
+                    reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask.clone());
                 let got = &row.out[h * d..(h + 1) * d];
                 result = result.combine(CheckResult::of_row(got, &out, row.lse[h], lse, tol));
             }

@@ -83,7 +83,7 @@ impl Job {
 
     /// The mask of the run (of retrieval heads, when DuoAttention is on).
     pub fn mask(&self) -> Mask {
-        self.ring.mask
+        self.ring.mask.clone()
     }
 
     /// The mask of every KV head (and its query heads), in head order: the run's mask, or with
@@ -189,7 +189,13 @@ impl Job {
             causal: spec.causal,
             threads,
             cores: Vec::new(),
-            plan: plan(spec.layout.plan_choice(), world, seq, mask, spec.tile),
+            plan: plan(
+                spec.layout.plan_choice(),
+                world,
+                seq,
+                mask.clone(),
+                spec.tile,
+            ),
             ring: RingConfig {
                 mask,
                 tile: spec.tile,

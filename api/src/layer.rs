@@ -135,7 +135,16 @@ impl LayerAttention {
         let (mask, tile) = (spec.mask(), spec.tile_shape());
         let kind = match spec.layout.fixed() {
             Some(kind) => kind,
-            None => plan(spec.layout.plan_choice(), world, spec.seq, mask, tile).kind,
+            None => {
+                plan(
+                    spec.layout.plan_choice(),
+                    world,
+                    spec.seq,
+                    mask.clone(),
+                    tile,
+                )
+                .kind
+            }
         };
         let positions = kind.layout().positions(rank, world, spec.seq);
         Ok(LayerAttention {

@@ -48,7 +48,7 @@ fn check_rank_rows(
                 head(&layer.k, g, n, d),
                 head(&layer.v, g, n, d),
                 d,
-                mask,
+                mask.clone(),
             );
             let row = h * positions.len() + i;
             for (a, b) in out[row * d..(row + 1) * d].iter().zip(&r_out) {

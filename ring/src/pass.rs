@@ -26,7 +26,7 @@ pub struct FaultInjection {
 }
 
 /// What the ring pass computes and how.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RingConfig {
     /// The attention mask.
     pub mask: Mask,
@@ -153,7 +153,7 @@ pub fn ring_pass_forwarding<E: Executor>(
             comm.shift_start(block)?;
         }
         let t0 = Instant::now();
-        let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
+        let tiles = attend(q, &current, cfg.mask.clone(), cfg.tile, &mut state, pool);
         let compute_s = t0.elapsed().as_secs_f64();
         if let Some(e) = comm.aborted() {
             // Some items were skipped: the state is incomplete, never return it.

@@ -89,7 +89,7 @@ pub fn decode_attend<E: Executor>(
         &|scratch, item| {
             let head = cache.head(item.kv_head);
             let qg = &q[item.kv_head * group * dim..(item.kv_head + 1) * group * dim];
-            let part = chunk_partial(qg, q_pos, head, item, masks[item.kv_head], scale, scratch);
+            let part = chunk_partial(qg, q_pos, head, item, &masks[item.kv_head], scale, scratch);
             item.partial = Some(part);
         },
     );
@@ -142,7 +142,7 @@ fn chunk_partial(
     q_pos: usize,
     head: &HeadCache,
     item: &Item,
-    mask: Mask,
+    mask: &Mask,
     scale: f32,
     scratch: &mut Scratch,
 ) -> Partial {

@@ -48,7 +48,7 @@ pub use kernel::{
     attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, TileCounts, TileShape,
 };
 pub use kv_cache::{HeadCache, KvCache};
-pub use mask::{Mask, TileClass};
+pub use mask::{DocsError, DocsSummary, Documents, Mask, Span, TileClass};
 pub use positions::{Positions, Run};
 pub use sched::{BusyClock, BusyModel, Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};

@@ -272,7 +272,7 @@ pub(crate) struct StepCosts<'a> {
 
 impl<'a> StepCosts<'a> {
     pub(crate) fn new(cfg: &'a SimConfig) -> Self {
-        let work = TileWork::new(cfg.layout, cfg.world, cfg.seq, cfg.mask, cfg.tile);
+        let work = TileWork::new(cfg.layout, cfg.world, cfg.seq, cfg.mask.clone(), cfg.tile);
         let rows: Vec<usize> = (0..cfg.world).map(|r| work.positions(r).len()).collect();
         let hops = rows
             .iter()

@@ -34,7 +34,7 @@ pub fn simulate_duo(cfg: &SimConfig, plan: &DuoPlan) -> Result<Simulation> {
     if retrieval == 0 {
         return Ok(s);
     }
-    let r = simulate(&part(retrieval, cfg.mask))?;
+    let r = simulate(&part(retrieval, cfg.mask.clone()))?;
     Ok(combine(r, s))
 }
 

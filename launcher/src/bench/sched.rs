@@ -258,7 +258,7 @@ impl Inputs {
         attend(
             &self.q,
             &self.kv,
-            self.mask,
+            self.mask.clone(),
             TileShape::default(),
             &mut state,
             sched,
