@@ -24,6 +24,7 @@ pub mod comm;
 pub mod decode;
 pub mod error;
 pub mod io;
+pub mod io_docs;
 pub mod kernel;
 pub mod kv_cache;
 pub mod kv_wire;

@@ -1,9 +1,11 @@
 //! Argument groups shared by several commands: scheduler options (`run`, `decode`, `bench`),
 //! micro-kernel choice (`--isa`: `run`, `decode`, `bench kernel`, `info`)
-//! and DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`).
+//! DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`) and packed documents /
+//! sliding windows (`run`, `decode`).
 
 pub mod duo;
 pub mod isa;
+pub mod mask;
 pub mod sched;
 
 use ringattn_runtime::{Error, Result};

@@ -92,6 +92,9 @@ pub struct DecodeArgs {
     /// DuoAttention: retrieval heads keep the whole cache, streaming heads sink + recent.
     #[command(flatten)]
     pub duo: crate::args::duo::DuoArgs,
+    /// Packed documents and sliding window.
+    #[command(flatten)]
+    pub mask: crate::args::mask::MaskArgs,
 }
 
 impl DecodeArgs {
@@ -111,6 +114,8 @@ impl DecodeArgs {
             seed: self.seed,
             sched: self.sched.spec()?,
             duo: self.duo.spec()?,
+            docs: self.mask.docs()?,
+            window: self.mask.window,
             ..RunSpec::default()
         })
     }

@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// DuoAttention: retrieval heads attend everything, streaming heads a sink + recent window.
     #[command(flatten)]
     pub duo: crate::args::duo::DuoArgs,
+    /// Packed documents and sliding window.
+    #[command(flatten)]
+    pub mask: crate::args::mask::MaskArgs,
 }
 
 /// Exit code of an error: 2 for bad input, 1 for runtime failures.

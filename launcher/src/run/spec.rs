@@ -45,6 +45,8 @@ impl RunArgs {
             fault: self.inject_fault.as_deref().map(parse_fault).transpose()?,
             sched: self.sched.spec()?,
             duo: self.duo.spec()?,
+            docs: self.mask.docs()?,
+            window: self.mask.window,
         })
     }
 }
@@ -71,6 +73,8 @@ fn flag(field: &str) -> &'static str {
         "tile.k" => "--tile-k",
         "check_rows" => "--check ROWS",
         "layout" => "--layout",
+        "window" => "--window",
+        "docs" => "--docs",
         _ => "an option",
     }
 }
@@ -98,6 +102,12 @@ pub fn flag_error(e: ApiError) -> Error {
         ApiError::DuoNeedsCausal => {
             "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)"
                 .into()
+        }
+        ApiError::DuoWithDocs => "--duo/--retrieval-ratio cannot be combined with --docs".into(),
+        ApiError::Docs(d) => {
+            let text = d.to_string();
+            let what = text.split_once(": ").map_or(text.as_str(), |(_, w)| w);
+            format!("--docs: {what}")
         }
         ApiError::DuoHeads { plan, kv_heads } => {
             format!("the DuoAttention plan has {plan} KV heads but the run has {kv_heads}")
