@@ -82,6 +82,16 @@ impl Mask {
         }
     }
 
+    /// The first key position query `q` (or any later query) may see, for masks whose visible
+    /// keys only move forward (windows, documents): a decode cache may drop every key below it.
+    /// 0 for the others (streaming heads keep their sink).
+    pub fn first_needed_key(&self, q: usize) -> usize {
+        match self {
+            Mask::Span(s) => s.keys_of(q).0,
+            _ => 0,
+        }
+    }
+
     /// True when some key blocks are useless to some ranks, so the ring pass forwards only the
     /// rows ranks ahead can see ([`Mask::visible_keys`]): windows, documents, streaming heads.
     pub fn prunes_traffic(&self) -> bool {
