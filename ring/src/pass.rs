@@ -126,7 +126,7 @@ pub fn ring_pass_pruned<E: Executor>(
     on_step: &mut dyn FnMut(usize, &StepStats),
     all: &[Positions],
 ) -> Result<(AttnState, RankStats)> {
-    let (rank, world) = (comm.rank(), comm.size());
+    let rank = comm.rank();
     let visible: Vec<Vec<Range<usize>>> = all.iter().map(|p| cfg.mask.visible_keys(p)).collect();
     ring_pass_forwarding(
         comm,
@@ -137,10 +137,7 @@ pub fn ring_pass_pruned<E: Executor>(
         state,
         on_step,
         &mut |step, current| {
-            // Ranks r + 1, …, s − 1 (mod P) have not seen this block yet.
-            let ranges: Vec<Range<usize>> = (1..world - step)
-                .flat_map(|j| visible[(rank + j) % world].iter().cloned())
-                .collect();
+            let ranges = still_needed(&visible, rank, step);
             if current.positions.intersect_ranges(&ranges).0.len() == current.rows() {
                 Arc::clone(current)
             } else {
@@ -148,6 +145,17 @@ pub fn ring_pass_pruned<E: Executor>(
             }
         },
     )
+}
+
+/// The key positions that the ranks which have not yet seen the block rank `rank` forwards at
+/// ring step `step` may attend: ranks r + 1, …, s − 1 (mod P), with `visible[r]` =
+/// [`Mask::visible_keys`] of rank r's queries. The pruned pass forwards exactly the block's rows
+/// in these ranges; simulators count its bytes with the same function.
+pub fn still_needed(visible: &[Vec<Range<usize>>], rank: usize, step: usize) -> Vec<Range<usize>> {
+    let world = visible.len();
+    (1..world.saturating_sub(step))
+        .flat_map(|j| visible[(rank + j) % world].iter().cloned())
+        .collect()
 }
 
 /// Every rank's query positions, in rank order (one gather and one broadcast of a few runs).
