@@ -10,7 +10,8 @@
 # Usage: bash scripts/bench-docs.sh [--out DIR] [--seq N] [--seed S] [--heads H] [--head-dim D]
 #                                   [--worlds "2 4"] [--window W]
 # Defaults: --out bench-docs --seq 65536 --seed 17 --heads 8 --head-dim 128 --worlds "2 4"
-#           --window 4096. A quick check: --seq 4096 --heads 2 --head-dim 32 --worlds 2 --window 256
+#           --window 4096. A quick check: RINGATTN_BIN=target/debug/ringattn bash scripts/bench-docs.sh
+#           --out /tmp/bd --seq 2048 --heads 2 --head-dim 32 --worlds 2 --window 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-docs seq=65536 seed=17 heads=8 dim=128 worlds="2 4" window=4096
@@ -26,8 +27,12 @@ while [ $# -gt 0 ]; do
     *) echo "bench-docs.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -q -p ringattn-cli
-bin=target/release/ringattn
+# RINGATTN_BIN names another binary (e.g. a debug build for a quick check); else a release build.
+bin=${RINGATTN_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p ringattn-cli
+  bin=target/release/ringattn
+fi
 mkdir -p "$out"
 docs="$out/docs.txt"
 python3 - "$seq" "$seed" > "$docs" <<'PY'

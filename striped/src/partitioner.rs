@@ -236,7 +236,7 @@ pub fn model_affordable(
         rows.div_ceil(tile.k.max(1) as u128),
     );
     let per_call = |m: Mask| match m {
-        Mask::Streaming { .. } => qt * kt,
+        Mask::Streaming { .. } | Mask::Span(_) => qt * kt,
         _ => qt * (kt.max(2).ilog2() as u128 + 1),
     };
     let streaming = mix
