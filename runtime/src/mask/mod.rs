@@ -109,8 +109,8 @@ impl Mask {
             return Vec::new();
         };
         match self {
-            Mask::None => vec![0..usize::MAX],
-            Mask::Causal => vec![0..last_query.saturating_add(1)],
+            Mask::None => std::iter::once(0..usize::MAX).collect(),
+            Mask::Causal => std::iter::once(0..last_query.saturating_add(1)).collect(),
             Mask::Streaming { sink, recent } => {
                 let mut ranges = Vec::with_capacity(1 + runs.len());
                 ranges.push(0..(*sink).min(last_query.saturating_add(1)));
