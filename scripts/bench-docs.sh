@@ -86,7 +86,8 @@ for (p, w), rs in groups.items():
     for r in rs:
         if r["bench"].startswith("packed"):
             sent = sum(x["bytes_sent"] for x in r["ranks"])
-            print(f"| {p[2:]} | {w[7:]} | packed | {r['layout']} | {r['wall_s']:.3f} | {r['imbalance']:.3f} | {sent} |")
+            name = r["layout"] + (" (auto)" if r["bench"].endswith("layout=auto") else "")
+            print(f"| {p[2:]} | {w[7:]} | packed | {name} | {r['wall_s']:.3f} | {r['imbalance']:.3f} | {sent} |")
     alone = [r for r in rs if r["bench"].startswith("alone")]
     if alone:
         wall = sum(r["wall_s"] for r in alone)
