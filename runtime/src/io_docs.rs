@@ -93,3 +93,69 @@ pub fn read_lengths_file(path: &Path) -> Result<Vec<usize>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use safetensors::tensor::TensorView;
+
+    use super::*;
+
+    /// A file with f32 `q` and the given integer tensors.
+    fn file(extra: &[(&str, Dtype, Vec<u8>, usize)]) -> tempfile::NamedTempFile {
+        let q: Vec<u8> = [0.5f32; 4].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut views = vec![(
+            "q".to_string(),
+            TensorView::new(Dtype::F32, vec![1, 4, 1], &q).unwrap(),
+        )];
+        for (name, dtype, bytes, n) in extra {
+            views.push((
+                name.to_string(),
+                TensorView::new(*dtype, vec![*n], bytes).unwrap(),
+            ));
+        }
+        let bytes = safetensors::serialize(views, &None).unwrap();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    fn i64s(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn doc_lens_and_cu_seqlens_are_read_and_bad_ones_named() {
+        let f = file(&[("doc_lens", Dtype::I64, i64s(&[1, 3]), 2)]);
+        let docs = read_documents(f.path()).unwrap().unwrap();
+        assert_eq!(docs.lengths(), vec![1, 3]);
+        let cu: Vec<u8> = [0u32, 3, 4].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let f = file(&[("cu_seqlens", Dtype::U32, cu, 3)]);
+        assert_eq!(
+            read_documents(f.path()).unwrap().unwrap().lengths(),
+            vec![3, 1]
+        );
+        assert_eq!(read_documents(file(&[]).path()).unwrap(), None);
+        for bad in [
+            file(&[("doc_lens", Dtype::I64, i64s(&[2, -1]), 2)]),
+            file(&[("doc_lens", Dtype::I64, i64s(&[2, 0]), 2)]),
+            file(&[("doc_lens", Dtype::F32, i64s(&[2]), 2)]),
+            file(&[
+                ("doc_lens", Dtype::I64, i64s(&[4]), 1),
+                ("cu_seqlens", Dtype::I64, i64s(&[0, 4]), 2),
+            ]),
+        ] {
+            let e = read_documents(bad.path()).unwrap_err();
+            assert!(e.is_user_error(), "{e}");
+        }
+    }
+
+    #[test]
+    fn lengths_files_skip_comments_and_name_bad_lines() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "# lengths\n3\n\n 5 \n").unwrap();
+        assert_eq!(read_lengths_file(f.path()).unwrap(), vec![3, 5]);
+        std::fs::write(f.path(), "3\nfive\n").unwrap();
+        let e = read_lengths_file(f.path()).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}
