@@ -43,7 +43,7 @@ pub fn check_rank(
     let group = q.heads / kv_heads;
     let all = Positions::contiguous(0, seq);
     let mut result = CheckResult::default();
-    for (kv_head, &mask) in masks.iter().enumerate() {
+    for (kv_head, mask) in masks.iter().enumerate() {
         let mut keys = vec![0.0f32; seq * dim];
         let mut values = vec![0.0f32; seq * dim];
         for (pos, (k, v)) in all
@@ -61,7 +61,7 @@ pub fn check_rank(
                     &keys,
                     &values,
                     dim,
-                    mask,
+                    mask.clone(),
                 );
                 let i = head * q.rows() + row;
                 let got = &fin.out[i * dim..(i + 1) * dim];

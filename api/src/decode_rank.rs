@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use ringattn_ring::duo::{
-    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeSpec, DecodeStats, DecodedRow,
+    decode_masked, decode_masks_for, prefill_for_decode_masked, DecodeOutput, DecodeSpec,
+    DecodeStats, DecodedRow,
 };
 use ringattn_ring::{DuoPlan, RankStats};
 use ringattn_runtime::reference::reference_row;
@@ -113,12 +114,13 @@ pub fn decode_rank(
         }
     };
     let tile = job.ring.tile;
-    let (_, prefill_stats, prefill_bytes_streaming) = prefill_for_decode(
+    let base = job.mask();
+    let (_, prefill_stats, prefill_bytes_streaming) = prefill_for_decode_masked(
         comm,
         layout,
         &job.input,
         &spec,
-        dj.duo.as_ref(),
+        (dj.duo.as_ref(), &base),
         tile,
         &pool,
         &mut ring_progress,
@@ -140,7 +142,7 @@ pub fn decode_rank(
                 &job.input,
                 &picked,
                 &spec,
-                dj.duo.as_ref(),
+                (dj.duo.as_ref(), &base),
                 Tolerance::for_dtype(job.dtype),
             )?)
         }
@@ -187,12 +189,12 @@ fn decode_phase(
             ));
         }
     };
-    let out = decode(
+    let out = decode_masked(
         comm,
         job.plan.kind.layout(),
         &job.input,
         spec,
-        dj.duo.as_ref(),
+        (dj.duo.as_ref(), &job.mask()),
         pool,
         &mut step_progress,
     )?;
@@ -225,13 +227,13 @@ fn progress(line: &str) {
 }
 
 /// Compares every head of every decoded row with the f64 reference over keys `0..=p` under the
-/// head's decode mask (retrieval: causal; streaming: `k <= p` and (`k < sink` or
-/// `p − k < recent`)), within `tol`. K/V of one KV head are materialised at a time.
+/// head's decode mask (retrieval: `base`, causal with the run's window and documents;
+/// streaming: `k <= p` and (`k < sink` or `p − k < recent`)), within `tol`. K/V of one KV head are materialised at a time.
 pub fn check_rows(
     source: &dyn RowSource,
     rows: &[DecodedRow],
     spec: &DecodeSpec,
-    duo: Option<&DuoPlan>,
+    (duo, base): (Option<&DuoPlan>, &Mask),
     tol: Tolerance,
 ) -> Result<CheckResult> {
     let mut result = CheckResult::default();
@@ -239,12 +241,12 @@ pub fn check_rows(
         return Ok(result);
     };
     let d = spec.dim;
-    let masks: Vec<Mask> = decode_masks(spec.kv_heads, duo);
+    let masks: Vec<Mask> = decode_masks_for(spec.kv_heads, duo, base);
     let group = spec.heads / spec.kv_heads;
     let mut keys = vec![0.0f32; (last + 1) * d];
     let mut values = vec![0.0f32; (last + 1) * d];
     let mut q = vec![0.0f32; d];
-    for (g, &mask) in masks.iter().enumerate() {
+    for (g, mask) in masks.iter().enumerate() {
         for (pos, (k, v)) in keys.chunks_mut(d).zip(values.chunks_mut(d)).enumerate() {
             source.fill_row(TensorKind::K, g, pos, k)?;
             source.fill_row(TensorKind::V, g, pos, v)?;
@@ -253,7 +255,8 @@ pub fn check_rows(
             let n = (row.pos + 1) * d;
             for h in g * group..(g + 1) * group {
                 source.fill_row(TensorKind::Q, h, row.pos, &mut q)?;
-                let (out, lse) = reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask);
+                let (out, lse) =
+                    reference_row(&q, row.pos, &keys[..n], &values[..n], d, mask.clone());
                 let got = &row.out[h * d..(h + 1) * d];
                 result = result.combine(CheckResult::of_row(got, &out, row.lse[h], lse, tol));
             }

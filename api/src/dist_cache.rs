@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use ringattn_ring::duo::decode_masks;
+use ringattn_ring::duo::decode_masks_for;
 use ringattn_ring::{DuoPlan, HeadKind, Layout};
 use ringattn_runtime::{decode_attend, AttnState, Comm, KvCache, Mask, Scheduler};
 
@@ -96,7 +96,7 @@ impl DistKvCache {
             max_new,
             layout,
             duo: duo.cloned(),
-            masks: decode_masks(spec.kv_heads, duo),
+            masks: decode_masks_for(spec.kv_heads, duo, layer.mask()),
             cache,
             exec: Arc::clone(layer.executor()),
         })
@@ -158,7 +158,21 @@ impl DistKvCache {
         }
         self.len += 1;
         self.cut_streaming();
+        self.evict_unseen();
         Ok(())
+    }
+
+    /// Drops, on every head whose mask lets keys fall out of sight for good (sliding windows,
+    /// documents), the rows the newest query and every later one cannot see: a windowed cache
+    /// keeps about W keys over all ranks.
+    fn evict_unseen(&mut self) {
+        let newest = self.len - 1;
+        for (g, mask) in self.masks.iter().enumerate() {
+            let first = mask.first_needed_key(newest);
+            if first > 0 {
+                self.cache.head_mut(g).evict_below(first);
+            }
+        }
     }
 
     /// Keeps, on every streaming head, the sink rows and the rows the newest query may see.

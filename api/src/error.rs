@@ -59,6 +59,13 @@ pub enum ApiError {
     /// DuoAttention on a non-causal layer (its streaming heads are causal).
     #[error("a DuoAttention plan needs causal = true (its streaming heads are causal)")]
     DuoNeedsCausal,
+    /// DuoAttention together with packed documents (not supported: the streaming heads' sink
+    /// would be the first document's).
+    #[error("a DuoAttention plan cannot be combined with docs")]
+    DuoWithDocs,
+    /// Malformed packed documents (no document, a zero length, lengths not adding up to seq).
+    #[error(transparent)]
+    Docs(#[from] ringattn_runtime::DocsError),
     /// A decode append not at the end of the sequence.
     #[error("append at position {pos}, but the cache holds {len} tokens (append at {len})")]
     AppendPosition {
@@ -137,6 +144,7 @@ impl ApiError {
             ApiError::HeadsNotMultiple { .. } | ApiError::DuoHeads { .. } => Some("kv_heads"),
             ApiError::TooManyRanks { .. } | ApiError::WorldMismatch { .. } => Some("world"),
             ApiError::UnknownLayout(_) => Some("layout"),
+            ApiError::Docs(_) | ApiError::DuoWithDocs => Some("docs"),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 
 use ringattn_ring::{DuoPlan, FaultInjection, RingConfig};
 use ringattn_runtime::io::FileSource;
+use ringattn_runtime::io_docs::read_documents;
 use ringattn_runtime::{Dtype, Mask, Result, RowSource, Synthetic, TensorKind};
 use ringattn_striped::{plan, plan_mixed, HeadMix, Plan};
 
@@ -9,7 +10,7 @@ use crate::error::{nonzero, ApiError};
 use crate::layout::LayoutChoice;
 use crate::memory::{check_job_memory, JobSizes, MemoryCheck};
 use crate::sched_spec::SchedSpec;
-use crate::spec::{check_fault, check_sizes, CheckRows, RunSpec};
+use crate::spec::{check_fault, check_mask, check_sizes, CheckRows, RunSpec};
 
 /// Rows checked per worker by a bare `--check` on long sequences.
 pub const DEFAULT_CHECK_ROWS: usize = 32;
@@ -83,7 +84,7 @@ impl Job {
 
     /// The mask of the run (of retrieval heads, when DuoAttention is on).
     pub fn mask(&self) -> Mask {
-        self.ring.mask
+        self.ring.mask.clone()
     }
 
     /// The mask of every KV head (and its query heads), in head order: the run's mask, or with
@@ -144,11 +145,7 @@ impl Job {
         if let Some(f) = spec.fault {
             check_fault(f, world)?;
         }
-        let mask = if spec.causal {
-            Mask::Causal
-        } else {
-            Mask::None
-        };
+        let mask = run_mask(spec, &input, seq)?;
         let check_rows = match spec.check {
             None => None,
             Some(CheckRows::Rows(0)) => {
@@ -189,7 +186,13 @@ impl Job {
             causal: spec.causal,
             threads,
             cores: Vec::new(),
-            plan: plan(spec.layout.plan_choice(), world, seq, mask, spec.tile),
+            plan: plan(
+                spec.layout.plan_choice(),
+                world,
+                seq,
+                mask.clone(),
+                spec.tile,
+            ),
             ring: RingConfig {
                 mask,
                 tile: spec.tile,
@@ -243,6 +246,24 @@ impl Job {
             .sum();
         ringattn_ring::metrics::attention_flops(self.dim, group * pairs)
     }
+}
+
+/// The mask of a run: causal or not, the sliding window, and the packed documents (the spec's,
+/// else the input file's `doc_lens` / `cu_seqlens`), checked to cover exactly `seq` tokens.
+fn run_mask(spec: &RunSpec, input: &Input, seq: usize) -> Result<Mask, ApiError> {
+    check_mask(spec.window, spec.docs.is_some(), spec.duo.is_some())?;
+    let docs = match (&spec.docs, &spec.input, input) {
+        (Some(d), _, _) => Some(d.documents()?),
+        (None, Some(path), Input::File(_)) => read_documents(path)?,
+        _ => None,
+    };
+    if let Some(d) = &docs {
+        d.check_total(seq)?;
+        if spec.duo.is_some() {
+            return Err(ApiError::DuoWithDocs);
+        }
+    }
+    Ok(Mask::span(spec.causal, spec.window, docs))
 }
 
 /// The sizes of the job: the spec's, or the input file's (which given ones must match), or the

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ringattn_ring::{duo_ring_pass, ring_pass, DuoPlan, RankStats, RingConfig};
 use ringattn_runtime::{
-    Comm, Dtype, KvBlock, KvData, Mask, Positions, QShard, SchedConfig, SchedKind, Scheduler,
-    TileShape,
+    Comm, Documents, Dtype, KvBlock, KvData, Mask, Positions, QShard, SchedConfig, SchedKind,
+    Scheduler, TileShape,
 };
 use ringattn_striped::{plan, LayoutKind};
 
@@ -124,7 +124,25 @@ impl LayerAttention {
         world: usize,
         exec: Arc<Scheduler>,
     ) -> Result<Self, ApiError> {
+        Self::with_mask(spec, rank, world, exec, None, None)
+    }
+
+    /// [`LayerAttention::new`] with a sliding window `window` and / or packed documents `docs`
+    /// on top of the spec's causal flag (the documents must add up to `spec.seq`; tokens
+    /// decoded later belong to the last document). The layout is planned for that mask.
+    pub fn with_mask(
+        spec: &LayerSpec,
+        rank: usize,
+        world: usize,
+        exec: Arc<Scheduler>,
+        window: Option<usize>,
+        docs: Option<Documents>,
+    ) -> Result<Self, ApiError> {
         spec.validate(world)?;
+        crate::spec::check_mask(window, false, false)?;
+        if let Some(d) = &docs {
+            d.check_total(spec.seq)?;
+        }
         if rank >= world {
             return Err(ApiError::RankMismatch {
                 rank,
@@ -132,10 +150,20 @@ impl LayerAttention {
                 what: "the world (rank must be below world)",
             });
         }
-        let (mask, tile) = (spec.mask(), spec.tile_shape());
+        let mask = Mask::span(spec.causal, window, docs);
+        let tile = spec.tile_shape();
         let kind = match spec.layout.fixed() {
             Some(kind) => kind,
-            None => plan(spec.layout.plan_choice(), world, spec.seq, mask, tile).kind,
+            None => {
+                plan(
+                    spec.layout.plan_choice(),
+                    world,
+                    spec.seq,
+                    mask.clone(),
+                    tile,
+                )
+                .kind
+            }
         };
         let positions = kind.layout().positions(rank, world, spec.seq);
         Ok(LayerAttention {
@@ -157,6 +185,12 @@ impl LayerAttention {
     /// The layer shape.
     pub fn spec(&self) -> &LayerSpec {
         &self.spec
+    }
+
+    /// The layer's mask (of its retrieval heads under DuoAttention): the spec's causal flag
+    /// with the window and documents given at creation.
+    pub fn mask(&self) -> &Mask {
+        &self.ring.mask
     }
 
     /// This rank's index.
@@ -249,6 +283,9 @@ impl LayerAttention {
         }
         if !self.spec.causal {
             return Err(ApiError::DuoNeedsCausal);
+        }
+        if self.ring.mask.docs().is_some() {
+            return Err(ApiError::DuoWithDocs);
         }
         Ok(())
     }

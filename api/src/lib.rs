@@ -54,7 +54,7 @@ pub use error::ApiError;
 pub use layer::{executor_for, LayerAttention, LayerOutput, LayerSpec};
 pub use layout::LayoutChoice;
 pub use run::{allowed_cores, prepare_local, run_local, run_rank, RankOutput, RunOutput};
-pub use spec::{CheckRows, DuoSpec, FaultSpec, RunSpec};
+pub use spec::{CheckRows, DocsSpec, DuoSpec, FaultSpec, RunSpec};
 pub use workers::run_threads;
 
 pub use ringattn_ring::{metrics, DuoPlan, HeadKind};

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use ringattn_ring::metrics;
-use ringattn_runtime::Result;
+use ringattn_runtime::{DocsSummary, Result};
 use serde::Serialize;
 
 use crate::check::CheckResult;
@@ -142,6 +142,10 @@ pub struct Report {
     pub sched: String,
     /// DuoAttention plan, or null when off.
     pub duo: Option<DuoReport>,
+    /// Packed documents (count, min / median / max length), or null for one sequence.
+    pub docs: Option<DocsSummary>,
+    /// Sliding window W, or null for none.
+    pub window: Option<usize>,
     /// Ring pass wall seconds (slowest rank, shard setup excluded).
     pub wall_s: f64,
     /// FLOPs the mask requires (4 · D · H · allowed pairs).
@@ -228,6 +232,8 @@ impl Report {
             dtype: job.dtype.name().into(),
             sched: job.sched.kind.name().into(),
             duo: job.duo.as_ref().map(DuoReport::of),
+            docs: job.ring.mask.docs().map(|d| d.summary()),
+            window: job.ring.mask.window(),
             wall_s: g.wall_s,
             flops,
             gflops: metrics::gflops(flops, g.wall_s),
@@ -262,6 +268,9 @@ impl Report {
             if self.causal { "causal" } else { "non-causal" },
             self.dtype
         );
+        if self.docs.is_some() || self.window.is_some() {
+            let _ = writeln!(s, "  {}", mask_line(self.docs.as_ref(), self.window));
+        }
         if let Some(d) = &self.duo {
             let sent = |f: fn(&RankReport) -> u64| self.ranks.iter().map(f).sum::<u64>();
             let _ = writeln!(
@@ -313,4 +322,19 @@ impl Report {
         }
         s
     }
+}
+
+/// The summary line of packed documents and a sliding window.
+pub fn mask_line(docs: Option<&DocsSummary>, window: Option<usize>) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = docs {
+        parts.push(format!(
+            "docs: {} (length min {} · median {} · max {})",
+            d.count, d.min, d.median, d.max
+        ));
+    }
+    if let Some(w) = window {
+        parts.push(format!("window {w}"));
+    }
+    parts.join(" · ")
 }

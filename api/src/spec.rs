@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use ringattn_ring::duo::pattern::{DEFAULT_RECENT, DEFAULT_SINK};
 use ringattn_ring::{DuoPattern, DuoPlan, Selection};
-use ringattn_runtime::{Dtype, TileShape};
+use ringattn_runtime::io_docs::read_lengths_file;
+use ringattn_runtime::{Documents, Dtype, TileShape};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{nonzero, ApiError};
@@ -60,6 +61,26 @@ pub enum DuoSpec {
         /// Recent window (`None`: the pattern's, else the default).
         recent: Option<usize>,
     },
+}
+
+/// Where the packed documents of a run come from (see [`ringattn_runtime::Documents`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocsSpec {
+    /// These lengths, in order (they must add up to `seq`).
+    Lengths(Vec<usize>),
+    /// A text file of one length per line.
+    File(PathBuf),
+}
+
+impl DocsSpec {
+    /// The documents (lengths not yet checked against `seq`).
+    pub fn documents(&self) -> Result<Documents, ApiError> {
+        let lengths = match self {
+            DocsSpec::Lengths(l) => l.clone(),
+            DocsSpec::File(path) => read_lengths_file(path)?,
+        };
+        Ok(Documents::from_lengths(&lengths)?)
+    }
 }
 
 /// Default fraction of streaming heads when a pattern is used without sparsity or threshold.
@@ -150,6 +171,13 @@ pub struct RunSpec {
     pub sched: SchedSpec,
     /// DuoAttention (needs `causal`).
     pub duo: Option<DuoSpec>,
+    /// Packed documents: a token attends only within its own document (`None`: one document,
+    /// or the input file's `doc_lens` / `cu_seqlens` tensor when it has one).
+    #[serde(default)]
+    pub docs: Option<DocsSpec>,
+    /// Sliding window W: query q attends keys with q − W < k ≤ q (causal) or |q − k| < W.
+    #[serde(default)]
+    pub window: Option<usize>,
 }
 
 impl Default for RunSpec {
@@ -173,6 +201,8 @@ impl Default for RunSpec {
             fault: None,
             sched: SchedSpec::default(),
             duo: None,
+            docs: None,
+            window: None,
         }
     }
 }
@@ -209,8 +239,27 @@ impl RunSpec {
         if self.duo.is_some() && !self.causal {
             return Err(ApiError::DuoNeedsCausal);
         }
+        check_mask(self.window, self.docs.is_some(), self.duo.is_some())?;
+        if let Some(DocsSpec::Lengths(lengths)) = &self.docs {
+            let docs = Documents::from_lengths(lengths)?;
+            if let Some(seq) = self.seq {
+                docs.check_total(seq)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// A window of at least 1, and no documents under DuoAttention (its streaming heads' sink is
+/// the sequence's first tokens, not each document's).
+pub(crate) fn check_mask(window: Option<usize>, docs: bool, duo: bool) -> Result<(), ApiError> {
+    if window == Some(0) {
+        return Err(ApiError::Zero { field: "window" });
+    }
+    if docs && duo {
+        return Err(ApiError::DuoWithDocs);
+    }
+    Ok(())
 }
 
 /// Heads a multiple of KV heads, and no more ranks than tokens.

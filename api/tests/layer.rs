@@ -48,7 +48,7 @@ fn check_rank_rows(
                 head(&layer.k, g, n, d),
                 head(&layer.v, g, n, d),
                 d,
-                mask,
+                mask.clone(),
             );
             let row = h * positions.len() + i;
             for (a, b) in out[row * d..(row + 1) * d].iter().zip(&r_out) {
@@ -289,4 +289,96 @@ fn owners_cover_the_prefill_and_follow_the_layout_after_it() {
     let cache = DistKvCache::from_prefill(&attn, &kv, &kv, None, 4).unwrap();
     let owners: Vec<usize> = (0..14).map(|p| cache.owner(p)).collect();
     assert_eq!(owners, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
+}
+
+/// A layer with packed documents and a sliding window: prefill and decode match the reference
+/// under the same mask, and after each append every rank keeps at most W keys per head.
+#[test]
+fn documents_and_windows_through_the_layer_and_its_cache() {
+    let (heads, kv_heads, dim, seq, steps, w) = (4, 2, 16, 23, 6, 4);
+    let total = seq + steps;
+    let docs = ringattn_runtime::Documents::from_lengths(&[1, 9, 13]).unwrap();
+    let mask = Mask::span(true, Some(w), Some(docs.clone()));
+    let q = random_values(heads * total * dim, 21);
+    let k = random_values(kv_heads * total * dim, 22);
+    let v = random_values(kv_heads * total * dim, 23);
+    for layout in [LayoutChoice::Contiguous, LayoutChoice::Striped] {
+        for world in 1..=3 {
+            let spec = LayerSpec {
+                heads,
+                kv_heads,
+                head_dim: dim,
+                seq,
+                causal: true,
+                layout,
+                tile: Some(TileShape { q: 4, k: 4 }),
+                dtype: Dtype::F32,
+            };
+            let results = run_threads(world, |comm| {
+                let exec = executor_for(1, Vec::new())?;
+                let docs = Some(docs.clone());
+                let mut attn =
+                    LayerAttention::with_mask(&spec, comm.rank(), world, exec, Some(w), docs)?;
+                let pos = attn.positions().to_vec();
+                let shard = |t: &[f32], h: usize, p: &[usize]| shard_rows(t, h, total, dim, p);
+                let (qs, ks, vs) = (
+                    shard(&q, heads, &pos),
+                    shard(&k, kv_heads, &pos),
+                    shard(&v, kv_heads, &pos),
+                );
+                let prefill = attn.forward(comm, &qs, &ks, &vs, None)?;
+                let mut cache = DistKvCache::from_prefill(&attn, &ks, &vs, None, steps)?;
+                let mut outs = Vec::new();
+                for p in seq..total {
+                    cache.append(
+                        comm,
+                        p,
+                        &shard(&k, kv_heads, &[p]),
+                        &shard(&v, kv_heads, &[p]),
+                    )?;
+                    outs.push(cache.attend(comm, &shard(&q, heads, &[p]))?);
+                    for g in 0..kv_heads {
+                        assert!(cache.local().head(g).rows() <= w, "window cache grew");
+                    }
+                }
+                Ok((pos, prefill.out, outs))
+            })
+            .unwrap();
+            let group = heads / kv_heads;
+            let reference = |h: usize, p: usize| {
+                let g = h / group;
+                reference_row(
+                    &head(&q, h, total, dim)[p * dim..(p + 1) * dim],
+                    p,
+                    &head(&k, g, total, dim)[..(p + 1) * dim],
+                    &head(&v, g, total, dim)[..(p + 1) * dim],
+                    dim,
+                    mask.clone(),
+                )
+                .0
+            };
+            for (pos, prefill, outs) in &results {
+                for h in 0..heads {
+                    for (i, &p) in pos.iter().enumerate() {
+                        let got = &prefill[(h * pos.len() + i) * dim..][..dim];
+                        for (a, b) in got.iter().zip(reference(h, p)) {
+                            assert!(
+                                (*a as f64 - b).abs() <= OUT_TOL,
+                                "{layout} P={world} prefill {p}"
+                            );
+                        }
+                    }
+                    for (step, out) in outs.iter().enumerate() {
+                        let got = &out[h * dim..(h + 1) * dim];
+                        for (a, b) in got.iter().zip(reference(h, seq + step)) {
+                            assert!(
+                                (*a as f64 - b).abs() <= OUT_TOL,
+                                "{layout} P={world} decode {step}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -29,7 +29,14 @@ fn kernel(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(name, seq), &seq, |b, _| {
                 b.iter(|| {
                     let mut state = AttnState::new(heads, seq, dim);
-                    attend(&q, &kv, mask, TileShape::default(), &mut state, &pool)
+                    attend(
+                        &q,
+                        &kv,
+                        mask.clone(),
+                        TileShape::default(),
+                        &mut state,
+                        &pool,
+                    )
                 })
             });
         }

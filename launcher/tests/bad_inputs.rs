@@ -242,6 +242,24 @@ const CASES: &[Case] = &[
     (&["frobnicate"], 2, "frobnicate"),
     (&["--version"], 0, ""),
     (&["run", "--help"], 0, ""),
+    // Packed documents and sliding windows (issue 17).
+    (&["run", "--seq", "10", "--docs", "3,3"], 2, "add up to 6"),
+    (&["run", "--seq", "10", "--docs", "3,0,7"], 2, "length 0"),
+    (&["run", "--seq", "10", "--docs", "3,x,7"], 2, "--docs"),
+    (&["run", "--seq", "10", "--docs", ""], 2, "--docs"),
+    (&["run", "--seq", "10", "--docs", "-3,13"], 2, "-3"),
+    (&["run", "--seq", "10", "--docs", "18446744073709551615,1"], 2, "--docs"),
+    (&["run", "--seq", "10", "--docs", "18446744073709551616"], 2, "--docs"),
+    (&["run", "--seq", "10", "--docs", "5,5", "--docs-file", "{tmp}/bad.tsv"], 2, "--docs"),
+    (&["run", "--seq", "10", "--docs-file", "{tmp}/bad.tsv"], 2, "bad.tsv"),
+    (&["run", "--seq", "10", "--docs-file", "{tmp}/missing-docs.txt"], 2, "missing-docs.txt"),
+    (&["run", "--seq", "10", "--docs-file", "{tmp}/dir"], 2, "dir"),
+    (&["run", "--seq", "10", "--window", "0"], 2, "--window"),
+    (&["run", "--seq", "10", "--window", "-1"], 2, "--window"),
+    (&["run", "--seq", "10", "--window", "abc"], 2, "--window"),
+    (&["run", "--seq", "10", "--causal", "--docs", "5,5", "--retrieval-ratio", "0.5"], 2, "--docs"),
+    (&["decode", "--prefill", "10", "--docs", "3,3"], 2, "add up to 6"),
+    (&["decode", "--prefill", "10", "--window", "0"], 2, "--window"),
 ];
 
 /// The fixture files the cases name through `{tmp}`; false when `mkfifo` is missing (the

@@ -15,6 +15,6 @@ pub use duo::{
 };
 pub use layout::{split_range, Contiguous, Layout};
 pub use pass::{
-    ring_pass, ring_pass_forwarding, ring_pass_with_progress, FaultInjection, RankStats,
-    RingConfig, StepStats,
+    all_positions, ring_pass, ring_pass_forwarding, ring_pass_pruned, ring_pass_with_progress,
+    still_needed, FaultInjection, RankStats, RingConfig, StepStats,
 };

@@ -5,14 +5,21 @@
 //! flight (double buffering: at most the current and the incoming block are held). Steps whose
 //! tiles are all Empty cost no compute but still forward the block.
 //!
+//! Under a mask that hides keys from whole ranks (sliding windows, packed documents,
+//! DuoAttention streaming heads: [`Mask::prunes_traffic`]) a block forwarded from rank r to r + 1
+//! keeps only the rows that some rank which has not seen it yet (r + 1, …, s − 1 mod P) may
+//! attend ([`Mask::visible_keys`]); a block that becomes empty still travels (the ring stays in
+//! lockstep) at no payload cost. So bytes follow the window (∝ W) and the documents, not N.
+//!
 //! [`Layout`]: crate::layout::Layout
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    attend, AttnState, Cancellable, Comm, Error, Executor, KvBlock, Mask, QShard, Result,
-    TileCounts, TileShape,
+    attend, AttnState, Cancellable, Comm, Error, Executor, KvBlock, Mask, Positions, QShard,
+    Result, Run, TileCounts, TileShape,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +33,7 @@ pub struct FaultInjection {
 }
 
 /// What the ring pass computes and how.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RingConfig {
     /// The attention mask.
     pub mask: Mask,
@@ -83,6 +90,9 @@ pub fn ring_pass<E: Executor>(
 
 /// [`ring_pass`] into a state the caller prepared (`AttnState::new` for `q`, made before any
 /// timing starts), calling `on_step(step, stats)` after each step (for progress display).
+/// Under a mask that [prunes traffic](Mask::prunes_traffic) the ranks first exchange their
+/// query positions (one gather and one broadcast) and forward only the rows ranks ahead can
+/// see ([`ring_pass_pruned`]).
 #[allow(clippy::too_many_arguments)]
 pub fn ring_pass_with_progress<E: Executor>(
     comm: &mut dyn Comm,
@@ -93,9 +103,96 @@ pub fn ring_pass_with_progress<E: Executor>(
     state: AttnState,
     on_step: &mut dyn FnMut(usize, &StepStats),
 ) -> Result<(AttnState, RankStats)> {
+    if cfg.mask.prunes_traffic() && comm.size() > 1 {
+        let all = all_positions(comm, &q.positions)?;
+        return ring_pass_pruned(comm, q, kv, cfg, pool, state, on_step, &all);
+    }
     ring_pass_forwarding(comm, q, kv, cfg, pool, state, on_step, &mut |_, block| {
         Arc::clone(block)
     })
+}
+
+/// The ring pass forwarding, at each step, only the rows of the current block that a rank
+/// which has not seen it yet may attend under `cfg.mask` (`all[r]` = rank r's query
+/// positions). Exact for any mask: a row no remaining rank can see would only ever be Empty.
+#[allow(clippy::too_many_arguments)]
+pub fn ring_pass_pruned<E: Executor>(
+    comm: &mut dyn Comm,
+    q: &QShard,
+    kv: KvBlock,
+    cfg: &RingConfig,
+    pool: &E,
+    state: AttnState,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+    all: &[Positions],
+) -> Result<(AttnState, RankStats)> {
+    let rank = comm.rank();
+    let visible: Vec<Vec<Range<usize>>> = all.iter().map(|p| cfg.mask.visible_keys(p)).collect();
+    ring_pass_forwarding(
+        comm,
+        q,
+        kv,
+        cfg,
+        pool,
+        state,
+        on_step,
+        &mut |step, current| {
+            let ranges = still_needed(&visible, rank, step);
+            if current.positions.intersect_ranges(&ranges).0.len() == current.rows() {
+                Arc::clone(current)
+            } else {
+                Arc::new(current.select_rows(&ranges))
+            }
+        },
+    )
+}
+
+/// The key positions that the ranks which have not yet seen the block rank `rank` forwards at
+/// ring step `step` may attend: ranks r + 1, …, s − 1 (mod P), with `visible[r]` =
+/// [`Mask::visible_keys`] of rank r's queries. The pruned pass forwards exactly the block's rows
+/// in these ranges; simulators count its bytes with the same function.
+pub fn still_needed(visible: &[Vec<Range<usize>>], rank: usize, step: usize) -> Vec<Range<usize>> {
+    let world = visible.len();
+    (1..world.saturating_sub(step))
+        .flat_map(|j| visible[(rank + j) % world].iter().cloned())
+        .collect()
+}
+
+/// Every rank's query positions, in rank order (one gather and one broadcast of a few runs).
+pub fn all_positions(comm: &mut dyn Comm, mine: &Positions) -> Result<Vec<Positions>> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let mut bytes = Vec::with_capacity(8 * (1 + 3 * mine.runs().len()));
+    bytes.extend((mine.runs().len() as u64).to_le_bytes());
+    for r in mine.runs() {
+        for x in [r.start, r.len, r.stride] {
+            bytes.extend((x as u64).to_le_bytes());
+        }
+    }
+    let gathered = comm.gather(0, bytes)?.map(|parts| parts.concat());
+    let all = comm.broadcast(0, gathered.unwrap_or_default())?;
+    let bad = || Error::Comm {
+        rank,
+        reason: "malformed positions exchanged by the ring pass".into(),
+    };
+    let mut words = all.chunks_exact(8).map(|c| {
+        usize::try_from(u64::from_le_bytes(c.try_into().expect("8 bytes"))).map_err(|_| bad())
+    });
+    let mut next = || -> Result<usize> { words.next().ok_or_else(bad)? };
+    (0..world)
+        .map(|_| {
+            let n = next()?;
+            let runs = (0..n)
+                .map(|_| {
+                    Ok(Run {
+                        start: next()?,
+                        len: next()?,
+                        stride: next()?,
+                    })
+                })
+                .collect::<Result<Vec<Run>>>()?;
+            Positions::new(runs).map_err(|_| bad())
+        })
+        .collect()
 }
 
 /// The ring pass with a say in what travels: at each step but the last, `forward(step, block)`
@@ -153,7 +250,7 @@ pub fn ring_pass_forwarding<E: Executor>(
             comm.shift_start(block)?;
         }
         let t0 = Instant::now();
-        let tiles = attend(q, &current, cfg.mask, cfg.tile, &mut state, pool);
+        let tiles = attend(q, &current, cfg.mask.clone(), cfg.tile, &mut state, pool);
         let compute_s = t0.elapsed().as_secs_f64();
         if let Some(e) = comm.aborted() {
             // Some items were skipped: the state is incomplete, never return it.

@@ -119,7 +119,7 @@ fn abort_on_another_rank_ends_a_ring_step_between_kernel_items() {
             .unwrap();
         let faulty = RingConfig {
             fault: Some(FaultInjection { rank: 1, step: 0 }),
-            ..cfg
+            ..cfg.clone()
         };
         started_rx
             .recv_timeout(Duration::from_secs(600))

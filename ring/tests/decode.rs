@@ -57,7 +57,7 @@ fn check(layout: &dyn Layout, world: usize, duo: Option<&DuoPlan>) {
         &k,
         &v,
         (spec.heads, spec.kv_heads, total, spec.dim),
-        |g| masks[g],
+        |g| masks[g].clone(),
     );
     let mut decoded = 0;
     for out in &outputs {

@@ -41,7 +41,7 @@ fn run(
 ) -> Vec<Result<RankRows, Error>> {
     let src = Synthetic { seed: 5 };
     let cfg = RingConfig {
-        mask: c.mask,
+        mask: c.mask.clone(),
         tile: TileShape { q: 8, k: 8 },
         fault,
     };
@@ -70,7 +70,7 @@ fn every_rank_matches_the_reference() {
                     heads: 4,
                     kv_heads: 2,
                     dim: 12,
-                    mask,
+                    mask: mask.clone(),
                 };
                 let src = Synthetic { seed: 5 };
                 let (q, k, v) = (
@@ -79,7 +79,9 @@ fn every_rank_matches_the_reference() {
                     whole(&src, TensorKind::V, c.kv_heads, seq, c.dim),
                 );
                 let (r_out, r_lse) =
-                    reference_attention(&q, &k, &v, (c.heads, c.kv_heads, seq, c.dim), |_| mask);
+                    reference_attention(&q, &k, &v, (c.heads, c.kv_heads, seq, c.dim), |_| {
+                        mask.clone()
+                    });
                 for rank in run(layout, &c, None) {
                     let (pos, out, lse) = rank.unwrap();
                     for h in 0..c.heads {

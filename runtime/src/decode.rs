@@ -89,7 +89,7 @@ pub fn decode_attend<E: Executor>(
         &|scratch, item| {
             let head = cache.head(item.kv_head);
             let qg = &q[item.kv_head * group * dim..(item.kv_head + 1) * group * dim];
-            let part = chunk_partial(qg, q_pos, head, item, masks[item.kv_head], scale, scratch);
+            let part = chunk_partial(qg, q_pos, head, item, &masks[item.kv_head], scale, scratch);
             item.partial = Some(part);
         },
     );
@@ -137,12 +137,42 @@ struct Scratch {
     rows: Vec<f32>,
 }
 
+/// Exponentiates each query head's row of `scores` (`group` rows of `n`) in place against its
+/// max; returns the maxes and sums. A row with a score beyond f32 is zeroed and marked
+/// [`OVERFLOWED`]; a row with no allowed key stays (max −∞, sum 0).
+fn softmax_rows(scores: &mut [f32], n: usize, group: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut m = vec![f32::NEG_INFINITY; group];
+    let mut l = vec![0.0f32; group];
+    for (j, row) in scores.chunks_exact_mut(n).enumerate() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::INFINITY || row.iter().any(|s| s.is_nan()) {
+            // A score beyond f32: the row is marked, never exp(∞ − ∞).
+            row.fill(0.0);
+            m[j] = OVERFLOWED;
+            continue;
+        }
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        let mut sum = 0.0f32;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        m[j] = max;
+        l[j] = sum;
+    }
+
+    (m, l)
+}
+
 fn chunk_partial(
     q: &[f32],
     q_pos: usize,
     head: &HeadCache,
     item: &Item,
-    mask: Mask,
+    mask: &Mask,
     scale: f32,
     scratch: &mut Scratch,
 ) -> Partial {
@@ -179,28 +209,7 @@ fn chunk_partial(
     }
 
     // Softmax of the chunk, per query head.
-    let mut m = vec![f32::NEG_INFINITY; group];
-    let mut l = vec![0.0f32; group];
-    for (j, row) in scores.chunks_exact_mut(n).enumerate() {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::INFINITY || row.iter().any(|s| s.is_nan()) {
-            // A score beyond f32: the row is marked, never exp(∞ − ∞).
-            row.fill(0.0);
-            m[j] = OVERFLOWED;
-            continue;
-        }
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            continue;
-        }
-        let mut sum = 0.0f32;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        m[j] = max;
-        l[j] = sum;
-    }
+    let (m, l) = softmax_rows(scores, n, group);
 
     // Σ p · v: a block of V rows at a time, four rows per pass over the accumulator.
     let mut acc = vec![0.0f32; group * dim];

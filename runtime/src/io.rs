@@ -186,7 +186,7 @@ impl RowSource for FileSource {
 
 /// Opens `path` for reading if it is a regular file (a FIFO would block the open, a
 /// directory reads as an I/O error later): returns the file and its length.
-fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
+pub(crate) fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
     let kind = |m: &std::fs::Metadata| {
         let t = m.file_type();
         if t.is_dir() {
@@ -222,7 +222,10 @@ fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
 
 /// Reads the header length and the JSON header, parsed as the `safetensors` crate parses it
 /// (rejecting what it rejects). Returns the header and where the data starts.
-fn read_header(file: &File, file_len: u64) -> std::result::Result<(Metadata, u64), String> {
+pub(crate) fn read_header(
+    file: &File,
+    file_len: u64,
+) -> std::result::Result<(Metadata, u64), String> {
     let read = |buf: &mut [u8], at: u64| {
         file.read_exact_at(buf, at)
             .map_err(|e| format!("cannot read it: {e}"))

@@ -114,6 +114,19 @@ impl HeadCache {
         drain(&mut self.v, elems);
     }
 
+    /// Drops the rows at positions below `min_pos` (positions ascend): a sliding window's or a
+    /// document's cache keeps only the keys later queries can still see.
+    pub fn evict_below(&mut self, min_pos: usize) {
+        let n = self.positions.partition_point(|&p| p < min_pos);
+        if n == 0 {
+            return;
+        }
+        let elems = 0..n * self.dim;
+        self.positions.drain(0..n);
+        drain(&mut self.k, elems.clone());
+        drain(&mut self.v, elems);
+    }
+
     /// Bytes allocated for K and V: the buffers' capacities × element size.
     pub fn allocated_bytes(&self) -> u64 {
         self.k.allocated_bytes() + self.v.allocated_bytes()

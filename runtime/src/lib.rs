@@ -24,6 +24,7 @@ pub mod comm;
 pub mod decode;
 pub mod error;
 pub mod io;
+pub mod io_docs;
 pub mod kernel;
 pub mod kv_cache;
 pub mod kv_wire;
@@ -48,7 +49,7 @@ pub use kernel::{
     attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, TileCounts, TileShape,
 };
 pub use kv_cache::{HeadCache, KvCache};
-pub use mask::{Mask, TileClass};
+pub use mask::{DocsError, DocsSummary, Documents, Mask, Span, TileClass};
 pub use positions::{Positions, Run};
 pub use sched::{BusyClock, BusyModel, Executor, SchedConfig, SchedKind, Scheduler};
 pub use source::{KvHeadSubset, RowSource, Synthetic, TensorKind};

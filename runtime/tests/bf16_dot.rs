@@ -47,8 +47,8 @@ fn bf16_dot_products_match_the_scalar_path_within_the_stated_bound() {
                 q: tile.0,
                 k: tile.1,
             };
-            let got = run(Isa::Avx512, n, dim, mask, tile);
-            let want = run(Isa::Portable, n, dim, mask, tile);
+            let got = run(Isa::Avx512, n, dim, mask.clone(), tile);
+            let want = run(Isa::Portable, n, dim, mask.clone(), tile);
             for (a, b) in got.out.iter().zip(&want.out) {
                 let err = (a - b).abs();
                 worst = worst.max(err);

@@ -95,7 +95,7 @@ fn run(case: &Case, split: bool, threads: usize) -> (f64, f64, AttnState) {
                 &keys,
                 &values,
                 d,
-                case.masks[g],
+                case.masks[g].clone(),
             );
             for (got, want) in fin.out[head * d..(head + 1) * d].iter().zip(&out) {
                 out_err = out_err.max((*got as f64 - want).abs());
@@ -115,7 +115,7 @@ fn cases(dtype: Dtype) -> Vec<Case> {
     for (heads, kv_heads) in [(4, 4), (8, 2), (6, 1)] {
         for (dim, n) in [(16, 5), (64, 3 * DECODE_CHUNK + 17), (80, 300), (128, 1000)] {
             let masks = (0..kv_heads)
-                .map(|g| [Mask::Causal, streaming, Mask::None][g % 3])
+                .map(|g| [Mask::Causal, streaming.clone(), Mask::None][g % 3].clone())
                 .collect();
             out.push(Case {
                 heads,

@@ -109,7 +109,7 @@ const PICKS: [QPick; 6] = [
     QPick::Last,
 ];
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Case {
     n: usize,
     heads: usize,
@@ -152,9 +152,9 @@ fn run_blocks(c: &Case, q: &QShard, blocks: &[&KvBlock], threads: usize) -> Attn
     let pool = pool(threads);
     let mut state = AttnState::new(q.heads, q.rows(), q.dim);
     for kv in blocks {
-        let got = attend(q, kv, c.mask, c.tile, &mut state, &pool);
+        let got = attend(q, kv, c.mask.clone(), c.tile, &mut state, &pool);
         let want = scaled(
-            count_tiles(&q.positions, &kv.positions, c.mask, c.tile),
+            count_tiles(&q.positions, &kv.positions, c.mask.clone(), c.tile),
             q.heads,
         );
         assert_eq!(
@@ -187,7 +187,7 @@ fn check_reference(c: &Case, q: &QShard, full_kv: &KvBlock, fin: &Finalized) -> 
         let keys = &full_kv.k.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         let values = &full_kv.v.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         for (r, pos) in q.positions.iter().enumerate() {
-            let (want, want_lse) = reference_row(q.row(h, r), pos, keys, values, d, c.mask);
+            let (want, want_lse) = reference_row(q.row(h, r), pos, keys, values, d, c.mask.clone());
             let got = &fin.out[(h * rows + r) * d..(h * rows + r + 1) * d];
             let got_lse = fin.lse[h * rows + r];
             if want_lse == f64::NEG_INFINITY {
@@ -277,7 +277,7 @@ fn kernel_matches_reference_on_explicit_matrix() {
                 heads,
                 kv_heads,
                 dim: DIMS[(k / 3) % DIMS.len()],
-                mask,
+                mask: mask.clone(),
                 tile,
                 pick: PICKS[(i + j) % PICKS.len()],
                 seed: k as u64,
@@ -365,7 +365,7 @@ fn kernel_matches_reference_on_a_longer_sequence() {
             heads,
             kv_heads,
             dim,
-            mask,
+            mask: mask.clone(),
             tile: TileShape::default(),
             pick: QPick::Strided {
                 start: 3,
@@ -422,9 +422,9 @@ fn tile_counts_match_count_tiles_on_explicit_cases() {
     ];
     for (mask, per_head) in cases {
         let mut state = AttnState::new(2, 128, 16);
-        let got = attend(&q, &kv, mask, tile, &mut state, &pool);
+        let got = attend(&q, &kv, mask.clone(), tile, &mut state, &pool);
         assert_eq!(
-            count_tiles(&q.positions, &kv.positions, mask, tile),
+            count_tiles(&q.positions, &kv.positions, mask.clone(), tile),
             per_head,
             "{mask:?}"
         );

@@ -44,7 +44,15 @@ where
         .build()
         .unwrap();
     let mut state = AttnState::new(2, case.n, case.dim);
-    attend_with(isa, &q, &kv, case.mask, case.tile, &mut state, &pool);
+    attend_with(
+        isa,
+        &q,
+        &kv,
+        case.mask.clone(),
+        case.tile,
+        &mut state,
+        &pool,
+    );
     (state, q, kv)
 }
 
@@ -66,7 +74,8 @@ where
         let vmax = v.iter().fold(0.0f64, |a, &x| a.max(f64::from(x).abs()));
         for h in 0..2 {
             for r in 0..case.n {
-                let (want, want_lse) = reference_row(q.row(h, r), r, k, v, case.dim, case.mask);
+                let (want, want_lse) =
+                    reference_row(q.row(h, r), r, k, v, case.dim, case.mask.clone());
                 let i = h * case.n + r;
                 let got = &fin.out[i * case.dim..(i + 1) * case.dim];
                 for (c, (&g, &w)) in got.iter().zip(&want).enumerate() {

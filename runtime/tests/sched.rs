@@ -63,7 +63,14 @@ fn every_scheduler_gives_bitwise_the_same_state() {
     ] {
         let run = |sched: &Scheduler| {
             let mut state = AttnState::new(q.heads, q.rows(), q.dim);
-            attend(&q, &kv, mask, TileShape::default(), &mut state, sched);
+            attend(
+                &q,
+                &kv,
+                mask.clone(),
+                TileShape::default(),
+                &mut state,
+                sched,
+            );
             state
         };
         let reference = run(&two_threads(SchedKind::Static, Vec::new()).0);

@@ -36,7 +36,15 @@ fn run(
     let q = QShard::from_source(src, case.heads, case.dim, case.q_pos.clone()).unwrap();
     let kv = KvBlock::from_source(src, 0, case.kv_heads, case.dim, case.k_pos.clone()).unwrap();
     let mut state = AttnState::new(case.heads, q.rows(), case.dim);
-    let counts = attend_with(isa, &q, &kv, case.mask, case.tile, &mut state, &pool);
+    let counts = attend_with(
+        isa,
+        &q,
+        &kv,
+        case.mask.clone(),
+        case.tile,
+        &mut state,
+        &pool,
+    );
     (state.finalize(), counts)
 }
 
@@ -51,7 +59,7 @@ fn check(case: &Case) {
     for isa in Isa::available() {
         let (got, counts) = run(isa, case, &src);
         assert_eq!(counts, portable_counts, "{isa:?}: tile counts differ");
-        let expected = count_tiles(&case.q_pos, &case.k_pos, case.mask, case.tile);
+        let expected = count_tiles(&case.q_pos, &case.k_pos, case.mask.clone(), case.tile);
         assert_eq!(counts.computed(), expected.computed() * case.heads as u64);
         for (a, b) in got.out.iter().zip(&portable.out) {
             assert!(
@@ -91,8 +99,15 @@ fn check(case: &Case) {
                     src.fill_row(TensorKind::Q, head, qp, &mut q_row).unwrap();
                     // Keys outside the block must not count: restrict the mask to the block.
                     let block_mask = |k: usize| key_set.binary_search(&k).is_ok();
-                    let (out, lse) =
-                        reference_subset(&q_row, qp, &keys, &values, d, case.mask, &block_mask);
+                    let (out, lse) = reference_subset(
+                        &q_row,
+                        qp,
+                        &keys,
+                        &values,
+                        d,
+                        case.mask.clone(),
+                        &block_mask,
+                    );
                     let i = head * rows + row;
                     let err = got.out[i * d..(i + 1) * d]
                         .iter()

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod calibrate;
+pub mod doc_layout;
 pub mod layouts;
 pub mod partitioner;
 pub mod simulate;
@@ -13,6 +14,7 @@ mod simulate_shared;
 pub mod tilework;
 
 pub use calibrate::{calibrate, Calibration};
+pub use doc_layout::DocZigzag;
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{
     earliest_within_tie, estimate, estimate_mixed, plan, plan_mixed, Estimate, HeadMix,

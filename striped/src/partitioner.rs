@@ -124,7 +124,7 @@ pub fn estimate(
     for (step, row) in work.iter_mut().enumerate() {
         for (rank, w) in row.iter_mut().enumerate() {
             let source = (rank + world - step) % world;
-            let c = count_tiles(&positions[rank], &positions[source], mask, tile);
+            let c = count_tiles(&positions[rank], &positions[source], mask.clone(), tile);
             *w = c.full as f64 + PARTIAL_TILE_COST * c.partial as f64;
         }
     }
@@ -145,7 +145,7 @@ pub fn estimate(
 
 /// DuoAttention's head mix for the cost model: streaming heads run their own (pruned) ring
 /// pass with `streaming_mask` after the retrieval heads' pass with the run's mask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeadMix {
     /// KV heads attending with the run's mask.
     pub retrieval: usize,
@@ -169,7 +169,7 @@ pub fn estimate_mixed(
     let total = (mix.retrieval + mix.streaming).max(1) as f64;
     let (wr, ws) = (mix.retrieval as f64 / total, mix.streaming as f64 / total);
     let r = estimate(kind, world, seq, mask, tile);
-    let s = estimate(kind, world, seq, mix.streaming_mask, tile);
+    let s = estimate(kind, world, seq, mix.streaming_mask.clone(), tile);
     let mix_rows = |a: &[f64], b: &[f64]| -> Vec<f64> {
         a.iter().zip(b).map(|(x, y)| wr * x + ws * y).collect()
     };
@@ -236,12 +236,12 @@ pub fn model_affordable(
         rows.div_ceil(tile.k.max(1) as u128),
     );
     let per_call = |m: Mask| match m {
-        Mask::Streaming { .. } => qt * kt,
+        Mask::Streaming { .. } | Mask::Span(_) => qt * kt,
         _ => qt * (kt.max(2).ilog2() as u128 + 1),
     };
     let streaming = mix
         .filter(|m| m.streaming > 0)
-        .map_or(0, |m| per_call(m.streaming_mask));
+        .map_or(0, |m| per_call(m.streaming_mask.clone()));
     // Three layouts, P² (rank, step) pairs each.
     3 * p * p * (per_call(mask) + streaming) <= MAX_MODEL_TILE_WORK
 }
@@ -290,14 +290,16 @@ pub fn plan_mixed(
     tile: TileShape,
     mix: Option<&HeadMix>,
 ) -> Plan {
-    if !model_affordable(world, seq, mask, tile, mix) {
+    if !model_affordable(world, seq, mask.clone(), tile, mix) {
         return plan_without_model(choice, world, mask);
     }
     let estimates: Vec<Estimate> = LayoutKind::ALL
         .iter()
         .map(|&k| match mix {
-            Some(mix) if mix.streaming > 0 => estimate_mixed(k, world, seq, mask, tile, mix),
-            _ => estimate(k, world, seq, mask, tile),
+            Some(mix) if mix.streaming > 0 => {
+                estimate_mixed(k, world, seq, mask.clone(), tile, mix)
+            }
+            _ => estimate(k, world, seq, mask.clone(), tile),
         })
         .collect();
     let summary = estimates
@@ -364,7 +366,7 @@ mod tests {
         let all_streaming = HeadMix {
             retrieval: 0,
             streaming: 8,
-            streaming_mask,
+            streaming_mask: streaming_mask.clone(),
         };
         let p = plan_mixed(
             LayoutChoice::Auto,
@@ -390,7 +392,7 @@ mod tests {
         let none = HeadMix {
             retrieval: 8,
             streaming: 0,
-            streaming_mask,
+            streaming_mask: streaming_mask.clone(),
         };
         let a = plan_mixed(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile, Some(&none));
         let b = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
@@ -399,12 +401,12 @@ mod tests {
         let half = HeadMix {
             retrieval: 4,
             streaming: 4,
-            streaming_mask,
+            streaming_mask: streaming_mask.clone(),
         };
         for kind in LayoutKind::ALL {
             let m = estimate_mixed(kind, 4, 4096, Mask::Causal, tile, &half).makespan;
             let r = estimate(kind, 4, 4096, Mask::Causal, tile).makespan;
-            let s = estimate(kind, 4, 4096, streaming_mask, tile).makespan;
+            let s = estimate(kind, 4, 4096, streaming_mask.clone(), tile).makespan;
             assert!((m - (r + s) / 2.0).abs() < 1e-9, "{kind}");
         }
     }

@@ -258,15 +258,18 @@ pub(crate) struct StepCosts<'a> {
     cfg: &'a SimConfig,
     work: TileWork,
     rows: Vec<usize>,
-    /// (bytes, link-busy seconds) of a hop carrying each rank's block.
+    /// (bytes, link-busy seconds) of a hop carrying each rank's whole block.
     hops: Vec<(u64, f64)>,
+    /// Each rank's visible key ranges when the mask prunes ring traffic (windows, documents,
+    /// streaming heads): a hop then carries only the rows still needed, as the ring pass does.
+    visible: Option<Vec<Vec<std::ops::Range<usize>>>>,
     /// Seconds per Full tile over all heads.
     unit_s: f64,
 }
 
 impl<'a> StepCosts<'a> {
     pub(crate) fn new(cfg: &'a SimConfig) -> Self {
-        let work = TileWork::new(cfg.layout, cfg.world, cfg.seq, cfg.mask, cfg.tile);
+        let work = TileWork::new(cfg.layout, cfg.world, cfg.seq, cfg.mask.clone(), cfg.tile);
         let rows: Vec<usize> = (0..cfg.world).map(|r| work.positions(r).len()).collect();
         let hops = rows
             .iter()
@@ -275,11 +278,17 @@ impl<'a> StepCosts<'a> {
                 (bytes, cfg.transfer_s(bytes))
             })
             .collect();
+        let visible = cfg.mask.prunes_traffic().then(|| {
+            (0..cfg.world)
+                .map(|r| cfg.mask.visible_keys(work.positions(r)))
+                .collect()
+        });
         StepCosts {
             cfg,
             work,
             rows,
             hops,
+            visible,
             unit_s: cfg.tile_s() * cfg.heads as f64,
         }
     }
@@ -298,10 +307,24 @@ impl<'a> StepCosts<'a> {
         (units * self.unit_s, c.computed() * self.cfg.heads as u64)
     }
 
-    /// (bytes, link-busy seconds, latency seconds) of a hop carrying `source`'s block.
-    pub(crate) fn hop(&self, source: usize) -> (u64, f64, f64) {
-        let (bytes, busy) = self.hops[source];
-        (bytes, busy, self.cfg.latency_us * 1e-6)
+    /// (bytes, link-busy seconds, latency seconds) of the hop by which `rank` forwards
+    /// `source`'s block at `step`: the whole block, or under a pruning mask the rows the ranks
+    /// ahead still need ([`ringattn_ring::still_needed`], the ring pass's own rule).
+    pub(crate) fn hop(&self, rank: usize, step: usize, source: usize) -> (u64, f64, f64) {
+        let latency = self.cfg.latency_us * 1e-6;
+        let Some(visible) = &self.visible else {
+            let (bytes, busy) = self.hops[source];
+            return (bytes, busy, latency);
+        };
+        let needed = ringattn_ring::still_needed(visible, rank, step);
+        let rows = self
+            .work
+            .positions(source)
+            .intersect_ranges(&needed)
+            .0
+            .len();
+        let bytes = self.cfg.block_bytes(rows);
+        (bytes, self.cfg.transfer_s(bytes), latency)
     }
 }
 
@@ -362,7 +385,7 @@ pub(crate) fn run_dedicated(cfg: &SimConfig, costs: &mut StepCosts<'_>, trace: &
             finish[r] = start + compute_s;
             trace.step(r, step, start, compute_s, tiles);
             if step + 1 < p {
-                let (bytes, busy, latency) = costs.hop(source);
+                let (bytes, busy, latency) = costs.hop(r, step, source);
                 let send_start = start.max(send_free[r]);
                 send_free[r] = send_start + busy;
                 next_arrival[(r + 1) % p] = send_start + busy + latency;

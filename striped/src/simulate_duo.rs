@@ -3,9 +3,8 @@
 //! `ringattn_ring::duo_ring_pass` runs them), each simulated by [`simulate`] and summed.
 //!
 //! Compute is exact (the streaming heads' windows come from the same tile classification as the
-//! kernel's). Transfers of the streaming pass are counted as whole blocks: an upper bound — the
-//! prefill forwards only the rows later ranks attend (one hop plus the sink with contiguous), so
-//! with a finite `--link-gbps` the predicted streaming bytes and hop times are pessimistic.
+//! kernel's). Transfers of the streaming pass carry only the rows later ranks attend, by the
+//! ring pass's own rule (`ringattn_ring::still_needed`): one hop plus the sink with contiguous.
 
 use ringattn_ring::{metrics, DuoPlan};
 use ringattn_runtime::{Mask, Result};
@@ -34,7 +33,7 @@ pub fn simulate_duo(cfg: &SimConfig, plan: &DuoPlan) -> Result<Simulation> {
     if retrieval == 0 {
         return Ok(s);
     }
-    let r = simulate(&part(retrieval, cfg.mask))?;
+    let r = simulate(&part(retrieval, cfg.mask.clone()))?;
     Ok(combine(r, s))
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn run(cfg: &SimConfig, costs: &mut StepCosts<'_>, trace: &mut Trace)
             }
             if step + 1 < p {
                 let source = costs.source(r, step);
-                let (bytes, busy, latency) = costs.hop(source);
+                let (bytes, busy, latency) = costs.hop(r, step, source);
                 let send_start = now.max(ranks[r].send_free);
                 ranks[r].send_free = send_start + busy;
                 trace.sent(r, bytes);

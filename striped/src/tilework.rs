@@ -10,8 +10,8 @@
 //!   tiles straddling two runs); pairs of groups are memoised by (shape, shape, offset), so a
 //!   striped or zigzag ring of P ranks needs a handful of `count_tiles` calls per step, not P.
 //!
-//! Streaming (DuoAttention) masks are not translation invariant (the sink is absolute) and are
-//! always counted directly.
+//! Streaming (DuoAttention) masks are not translation invariant (the sink is absolute), nor are
+//! packed documents; both, and sliding windows, are always counted directly.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -111,9 +111,9 @@ impl TileWork {
                 full: (q.len().div_ceil(tq) * k.len().div_ceil(tk)) as u64,
                 ..TileCounts::default()
             },
-            Mask::Streaming { .. } => {
+            Mask::Streaming { .. } | Mask::Span(_) => {
                 self.direct_calls += 1;
-                count_tiles(q, k, self.mask, self.tile)
+                count_tiles(q, k, self.mask.clone(), self.tile)
             }
             Mask::Causal => {
                 let mut total = TileCounts::default();
@@ -163,7 +163,7 @@ impl TileWork {
             Some(c) => *c,
             None => {
                 self.direct_calls += 1;
-                let c = count_tiles(&gq.positions, &gk.positions, self.mask, self.tile);
+                let c = count_tiles(&gq.positions, &gk.positions, self.mask.clone(), self.tile);
                 self.memo.insert(key, c);
                 c
             }
@@ -285,7 +285,7 @@ mod tests {
             ] {
                 for tile in tiles {
                     for (world, seq) in [(1, 100), (3, 1000), (4, 4096), (5, 4099), (8, 777)] {
-                        let mut work = TileWork::new(kind, world, seq, mask, tile);
+                        let mut work = TileWork::new(kind, world, seq, mask.clone(), tile);
                         let layout = kind.layout();
                         for step in 0..world {
                             for rank in 0..world {
@@ -293,7 +293,7 @@ mod tests {
                                 let want = count_tiles(
                                     &layout.positions(rank, world, seq),
                                     &layout.positions(source, world, seq),
-                                    mask,
+                                    mask.clone(),
                                     tile,
                                 );
                                 assert_eq!(

@@ -83,7 +83,7 @@ fn errors(outputs: &[DecodeOutput], spec: &DecodeSpec, duo: Option<&DuoPlan>) ->
     rows.sort_by_key(|r| r.step);
     assert_eq!(rows.len(), spec.steps, "one decoded row per step");
     let (mut out_err, mut lse_err) = (0.0f64, 0.0f64);
-    for (g, &mask) in masks.iter().enumerate() {
+    for (g, mask) in masks.iter().enumerate() {
         let keys = rows_of(&src, TensorKind::K, g, total, d);
         let values = rows_of(&src, TensorKind::V, g, total, d);
         for (step, row) in rows.iter().enumerate() {
@@ -93,7 +93,7 @@ fn errors(outputs: &[DecodeOutput], spec: &DecodeSpec, duo: Option<&DuoPlan>) ->
                 let mut q = vec![0.0f32; d];
                 src.fill_row(TensorKind::Q, h, pos, &mut q).unwrap();
                 let n = (pos + 1) * d;
-                let (out, lse) = reference_row(&q, pos, &keys[..n], &values[..n], d, mask);
+                let (out, lse) = reference_row(&q, pos, &keys[..n], &values[..n], d, mask.clone());
                 for (got, want) in row.out[h * d..(h + 1) * d].iter().zip(&out) {
                     out_err = out_err.max((*got as f64 - want).abs());
                 }

@@ -100,7 +100,7 @@ fn run<T: Send>(
 
 fn cfg(spec: &Spec) -> RingConfig {
     RingConfig {
-        mask: spec.base,
+        mask: spec.base.clone(),
         tile: spec.tile,
         fault: None,
     }
@@ -162,12 +162,12 @@ fn reference(spec: &Spec) -> (Vec<f64>, Vec<f64>) {
     let mut q = vec![0.0f32; d];
     for head in 0..h {
         let kvh = head / group;
-        let mask = spec.plan.mask_of(kvh, spec.base);
+        let mask = spec.plan.mask_of(kvh, spec.base.clone());
         let keys = &all.k.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         let values = &all.v.as_f32().unwrap()[kvh * n * d..(kvh + 1) * n * d];
         for pos in 0..n {
             src.fill_row(TensorKind::Q, head, pos, &mut q).unwrap();
-            let (o, l) = reference_row(&q, pos, keys, values, d, mask);
+            let (o, l) = reference_row(&q, pos, keys, values, d, mask.clone());
             out[(head * n + pos) * d..(head * n + pos + 1) * d].copy_from_slice(&o);
             lse[head * n + pos] = l;
         }

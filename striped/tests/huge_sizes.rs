@@ -77,7 +77,7 @@ fn simulator_refuses_or_handles_absurd_sizes_quickly() {
         sim(M, M, Mask::Causal, LayoutKind::Contiguous),
         sim(1, M, Mask::Causal, LayoutKind::Contiguous),
         sim(8, M, Mask::None, LayoutKind::Zigzag),
-        sim(64, 1 << 40, streaming, LayoutKind::Contiguous),
+        sim(64, 1 << 40, streaming.clone(), LayoutKind::Contiguous),
         SimConfig {
             heads: M,
             kv_heads: M,

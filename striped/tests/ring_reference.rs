@@ -86,6 +86,7 @@ fn run_ring_raw(spec: &Spec) -> Vec<RankResult> {
         let handles: Vec<_> = comms
             .into_iter()
             .map(|mut comm| {
+                let cfg = cfg.clone();
                 s.spawn(move || {
                     let rank = comm.rank();
                     let positions = layout.positions(rank, spec.p, spec.n);
@@ -679,6 +680,7 @@ fn injected_fault_ends_every_rank_naming_the_failed_rank() {
     let start = Instant::now();
     for mut comm in local_world(P) {
         let tx = tx.clone();
+        let cfg = cfg.clone();
         thread::spawn(move || {
             let rank = comm.rank();
             let positions = layout.positions(rank, P, spec.n);

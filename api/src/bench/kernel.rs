@@ -127,7 +127,7 @@ pub fn measure_kernel(s: &KernelShape, sched: &SchedSpec, peak: f64) -> Result<K
         .map(|_| {
             let mut state = AttnState::new(s.heads, s.seq, s.dim);
             let start = Instant::now();
-            attend_with(s.isa, &q, &kv, mask, s.tile, &mut state, &pool);
+            attend_with(s.isa, &q, &kv, mask.clone(), s.tile, &mut state, &pool);
             start.elapsed().as_secs_f64()
         })
         .collect();

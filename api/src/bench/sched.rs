@@ -239,7 +239,7 @@ impl Inputs {
         attend(
             &self.q,
             &self.kv,
-            self.mask,
+            self.mask.clone(),
             TileShape::default(),
             &mut state,
             sched,

@@ -1,12 +1,14 @@
 //! Argument groups shared by several commands: the job options of `run` and `decode`
 //! ([`job::JobArgs`]), scheduler options (`run`, `decode`, `bench`),
 //! micro-kernel choice (`--isa`: `run`, `decode`, `bench kernel`, `info`)
-//! and DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`).
+//! DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`) and packed documents /
+//! sliding windows (`run`, `decode`).
 
 pub mod duo;
 pub mod heads;
 pub mod isa;
 pub mod job;
+pub mod mask;
 pub mod sched;
 pub mod tile;
 

@@ -46,6 +46,9 @@ pub struct DecodeArgs {
     /// Accepted for symmetry with `run`: decode is always causal (a no-op switch).
     #[arg(long)]
     pub causal: bool,
+    /// Packed documents and sliding window.
+    #[command(flatten)]
+    pub mask: crate::args::mask::MaskArgs,
 }
 
 impl DecodeArgs {
@@ -54,6 +57,8 @@ impl DecodeArgs {
         Ok(RunSpec {
             seq: Some(self.prefill),
             causal: true,
+            docs: self.mask.docs()?,
+            window: self.mask.window,
             ..self.job.spec()?
         })
     }

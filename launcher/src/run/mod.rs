@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Testing aid: make worker RANK fail at ring step STEP (format RANK:STEP).
     #[arg(long, value_name = "RANK:STEP", hide = true)]
     pub inject_fault: Option<String>,
+    /// Packed documents and sliding window.
+    #[command(flatten)]
+    pub mask: crate::args::mask::MaskArgs,
 }
 
 pub use ringattn::launch::exit_code;

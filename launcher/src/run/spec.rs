@@ -31,6 +31,8 @@ impl RunArgs {
             want_output: self.output.is_some(),
             tile: self.tile.shape(),
             fault: self.inject_fault.as_deref().map(parse_fault).transpose()?,
+            docs: self.mask.docs()?,
+            window: self.mask.window,
             ..self.job.spec()?
         })
     }
@@ -58,6 +60,8 @@ fn flag(field: &str) -> &'static str {
         "tile.k" => "--tile-k",
         "check_rows" => "--check ROWS",
         "layout" => "--layout",
+        "window" => "--window",
+        "docs" => "--docs",
         _ => "an option",
     }
 }
@@ -85,6 +89,12 @@ pub fn flag_error(e: ApiError) -> Error {
         ApiError::DuoNeedsCausal => {
             "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)"
                 .into()
+        }
+        ApiError::DuoWithDocs => "--duo/--retrieval-ratio cannot be combined with --docs".into(),
+        ApiError::Docs(d) => {
+            let text = d.to_string();
+            let what = text.split_once(": ").map_or(text.as_str(), |(_, w)| w);
+            format!("--docs: {what}")
         }
         ApiError::DuoHeads { plan, kv_heads } => {
             format!("the DuoAttention plan has {plan} KV heads but the run has {kv_heads}")

@@ -93,8 +93,14 @@ impl DecodeSpec {
 /// The mask of each KV head in decode: causal for retrieval heads (and for every head without a
 /// plan), `Mask::Streaming { sink, recent }` for streaming heads.
 pub fn decode_masks(kv_heads: usize, duo: Option<&DuoPlan>) -> Vec<Mask> {
+    decode_masks_for(kv_heads, duo, &Mask::Causal)
+}
+
+/// [`decode_masks`] with `base` (causal, possibly with a sliding window or packed documents:
+/// decoded tokens belong to the last document) for retrieval heads.
+pub fn decode_masks_for(kv_heads: usize, duo: Option<&DuoPlan>, base: &Mask) -> Vec<Mask> {
     (0..kv_heads)
-        .map(|g| duo.map_or(Mask::Causal, |plan| plan.mask_of(g, Mask::Causal)))
+        .map(|g| duo.map_or(base.clone(), |plan| plan.mask_of(g, base.clone())))
         .collect()
 }
 
@@ -203,6 +209,32 @@ pub fn prefill_for_decode<E: Executor>(
     pool: &E,
     on_step: &mut dyn FnMut(usize, &StepStats),
 ) -> Result<(AttnState, RankStats, u64)> {
+    let base = Mask::Causal;
+    prefill_for_decode_masked(
+        comm,
+        layout,
+        source,
+        spec,
+        (duo, &base),
+        tile,
+        pool,
+        on_step,
+    )
+}
+
+/// [`prefill_for_decode`] under `base` (a causal mask, possibly with a sliding window or packed
+/// documents) instead of the plain causal mask.
+#[allow(clippy::too_many_arguments)]
+pub fn prefill_for_decode_masked<E: Executor>(
+    comm: &mut dyn Comm,
+    layout: &dyn Layout,
+    source: &dyn RowSource,
+    spec: &DecodeSpec,
+    (duo, base): (Option<&DuoPlan>, &Mask),
+    tile: TileShape,
+    pool: &E,
+    on_step: &mut dyn FnMut(usize, &StepStats),
+) -> Result<(AttnState, RankStats, u64)> {
     let (rank, world) = (comm.rank(), comm.size());
     let positions = layout.positions(rank, world, spec.prefill);
     let q = QShard::from_source(source, spec.heads, spec.dim, positions.clone())?;
@@ -222,7 +254,7 @@ pub fn prefill_for_decode<E: Executor>(
         )
     };
     let cfg = RingConfig {
-        mask: Mask::Causal,
+        mask: base.clone(),
         tile,
         fault: None,
     };
@@ -262,6 +294,31 @@ pub fn decode<E: Executor>(
     pool: &E,
     on_step: &mut dyn FnMut(usize, &DecodeStepStats),
 ) -> Result<DecodeOutput> {
+    decode_masked(
+        comm,
+        layout,
+        source,
+        spec,
+        (duo, &Mask::Causal),
+        pool,
+        on_step,
+    )
+}
+
+/// [`decode`] under `base` for retrieval heads (causal, possibly with a sliding window or
+/// packed documents; decoded tokens belong to the last document). Every rank drops the cached
+/// keys no later query can see ([`Mask::first_needed_key`]): a windowed cache keeps about W
+/// keys in all, whatever the number of steps.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_masked<E: Executor>(
+    comm: &mut dyn Comm,
+    layout: &dyn Layout,
+    source: &dyn RowSource,
+    spec: &DecodeSpec,
+    (duo, base): (Option<&DuoPlan>, &Mask),
+    pool: &E,
+    on_step: &mut dyn FnMut(usize, &DecodeStepStats),
+) -> Result<DecodeOutput> {
     let world = comm.size();
     spec.validate(world, duo)?;
     let roles = DecodeRoles::new(layout, world, spec);
@@ -273,8 +330,18 @@ pub fn decode<E: Executor>(
         kv_bytes_peak: cache.allocated_bytes(),
         ..DecodeStats::default()
     };
+    let masks = decode_masks_for(spec.kv_heads, duo, base);
+    evict(&mut cache, &masks, spec.prefill);
     let rows = run_steps(
-        comm, source, spec, duo, &roles, &mut cache, pool, &mut stats, on_step,
+        comm,
+        source,
+        spec,
+        (duo, &masks),
+        &roles,
+        &mut cache,
+        pool,
+        &mut stats,
+        on_step,
     )?;
     stats.cache_rows = cache.rows();
     Ok(DecodeOutput { rows, stats, cache })
@@ -288,12 +355,83 @@ struct StepMessage {
     stream_v: Vec<f32>,
 }
 
+/// Drops, on every head whose mask allows it, the cached keys that no query from `next_pos`
+/// on can see.
+fn evict(cache: &mut KvCache, masks: &[Mask], next_pos: usize) {
+    for (g, mask) in masks.iter().enumerate() {
+        let first = mask.first_needed_key(next_pos);
+        if first > 0 {
+            cache.head_mut(g).evict_below(first);
+        }
+    }
+}
+
+/// The owner's message for the token at `pos`: every head's query row and the streaming heads'
+/// new K/V; the retrieval heads' K/V rows are appended to the owner's cache.
+fn owner_message(
+    source: &dyn RowSource,
+    spec: &DecodeSpec,
+    streaming: &[usize],
+    pos: usize,
+    cache: &mut KvCache,
+) -> Result<StepMessage> {
+    let dim = spec.dim;
+    let (mut k, mut v) = (vec![0.0f32; dim], vec![0.0f32; dim]);
+    let mut msg = StepMessage {
+        q: vec![0.0f32; spec.heads * dim],
+        ..StepMessage::default()
+    };
+    for (h, row) in msg.q.chunks_exact_mut(dim).enumerate() {
+        source.fill_row(TensorKind::Q, h, pos, row)?;
+    }
+    for g in 0..spec.kv_heads {
+        source.fill_row(TensorKind::K, g, pos, &mut k)?;
+        source.fill_row(TensorKind::V, g, pos, &mut v)?;
+        if !streaming.contains(&g) {
+            cache.head_mut(g).append(pos, &k, &v)?;
+        } else {
+            msg.stream_k.extend_from_slice(&k);
+            msg.stream_v.extend_from_slice(&v);
+        }
+    }
+    Ok(msg)
+}
+
+/// Gathers every rank's partial state of the token at `pos` to `owner`, which merges them in
+/// rank order and returns the finished row (`None` on the other ranks). Counts the bytes sent.
+fn reduce_to_owner(
+    comm: &mut dyn Comm,
+    state: &AttnState,
+    (owner, step, pos): (usize, usize, usize),
+    stats: &mut DecodeStats,
+) -> Result<Option<DecodedRow>> {
+    let rank = comm.rank();
+    let part = encode(rank, state)?;
+    if rank != owner {
+        stats.bytes_sent += part.len() as u64;
+    }
+    let Some(parts) = comm.gather(owner, part)? else {
+        return Ok(None);
+    };
+    let mut merged = AttnState::new(state.heads, 1, state.dim);
+    for p in &parts {
+        merged.merge(&decode_bytes(rank, p)?);
+    }
+    let fin = merged.finalize_checked(&ringattn_runtime::Positions::contiguous(pos, 1))?;
+    Ok(Some(DecodedRow {
+        step,
+        pos,
+        out: fin.out,
+        lse: fin.lse,
+    }))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_steps<E: Executor>(
     comm: &mut dyn Comm,
     source: &dyn RowSource,
     spec: &DecodeSpec,
-    duo: Option<&DuoPlan>,
+    (duo, masks): (Option<&DuoPlan>, &[Mask]),
     roles: &DecodeRoles,
     cache: &mut KvCache,
     pool: &E,
@@ -301,39 +439,22 @@ fn run_steps<E: Executor>(
     on_step: &mut dyn FnMut(usize, &DecodeStepStats),
 ) -> Result<Vec<DecodedRow>> {
     let (rank, dim) = (comm.rank(), spec.dim);
-    let masks = decode_masks(spec.kv_heads, duo);
     let streaming: Vec<usize> = duo.map_or(Vec::new(), |p| p.kv_heads_of(HeadKind::Streaming));
     let mut rows = Vec::new();
     let start = Instant::now();
-    let (mut k, mut v) = (vec![0.0f32; dim], vec![0.0f32; dim]);
     for (step, &owner) in roles.owners.iter().enumerate() {
         let t0 = Instant::now();
         let pos = spec.prefill + step;
         let mut msg = StepMessage::default();
         if rank == owner {
-            msg.q = vec![0.0f32; spec.heads * dim];
-            for (h, row) in msg.q.chunks_exact_mut(dim).enumerate() {
-                source.fill_row(TensorKind::Q, h, pos, row)?;
-            }
-            for g in 0..spec.kv_heads {
-                source.fill_row(TensorKind::K, g, pos, &mut k)?;
-                source.fill_row(TensorKind::V, g, pos, &mut v)?;
-                if !streaming.contains(&g) {
-                    cache.head_mut(g).append(pos, &k, &v)?;
-                } else {
-                    msg.stream_k.extend_from_slice(&k);
-                    msg.stream_v.extend_from_slice(&v);
-                }
-            }
+            msg = owner_message(source, spec, &streaming, pos, cache)?;
         }
-        let bytes = comm.broadcast(
-            owner,
-            if rank == owner {
-                encode(rank, &msg)?
-            } else {
-                Vec::new()
-            },
-        )?;
+        let payload = if rank == owner {
+            encode(rank, &msg)?
+        } else {
+            Vec::new()
+        };
+        let bytes = comm.broadcast(owner, payload)?;
         if rank == owner {
             stats.bytes_sent += (bytes.len() * (comm.size() - 1)) as u64;
         } else {
@@ -350,31 +471,16 @@ fn run_steps<E: Executor>(
         stats.kv_bytes_peak = stats.kv_bytes_peak.max(cache.allocated_bytes());
         let t1 = Instant::now();
         let mut state = AttnState::new(spec.heads, 1, dim);
-        let pairs = decode_attend(&msg.q, pos, cache, &masks, &mut state, pool);
+        let pairs = decode_attend(&msg.q, pos, cache, masks, &mut state, pool);
         let compute_s = t1.elapsed().as_secs_f64();
         if let (true, Some(plan)) = (rank == roles.stream_rank, duo) {
             for &g in &streaming {
                 cache.head_mut(g).truncate_streaming(plan.sink, plan.recent);
             }
         }
+        evict(cache, masks, pos + 1);
         let t2 = Instant::now();
-        let part = encode(rank, &state)?;
-        if rank != owner {
-            stats.bytes_sent += part.len() as u64;
-        }
-        if let Some(parts) = comm.gather(owner, part)? {
-            let mut merged = AttnState::new(spec.heads, 1, dim);
-            for p in &parts {
-                merged.merge(&decode_bytes(rank, p)?);
-            }
-            let fin = merged.finalize_checked(&ringattn_runtime::Positions::contiguous(pos, 1))?;
-            rows.push(DecodedRow {
-                step,
-                pos,
-                out: fin.out,
-                lse: fin.lse,
-            });
-        }
+        rows.extend(reduce_to_owner(comm, &state, (owner, step, pos), stats)?);
         let step_stats = DecodeStepStats {
             pos,
             owner,

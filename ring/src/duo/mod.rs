@@ -17,8 +17,9 @@ pub mod plan;
 pub mod prefill;
 
 pub use decode::{
-    decode, decode_masks, prefill_for_decode, DecodeOutput, DecodeRoles, DecodeSpec, DecodeStats,
-    DecodeStepStats, DecodedRow,
+    decode, decode_masked, decode_masks, decode_masks_for, prefill_for_decode,
+    prefill_for_decode_masked, DecodeOutput, DecodeRoles, DecodeSpec, DecodeStats, DecodeStepStats,
+    DecodedRow,
 };
 pub use pattern::{DuoPattern, Selection};
 pub use plan::{DuoPlan, HeadKind};

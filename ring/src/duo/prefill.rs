@@ -3,7 +3,8 @@
 //! The query shard and the KV block are split by head kind (query head `h` belongs to KV head
 //! `h / (heads / kv_heads)`; each part keeps its heads in ascending order, so the GQA ratio is
 //! preserved). Retrieval heads run the plain ring pass with the run's mask. Streaming heads run a
-//! *pruned* ring pass with `Mask::Streaming`: the block that originated at rank s, forwarded from
+//! *pruned* ring pass with `Mask::Streaming` (the pruning is the ring pass's own, shared with
+//! sliding windows and packed documents: [`crate::pass`]): the block that originated at rank s, forwarded from
 //! rank r to r + 1, keeps only the rows that a rank which has not seen it yet (r + 1, …, s − 1
 //! mod P) may attend — the sink and, per query run of that rank, the window
 //! `[first − recent + 1, last]` ([`streaming_key_ranges`]). Blocks that become empty still
@@ -14,18 +15,15 @@
 //! into full head order.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use ringattn_runtime::{
-    AttnState, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Result, Run,
+    AttnState, Comm, Error, Executor, KvBlock, Mask, Positions, QShard, Result,
 };
 use serde::{Deserialize, Serialize};
 
 use super::plan::{DuoPlan, HeadKind};
-use crate::pass::{
-    ring_pass_forwarding, ring_pass_with_progress, RankStats, RingConfig, StepStats,
-};
+use crate::pass::{ring_pass_with_progress, RankStats, RingConfig, StepStats};
 
 /// Measurements of a DuoAttention ring pass on one rank.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -92,8 +90,9 @@ pub fn duo_ring_pass<E: Executor>(
         return Ok((state, one_kind(stats, HeadKind::Retrieval)));
     }
     if retrieval.is_empty() {
-        let all = all_positions(comm, &q.positions)?;
-        let (state, stats) = streaming_pass(comm, q, kv, &stream_cfg, pool, &all, on_step)?;
+        let state = AttnState::new(q.heads, q.rows(), q.dim);
+        let (state, stats) =
+            ring_pass_with_progress(comm, q, kv, &stream_cfg, pool, state, on_step)?;
         return Ok((state, one_kind(stats, HeadKind::Streaming)));
     }
 
@@ -158,13 +157,13 @@ pub fn duo_ring_pass_parts<E: Executor>(
     let state = AttnState::new(q_ret.heads, q.rows(), q.dim);
     let (state_ret, stats_ret) =
         ring_pass_with_progress(comm, &q_ret, kv_ret, cfg, pool, state, on_step)?;
-    let all = all_positions(comm, &q.positions)?;
     let stream_cfg = RingConfig {
         fault: None,
         ..stream_cfg
     };
+    let state = AttnState::new(q_str.heads, q.rows(), q.dim);
     let (state_str, stats_str) =
-        streaming_pass(comm, &q_str, kv_str, &stream_cfg, pool, &all, on_step)?;
+        ring_pass_with_progress(comm, &q_str, kv_str, &stream_cfg, pool, state, on_step)?;
 
     let mut state = AttnState::new(q.heads, q.rows(), q.dim);
     state.scatter_heads(&state_ret, &ret_q);
@@ -186,25 +185,7 @@ pub fn duo_ring_pass_parts<E: Executor>(
 /// (a superset, exact for stride-1 runs): the sink `[0, min(sink, last + 1))` and, per query
 /// run, the window `[first − recent + 1, last]`.
 pub fn streaming_key_ranges(queries: &Positions, sink: usize, recent: usize) -> Vec<Range<usize>> {
-    let Some(last_query) = queries.runs().last().map(run_last) else {
-        return Vec::new();
-    };
-    let mut ranges = Vec::with_capacity(1 + queries.runs().len());
-    ranges.push(0..sink.min(last_query.saturating_add(1)));
-    if recent > 0 {
-        ranges.extend(
-            queries
-                .runs()
-                .iter()
-                .map(|r| (r.start + 1).saturating_sub(recent)..run_last(r).saturating_add(1)),
-        );
-    }
-    ranges
-}
-
-/// Last position of a non-empty run.
-fn run_last(r: &Run) -> usize {
-    r.start + (r.len - 1) * r.stride
+    Mask::Streaming { sink, recent }.visible_keys(queries)
 }
 
 /// Stats of a pass that had heads of one kind only.
@@ -255,81 +236,6 @@ fn merge(a: &RankStats, b: &RankStats) -> RankStats {
         tiles,
         steps,
     }
-}
-
-/// The streaming heads' ring pass: like [`crate::ring_pass`], but each forwarded block keeps
-/// only the rows its remaining recipients may attend (`all[r]` = rank r's query positions).
-fn streaming_pass<E: Executor>(
-    comm: &mut dyn Comm,
-    q: &QShard,
-    kv: KvBlock,
-    cfg: &RingConfig,
-    pool: &E,
-    all: &[Positions],
-    on_step: &mut dyn FnMut(usize, &StepStats),
-) -> Result<(AttnState, RankStats)> {
-    let Mask::Streaming { sink, recent } = cfg.mask else {
-        unreachable!("the streaming pass always runs with the streaming mask")
-    };
-    let (rank, world) = (comm.rank(), comm.size());
-    let state = AttnState::new(q.heads, q.rows(), q.dim);
-    ring_pass_forwarding(
-        comm,
-        q,
-        kv,
-        cfg,
-        pool,
-        state,
-        on_step,
-        &mut |step, current| {
-            // Ranks r + 1, …, s − 1 (mod P) have not seen this block yet.
-            let ranges: Vec<Range<usize>> = (1..world - step)
-                .flat_map(|j| streaming_key_ranges(&all[(rank + j) % world], sink, recent))
-                .collect();
-            if current.positions.intersect_ranges(&ranges).0.len() == current.rows() {
-                Arc::clone(current)
-            } else {
-                Arc::new(current.select_rows(&ranges))
-            }
-        },
-    )
-}
-
-/// Every rank's query positions, in rank order (one gather and one broadcast of a few runs).
-fn all_positions(comm: &mut dyn Comm, mine: &Positions) -> Result<Vec<Positions>> {
-    let (rank, world) = (comm.rank(), comm.size());
-    let mut bytes = Vec::with_capacity(8 * (1 + 3 * mine.runs().len()));
-    bytes.extend((mine.runs().len() as u64).to_le_bytes());
-    for r in mine.runs() {
-        for x in [r.start, r.len, r.stride] {
-            bytes.extend((x as u64).to_le_bytes());
-        }
-    }
-    let gathered = comm.gather(0, bytes)?.map(|parts| parts.concat());
-    let all = comm.broadcast(0, gathered.unwrap_or_default())?;
-    let bad = || Error::Comm {
-        rank,
-        reason: "malformed positions exchanged by the DuoAttention pass".into(),
-    };
-    let mut words = all.chunks_exact(8).map(|c| {
-        usize::try_from(u64::from_le_bytes(c.try_into().expect("8 bytes"))).map_err(|_| bad())
-    });
-    let mut next = || -> Result<usize> { words.next().ok_or_else(bad)? };
-    (0..world)
-        .map(|_| {
-            let n = next()?;
-            let runs = (0..n)
-                .map(|_| {
-                    Ok(Run {
-                        start: next()?,
-                        len: next()?,
-                        stride: next()?,
-                    })
-                })
-                .collect::<Result<Vec<Run>>>()?;
-            Positions::new(runs).map_err(|_| bad())
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ impl PartialBlanker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn blank(
         &mut self,
-        mask: Mask,
+        mask: &Mask,
         q: &QShard,
         kv: &KvBlock,
         (qa, nq): (usize, usize),
@@ -171,7 +171,7 @@ impl PartialBlanker {
 pub(crate) fn computed_key_tiles<'a>(
     q: &'a QShard,
     kv: &'a KvBlock,
-    mask: Mask,
+    mask: &'a Mask,
     tile: TileShape,
     (qa, nq): (usize, usize),
     counts: &'a mut TileCounts,
@@ -308,7 +308,7 @@ pub(crate) fn process_item<M: Micro>(
     q: &QShard,
     kv: &KvBlock,
     packed: &PackedK<M::V>,
-    mask: Mask,
+    mask: &Mask,
     tile: TileShape,
     item: &mut Item<'_>,
     s: &mut Scratch,

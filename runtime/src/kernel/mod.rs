@@ -218,7 +218,7 @@ pub fn attend_with<E: Executor>(
         #[cfg(target_arch = "x86_64")]
         Isa::Amx => {
             if let Some(amx) = amx::Amx::new().filter(|_| amx::Amx::supports_dim(q.dim)) {
-                return run_amx(amx, (q, kv, mask, tile, state, pool));
+                return run_amx(amx, (q, kv, &mask, tile, state, pool));
             }
             return attend_with(Isa::Avx512, q, kv, mask, tile, state, pool);
         }
@@ -229,28 +229,28 @@ pub fn attend_with<E: Executor>(
             let bf16 = avx512_bf16::Avx512Bf16::new()
                 .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
             if let Some(micro) = bf16 {
-                return run_items(micro, (q, kv, mask, tile, state, pool));
+                return run_items(micro, (q, kv, &mask, tile, state, pool));
             }
             if let Some(micro) = avx512::Avx512::new() {
-                return run_items(micro, (q, kv, mask, tile, state, pool));
+                return run_items(micro, (q, kv, &mask, tile, state, pool));
             }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             if let Some(micro) = avx2::Avx2::new() {
-                return run_items(micro, (q, kv, mask, tile, state, pool));
+                return run_items(micro, (q, kv, &mask, tile, state, pool));
             }
         }
         _ => {}
     }
-    run_items(portable::Portable, (q, kv, mask, tile, state, pool))
+    run_items(portable::Portable, (q, kv, &mask, tile, state, pool))
 }
 
 /// One call's arguments, as [`attend_with`] takes them.
 type Call<'a, E> = (
     &'a QShard,
     &'a KvBlock,
-    Mask,
+    &'a Mask,
     TileShape,
     &'a mut AttnState,
     &'a E,
@@ -325,7 +325,7 @@ type Prepared<'a> = (Vec<Item<'a>>, Vec<f64>, TileShape);
 fn prepare_items<'a>(
     q: &QShard,
     kv: &KvBlock,
-    mask: Mask,
+    mask: &Mask,
     tile: TileShape,
     state: &'a mut AttnState,
 ) -> Result<Prepared<'a>, TileCounts> {
@@ -380,7 +380,7 @@ fn prepare_items<'a>(
 /// Relative cost of each query tile against `kv` under `mask` (the same for every head): one
 /// unit per computed key tile, plus one for the item itself. The scheduler splits items by it,
 /// so causal triangles and streaming windows are divided by work, not by count.
-fn item_costs(q: &QShard, kv: &KvBlock, mask: Mask, tile: TileShape) -> Vec<f64> {
+fn item_costs(q: &QShard, kv: &KvBlock, mask: &Mask, tile: TileShape) -> Vec<f64> {
     let (rows, k_rows) = (q.rows(), kv.rows());
     let nkt = k_rows.div_ceil(tile.k);
     (0..rows)
@@ -390,7 +390,7 @@ fn item_costs(q: &QShard, kv: &KvBlock, mask: Mask, tile: TileShape) -> Vec<f64>
                 q.positions.get(qa),
                 q.positions.get((qa + tile.q).min(rows) - 1),
             );
-            let computed = if mask == Mask::None {
+            let computed = if *mask == Mask::None {
                 nkt
             } else {
                 (0..k_rows)

@@ -65,7 +65,7 @@ pub(crate) fn process_item(
     q: &QShard,
     kv: &KvBlock,
     packed: &PackedAmx,
-    mask: Mask,
+    mask: &Mask,
     tile: TileShape,
     item: &mut Item<'_>,
     s: &mut Scratch,
@@ -124,7 +124,7 @@ struct BlockCols {
 /// The first to last 32-key chunk of a key tile (`keys` = first row, count) that the query rows
 /// `rows` (first row, count) may attend, or `None` if none: chunks are classified like tiles.
 fn live_chunks(
-    mask: Mask,
+    mask: &Mask,
     class: TileClass,
     q: &QShard,
     kv: &KvBlock,
@@ -164,7 +164,7 @@ impl KeyTile {
     #[allow(clippy::too_many_arguments)]
     unsafe fn run(
         &self,
-        mask: Mask,
+        mask: &Mask,
         q: &QShard,
         kv: &KvBlock,
         qa: usize,
