@@ -207,9 +207,17 @@ mod simd {
             let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
             let xp = x.as_ptr().add(32 * b);
             let mut s = _mm256_mul_ps(widen(lo, false), _mm256_loadu_ps(xp));
-            s = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8), false), _mm256_loadu_ps(xp.add(8)), s);
+            s = _mm256_fmadd_ps(
+                widen(_mm_srli_si128(lo, 8), false),
+                _mm256_loadu_ps(xp.add(8)),
+                s,
+            );
             s = _mm256_fmadd_ps(widen(hi, false), _mm256_loadu_ps(xp.add(16)), s);
-            s = _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8), false), _mm256_loadu_ps(xp.add(24)), s);
+            s = _mm256_fmadd_ps(
+                widen(_mm_srli_si128(hi, 8), false),
+                _mm256_loadu_ps(xp.add(24)),
+                s,
+            );
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
         }
         hsum(acc)
@@ -302,7 +310,9 @@ mod tests {
         let dense = q.dequantize(&Device::Cpu).unwrap();
         let lin = Linear::new(q, true, true).unwrap();
         assert!(lin.is_packed());
-        let x: Vec<f32> = (0..2 * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 5.0).collect();
+        let x: Vec<f32> = (0..2 * cols)
+            .map(|i| ((i * 31 % 17) as f32 - 8.0) / 5.0)
+            .collect();
         let xt = Tensor::from_vec(x, (1, 2, cols), &Device::Cpu).unwrap();
         let got = lin.forward(&xt).unwrap().flatten_all().unwrap();
         let want = xt.broadcast_matmul(&dense.t().unwrap()).unwrap();

@@ -115,9 +115,9 @@ fn corpus(args: &ModelBenchArgs) -> Result<String> {
 pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     crate::args::check_threads(args.threads, allowed_cores, false)?;
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
-    let spec = ModelBenchSpec {
+    let mut spec = ModelBenchSpec {
         model: model_path.clone(),
-        corpus: corpus(args)?,
+        corpus: String::new(),
         contexts: args.context.clone(),
         workers: args.workers.clone(),
         layouts: args.layouts.iter().map(|&l| l.into()).collect(),
@@ -146,6 +146,7 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         }
         e => cli_error(e),
     })?;
+    spec.corpus = corpus(args)?;
     let model = Model::load(&model_path, spec.weights).map_err(|e| match e {
         ModelError::MissingModel { .. } => Error::config(format!(
             "{e}; fetch it with `{}`",
@@ -178,7 +179,10 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
     let mut progress = |line: &str| eprintln!("bench model: {line}");
     let ran = run_bench(&spec, &model, &mut run_case, llama.as_ref(), &mut progress)
         .map_err(cli_error)?;
-    eprintln!("bench model: {ran} case(s) run; results in {}", args.out.display());
+    eprintln!(
+        "bench model: {ran} case(s) run; results in {}",
+        args.out.display()
+    );
     if !args.no_plot {
         let (values, _) = ringattn::results::read_results(&args.out.join("results.jsonl"))?;
         for p in ringattn_model::bench::plot::render(&args.out, &values).map_err(cli_error)? {
@@ -222,16 +226,26 @@ mod mpi {
         }
 
         /// Runs one case; its report is the last JSON line rank 0 prints.
-        pub fn run(&self, case: &Case, g: &GenerateSpec, dir: &Path) -> ringattn_model::Result<CaseResult> {
-            let fail = |reason: String| {
-                ModelError::Runtime(Error::RankFailed { rank: 0, reason })
-            };
+        pub fn run(
+            &self,
+            case: &Case,
+            g: &GenerateSpec,
+            dir: &Path,
+        ) -> ringattn_model::Result<CaseResult> {
+            let fail = |reason: String| ModelError::Runtime(Error::RankFailed { rank: 0, reason });
             let prompt = dir.join(format!("case-prompt-{}.txt", case.context));
             std::fs::write(&prompt, &g.prompt).map_err(|e| fail(e.to_string()))?;
             let out = Command::new(&self.launcher.path)
                 .args(self.launcher.args(case.workers, &[]))
                 .arg(&self.exe)
-                .args(["generate", "--backend", "mpi", "--json", "-", "--ignore-eos"])
+                .args([
+                    "generate",
+                    "--backend",
+                    "mpi",
+                    "--json",
+                    "-",
+                    "--ignore-eos",
+                ])
                 .arg("--model")
                 .arg(&g.model)
                 .arg("--prompt-file")

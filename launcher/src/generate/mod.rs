@@ -256,6 +256,11 @@ mod mpi {
         spec.pin = false;
         let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
         spec.threads_per_rank = args.threads.unwrap_or(share);
+        // The projections run on rayon's global pool: this rank's threads only (by default
+        // it takes every core in each process and oversubscribes them).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(spec.threads_per_rank.max(1))
+            .build_global();
         let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
         let root = comm.rank() == 0;
         let mut out = Streamer::new(&spec);

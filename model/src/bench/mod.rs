@@ -106,7 +106,8 @@ impl ModelBenchSpec {
         )
     }
 
-    /// Checks the grid (no empty list, no zero) before anything runs.
+    /// Checks the grid (no empty list, no zero, no more ranks than tokens) before anything
+    /// runs (an empty corpus is found when the first prompt is cut).
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, reason: &str| {
             Err(ModelError::Invalid {
@@ -115,7 +116,10 @@ impl ModelBenchSpec {
             })
         };
         if self.contexts.is_empty() || self.contexts.contains(&0) {
-            return bad("contexts", "need at least one length, each at least 1 token");
+            return bad(
+                "contexts",
+                "need at least one length, each at least 1 token",
+            );
         }
         if self.workers.is_empty() || self.workers.contains(&0) {
             return bad("workers", "need at least one count, each at least 1");
@@ -134,9 +138,6 @@ impl ModelBenchSpec {
             if world > tokens {
                 return Err(ModelError::TooManyRanks { world, tokens });
             }
-        }
-        if self.corpus.trim().is_empty() {
-            return Err(ModelError::EmptyPrompt);
         }
         Ok(())
     }
@@ -284,7 +285,11 @@ pub fn run_bench(
             if !done.contains(&key) {
                 progress(&format!("llama.cpp, {} tokens ...", case.context));
                 let line = l.run(&prompt_path, case.context, spec.max_tokens)?;
-                progress(&format!("llama.cpp, {} tokens: {}", case.context, summary(&line)));
+                progress(&format!(
+                    "llama.cpp, {} tokens: {}",
+                    case.context,
+                    summary(&line)
+                ));
                 record(&spec.out, &line)?;
                 done.push(key);
             }

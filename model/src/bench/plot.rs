@@ -58,15 +58,16 @@ pub fn render(dir: &Path, values: &[Value]) -> Result<Vec<PathBuf>> {
     if plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
         .is_err()
     {
-        return Err(fail(dir, "the embedded plot font could not be loaded".into()));
+        return Err(fail(
+            dir,
+            "the embedded plot font could not be loaded".into(),
+        ));
     }
     let size = (1100, 460);
     let png = dir.join("model.png");
-    draw(BitMapBackend::new(&png, size).into_drawing_area(), &panels)
-        .map_err(|e| fail(&png, e))?;
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), &panels).map_err(|e| fail(&png, e))?;
     let svg = dir.join("model.svg");
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), &panels)
-        .map_err(|e| fail(&svg, e))?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), &panels).map_err(|e| fail(&svg, e))?;
     Ok(vec![png, svg])
 }
 
