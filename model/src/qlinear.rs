@@ -266,6 +266,20 @@ impl Linear {
         Ok(Linear { dense, packed })
     }
 
+    /// The LM head (only ever applied to one row): the packed blocks alone when the type has
+    /// them (its f32 copy would be the largest matrix of a small model, never read), else
+    /// f32-dequantized. (More than [`PACKED_MAX_ROWS`] rows would go through the stored
+    /// blocks, candle's quantized matmul.)
+    pub fn head(q: QTensor) -> Result<Linear> {
+        let packed = Packed::from_qtensor(&q)?;
+        let dense = if packed.is_some() {
+            QMatMul::QTensor(std::sync::Arc::new(q))
+        } else {
+            QMatMul::Tensor(q.dequantize(&Device::Cpu)?)
+        };
+        Ok(Linear { dense, packed })
+    }
+
     /// Whether products of few rows read packed blocks.
     pub fn is_packed(&self) -> bool {
         self.packed.is_some()

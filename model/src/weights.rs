@@ -261,6 +261,14 @@ impl<R: Read + Seek> Loader<'_, R> {
         }
     }
 
+    /// The LM head: packed only with the default format (it is applied to one row).
+    fn head(&mut self, name: &str) -> Result<Linear> {
+        match self.format {
+            WeightFormat::F32 => Linear::head(self.qtensor(name)?),
+            _ => self.matmul(name),
+        }
+    }
+
     fn layer(&mut self, i: usize) -> Result<LayerWeights> {
         let p = format!("blk.{i}");
         Ok(LayerWeights {
@@ -293,9 +301,9 @@ impl Weights {
             .collect::<Result<Vec<_>>>()?;
         let out_norm = ld.dense("output_norm.weight")?;
         let lm_head = if content.tensor_infos.contains_key("output.weight") {
-            ld.matmul("output.weight")?
+            ld.head("output.weight")?
         } else {
-            ld.matmul("token_embd.weight")?
+            ld.head("token_embd.weight")?
         };
         if embedding.dims() != [config.vocab, config.embd] {
             return Err(ModelError::Metadata {

@@ -2,7 +2,7 @@
 //! to first token, peak RSS and KV bytes per rank for prompts of N tokens × P ranks × layouts,
 //! one JSON line per case in `DIR/results.jsonl` (resumable: a case already there is skipped),
 //! optionally llama.cpp's numbers on the same prompt, machine and threads beside each context
-//! ([`llamacpp`]), and a plot ([`plot`], feature `plot`).
+//! ([`llamacpp`]), and a plot (module `plot`, feature `plot`).
 //!
 //! Every case uses the same text ([`prompt_of`]: the corpus repeated and cut to N tokens), so
 //! llama.cpp, which reads the same file, sees the same tokens.
