@@ -3,7 +3,7 @@
 //!
 //! - [`weights`]: the GGUF's shape and weights (dequantized to f32 by default), typed errors;
 //! - [`qlinear`]: the projections: f32 for prefill, packed GGUF blocks for decode;
-//! - [`bench`]: the model benchmark (`ringattn bench model`), llama.cpp beside it;
+//! - [`bench`](mod@bench): the model benchmark (`ringattn bench model`), llama.cpp beside it;
 //! - [`tokenizer`]: the byte-level BPE tokenizer built from the GGUF, the chat template;
 //! - [`block`]: the Llama block on one rank's token shard (RoPE at true global positions,
 //!   attention through the per-layer handle, GQA without KV replication);
