@@ -1,5 +1,5 @@
 //! `DIR/model.png` and `DIR/model.svg`: prefill and decode tokens/s against the prompt length,
-//! one line per (tool, ranks, layout), llama.cpp dashed-grey beside ringattn (feature `plot`;
+//! one line per (tool, ranks, layout), llama.cpp in grey beside ringattn (feature `plot`;
 //! text in the embedded DejaVu Sans, no system font library).
 
 use std::collections::BTreeMap;
@@ -93,15 +93,14 @@ fn panel<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let pts = || lines.iter().flat_map(|l| l.1.iter());
-    let x_lo = pts().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
-    let x_hi = pts().map(|p| p.0).fold(1.0, f64::max).max(x_lo * 2.0);
+    let x_hi = pts().map(|p| p.0).fold(1.0, f64::max) * 1.05;
     let y_hi = pts().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(52)
-        .build_cartesian_2d((x_lo / 1.2..x_hi * 1.2).log_scale(), 0.0..y_hi)
+        .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
         .map_err(e)?;
     chart
         .configure_mesh()
