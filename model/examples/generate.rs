@@ -10,7 +10,8 @@
 //! `mpirun -n 2 target/release/examples/generate --mpi ...` (rank 0 prints).
 //! `--prompt-file F` reads the prompt from a file; `--prompt-tokens N` repeats / cuts it to
 //! about N tokens (benchmarks); `--ignore-eos` decodes exactly `--max-tokens`; `--threads T`
-//! kernel threads per rank (default: allowed CPUs / workers).
+//! kernel threads per rank (default: allowed CPUs / workers); `--dense-decode` decodes with the
+//! f32 weights instead of the packed blocks (to compare).
 
 use std::io::Write;
 
@@ -106,6 +107,7 @@ fn parse_args() -> Args {
             "--model" => spec.model = value("--model").into(),
             "--chat" => spec.chat = true,
             "--ignore-eos" => spec.ignore_eos = true,
+            "--dense-decode" => spec.weights = ringattn_model::WeightFormat::F32Dense,
             "--mpi" => mpi = true,
             "--prompt-file" => prompt_file = Some(value("--prompt-file")),
             "--prompt-tokens" => prompt_tokens = Some(number(value("--prompt-tokens"))),

@@ -272,11 +272,7 @@ fn run_rank(
         world,
         layout: pre.layout,
         dtype: spec.dtype.name().to_string(),
-        weights: match spec.weights {
-            WeightFormat::F32 => "f32",
-            WeightFormat::Stored => "stored",
-        }
-        .to_string(),
+        weights: spec.weights.name().to_string(),
         threads_per_rank: spec.threads_per_rank,
         prompt_tokens: ids.len(),
         generated_tokens: out_ids.len(),

@@ -2,6 +2,8 @@
 //! through the ring, layer by layer.
 //!
 //! - [`weights`]: the GGUF's shape and weights (dequantized to f32 by default), typed errors;
+//! - [`qlinear`]: the projections: f32 for prefill, packed GGUF blocks for decode;
+//! - [`bench`](mod@bench): the model benchmark (`ringattn bench model`), llama.cpp beside it;
 //! - [`tokenizer`]: the byte-level BPE tokenizer built from the GGUF, the chat template;
 //! - [`block`]: the Llama block on one rank's token shard (RoPE at true global positions,
 //!   attention through the per-layer handle, GQA without KV replication);
@@ -15,11 +17,13 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod block;
 pub mod duo;
 pub mod error;
 pub mod generate;
 pub mod local;
+pub mod qlinear;
 pub mod sample;
 pub mod tokenizer;
 pub mod weights;

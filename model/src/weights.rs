@@ -3,26 +3,43 @@
 //!
 //! Weights are dequantized to f32 at load by default ([`WeightFormat::F32`]): Q4_1 used as
 //! stored makes candle re-quantize activations to 8 bits, which changes the model's answers
-//! (issue 14) and is slower here. [`WeightFormat::Stored`] keeps them as stored (Q4_1).
+//! (issue 14) and is slower here. The default also keeps the Q4_1 / Q8_0 blocks packed for
+//! decode ([`crate::qlinear`]: f32 activations times the same weights, ~6× fewer bytes read per
+//! token). [`WeightFormat::Stored`] keeps them as stored (Q4_1) only.
 
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::qlinear::Linear;
 
 /// How the projection weights are held in memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WeightFormat {
-    /// Dequantized to f32 at load (the default: exact activations, the tested path).
+    /// Dequantized to f32 at load for prefill, plus the packed blocks for decode (the
+    /// default: exact activations, the tested path).
     #[default]
     F32,
+    /// Dequantized to f32 only: decode reads the f32 weights too (slower; for comparison).
+    F32Dense,
     /// As stored in the file (Q4_1 for SmolLM2): smaller, activations re-quantized to 8 bits.
     Stored,
+}
+
+impl WeightFormat {
+    /// The name reports use: `f32`, `f32-dense` or `stored`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::F32Dense => "f32-dense",
+            WeightFormat::Stored => "stored",
+        }
+    }
 }
 
 /// The shape of a llama model, from the GGUF metadata.
@@ -53,14 +70,14 @@ pub struct ModelConfig {
 /// One transformer block's weights.
 pub struct LayerWeights {
     pub(crate) attn_norm: Tensor,
-    pub(crate) wq: QMatMul,
-    pub(crate) wk: QMatMul,
-    pub(crate) wv: QMatMul,
-    pub(crate) wo: QMatMul,
+    pub(crate) wq: Linear,
+    pub(crate) wk: Linear,
+    pub(crate) wv: Linear,
+    pub(crate) wo: Linear,
     pub(crate) ffn_norm: Tensor,
-    pub(crate) gate: QMatMul,
-    pub(crate) up: QMatMul,
-    pub(crate) down: QMatMul,
+    pub(crate) gate: Linear,
+    pub(crate) up: Linear,
+    pub(crate) down: Linear,
 }
 
 /// Everything read from the GGUF; shared (`Arc`) by the in-process ranks.
@@ -72,7 +89,7 @@ pub struct Weights {
     pub(crate) embedding: Tensor,
     pub(crate) layers: Vec<LayerWeights>,
     pub(crate) out_norm: Tensor,
-    pub(crate) lm_head: QMatMul,
+    pub(crate) lm_head: Linear,
 }
 
 /// Tensor types [`Weights::load`] accepts (candle dequantizes all of them).
@@ -235,12 +252,21 @@ impl<R: Read + Seek> Loader<'_, R> {
         Ok(self.qtensor(name)?.dequantize(&Device::Cpu)?)
     }
 
-    fn matmul(&mut self, name: &str) -> Result<QMatMul> {
+    fn matmul(&mut self, name: &str) -> Result<Linear> {
         let q = self.qtensor(name)?;
-        Ok(match self.format {
-            WeightFormat::F32 => QMatMul::Tensor(q.dequantize(&Device::Cpu)?),
-            WeightFormat::Stored => QMatMul::QTensor(std::sync::Arc::new(q)),
-        })
+        match self.format {
+            WeightFormat::F32 => Linear::new(q, true, true),
+            WeightFormat::F32Dense => Linear::new(q, true, false),
+            WeightFormat::Stored => Linear::new(q, false, false),
+        }
+    }
+
+    /// The LM head: packed only with the default format (it is applied to one row).
+    fn head(&mut self, name: &str) -> Result<Linear> {
+        match self.format {
+            WeightFormat::F32 => Linear::head(self.qtensor(name)?),
+            _ => self.matmul(name),
+        }
     }
 
     fn layer(&mut self, i: usize) -> Result<LayerWeights> {
@@ -275,9 +301,9 @@ impl Weights {
             .collect::<Result<Vec<_>>>()?;
         let out_norm = ld.dense("output_norm.weight")?;
         let lm_head = if content.tensor_infos.contains_key("output.weight") {
-            ld.matmul("output.weight")?
+            ld.head("output.weight")?
         } else {
-            ld.matmul("token_embd.weight")?
+            ld.head("token_embd.weight")?
         };
         if embedding.dims() != [config.vocab, config.embd] {
             return Err(ModelError::Metadata {

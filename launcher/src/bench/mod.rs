@@ -6,6 +6,7 @@
 //! module and arguments.
 
 pub mod kernel;
+pub mod model;
 pub mod scaling;
 pub mod sched;
 
@@ -35,6 +36,10 @@ pub enum BenchCommand {
     /// The kernel under the hybrid, static and rayon schedulers (optionally with a slowed
     /// core), against the ideal split; one JSON object with --json.
     Sched(sched::SchedBenchArgs),
+    /// SmolLM2 through the ring: prefill / decode tokens/s, TTFT, peak RSS, KV bytes per rank
+    /// over prompt lengths × workers × layouts (llama.cpp beside it with --llamacpp); resumable
+    /// DIR/results.jsonl and DIR/model.png/.svg.
+    Model(model::ModelBenchArgs),
 }
 
 /// Runs `ringattn bench ...` on a machine with `allowed_cores` cores.
@@ -43,5 +48,6 @@ pub fn run_bench(args: &BenchArgs, allowed_cores: usize) -> Result<ExitCode> {
         BenchCommand::Scaling(a) => scaling::run_scaling(a, allowed_cores),
         BenchCommand::Kernel(a) => kernel::run_kernel_bench(a, allowed_cores),
         BenchCommand::Sched(a) => sched::run_sched_bench(a, allowed_cores),
+        BenchCommand::Model(a) => model::run_model_bench(a, allowed_cores),
     }
 }

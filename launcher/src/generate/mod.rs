@@ -76,6 +76,9 @@ pub struct GenerateArgs {
     /// Accept a prompt longer than the model's trained context (8192 for SmolLM2).
     #[arg(long)]
     pub allow_long: bool,
+    /// Decode exactly --max-tokens, past the end-of-turn token (benchmarks).
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Write the JSON report to PATH (`-` = stdout, after the text).
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
@@ -118,6 +121,7 @@ impl GenerateArgs {
         spec.layout = self.layout.into();
         spec.dtype = self.dtype.dtype();
         spec.allow_long = self.allow_long;
+        spec.ignore_eos = self.ignore_eos;
         if self.stored_weights {
             spec.weights = WeightFormat::Stored;
         }
@@ -252,6 +256,11 @@ mod mpi {
         spec.pin = false;
         let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
         spec.threads_per_rank = args.threads.unwrap_or(share);
+        // The projections run on rayon's global pool: this rank's threads only (by default
+        // it takes every core in each process and oversubscribes them).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(spec.threads_per_rank.max(1))
+            .build_global();
         let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
         let root = comm.rank() == 0;
         let mut out = Streamer::new(&spec);

@@ -1,0 +1,277 @@
+//! `ringattn bench model`: SmolLM2's prefill and decode tokens/s, time to first token, peak
+//! RSS and KV bytes per rank over prompt lengths × workers × layouts (the logic is
+//! [`ringattn_model::bench`]); llama.cpp beside each length with `--llamacpp`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use ringattn_model::bench::llamacpp::LlamaCpp;
+use ringattn_model::bench::{run_bench, run_local_case, Case, CaseResult, ModelBenchSpec};
+use ringattn_model::{default_model_path, GenerateSpec, Model, ModelError, WeightFormat};
+use ringattn_runtime::{Error, Result};
+
+use crate::cli::{DtypeArg, LayoutArg};
+
+/// Backends `bench model` can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelBackend {
+    /// Ranks are threads of this process.
+    Local,
+    /// One `mpirun -n P <this ringattn> generate --backend mpi` per case (an MPI build).
+    Mpi,
+}
+
+/// Options of `ringattn bench model`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ringattn bench model --context 1024,2048,4096,8192 --workers 1,2 --llamacpp --out model-bench\n  \
+    ringattn bench model --context 8192 --workers 2 --layout striped,zigzag --max-tokens 64 --out b")]
+pub struct ModelBenchArgs {
+    /// The GGUF model [default: the one scripts/get-model.sh fetches].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompt lengths in tokens, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1024, 2048, 4096, 8192])]
+    pub context: Vec<usize>,
+    /// Worker counts, comma separated.
+    #[arg(short = 'p', long, value_delimiter = ',', default_values_t = [1, 2])]
+    pub workers: Vec<usize>,
+    /// Layouts, comma separated (one worker runs only the first).
+    #[arg(long, value_delimiter = ',', default_values = ["striped"])]
+    pub layouts: Vec<LayoutArg>,
+    /// Tokens decoded after each prompt (end-of-text ignored).
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Threads per worker [default: allowed cores / workers].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Storage type of the KV cache.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Decode with the f32 weights instead of the packed GGUF blocks (the slower old path).
+    #[arg(long)]
+    pub dense_decode: bool,
+    /// Communication backend.
+    #[arg(long, value_enum, default_value_t = ModelBackend::Local)]
+    pub backend: ModelBackend,
+    /// The text prompts are cut from [default: README.md and BENCHMARKS.md of this directory].
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Also run llama.cpp (scripts/bench-llamacpp.py, PyPI llama-cpp-python) on each length,
+    /// with as many threads as the allowed cores.
+    #[arg(long)]
+    pub llamacpp: bool,
+    /// With --llamacpp: the Python interpreter.
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// With --llamacpp: the benchmark script.
+    #[arg(long, default_value = "scripts/bench-llamacpp.py")]
+    pub llamacpp_script: PathBuf,
+    /// Output directory: results.jsonl (resumable), prompt.txt, model.png/svg.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Do not draw the plot at the end.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+/// A model error as the CLI's: bad input exits 2, anything else 1.
+fn cli_error(e: ModelError) -> Error {
+    if e.is_bad_input() {
+        Error::config(e.to_string())
+    } else {
+        Error::RankFailed {
+            rank: 0,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The text prompts are cut from.
+fn corpus(args: &ModelBenchArgs) -> Result<String> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| Error::BadInput {
+            path: p.display().to_string(),
+            reason: format!("cannot read the prompt text: {e}"),
+        })
+    };
+    match &args.prompt_file {
+        Some(p) => read(p),
+        None => {
+            let files = [PathBuf::from("README.md"), PathBuf::from("BENCHMARKS.md")];
+            let texts: Vec<String> = files.iter().filter_map(|p| read(p).ok()).collect();
+            if texts.is_empty() {
+                return Err(Error::config(
+                    "no README.md or BENCHMARKS.md here: give --prompt-file FILE",
+                ));
+            }
+            Ok(texts.join("\n"))
+        }
+    }
+}
+
+/// Runs `ringattn bench model`.
+pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
+    crate::args::check_threads(args.threads, allowed_cores, false)?;
+    let model_path = args.model.clone().unwrap_or_else(default_model_path);
+    let mut spec = ModelBenchSpec {
+        model: model_path.clone(),
+        corpus: String::new(),
+        contexts: args.context.clone(),
+        workers: args.workers.clone(),
+        layouts: args.layouts.iter().map(|&l| l.into()).collect(),
+        max_tokens: args.max_tokens,
+        threads_per_rank: args.threads,
+        cores: allowed_cores,
+        dtype: args.dtype.dtype(),
+        weights: if args.dense_decode {
+            WeightFormat::F32Dense
+        } else {
+            WeightFormat::F32
+        },
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        out: args.out.clone(),
+    };
+    spec.validate().map_err(|e| match e {
+        ModelError::Invalid { field, reason } => {
+            let flag = match field {
+                "contexts" => "--context",
+                "layouts" => "--layouts",
+                "max_tokens" => "--max-tokens",
+                "threads_per_rank" => "--threads",
+                _ => "--workers",
+            };
+            Error::config(format!("{flag}: {reason}"))
+        }
+        e => cli_error(e),
+    })?;
+    spec.corpus = corpus(args)?;
+    let model = Model::load(&model_path, spec.weights).map_err(|e| match e {
+        ModelError::MissingModel { .. } => Error::config(format!(
+            "{e}; fetch it with `{}`",
+            ringattn_model::FETCH_COMMAND
+        )),
+        e => cli_error(e),
+    })?;
+    let llama = if args.llamacpp {
+        let script = args.llamacpp_script.clone();
+        match LlamaCpp::detect(args.python.clone(), script, model_path, allowed_cores) {
+            Ok(l) => Some(l),
+            Err(why) => {
+                eprintln!("ringattn: llama.cpp skipped: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mpi = match args.backend {
+        ModelBackend::Mpi => Some(mpi::Runner::new()?),
+        ModelBackend::Local => None,
+    };
+    let mut run_case = |case: &Case, g: &GenerateSpec| -> ringattn_model::Result<CaseResult> {
+        match &mpi {
+            Some(m) => m.run(case, g, &args.out),
+            None => run_local_case(&model, g),
+        }
+    };
+    let mut progress = |line: &str| eprintln!("bench model: {line}");
+    let ran = run_bench(&spec, &model, &mut run_case, llama.as_ref(), &mut progress)
+        .map_err(cli_error)?;
+    eprintln!(
+        "bench model: {ran} case(s) run; results in {}",
+        args.out.display()
+    );
+    if !args.no_plot {
+        let (values, _) = ringattn::results::read_results(&args.out.join("results.jsonl"))?;
+        for p in ringattn_model::bench::plot::render(&args.out, &values).map_err(cli_error)? {
+            crate::outln!("wrote {}", p.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+mod mpi {
+    //! `--backend mpi`: each case is `mpirun -n P <this ringattn> generate --backend mpi
+    //! --json -`, launched as `ringattn launch` does; peak RSS is not measured there.
+
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+    use ringattn::launch::Launcher;
+    use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
+
+    /// The launcher and this binary.
+    pub struct Runner {
+        launcher: Launcher,
+        exe: PathBuf,
+    }
+
+    impl Runner {
+        /// Checks this binary has the MPI backend and finds mpirun (exit 2 otherwise).
+        pub fn new() -> Result<Self> {
+            if !MPI_BUILT {
+                return Err(Error::config(format!(
+                    "bench model --backend mpi: {HOW_TO_BUILD_MPI}"
+                )));
+            }
+            let launcher = Launcher::find(None)?.probe()?;
+            let exe = std::env::current_exe().map_err(|e| Error::Io {
+                context: "finding the ringattn binary".into(),
+                source: e,
+            })?;
+            Ok(Runner { launcher, exe })
+        }
+
+        /// Runs one case; its report is the last JSON line rank 0 prints.
+        pub fn run(
+            &self,
+            case: &Case,
+            g: &GenerateSpec,
+            dir: &Path,
+        ) -> ringattn_model::Result<CaseResult> {
+            let fail = |reason: String| ModelError::Runtime(Error::RankFailed { rank: 0, reason });
+            let prompt = dir.join(format!("case-prompt-{}.txt", case.context));
+            std::fs::write(&prompt, &g.prompt).map_err(|e| fail(e.to_string()))?;
+            let out = Command::new(&self.launcher.path)
+                .args(self.launcher.args(case.workers, &[]))
+                .arg(&self.exe)
+                .args([
+                    "generate",
+                    "--backend",
+                    "mpi",
+                    "--json",
+                    "-",
+                    "--ignore-eos",
+                ])
+                .arg("--model")
+                .arg(&g.model)
+                .arg("--prompt-file")
+                .arg(&prompt)
+                .args(["--max-tokens", &g.max_tokens.to_string()])
+                .args(["--threads", &g.threads_per_rank.to_string()])
+                .args(["--layout", g.layout.name(), "--dtype", g.dtype.name()])
+                .args(["--allow-long"])
+                .output()
+                .map_err(|e| fail(format!("cannot run mpirun: {e}")))?;
+            let _ = std::fs::remove_file(&prompt);
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                return Err(fail(format!(
+                    "mpirun generate failed ({}): {}",
+                    out.status,
+                    err.lines().last().unwrap_or("no message")
+                )));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let report = text
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .ok_or_else(|| fail("mpirun generate printed no JSON report".into()))?;
+            Ok((report, None))
+        }
+    }
+}
