@@ -34,6 +34,8 @@ pub mod memory;
 pub mod output;
 #[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "plot")]
+pub mod plot_duo;
 pub mod rank;
 pub mod report;
 pub mod results;

@@ -16,8 +16,10 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod calibrate;
 pub mod duo;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod local;
 pub mod sample;
