@@ -59,9 +59,21 @@ pub struct CalibrateArgs {
 
 /// Runs `ringattn duo calibrate`.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
-    if args.threads == Some(0) {
-        return Err(Error::config("--threads must be at least 1"));
+    if args.threads == Some(0) || args.samples == 0 || args.recent == 0 {
+        return Err(Error::config("--threads, --samples and --recent must be at least 1"));
     }
+    if args.context < 2 * (args.sink + args.recent) {
+        return Err(Error::config(format!(
+            "--context {} is too short: at least 2 × (--sink + --recent) = {} tokens",
+            args.context,
+            2 * (args.sink + args.recent)
+        )));
+    }
+    // Refuse an unwritable --out before the calibration, not after it.
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
+        path: args.out.display().to_string(),
+        reason: format!("--out: cannot create the pattern directory: {e}"),
+    })?;
     let spec = CalibrateSpec {
         context: args.context,
         samples: args.samples,

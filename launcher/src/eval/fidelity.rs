@@ -65,6 +65,9 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     if args.threads == Some(0) || args.recent == Some(0) || args.context == Some(0) {
         return Err(Error::config("--threads, --recent and --context must be at least 1"));
     }
+    if args.last == 0 || args.continuation == 0 {
+        return Err(Error::config("--last and --continuation must be at least 1"));
+    }
     let mut heads: Vec<Heads> = args.duo.iter().map(|d| Heads::Calibrated(d.clone())).collect();
     if let Some(seeds) = &args.random_heads {
         heads.extend(list(seeds, "--random-heads", |s| s.parse().ok())?.into_iter().map(Heads::Random));

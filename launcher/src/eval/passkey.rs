@@ -79,18 +79,26 @@ impl PasskeyArgs {
         if world == 0 || self.threads == Some(0) {
             return Err(Error::config("--workers and --threads must be at least 1"));
         }
-        if self.recent == Some(0) {
-            return Err(Error::config("--recent must be at least 1"));
+        if self.recent == Some(0) || self.trials == 0 || self.max_tokens == 0 {
+            return Err(Error::config("--recent, --trials and --max-tokens must be at least 1"));
         }
         let heads = match (&self.duo, self.random_heads) {
             (Some(d), _) => Heads::Calibrated(d.clone()),
             (None, Some(seed)) => Heads::Random(seed),
             (None, None) => Heads::Full,
         };
+        let sparsities = list(&self.sparsity, "--sparsity", fraction)?;
+        if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {
+            return Err(Error::config(
+                "--sparsity above 0 needs --duo DIR (calibrated heads) or --random-heads SEED",
+            ));
+        }
         Ok(PasskeySpec {
             heads,
-            sparsities: list(&self.sparsity, "--sparsity", fraction)?,
-            contexts: list(&self.context, "--context", |s| s.parse().ok())?,
+            sparsities,
+            contexts: list(&self.context, "--context (at least 64 tokens)", |s| {
+                s.parse().ok().filter(|&c: &usize| c >= 64)
+            })?,
             depths: list(&self.depth, "--depth", fraction)?,
             trials: self.trials,
             seed: self.seed,
@@ -102,7 +110,7 @@ impl PasskeyArgs {
             recent: self.recent,
             out: self.out.clone(),
             max_tokens: self.max_tokens,
-            pin: true,
+            pin: false,
         })
     }
 }
