@@ -60,8 +60,8 @@ pub fn write_heatmap_svg(path: &Path, h: &Heatmap) -> Result<()> {
 
 fn draw_heatmap(path: &Path, h: &Heatmap) -> std::result::Result<(), String> {
     let (nc, nd) = (h.contexts.len(), h.depths.len());
-    let root = SVGBackend::new(path, (160 + 110 * nc as u32, 140 + 60 * nd as u32))
-        .into_drawing_area();
+    let root =
+        SVGBackend::new(path, (160 + 110 * nc as u32, 140 + 60 * nd as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(&h.title, ("sans-serif", 18))
@@ -110,7 +110,9 @@ fn label_at<T: Copy>(x: f64, values: &[T], f: impl Fn(T) -> String) -> String {
     if (i - i.round()).abs() > 1e-6 || i < 0.0 {
         return String::new();
     }
-    values.get(i.round() as usize).map_or(String::new(), |&v| f(v))
+    values
+        .get(i.round() as usize)
+        .map_or(String::new(), |&v| f(v))
 }
 
 /// Writes accuracy against sparsity, one line per curve, as an SVG at `path`.

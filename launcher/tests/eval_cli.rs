@@ -29,15 +29,34 @@ fn a_calibrated_pattern_is_read_by_duo_inspect() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pattern");
     let o = out.to_str().unwrap();
-    let args = ["duo", "calibrate", "--method", "mass", "--context", "160", "--samples", "1"];
-    let run = ringattn(&[&args[..], &["--sink", "4", "--recent", "16", "-t", "1", "--out", o]].concat());
+    let args = [
+        "duo",
+        "calibrate",
+        "--method",
+        "mass",
+        "--context",
+        "160",
+        "--samples",
+        "1",
+    ];
+    let run = ringattn(
+        &[
+            &args[..],
+            &["--sink", "4", "--recent", "16", "-t", "1", "--out", o],
+        ]
+        .concat(),
+    );
     assert_success(&run);
     assert!(run.stderr.contains("document 1/1"), "{}", run.describe());
     let run = ringattn(&["duo", "inspect", o, "--sparsity", "0.5", "--json", "-"]);
     assert_success(&run);
     let v = json(&run.stdout);
     assert_eq!(v["retrieval_kv_heads"], 45, "{v}");
-    assert_eq!((v["sink"].as_u64(), v["recent"].as_u64()), (Some(4), Some(16)), "{v}");
+    assert_eq!(
+        (v["sink"].as_u64(), v["recent"].as_u64()),
+        (Some(4), Some(16)),
+        "{v}"
+    );
 }
 
 #[test]
@@ -48,16 +67,35 @@ fn a_passkey_grid_writes_results_and_plots_and_a_rerun_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().to_str().unwrap();
     let args = [
-        "eval", "passkey", "--random-heads", "2", "--sparsity", "0,0.5", "--context", "128",
-        "--depth", "0.5", "--max-tokens", "2", "--sink", "4", "--recent", "16", "-t", "1",
-        "--out", o,
+        "eval",
+        "passkey",
+        "--random-heads",
+        "2",
+        "--sparsity",
+        "0,0.5",
+        "--context",
+        "128",
+        "--depth",
+        "0.5",
+        "--max-tokens",
+        "2",
+        "--sink",
+        "4",
+        "--recent",
+        "16",
+        "-t",
+        "1",
+        "--out",
+        o,
     ];
     let run = ringattn(&args);
     assert_success(&run);
     let lines = || std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap();
     assert_eq!(lines().lines().count(), 2);
     let first: serde_json::Value = serde_json::from_str(lines().lines().next().unwrap()).unwrap();
-    for key in ["sparsity", "context", "depth", "trial", "passkey", "answer", "correct"] {
+    for key in [
+        "sparsity", "context", "depth", "trial", "passkey", "answer", "correct",
+    ] {
         assert!(first.get(key).is_some(), "{key} missing: {first}");
     }
     assert_eq!(first["selection"], "random:2");
@@ -67,7 +105,11 @@ fn a_passkey_grid_writes_results_and_plots_and_a_rerun_repeats_nothing() {
     let again = ringattn(&args);
     assert_success(&again);
     assert_eq!(lines().lines().count(), 2, "a rerun repeats no trial");
-    assert!(!again.stderr.contains("passkey 1/2"), "{}", again.describe());
+    assert!(
+        !again.stderr.contains("passkey 1/2"),
+        "{}",
+        again.describe()
+    );
 }
 
 #[test]
@@ -77,18 +119,41 @@ fn fidelity_writes_one_line_per_configuration() {
     }
     let dir = tempfile::tempdir().unwrap();
     let prompt = dir.path().join("p.txt");
-    let text: String = (0..60).map(|i| format!("Line {i} of a short text. ")).collect();
+    let text: String = (0..60)
+        .map(|i| format!("Line {i} of a short text. "))
+        .collect();
     std::fs::write(&prompt, text).unwrap();
     let o = dir.path().join("f");
     let run = ringattn(&[
-        "eval", "fidelity", "--random-heads", "1", "--sparsity", "0,1", "--prompt-file",
-        prompt.to_str().unwrap(), "--context", "120", "--last", "4", "--continuation", "3",
-        "--sink", "4", "--recent", "16", "-t", "1", "--out", o.to_str().unwrap(),
+        "eval",
+        "fidelity",
+        "--random-heads",
+        "1",
+        "--sparsity",
+        "0,1",
+        "--prompt-file",
+        prompt.to_str().unwrap(),
+        "--context",
+        "120",
+        "--last",
+        "4",
+        "--continuation",
+        "3",
+        "--sink",
+        "4",
+        "--recent",
+        "16",
+        "-t",
+        "1",
+        "--out",
+        o.to_str().unwrap(),
     ]);
     assert_success(&run);
     let text = std::fs::read_to_string(o.join("fidelity.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 2);
     // Sparsity 0 is full attention: no divergence, the whole continuation reproduced.
     assert_eq!(rows[0]["top1_agreement"], 1.0, "{}", rows[0]);

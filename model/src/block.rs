@@ -60,7 +60,12 @@ fn split_heads(x: &Tensor, heads: usize, d: usize) -> Result<Tensor> {
 
 /// The Q (roped), K (roped) and V of `x` (`[1, t, embd]`, already normed), head-major.
 /// Crate-visible: the calibration hook (`calibrate`) needs each layer's Q and K.
-pub(crate) fn qkv(lw: &LayerWeights, c: &ModelConfig, x: &Tensor, rope: &Rope) -> Result<[Tensor; 3]> {
+pub(crate) fn qkv(
+    lw: &LayerWeights,
+    c: &ModelConfig,
+    x: &Tensor,
+    rope: &Rope,
+) -> Result<[Tensor; 3]> {
     let q = split_heads(&lw.wq.forward(x)?, c.heads, c.head_dim)?;
     let k = split_heads(&lw.wk.forward(x)?, c.kv_heads, c.head_dim)?;
     let v = split_heads(&lw.wv.forward(x)?, c.kv_heads, c.head_dim)?;

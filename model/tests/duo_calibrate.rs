@@ -52,7 +52,10 @@ fn the_written_pattern_round_trips_through_the_loader_and_inspect() {
     write_pattern(dir.path(), &cal, "SmolLM2", "test").unwrap();
     let pat = DuoPattern::load(dir.path()).unwrap();
     assert_eq!((pat.layers(), pat.kv_heads()), (30, 3));
-    assert_eq!((pat.config_sink(), pat.config_recent()), (Some(4), Some(16)));
+    assert_eq!(
+        (pat.config_sink(), pat.config_recent()),
+        (Some(4), Some(16))
+    );
     for (g, s) in pat.gates().iter().zip(&cal.scores) {
         assert!((g - s).abs() <= 5e-7, "{g} vs {s}");
     }

@@ -9,9 +9,7 @@ mod common;
 use ringattn_model::eval::haystack::{passkey_of, passkey_prompt};
 use ringattn_model::eval::passkey::{load_results, run_passkey, Heads, PasskeySpec};
 use ringattn_model::eval::random::write_random_pattern;
-use ringattn_model::{
-    default_model_path, generate_with, DuoSource, GenerateReport, GenerateSpec,
-};
+use ringattn_model::{default_model_path, generate_with, DuoSource, GenerateReport, GenerateSpec};
 use ringattn_ring::Selection;
 
 fn prompt() -> String {
@@ -42,7 +40,12 @@ fn sparsity_zero_through_a_pattern_is_bitwise_full_attention() {
     spec.duo = Some(pattern_source(&pat, 0.0));
     let duo = generate_with(model, &spec, &mut |_, _| {}).unwrap();
     assert_eq!(duo.token_ids, full.token_ids);
-    let bits = |r: &GenerateReport| r.prompt_logits.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits = |r: &GenerateReport| {
+        r.prompt_logits
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(bits(&duo), bits(&full), "prompt logits differ");
     assert_eq!(duo.duo.as_ref().unwrap().streaming_kv_heads, 0);
 }
@@ -59,14 +62,21 @@ fn a_streaming_heads_cache_never_exceeds_sink_plus_recent() {
         spec.ignore_eos = true;
         spec.duo = Some(pattern_source(&pat, 1.0));
         let rep = generate_with(model, &spec, &mut |_, _| {}).unwrap();
-        assert!(rep.prompt_tokens > 4 * (sink + recent), "{}", rep.prompt_tokens);
+        assert!(
+            rep.prompt_tokens > 4 * (sink + recent),
+            "{}",
+            rep.prompt_tokens
+        );
         // Per rank (each rank allocates its own window; the rows held across ranks are the
         // window once). The cache allocates sink + recent rows plus the one slot a new token is appended to
         // before the window is cut back (DistKvCache::append): never more, whatever the prompt.
         let bound = layers * kv_heads * (sink + recent + 1) as u64 * 2 * d * f32_bytes;
         for r in &rep.ranks {
             let held = r.kv_bytes;
-            assert!(held <= bound, "world {world}: {held} bytes > sink + recent (+1) = {bound}");
+            assert!(
+                held <= bound,
+                "world {world}: {held} bytes > sink + recent (+1) = {bound}"
+            );
         }
         let held: u64 = rep.ranks.iter().map(|r| r.kv_bytes).sum();
         let full = layers * kv_heads * (rep.prompt_tokens as u64 + 8) * 2 * d * f32_bytes;
@@ -82,12 +92,19 @@ fn the_haystack_fits_its_budget_and_the_needle_sits_at_its_depth() {
         let mut at = Vec::new();
         for depth in [0.0, 0.5, 1.0] {
             let h = passkey_prompt(&model.tokenizer, context, depth, &key).unwrap();
-            assert!(h.ids.len() <= context && h.ids.len() + 16 > context, "{}", h.ids.len());
+            assert!(
+                h.ids.len() <= context && h.ids.len() + 16 > context,
+                "{}",
+                h.ids.len()
+            );
             assert_eq!(model.tokenizer.encode(&h.text).unwrap(), h.ids);
             assert!(h.text.ends_with("The pass key is"));
             at.push(h.text.find(&key).unwrap() as f64 / h.text.len() as f64);
         }
-        assert!(at[0] < 0.35 && at[0] < at[1] && at[1] < at[2] && at[2] > 0.6, "{at:?}");
+        assert!(
+            at[0] < 0.35 && at[0] < at[1] && at[1] < at[2] && at[2] > 0.6,
+            "{at:?}"
+        );
     }
     assert!(passkey_prompt(&model.tokenizer, 20, 0.5, &key).is_err());
 }
@@ -115,7 +132,9 @@ fn a_killed_grid_resumes_without_repeating_trials() {
     let mut runs = 0;
     let mut fake = |g: &GenerateSpec| {
         runs += 1;
-        let key = (0..2).map(|t| passkey_of(9, t)).find(|k| g.prompt.contains(k.as_str()));
+        let key = (0..2)
+            .map(|t| passkey_of(9, t))
+            .find(|k| g.prompt.contains(k.as_str()));
         Ok(GenerateReport {
             text: format!(" {}.", key.unwrap()),
             prompt_tokens: 100,
@@ -126,7 +145,9 @@ fn a_killed_grid_resumes_without_repeating_trials() {
     let path = default_model_path();
     let all = run_passkey(model, &path, &spec, &mut fake, true, &mut |_, _, _| {}).unwrap();
     assert_eq!(all.len(), 8);
-    assert!(all.iter().all(|r| r.correct == 1 && r.selection == "random:1"));
+    assert!(all
+        .iter()
+        .all(|r| r.correct == 1 && r.selection == "random:1"));
     let file = dir.path().join("results.jsonl");
     // Kill mid-write: the last line is torn.
     let text = std::fs::read_to_string(&file).unwrap();

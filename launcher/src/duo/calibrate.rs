@@ -60,7 +60,9 @@ pub struct CalibrateArgs {
 /// Runs `ringattn duo calibrate`.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     if args.threads == Some(0) || args.samples == 0 || args.recent == 0 {
-        return Err(Error::config("--threads, --samples and --recent must be at least 1"));
+        return Err(Error::config(
+            "--threads, --samples and --recent must be at least 1",
+        ));
     }
     if args.context < 2 * (args.sink + args.recent) {
         return Err(Error::config(format!(
@@ -107,7 +109,14 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     let top: Vec<String> = order
         .iter()
         .take(10)
-        .map(|&i| format!("L{}H{} {:.3}", i / cal.kv_heads, i % cal.kv_heads, cal.scores[i]))
+        .map(|&i| {
+            format!(
+                "L{}H{} {:.3}",
+                i / cal.kv_heads,
+                i % cal.kv_heads,
+                cal.scores[i]
+            )
+        })
         .collect();
     crate::outln!("highest-scored heads: {}", top.join(", "));
     Ok(ExitCode::SUCCESS)

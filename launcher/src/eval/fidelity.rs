@@ -63,14 +63,26 @@ pub struct FidelityArgs {
 /// Runs `ringattn eval fidelity`.
 pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     if args.threads == Some(0) || args.recent == Some(0) || args.context == Some(0) {
-        return Err(Error::config("--threads, --recent and --context must be at least 1"));
+        return Err(Error::config(
+            "--threads, --recent and --context must be at least 1",
+        ));
     }
     if args.last == 0 || args.continuation == 0 {
-        return Err(Error::config("--last and --continuation must be at least 1"));
+        return Err(Error::config(
+            "--last and --continuation must be at least 1",
+        ));
     }
-    let mut heads: Vec<Heads> = args.duo.iter().map(|d| Heads::Calibrated(d.clone())).collect();
+    let mut heads: Vec<Heads> = args
+        .duo
+        .iter()
+        .map(|d| Heads::Calibrated(d.clone()))
+        .collect();
     if let Some(seeds) = &args.random_heads {
-        heads.extend(list(seeds, "--random-heads", |s| s.parse().ok())?.into_iter().map(Heads::Random));
+        heads.extend(
+            list(seeds, "--random-heads", |s| s.parse().ok())?
+                .into_iter()
+                .map(Heads::Random),
+        );
     }
     let spec = FidelitySpec {
         heads,
@@ -88,12 +100,18 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     })?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let budget = args
-        .context
-        .unwrap_or(model.weights.config.context.saturating_sub(args.continuation));
+    let budget = args.context.unwrap_or(
+        model
+            .weights
+            .config
+            .context
+            .saturating_sub(args.continuation),
+    );
     let prompt = truncate_text(&model, &text, budget).map_err(cli_error)?;
     if prompt.trim().is_empty() {
-        return Err(Error::config("--prompt-file: no text fits in --context tokens"));
+        return Err(Error::config(
+            "--prompt-file: no text fits in --context tokens",
+        ));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
         path: args.out.display().to_string(),
@@ -111,8 +129,13 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     let mut on_row = |r: &FidelityRow| {
         eprintln!(
             "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
-            r.selection, r.sparsity, r.kl_mean, r.kl_max, r.top1_agreement,
-            r.identical_continuation, r.continuation
+            r.selection,
+            r.sparsity,
+            r.kl_mean,
+            r.kl_max,
+            r.top1_agreement,
+            r.identical_continuation,
+            r.continuation
         );
         let line = serde_json::to_string(r).unwrap_or_default() + "\n";
         let _ = f.write_all(line.as_bytes()).and_then(|()| f.flush());
@@ -123,8 +146,14 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     for r in &rows {
         crate::outln!(
             "{:<13} {:>8.2}  {:>6}  {:>7.4}  {:>7.3}  {:>5.3}  {}/{}",
-            r.selection, r.sparsity, r.prompt_tokens, r.kl_mean, r.kl_max, r.top1_agreement,
-            r.identical_continuation, r.continuation
+            r.selection,
+            r.sparsity,
+            r.prompt_tokens,
+            r.kl_mean,
+            r.kl_max,
+            r.top1_agreement,
+            r.identical_continuation,
+            r.continuation
         );
     }
     Ok(ExitCode::SUCCESS)

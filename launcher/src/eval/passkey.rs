@@ -80,7 +80,9 @@ impl PasskeyArgs {
             return Err(Error::config("--workers and --threads must be at least 1"));
         }
         if self.recent == Some(0) || self.trials == 0 || self.max_tokens == 0 {
-            return Err(Error::config("--recent, --trials and --max-tokens must be at least 1"));
+            return Err(Error::config(
+                "--recent, --trials and --max-tokens must be at least 1",
+            ));
         }
         let heads = match (&self.duo, self.random_heads) {
             (Some(d), _) => Heads::Calibrated(d.clone()),
@@ -171,7 +173,9 @@ fn report(out: &Path, _new: &[TrialResult]) -> Result<ExitCode> {
         }
     }
     write_accuracy_svg(&out.join("accuracy.svg"), "pass key accuracy", &curves)?;
-    crate::outln!("group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)");
+    crate::outln!(
+        "group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)"
+    );
     for s in &sums {
         crate::outln!(
             "{:<12} {:>8.2}  {:>8.3}  {:>6}  {:>10}  {} ({})",
@@ -231,7 +235,9 @@ mod mpi {
         let world = comm.size();
         if let Some(p) = args.workers {
             if p != world {
-                return Err(Error::config(format!("--workers {p} but {world} MPI processes")));
+                return Err(Error::config(format!(
+                    "--workers {p} but {world} MPI processes"
+                )));
             }
         }
         let mut spec = args.spec(world)?;
@@ -241,9 +247,8 @@ mod mpi {
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
         let root = comm.rank() == 0;
-        let mut runner = |g: &ringattn_model::GenerateSpec| {
-            generate_rank(&model, g, &mut comm, &mut |_, _| {})
-        };
+        let mut runner =
+            |g: &ringattn_model::GenerateSpec| generate_rank(&model, g, &mut comm, &mut |_, _| {});
         let mut quiet = |_: &TrialResult, _: usize, _: usize| {};
         let on_trial: &mut dyn FnMut(&TrialResult, usize, usize) =
             if root { &mut progress } else { &mut quiet };

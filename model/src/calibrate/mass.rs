@@ -80,7 +80,13 @@ impl MassAccumulator {
         self.sums
             .iter()
             .zip(&self.counts)
-            .map(|(&s, &c)| if c == 0 { 0.0 } else { (s / c as f64).clamp(0.0, 1.0) })
+            .map(|(&s, &c)| {
+                if c == 0 {
+                    0.0
+                } else {
+                    (s / c as f64).clamp(0.0, 1.0)
+                }
+            })
             .collect()
     }
 }

@@ -88,7 +88,10 @@ fn check(model: &Model, spec: &CalibrateSpec) -> Result<()> {
         return bad("recent", "must be at least 1".into());
     }
     if spec.context > ctx {
-        return bad("context", format!("{} exceeds the model's {ctx}", spec.context));
+        return bad(
+            "context",
+            format!("{} exceeds the model's {ctx}", spec.context),
+        );
     }
     if spec.context < 2 * (spec.sink + spec.recent) {
         return bad(
@@ -187,7 +190,13 @@ fn normalise(method: Method, raw: &[f64]) -> Vec<f64> {
         Method::Ablation => {
             let max = raw.iter().fold(0.0f64, |m, &x| m.max(x));
             raw.iter()
-                .map(|&x| if max > 0.0 { (x / max).clamp(0.0, 1.0) } else { 0.0 })
+                .map(|&x| {
+                    if max > 0.0 {
+                        (x / max).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         }
     }
@@ -216,8 +225,11 @@ pub fn write_pattern(dir: &Path, cal: &Calibration, model_name: &str, command: &
         reason: format!("cannot write {}: {e}", dir.display()),
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(dir.join("full_attention_heads.tsv"), pattern_tsv(&cal.scores, cal.kv_heads))
-        .map_err(io)?;
+    std::fs::write(
+        dir.join("full_attention_heads.tsv"),
+        pattern_tsv(&cal.scores, cal.kv_heads),
+    )
+    .map_err(io)?;
     std::fs::write(dir.join("raw.tsv"), pattern_tsv(&cal.raw, cal.kv_heads)).map_err(io)?;
     let config = serde_json::json!({
         "model_name": model_name,

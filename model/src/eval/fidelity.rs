@@ -84,7 +84,11 @@ pub fn truncate_text(model: &Model, text: &str, max_tokens: usize) -> Result<Str
             hi = mid - 1;
         }
     }
-    Ok(if lo == 0 { String::new() } else { text[..cuts[lo - 1]].to_string() })
+    Ok(if lo == 0 {
+        String::new()
+    } else {
+        text[..cuts[lo - 1]].to_string()
+    })
 }
 
 /// Compares every (selection, sparsity) of `spec` to full attention on `prompt` (raw text, no
@@ -165,7 +169,11 @@ fn compare(
     sparsity: f64,
     prompt_tokens: usize,
 ) -> FidelityRow {
-    let kls: Vec<f64> = full.iter().zip(duo).map(|(p, q)| kl_divergence(p, q)).collect();
+    let kls: Vec<f64> = full
+        .iter()
+        .zip(duo)
+        .map(|(p, q)| kl_divergence(p, q))
+        .collect();
     let agree = full
         .iter()
         .zip(duo)

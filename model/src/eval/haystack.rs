@@ -118,7 +118,12 @@ pub fn build(
             reason: "no filler sentences".into(),
         });
     }
-    let wrap = |body: &str| format!("{}{answer_prefix}", chat_prompt(&format!("{body}\n\n{question}")));
+    let wrap = |body: &str| {
+        format!(
+            "{}{answer_prefix}",
+            chat_prompt(&format!("{body}\n\n{question}"))
+        )
+    };
     let fixed = tok.encode(&wrap(inserted))?.len();
     let unit_tokens: Vec<usize> = filler
         .iter()
@@ -159,7 +164,15 @@ pub fn passkey_prompt(
     passkey: &str,
 ) -> Result<Haystack> {
     let filler: Vec<String> = PASSKEY_FILLER.iter().map(|s| s.to_string()).collect();
-    build(tok, context, depth, &filler, &needle(passkey), QUESTION, ANSWER_PREFIX)
+    build(
+        tok,
+        context,
+        depth,
+        &filler,
+        &needle(passkey),
+        QUESTION,
+        ANSWER_PREFIX,
+    )
 }
 
 /// Exact match: the first run of digits in `answer` is `passkey` (so "71432." and " 71432"

@@ -91,7 +91,13 @@ pub struct TrialResult {
 
 impl TrialResult {
     fn key(&self) -> String {
-        key(&self.selection, self.sparsity, self.context, self.depth, self.trial)
+        key(
+            &self.selection,
+            self.sparsity,
+            self.context,
+            self.depth,
+            self.trial,
+        )
     }
 }
 
@@ -117,7 +123,10 @@ fn invalid(field: &'static str, reason: String) -> ModelError {
 /// Checks the grid before any work.
 pub fn check(spec: &PasskeySpec, model_context: usize) -> Result<()> {
     if spec.sparsities.is_empty() || spec.contexts.is_empty() || spec.depths.is_empty() {
-        return Err(invalid("grid", "sparsities, contexts and depths need a value each".into()));
+        return Err(invalid(
+            "grid",
+            "sparsities, contexts and depths need a value each".into(),
+        ));
     }
     if let Some(s) = spec.sparsities.iter().find(|s| !(0.0..=1.0).contains(*s)) {
         return Err(invalid("sparsity", format!("{s} is not in [0, 1]")));
@@ -138,7 +147,10 @@ pub fn check(spec: &PasskeySpec, model_context: usize) -> Result<()> {
         ));
     }
     if spec.trials == 0 || spec.world == 0 || spec.max_tokens == 0 {
-        return Err(invalid("trials", "trials, workers and max tokens must be at least 1".into()));
+        return Err(invalid(
+            "trials",
+            "trials, workers and max tokens must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -148,7 +160,12 @@ pub fn load_results(path: &Path) -> Result<Vec<TrialResult>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(invalid("out", format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(invalid(
+                "out",
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
     };
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
@@ -163,7 +180,10 @@ pub fn load_results(path: &Path) -> Result<Vec<TrialResult>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             serde_json::from_str(l).map_err(|e| {
-                invalid("out", format!("{} has a bad line ({e}): {l}", path.display()))
+                invalid(
+                    "out",
+                    format!("{} has a bad line ({e}): {l}", path.display()),
+                )
             })
         })
         .collect()
@@ -239,7 +259,12 @@ pub fn run_passkey(
                     if done.contains(&key(&sel, sparsity, context, depth, trial)) {
                         continue;
                     }
-                    let cell = Cell { context, depth, trial, sparsity };
+                    let cell = Cell {
+                        context,
+                        depth,
+                        trial,
+                        sparsity,
+                    };
                     let r = run_trial(model, model_path, spec, dir.as_deref(), &sel, cell, runner)?;
                     if let Some(f) = file.as_mut() {
                         let line = serde_json::to_string(&r).unwrap_or_default() + "\n";
@@ -274,7 +299,12 @@ fn run_trial(
 ) -> Result<TrialResult> {
     let passkey = passkey_of(spec.seed, cell.trial);
     let hay = passkey_prompt(&model.tokenizer, cell.context, cell.depth, &passkey)?;
-    let mut g = GenerateSpec::new(model_path.to_path_buf(), &hay.text, spec.max_tokens, spec.world);
+    let mut g = GenerateSpec::new(
+        model_path.to_path_buf(),
+        &hay.text,
+        spec.max_tokens,
+        spec.world,
+    );
     g.threads_per_rank = spec.threads_per_rank;
     g.pin = spec.pin;
     g.duo = source(spec, dir, cell.sparsity);

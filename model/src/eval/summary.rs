@@ -58,7 +58,10 @@ pub fn by_sparsity(results: &[TrialResult]) -> Vec<SparsitySummary> {
     for r in results {
         let g = group_of(&r.selection).to_string();
         let kv = r.kv_bytes_per_rank.iter().copied().max().unwrap_or(0);
-        let i = match out.iter().position(|s| s.group == g && same(s.sparsity, r.sparsity)) {
+        let i = match out
+            .iter()
+            .position(|s| s.group == g && same(s.sparsity, r.sparsity))
+        {
             Some(i) => i,
             None => {
                 out.push(SparsitySummary {
@@ -88,7 +91,11 @@ pub fn by_sparsity(results: &[TrialResult]) -> Vec<SparsitySummary> {
             s.selections += 1;
         }
     }
-    out.sort_by(|a, b| a.group.cmp(&b.group).then(a.sparsity.total_cmp(&b.sparsity)));
+    out.sort_by(|a, b| {
+        a.group
+            .cmp(&b.group)
+            .then(a.sparsity.total_cmp(&b.sparsity))
+    });
     out
 }
 
@@ -98,12 +105,15 @@ pub fn by_cell(results: &[TrialResult]) -> Vec<CellSummary> {
     for r in results {
         let g = group_of(&r.selection);
         let found = out.iter_mut().find(|c| {
-            c.group == g && same(c.sparsity, r.sparsity) && c.context == r.context
+            c.group == g
+                && same(c.sparsity, r.sparsity)
+                && c.context == r.context
                 && same(c.depth, r.depth)
         });
         match found {
             Some(c) => {
-                c.accuracy = (c.accuracy * c.trials as f64 + r.correct as f64) / (c.trials + 1) as f64;
+                c.accuracy =
+                    (c.accuracy * c.trials as f64 + r.correct as f64) / (c.trials + 1) as f64;
                 c.trials += 1;
             }
             None => out.push(CellSummary {
@@ -154,7 +164,10 @@ mod tests {
         let random = &s[1];
         assert_eq!((random.trials, random.selections), (3, 2));
         assert!((random.accuracy - 1.0 / 3.0).abs() < 1e-12);
-        assert_eq!((random.max_context, random.kv_bytes_per_rank_at_max_context), (2048, 20));
+        assert_eq!(
+            (random.max_context, random.kv_bytes_per_rank_at_max_context),
+            (2048, 20)
+        );
         let cells = by_cell(&r);
         let c = cells
             .iter()
