@@ -72,6 +72,58 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
             "--last and --continuation must be at least 1",
         ));
     }
+    let spec = spec_of(args)?;
+    let text = std::fs::read_to_string(&args.prompt_file).map_err(|e| Error::BadInput {
+        path: args.prompt_file.display().to_string(),
+        reason: format!("cannot read the prompt: {e}"),
+    })?;
+    let path = args.model.clone().unwrap_or_else(default_model_path);
+    let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
+    let budget = args.context.unwrap_or(
+        model
+            .weights
+            .config
+            .context
+            .saturating_sub(args.continuation),
+    );
+    let prompt = truncate_text(&model, &text, budget).map_err(cli_error)?;
+    if prompt.trim().is_empty() {
+        return Err(Error::config(
+            "--prompt-file: no text fits in --context tokens",
+        ));
+    }
+    let mut f = open_jsonl(&args.out)?;
+    let mut failed: Option<std::io::Error> = None;
+    let mut on_row = |r: &FidelityRow| {
+        eprintln!(
+            "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
+            r.selection,
+            r.sparsity,
+            r.kl_mean,
+            r.kl_max,
+            r.top1_agreement,
+            r.identical_continuation,
+            r.continuation
+        );
+        let line = serde_json::to_string(r).unwrap_or_default() + "\n";
+        if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()) {
+            failed.get_or_insert(e);
+        }
+    };
+    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row)
+        .map_err(|e| flag_error(cli_error(e)))?;
+    if let Some(e) = failed {
+        return Err(Error::Io {
+            context: format!("writing {}", args.out.join("fidelity.jsonl").display()),
+            source: e,
+        });
+    }
+    print_rows(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The library's spec of the options (lists parsed, flags named in errors).
+fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
     let mut heads: Vec<Heads> = args
         .duo
         .iter()
@@ -94,56 +146,30 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         recent: args.recent,
         out: args.out.clone(),
     };
-    let text = std::fs::read_to_string(&args.prompt_file).map_err(|e| Error::BadInput {
-        path: args.prompt_file.display().to_string(),
-        reason: format!("cannot read the prompt: {e}"),
-    })?;
-    let path = args.model.clone().unwrap_or_else(default_model_path);
-    let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let budget = args.context.unwrap_or(
-        model
-            .weights
-            .config
-            .context
-            .saturating_sub(args.continuation),
-    );
-    let prompt = truncate_text(&model, &text, budget).map_err(cli_error)?;
-    if prompt.trim().is_empty() {
-        return Err(Error::config(
-            "--prompt-file: no text fits in --context tokens",
-        ));
-    }
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
-        path: args.out.display().to_string(),
+    Ok(spec)
+}
+
+/// `DIR/fidelity.jsonl`, opened for appending (the directory made first).
+fn open_jsonl(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::BadInput {
+        path: dir.display().to_string(),
         reason: format!("cannot create the output directory: {e}"),
     })?;
-    let file = args.out.join("fidelity.jsonl");
-    let mut f = std::fs::OpenOptions::new()
+    let file = dir.join("fidelity.jsonl");
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&file)
         .map_err(|e| Error::BadInput {
             path: file.display().to_string(),
             reason: e.to_string(),
-        })?;
-    let mut on_row = |r: &FidelityRow| {
-        eprintln!(
-            "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
-            r.selection,
-            r.sparsity,
-            r.kl_mean,
-            r.kl_max,
-            r.top1_agreement,
-            r.identical_continuation,
-            r.continuation
-        );
-        let line = serde_json::to_string(r).unwrap_or_default() + "\n";
-        let _ = f.write_all(line.as_bytes()).and_then(|()| f.flush());
-    };
-    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row)
-        .map_err(|e| flag_error(cli_error(e)))?;
+        })
+}
+
+/// The rows as a table on stdout.
+fn print_rows(rows: &[FidelityRow]) {
     crate::outln!("selection     sparsity  prompt  KL mean   KL max  top-1  identical");
-    for r in &rows {
+    for r in rows {
         crate::outln!(
             "{:<13} {:>8.2}  {:>6}  {:>7.4}  {:>7.3}  {:>5.3}  {}/{}",
             r.selection,
@@ -156,5 +182,4 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
             r.continuation
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
