@@ -23,7 +23,7 @@ use crate::run::backend::{self, Backend};
 #[command(after_help = "Examples:\n  \
     ringattn eval passkey --duo data/duo-patterns/SmolLM2-135M-Instruct --out pk\n  \
     ringattn eval passkey --random-heads 1 --sparsity 0.5 --out pk   (chance baseline)\n  \
-    ringattn launch -p 2 -- eval passkey --duo DIR --out pk   (MPI, built with --features mpi)\n\n\
+    mpirun -n 2 ringattn eval passkey --backend mpi --duo DIR --out pk   (built with --features mpi)\n\n\
     Each trial is one line of DIR/results.jsonl; a rerun skips the trials already there.\n\
     Heat maps: DIR/heatmap-GROUP-sS.svg; accuracy vs sparsity: DIR/accuracy.svg.")]
 pub struct PasskeyArgs {
