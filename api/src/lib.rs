@@ -37,6 +37,8 @@ pub mod memory;
 pub mod output;
 #[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "plot")]
+pub mod plot_duo;
 pub mod rank;
 pub mod report;
 pub mod results;

@@ -38,6 +38,9 @@ pub enum Command {
     Generate(Box<crate::generate::GenerateArgs>),
     /// DuoAttention tools (`duo inspect PATTERN`: retrieval heads per layer and KV memory).
     Duo(crate::duo::DuoCmdArgs),
+    /// DuoAttention on the model, measured (`eval passkey`: needle-in-a-haystack grid;
+    /// `eval fidelity`: distance to full attention).
+    Eval(crate::eval::EvalArgs),
 }
 
 /// Token layouts accepted by `--layout`.

@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod decode;
 mod duo;
+mod eval;
 mod generate;
 mod info;
 mod launch;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Launch(args) => launch::run_launch(&args),
         Command::Sbatch(args) => sbatch::run_sbatch(&args),
         Command::Duo(args) => duo::run_duo(&args),
+        Command::Eval(args) => eval::run_eval(&args),
         Command::Generate(args) => generate::run_generate(&args),
     };
     match result {

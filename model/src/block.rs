@@ -59,7 +59,13 @@ fn split_heads(x: &Tensor, heads: usize, d: usize) -> Result<Tensor> {
 }
 
 /// The Q (roped), K (roped) and V of `x` (`[1, t, embd]`, already normed), head-major.
-fn qkv(lw: &LayerWeights, c: &ModelConfig, x: &Tensor, rope: &Rope) -> Result<[Tensor; 3]> {
+/// Crate-visible: the calibration hook (`calibrate`) needs each layer's Q and K.
+pub(crate) fn qkv(
+    lw: &LayerWeights,
+    c: &ModelConfig,
+    x: &Tensor,
+    rope: &Rope,
+) -> Result<[Tensor; 3]> {
     let q = split_heads(&lw.wq.forward(x)?, c.heads, c.head_dim)?;
     let k = split_heads(&lw.wk.forward(x)?, c.kv_heads, c.head_dim)?;
     let v = split_heads(&lw.wv.forward(x)?, c.kv_heads, c.head_dim)?;
@@ -68,12 +74,12 @@ fn qkv(lw: &LayerWeights, c: &ModelConfig, x: &Tensor, rope: &Rope) -> Result<[T
     Ok([q, k, v])
 }
 
-fn flat(t: &Tensor) -> Result<Vec<f32>> {
+pub(crate) fn flat(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// The attention output `[heads, t, d]` through Wo, plus the residual, then the MLP block.
-fn finish(
+pub(crate) fn finish(
     lw: &LayerWeights,
     c: &ModelConfig,
     out: Vec<f32>,

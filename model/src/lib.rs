@@ -19,8 +19,10 @@
 
 pub mod bench;
 pub mod block;
+pub mod calibrate;
 pub mod duo;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod local;
 pub mod qlinear;

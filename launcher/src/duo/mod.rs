@@ -1,6 +1,8 @@
-//! `ringattn duo ...`: DuoAttention tools. Today: `inspect`, the retrieval heads a pattern
-//! selects per layer and the KV memory they need against full attention.
+//! `ringattn duo ...`: DuoAttention tools: `inspect`, the retrieval heads a pattern selects
+//! per layer and the KV memory they need against full attention; `calibrate`, a model's own
+//! pattern.
 
+pub mod calibrate;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +31,9 @@ pub enum DuoCommand {
     /// Show which KV heads a pattern makes retrieval heads (per layer and in total) and the KV
     /// cache they need at a context length, against full attention.
     Inspect(InspectArgs),
+    /// Score every (layer, KV head) of a model from its own attention on generated documents
+    /// and write the pattern (full_attention_heads.tsv + config.json) for --duo.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Options of `ringattn duo inspect`.
@@ -81,6 +86,7 @@ pub struct InspectArgs {
 pub fn run_duo(args: &DuoCmdArgs) -> Result<ExitCode> {
     match &args.command {
         DuoCommand::Inspect(a) => run_inspect(a),
+        DuoCommand::Calibrate(a) => calibrate::run_calibrate(a),
     }
 }
 

@@ -88,7 +88,7 @@ pub struct GenerateArgs {
 }
 
 /// A model error as the CLI's error: bad input (exit 2) or a runtime failure (exit 1).
-fn cli_error(e: ModelError) -> Error {
+pub(crate) fn cli_error(e: ModelError) -> Error {
     let text = match &e {
         ModelError::MissingModel { .. } => format!("{e}; fetch it with `{FETCH_COMMAND}`"),
         ModelError::PromptTooLong { .. } => format!("{e} (--allow-long to run it anyway)"),

@@ -1,0 +1,77 @@
+//! `ringattn eval ...`: DuoAttention on the model, measured: `passkey` (needle-in-a-haystack
+//! grid, heat maps) and `fidelity` (distance to full attention on a long prompt). The work is
+//! in `ringattn_model::eval`; these parse, print and plot.
+
+mod fidelity;
+mod passkey;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use ringattn_runtime::{Error, Result};
+
+/// Options of `ringattn eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Which evaluation.
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+/// The evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Needle in a haystack: pass key accuracy over sparsity × context × depth (resumable).
+    Passkey(Box<passkey::PasskeyArgs>),
+    /// KL, top-1 agreement and identical greedy continuation against full attention.
+    Fidelity(Box<fidelity::FidelityArgs>),
+}
+
+/// Runs `ringattn eval ...`.
+pub fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
+    match &args.command {
+        EvalCommand::Passkey(a) => passkey::run(a),
+        EvalCommand::Fidelity(a) => fidelity::run(a),
+    }
+}
+
+/// A comma-separated list of `what` values (each parsed by `parse`).
+pub(crate) fn list<T>(text: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.iter().any(|s| s.is_empty()) {
+        return Err(Error::config(format!("{what} `{text}`: an empty item")));
+    }
+    items
+        .iter()
+        .map(|s| parse(s).ok_or_else(|| Error::config(format!("{what}: `{s}` is not valid"))))
+        .collect()
+}
+
+/// A fraction in [0, 1].
+pub(crate) fn fraction(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|x| (0.0..=1.0).contains(x))
+}
+
+/// The library's field names as the eval commands' flags.
+pub(crate) fn flag_error(e: Error) -> Error {
+    match e {
+        Error::InvalidConfig(m) => {
+            let mut m = m;
+            for (field, flag) in [
+                ("sparsity:", "--sparsity:"),
+                ("context:", "--context:"),
+                ("depth:", "--depth:"),
+                ("trials:", "--trials/--workers/--max-tokens:"),
+                ("grid:", "--sparsity/--context/--depth:"),
+                ("positions:", "--last/--continuation:"),
+            ] {
+                if m.starts_with(field) {
+                    m = m.replacen(field, flag, 1);
+                    break;
+                }
+            }
+            Error::InvalidConfig(m)
+        }
+        e => e,
+    }
+}

@@ -1,0 +1,263 @@
+//! `ringattn eval passkey`: the needle-in-a-haystack grid on the ring, its results.jsonl,
+//! heat maps and accuracy-vs-sparsity plot.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use ringattn::plot_duo::{write_accuracy_svg, write_heatmap_svg, AccuracyCurve, Heatmap};
+use ringattn_model::eval::passkey::{
+    load_results, local_runner, run_passkey, Heads, PasskeySpec, TrialResult,
+};
+use ringattn_model::eval::summary::{by_cell, by_sparsity, CellSummary};
+use ringattn_model::{default_model_path, Model, WeightFormat};
+use ringattn_runtime::{Error, Result};
+
+use super::{flag_error, fraction, list};
+use crate::cli::BackendArg;
+use crate::generate::cli_error;
+use crate::run::backend::{self, Backend};
+
+/// Options of `ringattn eval passkey`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ringattn eval passkey --duo data/duo-patterns/SmolLM2-135M-Instruct --out pk\n  \
+    ringattn eval passkey --random-heads 1 --sparsity 0.5 --out pk   (chance baseline)\n  \
+    mpirun -n 2 ringattn eval passkey --backend mpi --duo DIR --out pk   (built with --features mpi)\n\n\
+    Each trial is one line of DIR/results.jsonl; a rerun skips the trials already there.\n\
+    Heat maps: DIR/heatmap-GROUP-sS.svg; accuracy vs sparsity: DIR/accuracy.svg.")]
+pub struct PasskeyArgs {
+    /// The GGUF model [default: SmolLM2-135M-Instruct from scripts/get-model.sh].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Calibrated pattern directory (the heads to make streaming: the lowest-scored).
+    #[arg(long, value_name = "DIR", conflicts_with = "random_heads")]
+    pub duo: Option<PathBuf>,
+    /// Choose the streaming heads at random with this seed (the chance baseline).
+    #[arg(long, value_name = "SEED")]
+    pub random_heads: Option<u64>,
+    /// Fractions of streaming KV heads, comma-separated.
+    #[arg(long, default_value = "0,0.25,0.5,0.75")]
+    pub sparsity: String,
+    /// Prompt lengths in tokens, comma-separated.
+    #[arg(long, default_value = "1024,2048,4096,8192")]
+    pub context: String,
+    /// Needle depths in [0, 1], comma-separated.
+    #[arg(long, default_value = "0,0.25,0.5,0.75,1")]
+    pub depth: String,
+    /// Trials per cell (each with its own pass key).
+    #[arg(long, default_value_t = 1)]
+    pub trials: usize,
+    /// Seed of the pass keys.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Communication backend: `local` (threads), `mpi` or `auto`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Workers [default: 1; with MPI: the number of MPI processes].
+    #[arg(short = 'p', long)]
+    pub workers: Option<usize>,
+    /// Threads per worker [default: allowed cores / workers].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Sink tokens of streaming heads [default: the pattern's, else 64].
+    #[arg(long)]
+    pub sink: Option<usize>,
+    /// Recent window of streaming heads [default: the pattern's, else 256].
+    #[arg(long)]
+    pub recent: Option<usize>,
+    /// Tokens decoded per answer.
+    #[arg(long, default_value_t = 8)]
+    pub max_tokens: usize,
+    /// Output directory (results.jsonl, summary.json, SVGs).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+impl PasskeyArgs {
+    fn spec(&self, world: usize) -> Result<PasskeySpec> {
+        if world == 0 || self.threads == Some(0) {
+            return Err(Error::config("--workers and --threads must be at least 1"));
+        }
+        if self.recent == Some(0) || self.trials == 0 || self.max_tokens == 0 {
+            return Err(Error::config(
+                "--recent, --trials and --max-tokens must be at least 1",
+            ));
+        }
+        let heads = match (&self.duo, self.random_heads) {
+            (Some(d), _) => Heads::Calibrated(d.clone()),
+            (None, Some(seed)) => Heads::Random(seed),
+            (None, None) => Heads::Full,
+        };
+        let sparsities = list(&self.sparsity, "--sparsity", fraction)?;
+        if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {
+            return Err(Error::config(
+                "--sparsity above 0 needs --duo DIR (calibrated heads) or --random-heads SEED",
+            ));
+        }
+        Ok(PasskeySpec {
+            heads,
+            sparsities,
+            contexts: list(&self.context, "--context (at least 64 tokens)", |s| {
+                s.parse().ok().filter(|&c: &usize| c >= 64)
+            })?,
+            depths: list(&self.depth, "--depth", fraction)?,
+            trials: self.trials,
+            seed: self.seed,
+            world,
+            threads_per_rank: self
+                .threads
+                .unwrap_or((ringattn::allowed_cores() / world).max(1)),
+            sink: self.sink,
+            recent: self.recent,
+            out: self.out.clone(),
+            max_tokens: self.max_tokens,
+            pin: false,
+        })
+    }
+}
+
+/// Runs `ringattn eval passkey`.
+pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
+    match backend::resolve(args.backend)? {
+        Backend::Local => {
+            let spec = args.spec(args.workers.unwrap_or(1))?;
+            let path = args.model.clone().unwrap_or_else(default_model_path);
+            let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
+            let mut runner = local_runner(&model);
+            let results = run_passkey(&model, &path, &spec, &mut runner, true, &mut progress)
+                .map_err(|e| flag_error(cli_error(e)))?;
+            report(&args.out, &results)
+        }
+        #[cfg(feature = "mpi")]
+        Backend::Mpi => mpi::run(args),
+        #[cfg(not(feature = "mpi"))]
+        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
+    }
+}
+
+fn progress(r: &TrialResult, n: usize, total: usize) {
+    eprintln!(
+        "passkey {n}/{total}: {} sparsity {} context {} depth {} trial {}: {} ({:?})",
+        r.selection,
+        r.sparsity,
+        r.context,
+        r.depth,
+        r.trial,
+        if r.correct == 1 { "correct" } else { "wrong" },
+        r.answer.trim()
+    );
+}
+
+/// summary.json, the heat maps, accuracy.svg and the table on stdout, from every result in
+/// the directory's results.jsonl (earlier runs' selections included).
+fn report(out: &Path, _new: &[TrialResult]) -> Result<ExitCode> {
+    let all = load_results(&out.join("results.jsonl")).map_err(cli_error)?;
+    let sums = by_sparsity(&all);
+    let cells = by_cell(&all);
+    let summary = serde_json::json!({"by_sparsity": sums, "cells": cells});
+    ringattn::io::write_json(&out.join("summary.json").display().to_string(), &summary)?;
+    for s in &sums {
+        let h = heatmap(&cells, &s.group, s.sparsity);
+        let file = out.join(format!("heatmap-{}-s{}.svg", s.group, s.sparsity));
+        write_heatmap_svg(&file, &h)?;
+    }
+    let mut curves: Vec<AccuracyCurve> = Vec::new();
+    for s in &sums {
+        match curves.iter_mut().find(|c| c.name == s.group) {
+            Some(c) => c.points.push((s.sparsity, s.accuracy)),
+            None => curves.push(AccuracyCurve {
+                name: s.group.clone(),
+                points: vec![(s.sparsity, s.accuracy)],
+            }),
+        }
+    }
+    write_accuracy_svg(&out.join("accuracy.svg"), "pass key accuracy", &curves)?;
+    crate::outln!(
+        "group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)"
+    );
+    for s in &sums {
+        crate::outln!(
+            "{:<12} {:>8.2}  {:>8.3}  {:>6}  {:>10}  {} ({})",
+            s.group,
+            s.sparsity,
+            s.accuracy,
+            s.trials,
+            s.selections,
+            s.kv_bytes_per_rank_at_max_context,
+            s.max_context
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The heat map of `group` at `sparsity`.
+fn heatmap(cells: &[CellSummary], group: &str, sparsity: f64) -> Heatmap {
+    let mine: Vec<&CellSummary> = cells
+        .iter()
+        .filter(|c| c.group == group && (c.sparsity - sparsity).abs() < 1e-9)
+        .collect();
+    let mut contexts: Vec<usize> = mine.iter().map(|c| c.context).collect();
+    contexts.sort_unstable();
+    contexts.dedup();
+    let mut depths: Vec<f64> = mine.iter().map(|c| c.depth).collect();
+    depths.sort_by(f64::total_cmp);
+    depths.dedup();
+    let accuracy = contexts
+        .iter()
+        .flat_map(|&c| depths.iter().map(move |&d| (c, d)))
+        .map(|(c, d)| {
+            mine.iter()
+                .find(|x| x.context == c && (x.depth - d).abs() < 1e-9)
+                .map(|x| x.accuracy)
+        })
+        .collect();
+    Heatmap {
+        title: format!("pass key accuracy: {group}, sparsity {sparsity}"),
+        contexts,
+        depths,
+        accuracy,
+    }
+}
+
+#[cfg(feature = "mpi")]
+mod mpi {
+    //! One rank per process: every rank walks the grid; rank 0 writes and plots.
+
+    use super::*;
+    use ringattn_model::generate_rank;
+    use ringattn_runtime::mpi_backend::MpiComm;
+    use ringattn_runtime::Comm;
+
+    /// `eval passkey` on the MPI backend.
+    pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
+        let mut comm = MpiComm::init()?;
+        let world = comm.size();
+        if let Some(p) = args.workers {
+            if p != world {
+                return Err(Error::config(format!(
+                    "--workers {p} but {world} MPI processes"
+                )));
+            }
+        }
+        let mut spec = args.spec(world)?;
+        spec.pin = false;
+        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
+        spec.threads_per_rank = args.threads.unwrap_or(share);
+        let path = args.model.clone().unwrap_or_else(default_model_path);
+        let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
+        let root = comm.rank() == 0;
+        let mut runner =
+            |g: &ringattn_model::GenerateSpec| generate_rank(&model, g, &mut comm, &mut |_, _| {});
+        let mut quiet = |_: &TrialResult, _: usize, _: usize| {};
+        let on_trial: &mut dyn FnMut(&TrialResult, usize, usize) =
+            if root { &mut progress } else { &mut quiet };
+        let results = run_passkey(&model, &path, &spec, &mut runner, root, on_trial)
+            .map_err(|e| flag_error(cli_error(e)))?;
+        if root {
+            report(&args.out, &results)
+        } else {
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
