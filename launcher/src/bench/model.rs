@@ -200,8 +200,8 @@ mod mpi {
     use std::process::Command;
 
     use super::*;
-    use ringattn::launch::Launcher;
     use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
+    use ringattn::launch::Launcher;
 
     /// The launcher and this binary.
     pub struct Runner {
