@@ -7,4 +7,6 @@ pub mod fidelity;
 pub mod haystack;
 pub mod passkey;
 pub mod random;
+#[cfg(feature = "plot")]
+pub mod report;
 pub mod summary;
