@@ -176,24 +176,14 @@ mod mpi {
 
     use super::*;
     use ringattn_model::generate_rank;
-    use ringattn_runtime::mpi_backend::MpiComm;
     use ringattn_runtime::Comm;
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
-        let mut comm = MpiComm::init()?;
-        let world = comm.size();
-        if let Some(p) = args.workers {
-            if p != world {
-                return Err(Error::config(format!(
-                    "--workers {p} but {world} MPI processes"
-                )));
-            }
-        }
-        let mut spec = args.spec(world)?;
+        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let mut spec = args.spec(comm.size())?;
         spec.pin = false;
-        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
-        spec.threads_per_rank = args.threads.unwrap_or(share);
+        spec.threads_per_rank = threads;
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
         let root = comm.rank() == 0;

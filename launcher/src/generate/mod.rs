@@ -208,7 +208,6 @@ mod mpi {
 
     use super::*;
     use ringattn_model::Progress;
-    use ringattn_runtime::mpi_backend::MpiComm;
     use ringattn_runtime::Comm;
 
     /// A prefill progress line on stderr when it is a terminal.
@@ -223,19 +222,10 @@ mod mpi {
 
     /// `generate` on the MPI backend.
     pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
-        let mut comm = MpiComm::init()?;
-        let world = comm.size();
-        if let Some(p) = args.workers {
-            if p != world {
-                return Err(Error::config(format!(
-                    "--workers {p} but {world} MPI processes"
-                )));
-            }
-        }
-        let mut spec = args.spec(world)?;
+        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let mut spec = args.spec(comm.size())?;
         spec.pin = false;
-        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
-        spec.threads_per_rank = args.threads.unwrap_or(share);
+        spec.threads_per_rank = threads;
         // The projections run on rayon's global pool: this rank's threads only (by default
         // it takes every core in each process and oversubscribes them).
         let _ = rayon::ThreadPoolBuilder::new()
