@@ -135,19 +135,7 @@ pub fn decode_rank(
     let idle_s = idle.elapsed().as_secs_f64();
     let wall_s = start.elapsed().as_secs_f64();
 
-    let check = match dj.check {
-        Some(rows) => {
-            let picked = checked_rows(&out.rows, rows);
-            Some(check_rows(
-                &job.input,
-                &picked,
-                &spec,
-                (dj.duo.as_ref(), &base),
-                Tolerance::for_dtype(job.dtype),
-            )?)
-        }
-        None => None,
-    };
+    let check = decode_check(job, dj, &out, &spec, &base)?;
     let result = DecodeRankResult {
         rank,
         positions,
@@ -167,6 +155,27 @@ pub fn decode_rank(
         return Ok(None);
     };
     Ok(Some(DecodeGathered { ranks, wall_s }))
+}
+
+/// The check of the decoded rows against the reference, when `dj` asks for one.
+fn decode_check(
+    job: &Job,
+    dj: &DecodeJob,
+    out: &DecodeOutput,
+    spec: &DecodeSpec,
+    base: &Mask,
+) -> Result<Option<CheckResult>> {
+    let Some(rows) = dj.check else {
+        return Ok(None);
+    };
+    let picked = checked_rows(&out.rows, rows);
+    Ok(Some(check_rows(
+        &job.input,
+        &picked,
+        spec,
+        (dj.duo.as_ref(), base),
+        Tolerance::for_dtype(job.dtype),
+    )?))
 }
 
 /// The decode steps after the prefill, with a progress line on rank 0's terminal.

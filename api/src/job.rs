@@ -146,32 +146,13 @@ impl Job {
             check_fault(f, world)?;
         }
         let mask = run_mask(spec, &input, seq)?;
-        let check_rows = match spec.check {
-            None => None,
-            Some(CheckRows::Rows(0)) => {
-                return Err(ApiError::Zero {
-                    field: "check_rows",
-                })
-            }
-            Some(CheckRows::Rows(n)) => Some(n),
-            Some(CheckRows::Auto) if seq <= CHECK_ALL_UP_TO => Some(usize::MAX),
-            Some(CheckRows::Auto) => Some(DEFAULT_CHECK_ROWS),
-        };
+        let check_rows = Self::check_rows_of(spec.check, seq)?;
         if spec.duo.is_some() && !spec.causal {
             return Err(ApiError::DuoNeedsCausal);
         }
         if let Some(memory) = memory {
-            let sizes = JobSizes {
-                world,
-                seq,
-                heads,
-                kv_heads,
-                dim,
-                threads,
-                tile: spec.tile,
-                dtype: spec.dtype,
-            };
-            check_job_memory(&sizes, memory)?;
+            let sizes = (world, seq, heads, kv_heads, dim, threads);
+            Self::check_memory(spec, sizes, memory)?;
         }
         let fault = spec.fault.map(|f| FaultInjection {
             rank: f.rank,
@@ -209,6 +190,40 @@ impl Job {
             job.set_duo(duo.plan(kv_heads)?, spec.layout)?;
         }
         Ok(job)
+    }
+
+    /// Refuses a job (sizes: world, seq, heads, kv_heads, dim, threads) this process cannot hold.
+    fn check_memory(
+        spec: &RunSpec,
+        (world, seq, heads, kv_heads, dim, threads): (usize, usize, usize, usize, usize, usize),
+        memory: MemoryCheck,
+    ) -> Result<(), ApiError> {
+        let sizes = JobSizes {
+            world,
+            seq,
+            heads,
+            kv_heads,
+            dim,
+            threads,
+            tile: spec.tile,
+            dtype: spec.dtype,
+        };
+        check_job_memory(&sizes, memory)
+    }
+
+    /// The rows `run` checks for `check` at `seq` tokens (`usize::MAX`: all of them).
+    fn check_rows_of(check: Option<CheckRows>, seq: usize) -> Result<Option<usize>, ApiError> {
+        Ok(match check {
+            None => None,
+            Some(CheckRows::Rows(0)) => {
+                return Err(ApiError::Zero {
+                    field: "check_rows",
+                })
+            }
+            Some(CheckRows::Rows(n)) => Some(n),
+            Some(CheckRows::Auto) if seq <= CHECK_ALL_UP_TO => Some(usize::MAX),
+            Some(CheckRows::Auto) => Some(DEFAULT_CHECK_ROWS),
+        })
     }
 
     /// Turns DuoAttention on with `duo` (one kind per KV head of the job) and re-plans the

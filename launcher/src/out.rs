@@ -45,3 +45,22 @@ macro_rules! outln {
         $crate::out::write_stdout(&format!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// A command's result: the JSON object on stdout (`--json -`), or the summary on stdout and,
+/// with `--json PATH`, the pretty JSON written atomically to PATH.
+pub fn json_or_summary(
+    json: Option<&str>,
+    value: &serde_json::Value,
+    summary: &str,
+) -> ringattn_runtime::Result<()> {
+    match json {
+        Some("-") => crate::outln!("{value}"),
+        Some(path) => {
+            let text = serde_json::to_string_pretty(value).expect("json") + "\n";
+            ringattn::io::write_atomic(std::path::Path::new(path), &text)?;
+            crate::out!("{summary}");
+        }
+        None => crate::out!("{summary}"),
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ringattn::spec::{selection_of, DuoSpec};
 use ringattn_ring::{DuoPattern, DuoPlan, HeadKind, Selection};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,41 @@ fn duo_err(e: ringattn_runtime::Error) -> ModelError {
 }
 
 impl DuoSource {
+    /// The model's source for a run's [`DuoSpec`]: a ratio (sink and recent defaulting to
+    /// [`DEFAULT_SINK`] / [`DEFAULT_RECENT`]) or a pattern whose every layer uses its own row
+    /// (the spec's `layer` is ignored). A fixed [`DuoSpec::Plan`] has no rows per layer: an
+    /// error naming the field `duo`.
+    pub fn from_spec(spec: &DuoSpec) -> Result<DuoSource> {
+        match spec {
+            DuoSpec::RetrievalRatio {
+                ratio,
+                sink,
+                recent,
+            } => Ok(DuoSource::Ratio {
+                ratio: *ratio,
+                sink: sink.unwrap_or(DEFAULT_SINK),
+                recent: recent.unwrap_or(DEFAULT_RECENT),
+            }),
+            DuoSpec::Pattern {
+                path,
+                sparsity,
+                threshold,
+                sink,
+                recent,
+                ..
+            } => Ok(DuoSource::Pattern {
+                path: path.clone(),
+                selection: selection_of(*sparsity, *threshold),
+                sink: *sink,
+                recent: *recent,
+            }),
+            DuoSpec::Plan(_) => Err(ModelError::Invalid {
+                field: "duo",
+                reason: "a single plan has no row per layer: give a pattern or a ratio".into(),
+            }),
+        }
+    }
+
     /// One plan per layer for a model of `layers` layers and `kv_heads` KV heads.
     pub fn plans(&self, layers: usize, kv_heads: usize) -> Result<Vec<DuoPlan>> {
         match self {
@@ -121,6 +157,42 @@ impl DuoSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_spec_maps_to_a_source_with_the_model_defaults() {
+        let ratio = DuoSpec::RetrievalRatio {
+            ratio: 0.5,
+            sink: None,
+            recent: Some(8),
+        };
+        assert_eq!(
+            DuoSource::from_spec(&ratio).unwrap(),
+            DuoSource::Ratio {
+                ratio: 0.5,
+                sink: DEFAULT_SINK,
+                recent: 8
+            }
+        );
+        let pattern = DuoSpec::Pattern {
+            path: "p".into(),
+            layer: 3,
+            sparsity: Some(0.25),
+            threshold: None,
+            sink: Some(4),
+            recent: None,
+        };
+        assert_eq!(
+            DuoSource::from_spec(&pattern).unwrap(),
+            DuoSource::Pattern {
+                path: "p".into(),
+                selection: selection_of(Some(0.25), None),
+                sink: Some(4),
+                recent: None
+            }
+        );
+        let plan = DuoPlan::with_retrieval_ratio(2, 0.5, 4, 8).unwrap();
+        assert!(DuoSource::from_spec(&DuoSpec::Plan(plan)).is_err());
+    }
 
     #[test]
     fn a_pattern_directory_gives_one_plan_per_layer_with_the_quantile_over_all_layers() {

@@ -50,12 +50,8 @@ impl FileSource {
     /// multiple of `k` heads. Anything else is [`Error::BadInput`].
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let bad = |reason: String| Error::BadInput {
-            path: name.clone(),
-            reason,
-        };
-        let (file, file_len) = open_regular(path).map_err(&bad)?;
-        let (meta, data_start) = read_header(&file, file_len).map_err(&bad)?;
+        let bad = bad_input(path);
+        let (file, file_len, meta, data_start) = open_header(path).map_err(&bad)?;
         validate_offsets(&meta, file_len - data_start).map_err(&bad)?;
         let mut shapes = Vec::new();
         let mut locs = Vec::new();
@@ -218,6 +214,23 @@ pub(crate) fn open_regular(path: &Path) -> std::result::Result<(File, u64), Stri
         ));
     }
     Ok((file, meta.len()))
+}
+
+/// The [`Error::BadInput`] of the file at `path` for a reason.
+pub(crate) fn bad_input(path: &Path) -> impl Fn(String) -> Error {
+    let name = path.display().to_string();
+    move |reason| Error::BadInput {
+        path: name.clone(),
+        reason,
+    }
+}
+
+/// [`open_regular`] then [`read_header`]: the file, its length, its header and where the
+/// data starts.
+pub(crate) fn open_header(path: &Path) -> std::result::Result<(File, u64, Metadata, u64), String> {
+    let (file, file_len) = open_regular(path)?;
+    let (meta, data_start) = read_header(&file, file_len)?;
+    Ok((file, file_len, meta, data_start))
 }
 
 /// Reads the header length and the JSON header, parsed as the `safetensors` crate parses it

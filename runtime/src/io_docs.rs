@@ -8,7 +8,7 @@ use std::path::Path;
 use safetensors::tensor::Dtype;
 
 use crate::error::{Error, Result};
-use crate::io::{open_regular, read_header};
+use crate::io::{bad_input, open_header};
 use crate::mask::Documents;
 
 /// Most documents a file may declare (a bound on what a hostile header makes us allocate).
@@ -18,13 +18,8 @@ const MAX_DOCS: usize = 1 << 26;
 /// or `cu_seqlens` (I32, I64, U32 or U64), `None` when it has neither. Errors name the file
 /// and the tensor: both present, wrong dtype or rank, negative or zero lengths.
 pub fn read_documents(path: &Path) -> Result<Option<Documents>> {
-    let name = path.display().to_string();
-    let bad = |reason: String| Error::BadInput {
-        path: name.clone(),
-        reason,
-    };
-    let (file, file_len) = open_regular(path).map_err(&bad)?;
-    let (meta, data_start) = read_header(&file, file_len).map_err(&bad)?;
+    let bad = bad_input(path);
+    let (file, _, meta, data_start) = open_header(path).map_err(&bad)?;
     let (tensor, info) = match (meta.info("doc_lens"), meta.info("cu_seqlens")) {
         (Some(_), Some(_)) => {
             return Err(bad("has both `doc_lens` and `cu_seqlens`: keep one".into()))

@@ -11,6 +11,7 @@ pub mod simulate;
 pub mod simulate_duo;
 mod simulate_limits;
 mod simulate_shared;
+mod simulate_trace;
 pub mod tilework;
 
 pub use calibrate::{calibrate, Calibration};

@@ -2,16 +2,19 @@
 //! RSS and KV bytes per rank over prompt lengths × workers × layouts (the logic is
 //! [`ringattn_model::bench`]); llama.cpp beside each length with `--llamacpp`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use ringattn_model::bench::llamacpp::LlamaCpp;
-use ringattn_model::bench::{run_bench, run_local_case, Case, CaseResult, ModelBenchSpec};
+use ringattn_model::bench::mpi::MpiCaseRunner;
+use ringattn_model::bench::{corpus, run_bench, run_local_case, Case, CaseResult, ModelBenchSpec};
 use ringattn_model::{default_model_path, GenerateSpec, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use crate::cli::{DtypeArg, LayoutArg};
+use crate::generate::cli_error;
+use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// Backends `bench model` can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,41 +79,6 @@ pub struct ModelBenchArgs {
     pub no_plot: bool,
 }
 
-/// A model error as the CLI's: bad input exits 2, anything else 1.
-fn cli_error(e: ModelError) -> Error {
-    if e.is_bad_input() {
-        Error::config(e.to_string())
-    } else {
-        Error::RankFailed {
-            rank: 0,
-            reason: e.to_string(),
-        }
-    }
-}
-
-/// The text prompts are cut from.
-fn corpus(args: &ModelBenchArgs) -> Result<String> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| Error::BadInput {
-            path: p.display().to_string(),
-            reason: format!("cannot read the prompt text: {e}"),
-        })
-    };
-    match &args.prompt_file {
-        Some(p) => read(p),
-        None => {
-            let files = [PathBuf::from("README.md"), PathBuf::from("BENCHMARKS.md")];
-            let texts: Vec<String> = files.iter().filter_map(|p| read(p).ok()).collect();
-            if texts.is_empty() {
-                return Err(Error::config(
-                    "no README.md or BENCHMARKS.md here: give --prompt-file FILE",
-                ));
-            }
-            Ok(texts.join("\n"))
-        }
-    }
-}
-
 /// Runs `ringattn bench model`.
 pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     crate::args::check_threads(args.threads, allowed_cores, false)?;
@@ -146,14 +114,8 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         }
         e => cli_error(e),
     })?;
-    spec.corpus = corpus(args)?;
-    let model = Model::load(&model_path, spec.weights).map_err(|e| match e {
-        ModelError::MissingModel { .. } => Error::config(format!(
-            "{e}; fetch it with `{}`",
-            ringattn_model::FETCH_COMMAND
-        )),
-        e => cli_error(e),
-    })?;
+    spec.corpus = corpus(args.prompt_file.as_deref(), Path::new(""))?;
+    let model = Model::load(&model_path, spec.weights).map_err(cli_error)?;
     let llama = if args.llamacpp {
         let script = args.llamacpp_script.clone();
         match LlamaCpp::detect(args.python.clone(), script, model_path, allowed_cores) {
@@ -167,7 +129,7 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         None
     };
     let mpi = match args.backend {
-        ModelBackend::Mpi => Some(mpi::Runner::new()?),
+        ModelBackend::Mpi => Some(mpi_runner()?),
         ModelBackend::Local => None,
     };
     let mut run_case = |case: &Case, g: &GenerateSpec| -> ringattn_model::Result<CaseResult> {
@@ -192,86 +154,16 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-mod mpi {
-    //! `--backend mpi`: each case is `mpirun -n P <this ringattn> generate --backend mpi
-    //! --json -`, launched as `ringattn launch` does; peak RSS is not measured there.
-
-    use std::path::Path;
-    use std::process::Command;
-
-    use super::*;
-    use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-    use ringattn::launch::Launcher;
-
-    /// The launcher and this binary.
-    pub struct Runner {
-        launcher: Launcher,
-        exe: PathBuf,
+/// `--backend mpi`: the case runner, once this binary is known to have the MPI backend.
+fn mpi_runner() -> Result<MpiCaseRunner> {
+    if !MPI_BUILT {
+        return Err(Error::config(format!(
+            "bench model --backend mpi: {HOW_TO_BUILD_MPI}"
+        )));
     }
-
-    impl Runner {
-        /// Checks this binary has the MPI backend and finds mpirun (exit 2 otherwise).
-        pub fn new() -> Result<Self> {
-            if !MPI_BUILT {
-                return Err(Error::config(format!(
-                    "bench model --backend mpi: {HOW_TO_BUILD_MPI}"
-                )));
-            }
-            let launcher = Launcher::find(None)?.probe()?;
-            let exe = std::env::current_exe().map_err(|e| Error::Io {
-                context: "finding the ringattn binary".into(),
-                source: e,
-            })?;
-            Ok(Runner { launcher, exe })
-        }
-
-        /// Runs one case; its report is the last JSON line rank 0 prints.
-        pub fn run(
-            &self,
-            case: &Case,
-            g: &GenerateSpec,
-            dir: &Path,
-        ) -> ringattn_model::Result<CaseResult> {
-            let fail = |reason: String| ModelError::Runtime(Error::RankFailed { rank: 0, reason });
-            let prompt = dir.join(format!("case-prompt-{}.txt", case.context));
-            std::fs::write(&prompt, &g.prompt).map_err(|e| fail(e.to_string()))?;
-            let out = Command::new(&self.launcher.path)
-                .args(self.launcher.args(case.workers, &[]))
-                .arg(&self.exe)
-                .args([
-                    "generate",
-                    "--backend",
-                    "mpi",
-                    "--json",
-                    "-",
-                    "--ignore-eos",
-                ])
-                .arg("--model")
-                .arg(&g.model)
-                .arg("--prompt-file")
-                .arg(&prompt)
-                .args(["--max-tokens", &g.max_tokens.to_string()])
-                .args(["--threads", &g.threads_per_rank.to_string()])
-                .args(["--layout", g.layout.name(), "--dtype", g.dtype.name()])
-                .args(["--allow-long"])
-                .output()
-                .map_err(|e| fail(format!("cannot run mpirun: {e}")))?;
-            let _ = std::fs::remove_file(&prompt);
-            if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                return Err(fail(format!(
-                    "mpirun generate failed ({}): {}",
-                    out.status,
-                    err.lines().last().unwrap_or("no message")
-                )));
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let report = text
-                .lines()
-                .rev()
-                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .ok_or_else(|| fail("mpirun generate printed no JSON report".into()))?;
-            Ok((report, None))
-        }
-    }
+    let exe = std::env::current_exe().map_err(|e| Error::Io {
+        context: "finding the ringattn binary".into(),
+        source: e,
+    })?;
+    MpiCaseRunner::new(exe)
 }

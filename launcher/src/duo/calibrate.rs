@@ -104,19 +104,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         cal.kv_heads,
         spec.method.name()
     );
-    let mut order: Vec<usize> = (0..cal.scores.len()).collect();
-    order.sort_by(|&a, &b| cal.scores[b].total_cmp(&cal.scores[a]));
-    let top: Vec<String> = order
-        .iter()
-        .take(10)
-        .map(|&i| {
-            format!(
-                "L{}H{} {:.3}",
-                i / cal.kv_heads,
-                i % cal.kv_heads,
-                cal.scores[i]
-            )
-        })
+    let top: Vec<String> = (cal.top_heads(10).into_iter())
+        .map(|(l, h, score)| format!("L{l}H{h} {score:.3}"))
         .collect();
     crate::outln!("highest-scored heads: {}", top.join(", "));
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@ pub mod calibrate;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -15,7 +15,6 @@ use ringattn_runtime::{Error, Result};
 
 use crate::args::duo::selection_of;
 use crate::cli::DtypeArg;
-use ringattn::io::write_atomic;
 
 /// Options of `ringattn duo`.
 #[derive(Debug, Args)]
@@ -94,15 +93,7 @@ pub fn run_duo(args: &DuoCmdArgs) -> Result<ExitCode> {
 fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let out = inspect(args)?;
-    match args.json.as_deref() {
-        Some("-") => outln!("{}", out.json()),
-        Some(path) => {
-            let text = serde_json::to_string_pretty(&out.json()).expect("json") + "\n";
-            write_atomic(Path::new(path), &text)?;
-            out!("{}", out.summary());
-        }
-        None => out!("{}", out.summary()),
-    }
+    crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
     Ok(ExitCode::SUCCESS)
 }
 

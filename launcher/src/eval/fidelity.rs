@@ -1,12 +1,12 @@
 //! `ringattn eval fidelity`: KL, top-1 agreement and identical greedy continuation of
 //! DuoAttention against full attention on a long prompt; JSON lines out.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use ringattn_model::eval::fidelity::{run_fidelity, truncate_text, FidelityRow, FidelitySpec};
+use ringattn_model::eval::jsonl::JsonlLog;
 use ringattn_model::eval::passkey::Heads;
 use ringattn_model::{default_model_path, Model, WeightFormat};
 use ringattn_runtime::{Error, Result};
@@ -92,8 +92,7 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
             "--prompt-file: no text fits in --context tokens",
         ));
     }
-    let mut f = open_jsonl(&args.out)?;
-    let mut failed: Option<std::io::Error> = None;
+    let mut log = JsonlLog::open(&args.out, "fidelity.jsonl")?;
     let mut on_row = |r: &FidelityRow| {
         eprintln!(
             "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
@@ -105,19 +104,11 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
             r.identical_continuation,
             r.continuation
         );
-        let line = serde_json::to_string(r).unwrap_or_default() + "\n";
-        if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()) {
-            failed.get_or_insert(e);
-        }
+        log.push(r);
     };
     let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row)
         .map_err(|e| flag_error(cli_error(e)))?;
-    if let Some(e) = failed {
-        return Err(Error::Io {
-            context: format!("writing {}", args.out.join("fidelity.jsonl").display()),
-            source: e,
-        });
-    }
+    log.finish()?;
     print_rows(&rows);
     Ok(ExitCode::SUCCESS)
 }
@@ -147,23 +138,6 @@ fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
         out: args.out.clone(),
     };
     Ok(spec)
-}
-
-/// `DIR/fidelity.jsonl`, opened for appending (the directory made first).
-fn open_jsonl(dir: &std::path::Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::BadInput {
-        path: dir.display().to_string(),
-        reason: format!("cannot create the output directory: {e}"),
-    })?;
-    let file = dir.join("fidelity.jsonl");
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&file)
-        .map_err(|e| Error::BadInput {
-            path: file.display().to_string(),
-            reason: e.to_string(),
-        })
 }
 
 /// The rows as a table on stdout.

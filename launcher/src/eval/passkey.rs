@@ -5,12 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use ringattn::plot_duo::{write_accuracy_svg, write_heatmap_svg, AccuracyCurve, Heatmap};
-use ringattn_model::eval::passkey::{
-    load_results, local_runner, run_passkey, Heads, PasskeySpec, TrialResult,
-};
-use ringattn_model::eval::summary::{by_cell, by_sparsity, CellSummary};
-use ringattn_model::{default_model_path, Model, WeightFormat};
+use ringattn_model::eval::passkey::{local_runner, run_passkey, Heads, PasskeySpec, TrialResult};
+use ringattn_model::eval::report::write_passkey_report;
+use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use super::{flag_error, fraction, list};
@@ -149,30 +146,12 @@ fn progress(r: &TrialResult, n: usize, total: usize) {
     );
 }
 
-/// summary.json, the heat maps, accuracy.svg and the table on stdout, from every result in
-/// the directory's results.jsonl (earlier runs' selections included).
+/// summary.json, the heat maps, accuracy.svg (the library's report) and the table on stdout.
 fn report(out: &Path, _new: &[TrialResult]) -> Result<ExitCode> {
-    let all = load_results(&out.join("results.jsonl")).map_err(cli_error)?;
-    let sums = by_sparsity(&all);
-    let cells = by_cell(&all);
-    let summary = serde_json::json!({"by_sparsity": sums, "cells": cells});
-    ringattn::io::write_json(&out.join("summary.json").display().to_string(), &summary)?;
-    for s in &sums {
-        let h = heatmap(&cells, &s.group, s.sparsity);
-        let file = out.join(format!("heatmap-{}-s{}.svg", s.group, s.sparsity));
-        write_heatmap_svg(&file, &h)?;
-    }
-    let mut curves: Vec<AccuracyCurve> = Vec::new();
-    for s in &sums {
-        match curves.iter_mut().find(|c| c.name == s.group) {
-            Some(c) => c.points.push((s.sparsity, s.accuracy)),
-            None => curves.push(AccuracyCurve {
-                name: s.group.clone(),
-                points: vec![(s.sparsity, s.accuracy)],
-            }),
-        }
-    }
-    write_accuracy_svg(&out.join("accuracy.svg"), "pass key accuracy", &curves)?;
+    let sums = write_passkey_report(out).map_err(|e| match e {
+        ModelError::Runtime(e) => e,
+        e => cli_error(e),
+    })?;
     crate::outln!(
         "group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)"
     );
@@ -191,59 +170,20 @@ fn report(out: &Path, _new: &[TrialResult]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The heat map of `group` at `sparsity`.
-fn heatmap(cells: &[CellSummary], group: &str, sparsity: f64) -> Heatmap {
-    let mine: Vec<&CellSummary> = cells
-        .iter()
-        .filter(|c| c.group == group && (c.sparsity - sparsity).abs() < 1e-9)
-        .collect();
-    let mut contexts: Vec<usize> = mine.iter().map(|c| c.context).collect();
-    contexts.sort_unstable();
-    contexts.dedup();
-    let mut depths: Vec<f64> = mine.iter().map(|c| c.depth).collect();
-    depths.sort_by(f64::total_cmp);
-    depths.dedup();
-    let accuracy = contexts
-        .iter()
-        .flat_map(|&c| depths.iter().map(move |&d| (c, d)))
-        .map(|(c, d)| {
-            mine.iter()
-                .find(|x| x.context == c && (x.depth - d).abs() < 1e-9)
-                .map(|x| x.accuracy)
-        })
-        .collect();
-    Heatmap {
-        title: format!("pass key accuracy: {group}, sparsity {sparsity}"),
-        contexts,
-        depths,
-        accuracy,
-    }
-}
-
 #[cfg(feature = "mpi")]
 mod mpi {
     //! One rank per process: every rank walks the grid; rank 0 writes and plots.
 
     use super::*;
     use ringattn_model::generate_rank;
-    use ringattn_runtime::mpi_backend::MpiComm;
     use ringattn_runtime::Comm;
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
-        let mut comm = MpiComm::init()?;
-        let world = comm.size();
-        if let Some(p) = args.workers {
-            if p != world {
-                return Err(Error::config(format!(
-                    "--workers {p} but {world} MPI processes"
-                )));
-            }
-        }
-        let mut spec = args.spec(world)?;
+        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let mut spec = args.spec(comm.size())?;
         spec.pin = false;
-        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
-        spec.threads_per_rank = args.threads.unwrap_or(share);
+        spec.threads_per_rank = threads;
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
         let root = comm.rank() == 0;

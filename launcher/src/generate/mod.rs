@@ -13,7 +13,7 @@ use ringattn_model::{
 };
 use ringattn_runtime::{Error, Result};
 
-use crate::args::duo::{selection_of, DuoArgs};
+use crate::args::duo::DuoArgs;
 use crate::cli::{BackendArg, DtypeArg, LayoutArg};
 use crate::run::backend::{self, Backend};
 
@@ -132,31 +132,11 @@ impl GenerateArgs {
         };
         let cpus = ringattn::allowed_cores();
         spec.threads_per_rank = self.threads.unwrap_or((cpus / world.max(1)).max(1));
-        spec.duo = self.duo_source()?;
+        spec.duo = match self.duo.spec()? {
+            Some(duo) => Some(DuoSource::from_spec(&duo).map_err(cli_error)?),
+            None => None,
+        };
         Ok(spec)
-    }
-
-    fn duo_source(&self) -> Result<Option<DuoSource>> {
-        let d = &self.duo;
-        if let Some(ratio) = d.retrieval_ratio {
-            return Ok(Some(DuoSource::Ratio {
-                ratio,
-                sink: d.sink.unwrap_or(ringattn_model::duo::DEFAULT_SINK),
-                recent: d.recent.unwrap_or(ringattn_model::duo::DEFAULT_RECENT),
-            }));
-        }
-        match &d.duo {
-            Some(path) => Ok(Some(DuoSource::Pattern {
-                path: path.clone(),
-                selection: selection_of(d.sparsity, d.threshold),
-                sink: d.sink,
-                recent: d.recent,
-            })),
-            None if d.sink.is_some() || d.recent.is_some() => Err(Error::config(
-                "--sink and --recent need --duo PATTERN or --retrieval-ratio R",
-            )),
-            None => Ok(None),
-        }
     }
 }
 
@@ -228,7 +208,6 @@ mod mpi {
 
     use super::*;
     use ringattn_model::Progress;
-    use ringattn_runtime::mpi_backend::MpiComm;
     use ringattn_runtime::Comm;
 
     /// A prefill progress line on stderr when it is a terminal.
@@ -243,19 +222,10 @@ mod mpi {
 
     /// `generate` on the MPI backend.
     pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
-        let mut comm = MpiComm::init()?;
-        let world = comm.size();
-        if let Some(p) = args.workers {
-            if p != world {
-                return Err(Error::config(format!(
-                    "--workers {p} but {world} MPI processes"
-                )));
-            }
-        }
-        let mut spec = args.spec(world)?;
+        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let mut spec = args.spec(comm.size())?;
         spec.pin = false;
-        let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
-        spec.threads_per_rank = args.threads.unwrap_or(share);
+        spec.threads_per_rank = threads;
         // The projections run on rayon's global pool: this rank's threads only (by default
         // it takes every core in each process and oversubscribes them).
         let _ = rayon::ThreadPoolBuilder::new()

@@ -30,3 +30,24 @@ pub fn run_mpi(args: &RunArgs, allowed_cores: usize) -> Result<ExitCode> {
     )
     .map(ExitCode::from)
 }
+
+/// The model commands' MPI start (`generate`, `eval passkey`): this process's communicator,
+/// checked against `--workers` when given, and its threads (`--threads`, else this node's
+/// allowed cores shared by its ranks).
+pub fn model_world(
+    workers: Option<usize>,
+    threads: Option<usize>,
+) -> Result<(ringattn_runtime::mpi_backend::MpiComm, usize)> {
+    use ringattn_runtime::{Comm, Error};
+    let comm = ringattn_runtime::mpi_backend::MpiComm::init()?;
+    let world = comm.size();
+    if let Some(p) = workers {
+        if p != world {
+            return Err(Error::config(format!(
+                "--workers {p} but {world} MPI processes"
+            )));
+        }
+    }
+    let share = (ringattn::allowed_cores() / comm.node_ranks().max(1)).max(1);
+    Ok((comm, threads.unwrap_or(share)))
+}

@@ -1,7 +1,6 @@
 //! `ringattn simulate`: the ring cost model ([`ringattn_striped::simulate`](mod@ringattn_striped::simulate)) on the command
 //! line, with an optional calibration of this machine's kernel speed.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,7 +10,6 @@ use ringattn_runtime::{Error, Mask, Result, TileShape};
 use ringattn_striped::{LayoutKind, SimConfig};
 
 use crate::cli::{DtypeArg, LayoutArg};
-use ringattn::io::write_atomic;
 use ringattn_striped::calibrate::{RankRate, RateProbe};
 
 /// Options of `ringattn simulate`.
@@ -138,17 +136,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         elapsed_s: elapsed,
         duo: duo.as_ref(),
     };
-    match args.json.as_deref() {
-        Some("-") => outln!("{}", out.json()),
-        Some(path) => {
-            write_atomic(
-                Path::new(path),
-                &(serde_json::to_string_pretty(&out.json()).expect("json") + "\n"),
-            )?;
-            out!("{}", out.summary());
-        }
-        None => out!("{}", out.summary()),
-    }
+    crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,6 +8,7 @@
 //! llama.cpp, which reads the same file, sees the same tokens.
 
 pub mod llamacpp;
+pub mod mpi;
 #[cfg(feature = "plot")]
 pub mod plot;
 
@@ -309,4 +310,48 @@ pub fn run_bench(
         ran += 1;
     }
     Ok(ran)
+}
+
+/// The text prompts are cut from: `prompt_file`, else README.md and BENCHMARKS.md of `dir`
+/// joined (either may be missing, not both). Errors name the file, or ask for a prompt file.
+pub fn corpus(prompt_file: Option<&Path>, dir: &Path) -> ringattn_runtime::Result<String> {
+    use ringattn_runtime::Error;
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| Error::BadInput {
+            path: p.display().to_string(),
+            reason: format!("cannot read the prompt text: {e}"),
+        })
+    };
+    if let Some(p) = prompt_file {
+        return read(p);
+    }
+    let texts: Vec<String> = ["README.md", "BENCHMARKS.md"]
+        .iter()
+        .filter_map(|f| read(&dir.join(f)).ok())
+        .collect();
+    if texts.is_empty() {
+        return Err(Error::config(
+            "no README.md or BENCHMARKS.md here: give --prompt-file FILE",
+        ));
+    }
+    Ok(texts.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_joins_the_docs_or_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(corpus(None, dir.path()).is_err());
+        std::fs::write(dir.path().join("BENCHMARKS.md"), "b").unwrap();
+        assert_eq!(corpus(None, dir.path()).unwrap(), "b");
+        std::fs::write(dir.path().join("README.md"), "a").unwrap();
+        assert_eq!(corpus(None, dir.path()).unwrap(), "a\nb");
+        let f = dir.path().join("p.txt");
+        std::fs::write(&f, "p").unwrap();
+        assert_eq!(corpus(Some(&f), dir.path()).unwrap(), "p");
+        assert!(corpus(Some(&dir.path().join("none")), dir.path()).is_err());
+    }
 }

@@ -78,6 +78,21 @@ pub struct Calibration {
     pub spec: CalibrateSpec,
 }
 
+impl Calibration {
+    /// The `n` highest-scored heads as (layer, KV head, score), highest first (ties in
+    /// row-major order).
+    pub fn top_heads(&self, n: usize) -> Vec<(usize, usize, f64)> {
+        let kv = self.kv_heads.max(1);
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        order
+            .into_iter()
+            .take(n)
+            .map(|i| (i / kv, i % kv, self.scores[i]))
+            .collect()
+    }
+}
+
 fn check(model: &Model, spec: &CalibrateSpec) -> Result<()> {
     let bad = |field: &'static str, reason: String| Err(ModelError::Invalid { field, reason });
     let ctx = model.weights.config.context;
@@ -245,4 +260,33 @@ pub fn write_pattern(dir: &Path, cal: &Calibration, model_name: &str, command: &
     let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
     std::fs::write(dir.join("config.json"), text).map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod top_tests {
+    use super::*;
+
+    #[test]
+    fn top_heads_are_sorted_by_score() {
+        let cal = Calibration {
+            layers: 2,
+            kv_heads: 2,
+            scores: vec![0.1, 0.9, 0.5, 0.9],
+            raw: vec![0.0; 4],
+            spec: CalibrateSpec {
+                context: 8,
+                samples: 1,
+                seed: 0,
+                method: Method::Mass,
+                sink: 1,
+                recent: 1,
+                threads: 1,
+            },
+        };
+        assert_eq!(
+            cal.top_heads(3),
+            vec![(0, 1, 0.9), (1, 1, 0.9), (1, 0, 0.5)]
+        );
+        assert_eq!(cal.top_heads(10).len(), 4);
+    }
 }

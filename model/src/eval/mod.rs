@@ -5,6 +5,9 @@
 
 pub mod fidelity;
 pub mod haystack;
+pub mod jsonl;
 pub mod passkey;
 pub mod random;
+#[cfg(feature = "plot")]
+pub mod report;
 pub mod summary;
