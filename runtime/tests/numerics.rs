@@ -291,7 +291,7 @@ fn overflowing_scores_and_sums_are_typed_errors_never_nan_results() {
         ("v = f32::MAX", f32::MAX),
     ] {
         let g = move |t, _h, p: usize, i: usize| match t {
-            TensorKind::V if (p + i) % 3 == 0 => -v,
+            TensorKind::V if (p + i).is_multiple_of(3) => -v,
             TensorKind::V => v,
             _ => hash(t, 0, p, i),
         };
