@@ -1,6 +1,7 @@
 //! Issue 13 item 1 end to end: finite inputs with huge scores give the right softmax at exit 0
 //! on every instruction set this CPU has (outputs read back; `--check`'s tolerances are
-//! absolute, issue 13 item 14, so it is not used here); scores beyond f32 are exit 1 with one line naming
+//! absolute, issue 13 item 14, so it is not used here), V rows near f32::MAX give their convex
+//! combination; scores beyond f32 are exit 1 with one line naming
 //! tensor, head and position — never a NaN at exit 0.
 
 mod common;
@@ -120,5 +121,55 @@ fn scores_beyond_f32_are_exit_1_naming_tensor_head_and_position() {
         ]);
         assert_eq!(run.code, Some(1), "{isa}: {}", run.describe());
         assert_one_line_error(&run, &["scores", "head 0", "position 0", "f32"]);
+    }
+}
+
+/// V rows near f32::MAX (issue 13): the unnormalised weighted sum of 8 rows overflows f32, the
+/// output (their mean: q, k all 1) does not. Exit 0 with the mean on every instruction set, one
+/// rank and a ring of two (the partial states merge at the same power-of-two scale).
+#[test]
+fn v_near_f32_max_gives_the_mean_on_every_isa() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, even, odd, mean) in [
+        ("same", 3e38f32, 3e38f32, 3e38f32),
+        ("mixed", 3e38, -1e38, 1e38),
+        ("negative", -3e38, -3e38, -3e38),
+    ] {
+        let path = dir.path().join(format!("v-{what}.safetensors"));
+        let v: Vec<f32> = (0..8)
+            .flat_map(|j| [if j % 2 == 0 { even } else { odd }; 16])
+            .collect();
+        write_raw(
+            &path,
+            &[
+                raw_f32("q", &[1, 8, 16], &[1.0; 128]),
+                raw_f32("k", &[1, 8, 16], &[1.0; 128]),
+                raw_f32("v", &[1, 8, 16], &v),
+            ],
+        );
+        for isa in isas() {
+            for workers in ["1", "2"] {
+                let out = dir
+                    .path()
+                    .join(format!("out-{what}-{isa}-{workers}.safetensors"));
+                let run = ringattn(&[
+                    "run",
+                    "--input",
+                    p(&path),
+                    "--workers",
+                    workers,
+                    "--threads",
+                    "1",
+                    "--output",
+                    p(&out),
+                    "--isa",
+                    &isa,
+                ]);
+                assert_success(&run);
+                let (_, o) = read_f32(&out, "out");
+                let close = |x: f32| x.is_finite() && (x - mean).abs() <= 1e-6 * 3e38;
+                assert!(o.iter().all(|&x| close(x)), "{what} {isa} {workers}: {o:?}");
+            }
+        }
     }
 }

@@ -61,6 +61,8 @@ pub fn decode_attend<E: Executor>(
     if dim == 0 {
         return 0;
     }
+    let scaled = crate::vscale::prepare_cache(cache, state);
+    let cache = scaled.as_ref().unwrap_or(cache);
     let group = heads / kv_heads;
     let mut items = Vec::new();
     for (g, head) in cache.heads().iter().enumerate() {

@@ -22,6 +22,10 @@ pub struct HeadCache {
     positions: Vec<usize>,
     k: KvData,
     v: KvData,
+    /// Whether a V row with |v| above [`crate::vscale::V_SCALE_THRESHOLD`] was appended (kept
+    /// at append time, so the decode step need not scan V; eviction leaves it set, which only
+    /// costs a scaled copy).
+    v_huge: bool,
 }
 
 impl HeadCache {
@@ -33,6 +37,7 @@ impl HeadCache {
         };
         HeadCache {
             dim,
+            v_huge: false,
             positions: Vec::with_capacity(rows),
             k: buffer(),
             v: buffer(),
@@ -96,7 +101,14 @@ impl HeadCache {
         self.positions.push(pos);
         push_f32(&mut self.k, k);
         push_f32(&mut self.v, v);
+        self.v_huge |= v.iter().any(|x| x.abs() > crate::vscale::V_SCALE_THRESHOLD);
         Ok(())
+    }
+
+    /// Whether some appended V row holds |v| above [`crate::vscale::V_SCALE_THRESHOLD`] (the
+    /// decode step then attends to a scaled copy, see [`crate::vscale`]).
+    pub fn v_huge(&self) -> bool {
+        self.v_huge
     }
 
     /// Cuts a streaming head back: keeps the rows at positions `< sink` and the last `recent`
@@ -194,6 +206,15 @@ impl KvCache {
     /// KV head `h`, mutably.
     pub fn head_mut(&mut self, h: usize) -> &mut HeadCache {
         &mut self.heads[h]
+    }
+
+    /// A copy whose V rows are multiplied by `2^−exp` (see [`crate::vscale`]).
+    pub fn with_scaled_v(&self, exp: i32) -> KvCache {
+        let mut copy = self.clone();
+        for h in &mut copy.heads {
+            h.v = crate::vscale::scaled(&h.v, exp);
+        }
+        copy
     }
 
     /// Every KV head, in order.

@@ -40,6 +40,7 @@ pub mod source;
 pub mod state;
 pub mod temp_files;
 pub mod tensor;
+pub mod vscale;
 
 pub use cancel::{CancelToken, Cancellable};
 pub use comm::Comm;

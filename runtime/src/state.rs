@@ -50,8 +50,12 @@ pub struct AttnState {
     pub m: Vec<f32>,
     /// Running sum of `exp(score − m)`, `[heads][rows]`.
     pub l: Vec<f32>,
-    /// Running `Σ exp(score − m) · v`, `[heads][rows][dim]`.
+    /// Running `Σ exp(score − m) · v`, `[heads][rows][dim]`, in units of `2^v_exp`.
     pub acc: Vec<f32>,
+    /// The power of two `acc` is scaled down by: 0, or [`crate::vscale::V_SCALE_EXP`] once a
+    /// block with |v| near `f32::MAX` was seen (see [`crate::vscale`]); `finalize` scales back.
+    #[serde(default)]
+    pub v_exp: i32,
 }
 
 /// Final attention output of a set of rows.
@@ -86,7 +90,18 @@ impl AttnState {
             m: filled(&[heads, rows], f32::NEG_INFINITY, "state m")?,
             l: filled(&[heads, rows], 0.0, "state l")?,
             acc: filled(&[heads, rows, dim], 0.0, "state acc")?,
+            v_exp: 0,
         })
+    }
+
+    /// Brings `acc` to units of `2^exp` (`exp` ≥ [`v_exp`](Self::v_exp); a smaller one is a
+    /// no-op): multiplies it by the exact power of two `2^(v_exp − exp)`.
+    pub fn rescale_to(&mut self, exp: i32) {
+        if exp > self.v_exp {
+            let f = crate::vscale::pow2(self.v_exp - exp);
+            self.acc.iter_mut().for_each(|x| *x *= f);
+            self.v_exp = exp;
+        }
     }
 
     /// Merges `other` (same rows, a disjoint set of keys) into `self` by log-sum-exp.
@@ -96,6 +111,13 @@ impl AttnState {
             (other.heads, other.rows, other.dim),
             "merging states of different shapes"
         );
+        if other.v_exp > self.v_exp {
+            self.rescale_to(other.v_exp);
+        } else if other.v_exp < self.v_exp {
+            let mut scaled = other.clone();
+            scaled.rescale_to(self.v_exp);
+            return self.merge(&scaled);
+        }
         let d = self.dim;
         for i in 0..self.m.len() {
             merge_row(
@@ -122,6 +144,9 @@ impl AttnState {
             self.m[h * rows..(h + 1) * rows].copy_from_slice(&part.m[i * rows..(i + 1) * rows]);
             self.l[h * rows..(h + 1) * rows].copy_from_slice(&part.l[i * rows..(i + 1) * rows]);
             self.acc[h * rd..(h + 1) * rd].copy_from_slice(&part.acc[i * rd..(i + 1) * rd]);
+        }
+        if part.v_exp != self.v_exp {
+            self.rescale_heads(part.v_exp, heads);
         }
     }
 
@@ -169,9 +194,27 @@ impl AttnState {
         Ok(fin)
     }
 
-    /// `out = acc / l`, `lse = m + ln l`; rows that saw no key give 0 and −∞, rows whose scores
-    /// overflowed give NaN and +∞ (use [`finalize_checked`](Self::finalize_checked) to refuse
-    /// them).
+    /// Puts the heads `heads` (just copied from a state at exponent `exp`) and the others at
+    /// one exponent, the larger of `exp` and [`v_exp`](Self::v_exp).
+    fn rescale_heads(&mut self, exp: i32, heads: &[usize]) {
+        let rd = self.rows * self.dim;
+        let target = exp.max(self.v_exp);
+        for h in 0..self.heads {
+            let from = if heads.contains(&h) { exp } else { self.v_exp };
+            if from < target {
+                let f = crate::vscale::pow2(from - target);
+                self.acc[h * rd..(h + 1) * rd]
+                    .iter_mut()
+                    .for_each(|x| *x *= f);
+            }
+        }
+        self.v_exp = target;
+    }
+
+    /// `out = acc / l · 2^v_exp`, `lse = m + ln l`; rows that saw no key give 0 and −∞, rows
+    /// whose scores overflowed give NaN and +∞ (use [`finalize_checked`](Self::finalize_checked)
+    /// to refuse them). Scaling back never turns a finite result into ±∞: the output is a convex
+    /// combination of V rows, so a product past `f32::MAX` is rounding and is clamped to it.
     pub fn finalize(&self) -> Finalized {
         let d = self.dim;
         let mut out = vec![0.0f32; self.acc.len()];
@@ -189,10 +232,25 @@ impl AttnState {
                 {
                     *o = a * inv;
                 }
+                if self.v_exp != 0 {
+                    scale_back(&mut out[i * d..(i + 1) * d], self.v_exp);
+                }
                 lse[i] = self.m[i] + l.ln();
             }
         }
         Finalized { out, lse }
+    }
+}
+
+/// Multiplies the finite values of `out` by `2^exp` (as two exact steps, since `2^exp` itself
+/// may not be an f32), clamping a finite value the rounding pushed past `f32::MAX`.
+fn scale_back(out: &mut [f32], exp: i32) {
+    let (e1, e2) = (exp / 2, exp - exp / 2);
+    let (f1, f2) = (crate::vscale::pow2(e1), crate::vscale::pow2(e2));
+    for o in out {
+        if o.is_finite() {
+            *o = (*o * f1 * f2).clamp(f32::MIN, f32::MAX);
+        }
     }
 }
 

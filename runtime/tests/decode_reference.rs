@@ -182,3 +182,73 @@ fn fully_masked_heads_stay_empty_and_count_no_pairs() {
     let pairs = decode_attend(&q, 11, &cache, &[Mask::Causal], &mut state, &pool(1));
     assert_eq!(pairs, 4, "two query heads see keys 10 and 11");
 }
+
+/// V rows near f32::MAX (issue 13): a cache of 600 rows (3 chunks) whose unnormalised weighted
+/// sum would overflow f32 gives the reference output (relative to max|v|), whole and split over
+/// two caches of which only one holds huge rows (the merge brings both to one scale).
+#[test]
+fn huge_v_gives_the_reference_output() {
+    let src = Synthetic { seed: 5 };
+    let (h, d, n) = (2, 16, 600);
+    let big = |p: usize, g: usize| -> Vec<f32> {
+        let r = row(&src, TensorKind::V, g, p, d);
+        // Positive and near 2e38 from position 300 on: no cancellation saves the sum.
+        let s = if p >= 300 { 2e38 } else { 1.0 };
+        r.iter().map(|x| (x.abs() * 0.5 + 0.5) * s).collect()
+    };
+    let q: Vec<f32> = (0..h)
+        .flat_map(|head| row(&src, TensorKind::Q, head, n - 1, d))
+        .collect();
+    let cache = |ps: &[usize]| {
+        let mut c = KvCache::new(d, Dtype::F32, &[ps.len()]);
+        for &p in ps {
+            let k = row(&src, TensorKind::K, 0, p, d);
+            c.head_mut(0).append(p, &k, &big(p, 0)).unwrap();
+        }
+        c
+    };
+    let keys: Vec<f32> = (0..n)
+        .flat_map(|p| row(&src, TensorKind::K, 0, p, d))
+        .collect();
+    let values: Vec<f32> = (0..n).flat_map(|p| big(p, 0)).collect();
+    let vmax = values
+        .iter()
+        .fold(0.0f64, |a, &x| a.max(f64::from(x).abs()));
+    let all: Vec<usize> = (0..n).collect();
+    let pool = pool(2);
+    for parts in [
+        vec![all.clone()],
+        vec![all[..300].to_vec(), all[300..].to_vec()],
+    ] {
+        let mut state = AttnState::new(h, 1, d);
+        for part in &parts {
+            let mut partial = AttnState::new(h, 1, d);
+            decode_attend(
+                &q,
+                n - 1,
+                &cache(part),
+                &[Mask::Causal],
+                &mut partial,
+                &pool,
+            );
+            state.merge(&partial);
+        }
+        let fin = state
+            .finalize_checked(&ringattn_runtime::Positions::contiguous(n - 1, 1))
+            .unwrap();
+        for head in 0..h {
+            let (out, _) = reference_row(
+                &q[head * d..(head + 1) * d],
+                n - 1,
+                &keys,
+                &values,
+                d,
+                Mask::Causal,
+            );
+            for (got, want) in fin.out[head * d..(head + 1) * d].iter().zip(&out) {
+                let err = (f64::from(*got) - want).abs();
+                assert!(err <= 2e-5 * (want.abs() + vmax), "{got} vs {want}");
+            }
+        }
+    }
+}

@@ -204,8 +204,25 @@ pub fn warm_up<E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) {
 
 /// [`attend`] with the micro-kernels of `isa`. AMX falls back to AVX-512 without AMX or for head
 /// dims that are not a multiple of 32; any other path the CPU lacks falls back to portable.
-/// Results of different instruction sets agree within rounding, not bitwise.
+/// Results of different instruction sets agree within rounding, not bitwise. V rows near
+/// `f32::MAX` are scaled by a power of two first ([`crate::vscale`]).
 pub fn attend_with<E: Executor>(
+    isa: Isa,
+    q: &QShard,
+    kv: &KvBlock,
+    mask: Mask,
+    tile: TileShape,
+    state: &mut AttnState,
+    pool: &E,
+) -> TileCounts {
+    match crate::vscale::prepare_block(kv, state) {
+        Some(scaled) => attend_isa(isa, q, &scaled, mask, tile, state, pool),
+        None => attend_isa(isa, q, kv, mask, tile, state, pool),
+    }
+}
+
+/// [`attend_with`] on a block whose V is already at the state's scale.
+fn attend_isa<E: Executor>(
     isa: Isa,
     q: &QShard,
     kv: &KvBlock,
@@ -220,7 +237,7 @@ pub fn attend_with<E: Executor>(
             if let Some(amx) = amx::Amx::new().filter(|_| amx::Amx::supports_dim(q.dim)) {
                 return run_amx(amx, (q, kv, &mask, tile, state, pool));
             }
-            return attend_with(Isa::Avx512, q, kv, mask, tile, state, pool);
+            return attend_isa(Isa::Avx512, q, kv, mask, tile, state, pool);
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
