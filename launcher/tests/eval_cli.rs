@@ -3,23 +3,7 @@
 //! and plot, and a rerun repeats nothing; fidelity writes one line per configuration.
 
 mod common;
-use common::{assert_success, json, ringattn};
-
-/// The model file, or `None` with a printed line when it is absent outside CI.
-fn model_file() -> Option<std::path::PathBuf> {
-    let path = ringattn_model::default_model_path();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "model {} missing: run {}",
-        path.display(),
-        ringattn_model::FETCH_COMMAND
-    );
-    eprintln!("SKIPPED: model {} not found", path.display());
-    None
-}
+use common::{assert_success, json, model_file, ringattn};
 
 #[test]
 fn a_calibrated_pattern_is_read_by_duo_inspect() {

@@ -3,26 +3,8 @@
 //! line, and a tiny resumable model benchmark. Tests that need the model skip when it is
 //! absent, unless CI=true (CI fetches it with scripts/get-model.sh: missing is a failure).
 
-use std::path::PathBuf;
-
 mod common;
-use common::{assert_success, assert_user_error, ringattn, Run};
-
-/// The model file, or `None` with a printed line when it is absent outside CI.
-fn model_file() -> Option<PathBuf> {
-    let path = ringattn_model::default_model_path();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "model {} missing: run {}",
-        path.display(),
-        ringattn_model::FETCH_COMMAND
-    );
-    eprintln!("SKIPPED: model {} not found", path.display());
-    None
-}
+use common::{assert_success, assert_user_error, model_file, ringattn, Run};
 
 /// The JSON report `--json -` prints as the last line of stdout.
 fn report(run: &Run) -> serde_json::Value {

@@ -159,23 +159,6 @@ fn a_run_job_equals_a_local_run_bitwise_and_passes_its_check() {
     }
 }
 
-/// The model file, or `None` with a printed line when it is absent outside CI (CI fetches it
-/// with scripts/get-model.sh before the tests; missing there is a failure).
-fn model_file() -> Option<std::path::PathBuf> {
-    let path = ringattn_model::default_model_path();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "model {} missing: run {}",
-        path.display(),
-        ringattn_model::FETCH_COMMAND
-    );
-    eprintln!("SKIPPED: model {} not found", path.display());
-    None
-}
-
 #[test]
 fn a_generate_job_gives_the_local_tokens() {
     let Some(model) = model_file() else { return };

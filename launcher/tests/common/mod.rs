@@ -263,3 +263,20 @@ pub fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
+
+/// The model file, or `None` with a printed line when it is absent outside CI (CI fetches it
+/// with scripts/get-model.sh before the tests; missing there is a failure, not a skip).
+pub fn model_file() -> Option<std::path::PathBuf> {
+    let path = ringattn_model::default_model_path();
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "model {} missing: run {}",
+        path.display(),
+        ringattn_model::FETCH_COMMAND
+    );
+    eprintln!("SKIPPED: model {} not found", path.display());
+    None
+}
