@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Quiet-machine measurements, end of session 2026-12-02 (evening). Run from /work/main.
+# Quiet-machine measurements, end of session 2026-12-02 (evening). Needs target/release/ringattn (--features mpi) and llama-cpp-python.
 set -u
-cd /work/main
+cd "$(dirname "$0")/../../.."  # the repository root
 B=target/release/ringattn
 OUT=benches/results/amd-2026-12-02-evening
 mkdir -p $OUT
