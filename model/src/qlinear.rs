@@ -133,6 +133,11 @@ fn dot_q4_1(quants: &[u8], scale: &[f32], x: &[f32]) -> f32 {
         // blocks (16 bytes, 32 floats each), as `Packed::matvec` cuts them.
         return unsafe { simd::dot_q4_1(quants, scale, x) };
     }
+    dot_q4_1_scalar(quants, scale, x)
+}
+
+/// [`dot_q4_1`] without SIMD (other CPUs, and the reference its AVX2 path is tested against).
+fn dot_q4_1_scalar(quants: &[u8], scale: &[f32], x: &[f32]) -> f32 {
     let mut acc = 0f32;
     for ((q, &d), x) in quants
         .chunks_exact(BLOCK / 2)
@@ -156,6 +161,11 @@ fn dot_q8_0(quants: &[u8], scale: &[f32], x: &[f32]) -> f32 {
         // blocks (32 bytes, 32 floats each), as `Packed::matvec` cuts them.
         return unsafe { simd::dot_q8_0(quants, scale, x) };
     }
+    dot_q8_0_scalar(quants, scale, x)
+}
+
+/// [`dot_q8_0`] without SIMD (other CPUs, and the reference its AVX2 path is tested against).
+fn dot_q8_0_scalar(quants: &[u8], scale: &[f32], x: &[f32]) -> f32 {
     let mut acc = 0f32;
     for ((q, &d), x) in quants
         .chunks_exact(BLOCK)
@@ -346,5 +356,31 @@ mod tests {
     #[test]
     fn packed_q8_0_matches_the_dequantized_product() {
         check(GgmlDType::Q8_0);
+    }
+
+    /// The dispatching dot products (AVX2 where the CPU has it) against the scalar ones, on
+    /// every nibble / byte value and signs of x.
+    #[test]
+    fn simd_dot_products_match_the_scalar_ones() {
+        let blocks = 5;
+        let quants: Vec<u8> = (0..blocks * BLOCK).map(|i| (i * 37 % 256) as u8).collect();
+        let scale: Vec<f32> = (0..blocks).map(|b| 0.01 * (b as f32 + 1.0)).collect();
+        let x: Vec<f32> = (0..blocks * BLOCK)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        let q4 = &quants[..blocks * BLOCK / 2];
+        let (got, want) = (dot_q4_1(q4, &scale, &x), dot_q4_1_scalar(q4, &scale, &x));
+        assert!(
+            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
+        let (got, want) = (
+            dot_q8_0(&quants, &scale, &x),
+            dot_q8_0_scalar(&quants, &scale, &x),
+        );
+        assert!(
+            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
     }
 }
