@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ringattn_runtime::kernel::{measure_peak_gflops, measure_tile_peak_gflops};
-use ringattn_runtime::sched::topology::Topology;
+use ringattn_runtime::sched::topology::{CoreKind, Topology};
 use ringattn_runtime::Isa;
 use serde::Serialize;
 
@@ -88,5 +88,120 @@ pub fn gather(allowed_cores: usize, isa: Isa) -> Info {
             .unwrap_or_else(|| "unknown".into()),
         p_cores: read_trimmed("/sys/devices/cpu_core/cpus"),
         e_cores: read_trimmed("/sys/devices/cpu_atom/cpus"),
+    }
+}
+
+impl Info {
+    /// The text `ringattn info` prints: one labelled line per fact, then the scheduler's view
+    /// of each core (kind, maximum frequency, starting ratio).
+    pub fn summary(&self) -> String {
+        let mut s = format!("cpu:          {}\n", self.cpu);
+        let mut line = |l: String| {
+            s.push_str(&l);
+            s.push('\n');
+        };
+        line(format!(
+            "simd:         {} (available: {})",
+            self.isa,
+            self.isa_available.join(", ")
+        ));
+        line(format!(
+            "peak:         {:.1} GFLOP/s per core (f32 FMA, measured)",
+            self.peak_gflops_per_core
+        ));
+        for (name, peak) in &self.peak_gflops_per_core_by_isa {
+            line(format!(
+                "peak {name:<7} {peak:.1} GFLOP/s per core (f32 FMA, measured)"
+            ));
+        }
+        if let Some(tile) = self.tile_peak_gflops_per_core {
+            line(format!(
+                "amx:          {tile:.0} GFLOP/s per core (bf16 tiles, measured; f32 by six \
+                 bf16 products: ceiling {:.0})",
+                tile / 6.0
+            ));
+        }
+        line(format!(
+            "cores:        {} allowed (affinity {}; online {})",
+            self.allowed_cores, self.affinity, self.online_cpus
+        ));
+        line(match (&self.p_cores, &self.e_cores) {
+            (Some(p), Some(e)) => format!("hybrid:       P cores {p}, E cores {e}"),
+            _ => "hybrid:       no P/E core lists in sysfs".into(),
+        });
+        line(format!(
+            "topology:     {} (from {}; the hybrid scheduler starts from these ratios)",
+            self.core_list(),
+            self.topology.source
+        ));
+        s
+    }
+
+    /// `CPU:KIND[ MHz] ratio R` of each allowed core, comma separated (P, E, or `=` uniform).
+    fn core_list(&self) -> String {
+        let cores: Vec<String> = self
+            .topology
+            .cores
+            .iter()
+            .zip(&self.initial_ratios)
+            .map(|(c, r)| {
+                let kind = match c.kind {
+                    CoreKind::Performance => "P",
+                    CoreKind::Efficiency => "E",
+                    CoreKind::Uniform => "=",
+                };
+                let mhz = c
+                    .max_khz
+                    .map_or(String::new(), |k| format!(" {} MHz", k / 1000));
+                format!("{}:{kind}{mhz} ratio {r:.2}", c.cpu)
+            })
+            .collect();
+        cores.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringattn_runtime::sched::topology::Core;
+
+    #[test]
+    fn the_summary_has_one_line_per_fact_and_each_core() {
+        let core = |cpu, kind, max_khz| Core { cpu, kind, max_khz };
+        let info = Info {
+            cpu: "Test CPU".into(),
+            isa: "avx2",
+            isa_available: vec!["avx2", "portable"],
+            peak_gflops_per_core: 64.0,
+            peak_gflops_per_core_by_isa: [("avx2", 64.0)].into_iter().collect(),
+            tile_peak_gflops_per_core: Some(600.0),
+            allowed_cores: 2,
+            affinity: "0-1".into(),
+            online_cpus: "0-3".into(),
+            p_cores: None,
+            e_cores: Some("1".into()),
+            topology: Topology {
+                cores: vec![
+                    core(0, CoreKind::Performance, Some(4_000_000)),
+                    core(1, CoreKind::Efficiency, None),
+                ],
+                source: "test".into(),
+            },
+            initial_ratios: vec![1.0, 0.5],
+        };
+        let s = info.summary();
+        for line in [
+            "cpu:          Test CPU",
+            "simd:         avx2 (available: avx2, portable)",
+            "peak avx2    64.0 GFLOP/s per core (f32 FMA, measured)",
+            "cores:        2 allowed (affinity 0-1; online 0-3)",
+            "hybrid:       no P/E core lists in sysfs",
+            "topology:     0:P 4000 MHz ratio 1.00, 1:E ratio 0.50 (from test; the hybrid \
+             scheduler starts from these ratios)",
+        ] {
+            assert!(s.lines().any(|l| l == line), "no `{line}` in\n{s}");
+        }
+        assert!(s.contains("ceiling 100)"), "{s}");
+        assert_eq!(s.lines().count(), 8, "{s}");
     }
 }
