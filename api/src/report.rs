@@ -111,6 +111,17 @@ impl CheckReport {
             if self.passed { "passed" } else { "FAILED" }
         )
     }
+
+    /// The line a failed check ends with (`{what} failed: ...`): the largest errors and the
+    /// tolerances of `dtype` they were held to.
+    pub fn failed_line(&self, what: &str, dtype: ringattn_runtime::Dtype) -> String {
+        let t = crate::check::Tolerance::for_dtype(dtype);
+        format!(
+            "{what} failed: max |out err| {:.3e}, max |lse err| {:.3e} (allowed: out {:.0e} + \
+             {:.0e}·|ref|, lse {:.0e} + {:.0e}·|lse|; a non-finite value never passes)",
+            self.max_abs_err, self.max_lse_err, t.out_atol, t.out_rtol, t.lse_atol, t.lse_rtol
+        )
+    }
 }
 
 /// The run report (DESIGN.md contract; extra fields are additions, never renames).
@@ -337,4 +348,27 @@ pub fn mask_line(docs: Option<&DocsSummary>, window: Option<usize>) -> String {
         parts.push(format!("window {w}"));
     }
     parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_check_line_names_the_errors_and_the_dtypes_tolerances() {
+        let c = CheckReport {
+            rows_checked: 4,
+            max_abs_err: 0.5,
+            max_lse_err: 0.25,
+            passed: false,
+        };
+        let f32_line = c.failed_line("check", ringattn_runtime::Dtype::F32);
+        assert!(
+            f32_line.starts_with("check failed: max |out err| 5.000e-1, max |lse err| 2.500e-1"),
+            "{f32_line}"
+        );
+        assert!(f32_line.contains("out 2e-5 + 2e-5·|ref|, lse 1e-5 + 2e-6·|lse|"));
+        let bf16_line = c.failed_line("decode check", ringattn_runtime::Dtype::Bf16);
+        assert!(bf16_line.contains("out 2e-2 + 2e-2·|ref|"), "{bf16_line}");
+    }
 }

@@ -23,11 +23,9 @@ mod simulate;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
-
-use ringattn::allowed_cores;
+use ringattn::{allowed_cores, launch::exit_code};
 
 use crate::cli::{Cli, Command};
-use crate::run::exit_code;
 
 fn main() -> ExitCode {
     let cli = match parse_cli() {
@@ -87,17 +85,15 @@ fn missing_arguments(e: &clap::Error) -> Option<String> {
 
 /// `ringattn help [COMMAND] --help` is `ringattn help [COMMAND]` (clap's help subcommand takes
 /// no options, and asking for help must not end in a usage error).
-fn help_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    if args.get(1).is_some_and(|a| a == "help") {
-        let (head, tail) = args.split_at(2);
-        let tail: Vec<_> = tail
-            .iter()
-            .filter(|a| *a != "--help" && *a != "-h")
-            .cloned()
-            .collect();
-        args = head.iter().cloned().chain(tail).collect();
-    }
-    args
+fn help_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let help = args.get(1).is_some_and(|a| a == "help");
+    let keep =
+        |(i, a): &(usize, std::ffi::OsString)| !help || *i < 2 || (a != "--help" && a != "-h");
+    args.into_iter()
+        .enumerate()
+        .filter(keep)
+        .map(|(_, a)| a)
+        .collect()
 }
 
 /// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.

@@ -32,10 +32,7 @@ impl MpiSweep {
         extra: Vec<String>,
     ) -> std::result::Result<Self, crate::error::ApiError> {
         let launcher = Launcher::find(mpirun)?.probe()?;
-        let exe = std::env::current_exe().map_err(|e| Error::Io {
-            context: "finding the ringattn binary".into(),
-            source: e,
-        })?;
+        let exe = crate::launch::current_exe()?;
         Ok(MpiSweep {
             launcher,
             extra,

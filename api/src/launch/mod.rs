@@ -215,6 +215,55 @@ impl Launcher {
     }
 }
 
+/// Environment variables set by MPI launchers in every process they start: MPICH's hydra
+/// (PMI_*), OpenMPI (OMPI_*), PMIx launchers (PMIX_RANK).
+const LAUNCHER_VARS: [&str; 4] = ["PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"];
+
+/// True when this process was started by mpirun/mpiexec, or by srun with more than one task.
+///
+/// For SLURM the step's task count (`SLURM_STEP_NUM_TASKS`, set by srun) decides, not the
+/// job's (`SLURM_NTASKS`): a batch script's own shell has `SLURM_PROCID=0` and the job's task
+/// count too, and a ringattn started there directly is not one rank of many.
+pub fn launched_by_mpi() -> bool {
+    launched_by_mpi_in(|name| std::env::var(name).ok())
+}
+
+/// [`launched_by_mpi`] over any environment lookup (for tests).
+pub fn launched_by_mpi_in(var: impl Fn(&str) -> Option<String>) -> bool {
+    if LAUNCHER_VARS.iter().any(|name| var(name).is_some()) {
+        return true;
+    }
+    let slurm_tasks = var("SLURM_STEP_NUM_TASKS")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    var("SLURM_PROCID").is_some() && slurm_tasks > 1
+}
+
+/// The path of the running ringattn binary (what launched ranks run).
+pub fn current_exe() -> ringattn_runtime::Result<PathBuf> {
+    std::env::current_exe().map_err(|e| ringattn_runtime::Error::Io {
+        context: "finding the ringattn binary".into(),
+        source: e,
+    })
+}
+
+/// Runs the command line `words` (a launcher and its program), forwarding SIGINT/SIGTERM to
+/// it ([`child`]) and waiting for it; returns the exit code to pass on
+/// ([`forwarded_exit_code`]). I/O errors name the launcher `shown`.
+pub fn run_forwarding(words: &[String], shown: &str) -> ringattn_runtime::Result<u8> {
+    let io = |what: &str| {
+        let context = format!("{what} {shown}");
+        move |source| ringattn_runtime::Error::Io { context, source }
+    };
+    child::catch_signals().map_err(io("preparing to start"))?;
+    let mut started = Command::new(&words[0])
+        .args(&words[1..])
+        .spawn()
+        .map_err(io("starting"))?;
+    let waited = child::wait_forwarding(&mut started).map_err(io("waiting for"))?;
+    Ok(forwarded_exit_code(waited.status, waited.signal))
+}
+
 /// The exit code of a failed job: 2 for bad input (a caller's mistake), 1 for a runtime
 /// failure.
 pub fn exit_code(e: &ringattn_runtime::Error) -> u8 {
@@ -326,6 +375,48 @@ mod tests {
         std::fs::write(dir.path().join("mpiexec"), "").unwrap();
         let found = find_launcher(None, Some(dir.path().as_os_str())).unwrap();
         assert_eq!(found, dir.path().join("mpiexec"));
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn detects_mpi_launchers_from_their_environment() {
+        assert!(!launched_by_mpi_in(env(&[])));
+        assert!(launched_by_mpi_in(env(&[("PMI_RANK", "0")])));
+        assert!(launched_by_mpi_in(env(&[("OMPI_COMM_WORLD_SIZE", "4")])));
+        assert!(launched_by_mpi_in(env(&[("PMIX_RANK", "1")])));
+        assert!(launched_by_mpi_in(env(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_STEP_NUM_TASKS", "2")
+        ])));
+        // A one-task srun step is not an MPI launch, nor is a batch script's own shell (which
+        // has SLURM_PROCID and the job's SLURM_NTASKS, but no step).
+        assert!(!launched_by_mpi_in(env(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_STEP_NUM_TASKS", "1")
+        ])));
+        assert!(!launched_by_mpi_in(env(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "8")
+        ])));
+    }
+
+    #[test]
+    fn a_forwarded_run_passes_on_the_childs_exit_code() {
+        let w = words(&["sh", "-c", "exit 3"]);
+        assert_eq!(run_forwarding(&w, "sh").unwrap(), 3);
+        let e = run_forwarding(&words(&["/nonexistent/mpirun"]), "/nonexistent/mpirun");
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("starting /nonexistent/mpirun"));
     }
 
     #[test]

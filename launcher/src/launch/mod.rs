@@ -3,10 +3,10 @@
 //! forwards the job's exit code.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use clap::Args;
-use ringattn::launch::{child, forwarded_exit_code, mpi_command, shell_line, Launcher};
+use ringattn::launch::{mpi_command, run_forwarding, shell_line, Launcher};
 use ringattn_runtime::{Error, Result};
 
 use crate::args::cli_error;
@@ -63,29 +63,12 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
         )));
     }
     let launcher = launcher.probe().map_err(cli_error)?;
-    let exe = std::env::current_exe().map_err(|e| Error::Io {
-        context: "finding the ringattn binary".into(),
-        source: e,
-    })?;
+    let exe = ringattn::launch::current_exe()?;
     let words = launcher.command_line(args.ranks, &args.mpi_args, &exe, &command);
     if args.dry_run {
         outln!("{}", shell_line(&words));
         return Ok(ExitCode::SUCCESS);
     }
     let shown = launcher.path.display().to_string();
-    let io = |what: &str| {
-        let context = format!("{what} {shown}");
-        move |source| Error::Io { context, source }
-    };
-    child::catch_signals().map_err(io("preparing to start"))?;
-    let mut started = Command::new(&words[0])
-        .args(&words[1..])
-        .spawn()
-        .map_err(io("starting"))?;
-    // SIGINT/SIGTERM go on to mpirun, which ends its ranks; we wait for it.
-    let waited = child::wait_forwarding(&mut started).map_err(io("waiting for"))?;
-    Ok(ExitCode::from(forwarded_exit_code(
-        waited.status,
-        waited.signal,
-    )))
+    Ok(ExitCode::from(run_forwarding(&words, &shown)?))
 }

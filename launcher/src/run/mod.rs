@@ -58,8 +58,6 @@ pub struct RunArgs {
     pub mask: crate::args::mask::MaskArgs,
 }
 
-pub use ringattn::launch::exit_code;
-
 /// Runs `ringattn run` with the backend it resolves to; returns its exit code.
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     args.job.precheck(args.output.as_deref())?;
@@ -85,28 +83,20 @@ pub fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> 
     let report = Report::new(job, backend, gathered);
     args.job
         .emit(|path| report.write_json(path), &report.summary())?;
-    if let Some(c) = &report.check {
-        if !c.passed {
-            eprintln!(
-                "ringattn: error: {}",
-                check_failed_line("check", c, job.dtype)
-            );
-            return Ok(1);
+    match report.check.as_ref().filter(|c| !c.passed) {
+        Some(c) => {
+            eprintln!("ringattn: error: {}", c.failed_line("check", job.dtype));
+            Ok(1)
         }
+        None => Ok(0),
     }
-    Ok(0)
 }
 
-/// The line `--check` prints when it fails: the largest errors and the tolerances.
+/// The line `--check` prints when it fails ([`ringattn::report::CheckReport::failed_line`]).
 pub fn check_failed_line(
     what: &str,
     c: &ringattn::report::CheckReport,
     dtype: ringattn::Dtype,
 ) -> String {
-    let t = ringattn::check::Tolerance::for_dtype(dtype);
-    format!(
-        "{what} failed: max |out err| {:.3e}, max |lse err| {:.3e} (allowed: out {:.0e} + {:.0e}·|ref|, \
-         lse {:.0e} + {:.0e}·|lse|; a non-finite value never passes)",
-        c.max_abs_err, c.max_lse_err, t.out_atol, t.out_rtol, t.lse_atol, t.lse_rtol
-    )
+    c.failed_line(what, dtype)
 }

@@ -1,10 +1,5 @@
-//! The MPI backend's wiring: this process is one rank of a job started by mpirun/mpiexec/srun.
-//!
-//! Every rank validates the arguments and builds the same [`Job`] (the ranks agree on the first
-//! failure, so a bad option exits 2 everywhere with one message from rank 0), runs
-//! [`run_rank`] on its own shard, and sends its figures and rows to rank 0, which alone writes
-//! the output file and the report. A rank that fails (or panics) during the run ends the whole
-//! job with a nonzero exit, its message naming it ([`ringattn::launch::mpi_rank::run_job`]).
+//! The MPI backend's wiring: this process is one rank of a job started by mpirun/mpiexec/srun
+//! ([`ringattn::launch::mpi_rank::run_job`]: the ranks agree on bad options, rank 0 reports).
 
 use std::process::ExitCode;
 

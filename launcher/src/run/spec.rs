@@ -47,22 +47,11 @@ fn parse_fault(s: &str) -> Result<FaultSpec> {
     })
 }
 
-/// The flag of a spec field.
-fn flag(field: &str) -> &'static str {
+/// The flag of a spec field (`tile.q` → `--tile-q`, `world` → `--workers`).
+fn flag(field: &str) -> String {
     match field {
-        "seq" => "--seq",
-        "heads" => "--heads",
-        "kv_heads" => "--kv-heads",
-        "head_dim" => "--head-dim",
-        "world" => "--workers",
-        "threads" => "--threads",
-        "tile.q" => "--tile-q",
-        "tile.k" => "--tile-k",
-        "check_rows" => "--check ROWS",
-        "layout" => "--layout",
-        "window" => "--window",
-        "docs" => "--docs",
-        _ => "an option",
+        "check_rows" => "--check ROWS".into(),
+        f => crate::args::flag_of(&f.replace('.', "_")),
     }
 }
 
