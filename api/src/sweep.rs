@@ -117,6 +117,32 @@ impl SweepSpec {
         )
     }
 
+    /// The `ringattn run` words of one combination: its workers, length and layout, the run
+    /// shape's fields that are set, then `extra` (e.g. DuoAttention options); no backend or
+    /// report options.
+    pub fn run_words(&self, c: &Combo, extra: &[String]) -> Vec<String> {
+        let r = &self.run;
+        let mut words = vec!["run".to_string()];
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                words.extend([flag.to_string(), v]);
+            }
+        };
+        push("--workers", Some(c.world.to_string()));
+        push("--seq", Some(c.seq.to_string()));
+        push("--heads", r.heads.map(|v| v.to_string()));
+        push("--kv-heads", r.kv_heads.map(|v| v.to_string()));
+        push("--head-dim", r.head_dim.map(|v| v.to_string()));
+        push("--threads", r.threads.map(|v| v.to_string()));
+        push("--layout", Some(c.layout.to_string()));
+        push("--dtype", Some(r.dtype.name().to_string()));
+        if r.causal {
+            words.push("--causal".into());
+        }
+        words.extend(extra.iter().cloned());
+        words
+    }
+
     /// The `sweep` object added to each report (mode, base length, cores of the machine).
     pub fn sweep_fields(&self, c: &Combo, cores: usize) -> Value {
         json!({ "mode": self.mode(), "base_seq": c.base_seq, "cores": cores })
@@ -141,4 +167,43 @@ pub fn weight(job: &Job, cores: usize) -> u64 {
         .map_or(1.0, |e| e.makespan);
     let over = (job.world * job.threads) as f64 / cores.max(1) as f64;
     (makespan * job.heads as f64 * job.dim as f64 * over.max(1.0)).max(1.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_words_name_the_combination_and_the_set_fields() {
+        let spec = SweepSpec {
+            workers: vec![2],
+            seqs: vec![64],
+            layouts: vec![LayoutChoice::Zigzag],
+            weak: true,
+            run: RunSpec {
+                heads: Some(4),
+                kv_heads: Some(2),
+                head_dim: Some(16),
+                threads: Some(1),
+                causal: true,
+                ..RunSpec::default()
+            },
+        };
+        let combo = spec.combinations().unwrap().remove(0);
+        assert_eq!(combo.seq, 128);
+        let words = spec.run_words(&combo, &["--sink".to_string(), "4".into()]);
+        assert_eq!(
+            words.join(" "),
+            "run --workers 2 --seq 128 --heads 4 --kv-heads 2 --head-dim 16 --threads 1 \
+             --layout zigzag --dtype f32 --causal --sink 4"
+        );
+        let bare = SweepSpec {
+            run: RunSpec::default(),
+            ..spec
+        };
+        assert_eq!(
+            bare.run_words(&combo, &[]).join(" "),
+            "run --workers 2 --seq 128 --layout zigzag --dtype f32"
+        );
+    }
 }

@@ -12,19 +12,14 @@ pub const CLOSED_PIPE_EXIT: i32 = 141;
 /// Writes `text` to stdout and flushes it; on failure ends the process (see the module docs).
 pub fn write_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        stdout_failed(&e)
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => std::process::exit(CLOSED_PIPE_EXIT),
+        Err(e) => {
+            eprintln!("ringattn: error: writing to standard output: {e}");
+            std::process::exit(1)
+        }
     }
-}
-
-/// Ends the process after stdout failed with `e`: quietly (141) for a closed pipe, else with
-/// one line and exit code 1.
-pub fn stdout_failed(e: &std::io::Error) -> ! {
-    if e.kind() == ErrorKind::BrokenPipe {
-        std::process::exit(CLOSED_PIPE_EXIT);
-    }
-    eprintln!("ringattn: error: writing to standard output: {e}");
-    std::process::exit(1)
 }
 
 /// `print!` through [`write_stdout`].
@@ -63,4 +58,18 @@ pub fn json_or_summary(
         None => crate::out!("{summary}"),
     }
     Ok(())
+}
+
+/// A progress bar on stderr over `total` units drawn with `template`; hidden (drawing nothing)
+/// when stderr is not a terminal.
+pub fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use ringattn_runtime::Result;
 use serde_json::Value;
 
+use super::mpi_sweep::MpiSweep;
 use crate::error::ApiError;
 use crate::job::Job;
 use crate::results::{read_results, record_key, RESULTS_FILE};
-use crate::sweep::{weight, Combo, SweepSpec};
+use crate::slurm::array::SlurmSweep;
+use crate::sweep::{run_local_value, weight, Combo, SweepSpec};
 
 /// A sweep ready to run in its output directory.
 #[derive(Debug)]
@@ -31,7 +33,7 @@ pub struct SweepPlan {
     pub unreadable: usize,
 }
 
-/// What [`SweepPlan::run_each`] tells as it goes.
+/// What [`SweepPlan::run_each`] and [`SweepPlan::run_on`] tell as they go.
 #[derive(Debug)]
 pub enum SweepEvent<'a> {
     /// A run starts (its label).
@@ -43,6 +45,19 @@ pub enum SweepEvent<'a> {
         /// Its share of [`SweepPlan::total_work`].
         work: u64,
     },
+    /// Anything else worth a line (a SLURM job array submitted and waited for).
+    Note(&'a str),
+}
+
+/// Where a sweep's runs go.
+#[derive(Debug)]
+pub enum SweepBackend {
+    /// Threads of this process, one run after another.
+    Local,
+    /// Each run its own MPI launch (`mpirun -n P ringattn run --backend mpi --json -`).
+    Mpi(MpiSweep),
+    /// The pending runs as one SLURM job array.
+    Slurm(SlurmSweep),
 }
 
 impl SweepPlan {
@@ -72,6 +87,26 @@ impl SweepPlan {
             results,
             unreadable,
         })
+    }
+
+    /// What to tell before running: a note about the unreadable lines of results.jsonl (if
+    /// any), then how many runs the sweep has and how many are left to do.
+    pub fn intro(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let results = self.results.display();
+        if self.unreadable > 0 {
+            lines.push(format!(
+                "ringattn: note: ignoring {} unreadable line(s) of {results} (an interrupted run \
+                 is redone)",
+                self.unreadable
+            ));
+        }
+        let (all, todo) = (self.combos.len(), self.todo.len());
+        lines.push(format!(
+            "ringattn bench scaling: {all} runs, {} already in {results} ({todo} to do)",
+            all - todo
+        ));
+        lines
     }
 
     /// The combinations still to run, with their jobs.
@@ -107,6 +142,41 @@ impl SweepPlan {
             });
         }
         Ok(())
+    }
+}
+
+impl SweepPlan {
+    /// Runs the pending combinations on `backend` and records each in results.jsonl; `extra`
+    /// are the `run` words after the shape's (see [`SweepSpec::run_words`]) for the MPI and
+    /// SLURM backends; `tell` hears each start, record and note.
+    pub fn run_on(
+        &self,
+        backend: &SweepBackend,
+        cores: usize,
+        extra: &[String],
+        tell: &mut dyn FnMut(SweepEvent),
+    ) -> Result<()> {
+        let words = |c: &Combo| self.spec.run_words(c, extra);
+        match backend {
+            SweepBackend::Local => self.run_each(cores, &mut |_, job| run_local_value(job), tell),
+            SweepBackend::Mpi(mpi) => {
+                let mut run_one = |combo: &Combo, _: &Job| {
+                    let mut w = words(combo);
+                    w.splice(1..1, ["--backend", "mpi", "--json", "-"].map(String::from));
+                    mpi.run(&w, combo)
+                };
+                self.run_each(cores, &mut run_one, tell)
+            }
+            SweepBackend::Slurm(slurm) => {
+                let todo: Vec<(&Combo, Vec<String>)> = self
+                    .pending()
+                    .into_iter()
+                    .map(|(c, _)| (c, words(c)))
+                    .collect();
+                let note = &mut |line: String| tell(SweepEvent::Note(&line));
+                slurm.run_and_record(&self.spec, &todo, &self.results, cores, note)
+            }
+        }
     }
 }
 
@@ -168,19 +238,59 @@ mod tests {
             (2, 2, 0)
         );
         let mut lines = Vec::new();
-        plan.run_each(
-            2,
-            &mut |_, job| crate::sweep::run_local_value(job),
-            &mut |e| {
-                if let SweepEvent::Recorded { line, .. } = e {
-                    lines.push(line.to_string())
-                }
-            },
-        )
+        plan.run_each(2, &mut |_, job| run_local_value(job), &mut |e| {
+            if let SweepEvent::Recorded { line, .. } = e {
+                lines.push(line.to_string())
+            }
+        })
         .unwrap();
         assert_eq!(lines.len(), 2);
+        std::fs::write(&plan.results, {
+            let mut text = std::fs::read_to_string(&plan.results).unwrap();
+            text.push_str("{\"cut short\n");
+            text
+        })
+        .unwrap();
         let again = SweepPlan::new(spec, dir.path(), 2).unwrap();
         assert!(again.todo.is_empty(), "{:?}", again.todo);
+        let intro = again.intro();
+        assert_eq!(intro.len(), 2, "{intro:?}");
+        assert!(
+            intro[0].contains("ignoring 1 unreadable line(s)"),
+            "{intro:?}"
+        );
+        let told = format!("2 runs, 2 already in {} (0 to do)", again.results.display());
+        assert!(intro[1].ends_with(&told), "{intro:?}");
+        assert_eq!(plan.intro().len(), 1);
+    }
+
+    #[test]
+    fn the_local_backend_records_every_pending_run_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SweepSpec {
+            workers: vec![1, 2],
+            seqs: vec![16],
+            layouts: vec![crate::LayoutChoice::Striped],
+            weak: false,
+            run: crate::RunSpec {
+                heads: Some(1),
+                head_dim: Some(8),
+                threads: Some(1),
+                ..crate::RunSpec::default()
+            },
+        };
+        let plan = SweepPlan::new(spec.clone(), dir.path(), 2).unwrap();
+        let (mut started, mut recorded) = (0, 0);
+        plan.run_on(&SweepBackend::Local, 2, &[], &mut |e| match e {
+            SweepEvent::Starting(_) => started += 1,
+            SweepEvent::Recorded { .. } => recorded += 1,
+            SweepEvent::Note(n) => panic!("unexpected note {n}"),
+        })
+        .unwrap();
+        assert_eq!((started, recorded), (2, 2));
+        let (lines, bad) = crate::results::read_results(&plan.results).unwrap();
+        assert_eq!((lines.len(), bad), (2, 0));
+        assert_eq!(lines[1]["world"], 2);
     }
 
     #[test]

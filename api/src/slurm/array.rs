@@ -38,6 +38,30 @@ pub struct SlurmSweep {
 }
 
 impl SlurmSweep {
+    /// The array of a sweep writing into `out` (its files in `OUT/slurm`): every task runs
+    /// `exe` with `threads` kernel threads per rank; `extra` are more `sbatch` options. srun
+    /// binds cores when the cluster's TaskPlugin allows ([`super::cpu_binding`]); the note,
+    /// if any, says why it does not.
+    pub fn new(
+        exe: String,
+        out: &Path,
+        pmi: Pmi,
+        threads: usize,
+        extra: Vec<String>,
+    ) -> (SlurmSweep, Option<String>) {
+        let (bind, note) = super::cpu_binding(false, false);
+        let dir = out.join("slurm");
+        let sweep = SlurmSweep {
+            exe,
+            dir,
+            pmi,
+            bind,
+            threads,
+            extra,
+        };
+        (sweep, note)
+    }
+
     /// The array script: task `i` runs `points[i]` (its workers and `run` words).
     pub fn script(&self, points: &[(usize, Vec<String>)], job_dir: &Path) -> String {
         let max_p = points.iter().map(|(p, _)| *p).max().unwrap_or(1);
@@ -162,6 +186,12 @@ impl SlurmSweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_sweep_keeps_its_files_in_out_slurm() {
+        let (sweep, _) = SlurmSweep::new("r".into(), Path::new("o"), Pmi::Pmi2, 3, vec![]);
+        assert_eq!((sweep.dir, sweep.threads), (PathBuf::from("o/slurm"), 3));
+    }
 
     #[test]
     fn the_array_script_has_one_case_per_point_and_one_srun_line() {

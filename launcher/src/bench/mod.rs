@@ -1,9 +1,5 @@
-//! `ringattn bench ...`: benchmark groups, one subcommand each.
-//!
-//! `scaling` (workers × layouts × lengths through the local or MPI backend or a SLURM job
-//! array, results as JSON lines and plots). `kernel` (the single-node kernel on a grid of shapes) and `sched` (the kernel
-//! under each thread scheduler). Each group is a variant of [`BenchCommand`] with its own
-//! module and arguments.
+//! `ringattn bench ...`: benchmark groups, one subcommand each ([`BenchCommand`]), each with
+//! its own module and arguments.
 
 pub mod kernel;
 pub mod model;

@@ -1,39 +1,29 @@
-//! `ringattn bench scaling`: every (length, workers, layout) combination through the local
-//! backend, one run report per line in `DIR/results.jsonl`, then the plots.
-//!
-//! With `--backend mpi` every combination is its own `mpirun -n P ringattn run --backend mpi
-//! --json -` (see [`ringattn::bench::mpi_sweep`]); the lines are the same, with `"backend": "mpi"`.
-//!
-//! With `--backend slurm` the combinations still to run are one SLURM job array (see
-//! [`ringattn::slurm::array`]); the lines are the same, with `"backend": "mpi"`.
-//!
-//! Resumable: the combinations already in the file are skipped, so an interrupted sweep picks
-//! up where it stopped (a line cut short by a kill is ignored and its run redone). Each line is
-//! the run report of `ringattn run --json -` plus a `sweep` object (`mode`, `base_seq`,
-//! `cores`).
+//! `ringattn bench scaling`: every (length, workers, layout) combination, one run report per
+//! line in `DIR/results.jsonl` (resumable: what is there is skipped), then the plots. The
+//! sweep is [`ringattn::bench::scaling`]: locally, one `mpirun` per combination
+//! (`--backend mpi`) or one SLURM job array (`--backend slurm`).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::{DtypeArg, LayoutArg};
+use crate::cli::DtypeArg;
 use ringattn::bench::mpi_sweep::MpiSweep;
-use ringattn::bench::scaling::{SweepEvent, SweepPlan};
-use ringattn::job::Job;
+use ringattn::bench::scaling::{SweepBackend, SweepEvent, SweepPlan};
 use ringattn::plot;
 use ringattn::sched_spec::SchedSpec;
 use ringattn::slurm::array::SlurmSweep;
-use ringattn::slurm::{cpu_binding, this_binary};
-use ringattn::sweep::{run_local_value, SweepSpec};
-use ringattn::{LayoutChoice, RunSpec};
+use ringattn::slurm::this_binary;
+use ringattn::sweep::SweepSpec;
+use ringattn::RunSpec;
 use ringattn_runtime::sched::ratios::default_cache_path;
 
 use crate::args::cli_error;
+use crate::out::progress_bar;
 use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 use crate::sbatch::PmiArg;
 
@@ -72,8 +62,8 @@ pub struct ScalingArgs {
     #[arg(short = 'n', long, value_delimiter = ',', default_values_t = [8192])]
     pub seq: Vec<usize>,
     /// Layouts, comma separated (fixed ones only: `auto` is not a layout to measure).
-    #[arg(long, value_delimiter = ',', value_parser = fixed_layout(), default_values = ["contiguous", "striped", "zigzag"])]
-    pub layout: Vec<LayoutArg>,
+    #[arg(long, value_delimiter = ',', value_parser = FIXED_LAYOUTS, default_values = FIXED_LAYOUTS)]
+    pub layout: Vec<String>,
     /// Causal mask.
     #[arg(long)]
     pub causal: bool,
@@ -118,26 +108,19 @@ pub struct ScalingArgs {
     pub no_plot: bool,
 }
 
-pub use ringattn::sweep::Combo;
-
-/// `--layout`'s parser: the fixed layouts only (so `--help` does not offer `auto`).
-fn fixed_layout() -> impl clap::builder::TypedValueParser<Value = LayoutArg> {
-    use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(["contiguous", "striped", "zigzag"]).map(|s| {
-        match s.as_str() {
-            "contiguous" => LayoutArg::Contiguous,
-            "striped" => LayoutArg::Striped,
-            _ => LayoutArg::Zigzag,
-        }
-    })
-}
+/// `--layout`'s values: the fixed layouts only (so `--help` does not offer `auto`).
+const FIXED_LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
 
 /// The sweep's plain data (the library's [`SweepSpec`]) from the arguments.
 fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
     Ok(SweepSpec {
         workers: args.workers.clone(),
         seqs: args.seq.clone(),
-        layouts: args.layout.iter().map(|&l| LayoutChoice::from(l)).collect(),
+        layouts: args
+            .layout
+            .iter()
+            .map(|l| l.parse())
+            .collect::<Result<_, _>>()?,
         weak: args.mode == Mode::Weak,
         run: RunSpec {
             heads: Some(args.shape.heads),
@@ -158,13 +141,10 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
 
 /// Runs the sweep.
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
-    let mpi = match args.backend {
-        BenchBackend::Mpi => Some(mpi_sweep(args)?),
-        BenchBackend::Local | BenchBackend::Slurm => None,
-    };
-    let slurm = match args.backend {
-        BenchBackend::Slurm => Some(slurm_sweep(args)?),
-        _ => None,
+    let backend = match args.backend {
+        BenchBackend::Local => SweepBackend::Local,
+        BenchBackend::Mpi => SweepBackend::Mpi(mpi_sweep(args)?),
+        BenchBackend::Slurm => SweepBackend::Slurm(slurm_sweep(args)?),
     };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
         return Err(Error::config(
@@ -173,56 +153,28 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     }
     crate::args::check_threads(Some(args.threads), allowed_cores, false)?;
     let plan = SweepPlan::new(sweep_spec(args)?, &args.out, allowed_cores).map_err(cli_error)?;
-    if plan.unreadable > 0 {
-        eprintln!(
-            "ringattn: note: ignoring {} unreadable line(s) of {} (an interrupted run is redone)",
-            plan.unreadable,
-            plan.results.display()
-        );
+    for line in plan.intro() {
+        eprintln!("{line}");
     }
-    let (all, todo) = (plan.combos.len(), plan.todo.len());
-    eprintln!(
-        "ringattn bench scaling: {all} runs, {} already in {} ({todo} to do)",
-        all - todo,
-        plan.results.display(),
-    );
+    let todo = plan.todo.len();
     let sweep_start = Instant::now();
-    let kv_heads = args.shape.kv_heads();
-    if let Some(sweep) = &slurm {
-        let words: Vec<(&Combo, Vec<String>)> = plan
-            .pending()
-            .into_iter()
-            .map(|(c, _)| (c, run_words(args, c, kv_heads)))
-            .collect();
-        let tell = &mut |l: String| eprintln!("{l}");
-        sweep.run_and_record(&plan.spec, &words, &plan.results, allowed_cores, tell)?;
-    } else {
-        let bar = progress_bar(plan.total_work(allowed_cores));
-        let mut run_one = |combo: &Combo, job: &Job| match &mpi {
-            Some(m) => {
-                let mut words = run_words(args, combo, kv_heads);
-                words.splice(1..1, ["--backend", "mpi", "--json", "-"].map(String::from));
-                m.run(&words, combo)
-            }
-            None => run_local_value(job),
-        };
-        plan.run_each(
-            allowed_cores,
-            &mut run_one,
-            &mut |event| match (event, &bar) {
-                (SweepEvent::Starting(label), Some(b)) => b.set_message(label.to_string()),
-                (SweepEvent::Recorded { line, work }, Some(b)) => {
-                    b.println(line);
-                    b.inc(work);
-                }
-                (SweepEvent::Recorded { line, .. }, None) => eprintln!("{line}"),
-                (SweepEvent::Starting(_), None) => {}
-            },
-        )?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+    let bar = match backend {
+        SweepBackend::Slurm(_) => ProgressBar::hidden(),
+        _ => progress_bar(plan.total_work(allowed_cores).max(1), PROGRESS),
+    };
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(Duration::from_millis(200));
     }
+    let tell = &mut |event: SweepEvent| match event {
+        SweepEvent::Starting(label) => bar.set_message(label.to_string()),
+        SweepEvent::Recorded { line, work } if !bar.is_hidden() => {
+            bar.println(line);
+            bar.inc(work);
+        }
+        SweepEvent::Recorded { line, .. } | SweepEvent::Note(line) => eprintln!("{line}"),
+    };
+    plan.run_on(&backend, allowed_cores, &args.duo.to_words(), tell)?;
+    bar.finish_and_clear();
     if todo > 0 {
         eprintln!(
             "ringattn bench scaling: {todo} runs in {:.1} s",
@@ -238,20 +190,8 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// A progress bar on a terminal (none otherwise) over `total` units of predicted work.
-fn progress_bar(total: u64) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(total.max(1));
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
-}
+/// The progress bar's look.
+const PROGRESS: &str = "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}";
 
 /// What the MPI launch of [`BenchBackend::Mpi`] needs: this binary (it must have MPI) and the
 /// launcher (exit 2 otherwise).
@@ -276,47 +216,11 @@ fn slurm_sweep(args: &ScalingArgs) -> Result<SlurmSweep> {
         }
         _ => this_binary().map_err(cli_error)?,
     };
-    let (bind, note) = cpu_binding(false, false);
+    let pmi = args.slurm_mpi.pmi();
+    let extra = args.sbatch_args.clone();
+    let (sweep, note) = SlurmSweep::new(exe, &args.out, pmi, args.threads, extra);
     if let Some(note) = note {
         eprintln!("ringattn: note: {note}");
     }
-    Ok(SlurmSweep {
-        exe,
-        dir: args.out.join("slurm"),
-        pmi: args.slurm_mpi.pmi(),
-        bind,
-        threads: args.threads,
-        extra: args.sbatch_args.clone(),
-    })
-}
-
-/// The `ringattn run` words of one combination (without backend or report options).
-pub fn run_words(args: &ScalingArgs, c: &Combo, kv_heads: usize) -> Vec<String> {
-    let mut words: Vec<String> = [
-        "run",
-        "--workers",
-        &c.world.to_string(),
-        "--seq",
-        &c.seq.to_string(),
-        "--heads",
-        &args.shape.heads.to_string(),
-        "--kv-heads",
-        &kv_heads.to_string(),
-        "--head-dim",
-        &args.shape.head_dim.to_string(),
-        "--threads",
-        &args.threads.to_string(),
-        "--layout",
-        c.layout,
-        "--dtype",
-        args.dtype.dtype().name(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if args.causal {
-        words.push("--causal".into());
-    }
-    words.extend(args.duo.to_words());
-    words
+    Ok(sweep)
 }
