@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ringattn_runtime::kernel::measure_peak_gflops;
 use ringattn_runtime::{
-    attend_with, AttnState, Dtype, Isa, KvBlock, Mask, Positions, QShard, Result, Synthetic,
+    attend_with, AttnState, Dtype, Error, Isa, KvBlock, Mask, Positions, QShard, Result, Synthetic,
     TileShape,
 };
 use serde::Serialize;
@@ -103,6 +103,75 @@ impl KernelResult {
     }
 }
 
+impl KernelShape {
+    /// `N=.. D=.. T=..[ causal]`: what a progress line says of the shape.
+    pub fn label(&self) -> String {
+        let mask = if self.causal { " causal" } else { "" };
+        format!("N={} D={} T={}{mask}", self.seq, self.dim, self.threads)
+    }
+}
+
+/// Where `bench kernel`'s results go, one per shape: the table or JSON lines for stdout, or
+/// JSON lines in a file, written and flushed as they come (so an interrupted grid keeps what
+/// it measured).
+#[derive(Debug)]
+pub enum KernelSink {
+    /// The human table on stdout (header before the first row).
+    Table {
+        /// Whether the header was given out.
+        header_done: bool,
+    },
+    /// JSON lines on stdout.
+    Stdout,
+    /// JSON lines in the file of this path.
+    File(std::io::BufWriter<std::fs::File>, String),
+}
+
+impl KernelSink {
+    /// The sink of a `json` option: none for the table, `-` for stdout, else a file (created).
+    pub fn open(json: Option<&str>) -> Result<KernelSink> {
+        Ok(match json {
+            None => KernelSink::Table { header_done: false },
+            Some("-") => KernelSink::Stdout,
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(|e| Error::Io {
+                    context: format!("creating {path}"),
+                    source: e,
+                })?;
+                KernelSink::File(std::io::BufWriter::new(file), path.to_string())
+            }
+        })
+    }
+
+    /// Takes one result: writes it to the file, or returns the text for stdout (lines ending
+    /// in a newline: the table's header and row, or the JSON line).
+    pub fn write(&mut self, result: &KernelResult) -> Result<Option<String>> {
+        use std::io::Write as _;
+        let line = serde_json::to_string(result).expect("a result serialises");
+        Ok(match self {
+            KernelSink::Table { header_done } => {
+                let header = if *header_done {
+                    String::new()
+                } else {
+                    KernelResult::table_header() + "\n"
+                };
+                *header_done = true;
+                Some(format!("{header}{}\n", result.table_row()))
+            }
+            KernelSink::Stdout => Some(line + "\n"),
+            KernelSink::File(w, path) => {
+                writeln!(w, "{line}")
+                    .and_then(|()| w.flush())
+                    .map_err(|e| Error::Io {
+                        context: format!("writing {path}"),
+                        source: e,
+                    })?;
+                None
+            }
+        })
+    }
+}
+
 /// The FMA peak of `threads` threads measuring at the same time (GFLOP/s, summed), so a
 /// shape's rate can be read as a fraction of what the same threads can do.
 pub fn parallel_peak(isa: Isa, threads: usize) -> f64 {
@@ -172,4 +241,73 @@ pub fn work(seq: usize, dim: usize, causal: bool) -> u64 {
         (seq * seq) as u64
     };
     (pairs * dim as u64 / 1_000_000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result() -> KernelResult {
+        KernelResult {
+            r#impl: "ringattn",
+            seq: 64,
+            heads: 2,
+            kv_heads: 2,
+            head_dim: 16,
+            causal: true,
+            dtype: "f32",
+            threads: 1,
+            median_s: 0.5,
+            gflops: 2.0,
+            peak_gflops: 4.0,
+            fraction_of_peak: 0.5,
+            isa: "portable",
+            tile: [16, 16],
+            sched: "static",
+        }
+    }
+
+    #[test]
+    fn the_table_has_its_header_once_and_json_lines_are_whole_results() {
+        let mut table = KernelSink::open(None).unwrap();
+        let first = table.write(&result()).unwrap().unwrap();
+        assert_eq!(first.lines().count(), 2, "{first}");
+        assert!(first.starts_with(&KernelResult::table_header()));
+        assert!(first.ends_with("50.0%\n"), "{first}");
+        assert_eq!(table.write(&result()).unwrap().unwrap().lines().count(), 1);
+        let json = KernelSink::open(Some("-")).unwrap().write(&result());
+        let v: serde_json::Value = serde_json::from_str(&json.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (v["seq"].as_u64(), v["impl"].as_str()),
+            (Some(64), Some("ringattn"))
+        );
+    }
+
+    #[test]
+    fn a_file_sink_writes_each_line_as_it_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.jsonl");
+        let mut sink = KernelSink::open(Some(path.to_str().unwrap())).unwrap();
+        assert!(sink.write(&result()).unwrap().is_none());
+        assert!(sink.write(&result()).unwrap().is_none());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        assert!(KernelSink::open(Some("/nonexistent/dir/k.jsonl")).is_err());
+    }
+
+    #[test]
+    fn a_label_names_the_shape() {
+        let shape = KernelShape {
+            isa: Isa::Portable,
+            heads: 1,
+            kv_heads: 1,
+            threads: 2,
+            dim: 64,
+            seq: 128,
+            causal: true,
+            dtype: Dtype::F32,
+            tile: TileShape::default(),
+            repeats: 1,
+        };
+        assert_eq!(shape.label(), "N=128 D=64 T=2 causal");
+    }
 }

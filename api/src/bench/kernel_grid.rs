@@ -93,6 +93,18 @@ impl KernelGrid {
         out
     }
 
+    /// The thread counts to run when none are given: 1 and all `allowed_cores`.
+    pub fn default_threads(allowed_cores: usize) -> Vec<usize> {
+        let mut t = vec![1, allowed_cores.max(1)];
+        t.dedup();
+        t
+    }
+
+    /// Work of the whole grid in progress units (the sum of [`KernelGrid::work`]).
+    pub fn total_work(&self) -> u64 {
+        self.shapes().iter().map(KernelGrid::work).sum()
+    }
+
     /// Work of one shape in progress units (its FLOP count × repeats).
     pub fn work(shape: &KernelShape) -> u64 {
         work(shape.seq, shape.dim, shape.causal) * shape.repeats as u64
@@ -137,6 +149,17 @@ mod tests {
             tile: TileShape::default(),
             repeats: 1,
         }
+    }
+
+    #[test]
+    fn default_threads_are_one_and_all_cores_and_work_adds_up() {
+        assert_eq!(KernelGrid::default_threads(4), [1, 4]);
+        assert_eq!(KernelGrid::default_threads(1), [1]);
+        assert_eq!(KernelGrid::default_threads(0), [1]);
+        let g = grid();
+        let each: u64 = g.shapes().iter().map(KernelGrid::work).sum();
+        assert_eq!(g.total_work(), each);
+        assert!(each >= g.shapes().len() as u64);
     }
 
     #[test]

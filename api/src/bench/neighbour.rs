@@ -44,6 +44,15 @@ impl Neighbour {
             })?;
         Ok(Neighbour { child, cpu })
     }
+
+    /// Starts this program as its own neighbour on `cpu`: `PROGRAM bench sched --spin-on CPU`
+    /// (the command line's hidden option that calls [`spin`]).
+    pub fn start_self(cpu: usize) -> Result<Neighbour> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::config(format!("busy neighbour: cannot find this program: {e}")))?;
+        let args = ["bench", "sched", "--spin-on", &cpu.to_string()].map(String::from);
+        Neighbour::start(cpu, &exe, &args)
+    }
 }
 
 impl Drop for Neighbour {

@@ -1,22 +1,17 @@
-//! `ringattn bench kernel`: the single-node kernel's speed on a grid of shapes, one JSON object
-//! per line, beside the measured FMA peak of the same threads.
-//!
-//! The measurement is [`ringattn::bench::kernel`]; this module maps the arguments to shapes
-//! and prints.
+//! `ringattn bench kernel`: maps the arguments to a grid of shapes
+//! ([`ringattn::bench::kernel_grid`] measures) and prints a table or JSON lines.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use ringattn::bench::kernel::{KernelResult, KernelShape};
+use ringattn::bench::kernel::{KernelResult, KernelShape, KernelSink};
 use ringattn::bench::kernel_grid::KernelGrid;
-use ringattn_runtime::{Error, Result};
+use ringattn_runtime::Result;
 
 use crate::args::cli_error;
-
 use crate::args::isa::IsaArg;
 use crate::cli::DtypeArg;
+use crate::out::progress_bar;
 
 /// Options of `ringattn bench kernel`.
 #[derive(Debug, Args)]
@@ -69,9 +64,7 @@ fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = args.isa.activate()?;
     let threads = if args.threads.is_empty() {
-        let mut t = vec![1, allowed_cores.max(1)];
-        t.dedup();
-        t
+        KernelGrid::default_threads(allowed_cores)
     } else {
         args.threads.clone()
     };
@@ -94,80 +87,24 @@ fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
     Ok(grid)
 }
 
+/// The progress bar's look.
+const PROGRESS: &str = "{bar:30} {percent:>3}% {msg} (about {eta} left)";
+
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
     let grid = grid(args, allowed_cores)?;
     let sched = args.sched.spec()?;
-    let bar = progress_bar(grid.shapes().iter().map(KernelGrid::work).sum());
-    let mut sink = Sink::open(args.json.as_deref())?;
-    let starting = &mut |s: &KernelShape| {
-        let mask = if s.causal { " causal" } else { "" };
-        bar.set_message(format!("N={} D={} T={}{mask}", s.seq, s.dim, s.threads));
-    };
+    let bar = progress_bar(grid.total_work(), PROGRESS);
+    let mut sink = KernelSink::open(args.json.as_deref())?;
+    let starting = &mut |s: &KernelShape| bar.set_message(s.label());
     let on_result = &mut |shape: &KernelShape, r: &KernelResult| {
         bar.inc(KernelGrid::work(shape));
-        sink.write(r)
+        if let Some(text) = sink.write(r)? {
+            out!("{text}");
+        }
+        Ok(())
     };
     grid.run(&sched, starting, on_result).map_err(cli_error)?;
     bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:30} {percent:>3}% {msg} (about {eta} left)")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Where results go: a table on stdout, JSON lines on stdout, or JSON lines in a file (written
-/// as they come, so an interrupted run keeps what it measured).
-enum Sink {
-    Table { header_done: bool },
-    Stdout,
-    File(std::io::BufWriter<std::fs::File>, String),
-}
-
-impl Sink {
-    fn open(json: Option<&str>) -> Result<Sink> {
-        Ok(match json {
-            None => Sink::Table { header_done: false },
-            Some("-") => Sink::Stdout,
-            Some(path) => {
-                let file = std::fs::File::create(path).map_err(|e| Error::Io {
-                    context: format!("creating {path}"),
-                    source: e,
-                })?;
-                Sink::File(std::io::BufWriter::new(file), path.to_string())
-            }
-        })
-    }
-
-    fn write(&mut self, result: &KernelResult) -> Result<()> {
-        use std::io::Write;
-        let line = serde_json::to_string(result).expect("a result serialises");
-        match self {
-            Sink::Table { header_done } => {
-                if !*header_done {
-                    outln!("{}", KernelResult::table_header());
-                    *header_done = true;
-                }
-                outln!("{}", result.table_row());
-            }
-            Sink::Stdout => outln!("{line}"),
-            Sink::File(w, path) => writeln!(w, "{line}")
-                .and_then(|()| w.flush())
-                .map_err(|e| Error::Io {
-                    context: format!("writing {path}"),
-                    source: e,
-                })?,
-        }
-        Ok(())
-    }
 }

@@ -1,18 +1,17 @@
 //! `ringattn bench sched`: the kernel under the hybrid, static and rayon schedulers against
 //! the ideal split ([`ringattn::bench::sched`] measures; this maps options and prints).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use ringattn::bench::neighbour::{spin, Neighbour};
 use ringattn::bench::sched::SchedBenchSpec;
+use ringattn::io::write_json;
 use ringattn_runtime::{Error, Result};
 
-use ringattn::io::write_json;
-
 use crate::args::cli_error;
+use crate::args::sched::parse_bounded_slow_cores;
+use crate::out::progress_bar;
 
 /// Options of `ringattn bench sched`.
 #[derive(Debug, Args)]
@@ -57,6 +56,9 @@ pub struct SchedBenchArgs {
     pub json: Option<String>,
 }
 
+/// The progress bar's look.
+const PROGRESS: &str = "{bar:30} {pos}/{len} {msg} (about {eta} left)";
+
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
@@ -64,10 +66,8 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
         spin(cpu);
     }
     let threads = args.threads.unwrap_or(allowed_cores.max(1));
-    let slow = match &args.slow_cores {
-        Some(s) => crate::args::sched::parse_bounded_slow_cores(s)?,
-        None => Vec::new(),
-    };
+    let slow = args.slow_cores.as_deref().map(parse_bounded_slow_cores);
+    let slow = slow.transpose()?.unwrap_or_default();
     let cores = ringattn::bench::kernel::pinned_cores(threads);
     if cores.is_empty() && threads > 0 {
         return Err(Error::config(format!(
@@ -90,7 +90,7 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
     // Started before the single-core timings, so the ideal time includes it; stopped on drop.
     let neighbour = neighbour(args.busy_neighbour.as_deref(), &spec.cores)?;
     spec.busy_neighbour = neighbour.as_ref().map(|n| n.cpu);
-    let bar = bar(spec.steps());
+    let bar = progress_bar(spec.steps() as u64, PROGRESS);
     let result = spec
         .run(&mut |message| {
             bar.set_message(message.to_string());
@@ -120,20 +120,5 @@ fn neighbour(arg: Option<&str>, cores: &[usize]) -> Result<Option<Neighbour>> {
             ))
         })?,
     };
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::config(format!("busy neighbour: cannot find this program: {e}")))?;
-    let args = ["bench", "sched", "--spin-on", &cpu.to_string()].map(String::from);
-    Neighbour::start(cpu, &exe, &args).map(Some)
-}
-
-fn bar(len: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (about {eta} left)")
-    {
-        bar.set_style(style);
-    }
-    bar
+    Neighbour::start_self(cpu).map(Some)
 }
