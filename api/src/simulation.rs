@@ -64,6 +64,59 @@ pub fn simulate_layouts(
     Ok((results, chosen))
 }
 
+/// A prediction: every simulated layout, the chosen one and why, and how long it took.
+#[derive(Debug)]
+pub struct Prediction {
+    /// Every simulated layout, in the order of [`LayoutKind::ALL`].
+    pub results: Vec<(SimConfig, Simulation)>,
+    /// Index of the chosen layout in `results`.
+    pub chosen: usize,
+    /// Why that layout: [`TIE_RULE`], or that it was the one asked for.
+    pub reason: &'static str,
+    /// Seconds the simulation took.
+    pub elapsed_s: f64,
+}
+
+/// Simulates `base` with the layout `choice` (every layout for `auto`, the fastest chosen by
+/// [`TIE_RULE`]), plain or under the DuoAttention `duo` plan.
+pub fn predict(
+    base: &SimConfig,
+    choice: crate::LayoutChoice,
+    duo: Option<&DuoPlan>,
+) -> Result<Prediction> {
+    let kinds = choice
+        .fixed()
+        .map_or(LayoutKind::ALL.to_vec(), |kind| vec![kind]);
+    let start = std::time::Instant::now();
+    let (results, chosen) = simulate_layouts(base, &kinds, duo)?;
+    let reason = if results.len() > 1 {
+        TIE_RULE
+    } else {
+        "requested with --layout"
+    };
+    let elapsed_s = start.elapsed().as_secs_f64();
+    Ok(Prediction {
+        results,
+        chosen,
+        reason,
+        elapsed_s,
+    })
+}
+
+impl Prediction {
+    /// The prediction as JSON or text, its rate from `rate_source`, under the `duo` plan.
+    pub fn output<'a>(&'a self, rate_source: &'a str, duo: Option<&'a DuoPlan>) -> SimOutput<'a> {
+        SimOutput {
+            results: &self.results,
+            chosen: self.chosen,
+            reason: self.reason,
+            rate_source,
+            elapsed_s: self.elapsed_s,
+            duo,
+        }
+    }
+}
+
 /// One `simulate` call's result: the simulated layouts and the chosen one, as the JSON
 /// prediction contract ([`SimOutput::json`]) or a text summary ([`SimOutput::summary`]).
 pub struct SimOutput<'a> {
@@ -223,5 +276,48 @@ impl SimOutput<'_> {
         }
         let _ = writeln!(s, "  (simulated in {:.3} s)", self.elapsed_s);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LayoutChoice;
+
+    fn base() -> SimConfig {
+        SimConfig {
+            world: 4,
+            seq: 4096,
+            heads: 2,
+            kv_heads: 2,
+            head_dim: 64,
+            dtype: ringattn_runtime::Dtype::F32,
+            mask: Mask::Causal,
+            layout: LayoutKind::Contiguous,
+            tile: ringattn_runtime::TileShape::default(),
+            gflops_per_rank: DEFAULT_GFLOPS,
+            partial_cost: PARTIAL_TILE_COST,
+            threads_per_rank: 1,
+            cores: None,
+            all_busy_speed: 1.0,
+            link_gbps: 100.0,
+            latency_us: 2.0,
+        }
+    }
+
+    #[test]
+    fn auto_simulates_every_layout_and_a_fixed_one_only_itself() {
+        let all = predict(&base(), LayoutChoice::Auto, None).unwrap();
+        assert_eq!(all.results.len(), LayoutKind::ALL.len());
+        assert_eq!(all.reason, TIE_RULE);
+        let walls: Vec<f64> = all.results.iter().map(|r| r.1.predicted_wall_s).collect();
+        assert_eq!(Some(all.chosen), earliest_within_tie(&walls));
+        let one = predict(&base(), LayoutChoice::Zigzag, None).unwrap();
+        assert_eq!((one.results.len(), one.chosen), (1, 0));
+        assert_eq!(one.results[0].0.layout, LayoutKind::Zigzag);
+        assert_eq!(one.reason, "requested with --layout");
+        let out = one.output("given", None);
+        assert_eq!(out.json()["gflops_source"], "given");
+        assert_eq!(out.json()["layout_reason"], one.reason);
     }
 }

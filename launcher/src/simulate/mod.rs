@@ -2,14 +2,14 @@
 //! line, with an optional calibration of this machine's kernel speed.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
-use ringattn::simulation::{rank_rate, simulate_layouts, SimOutput, TIE_RULE};
+use ringattn::simulation::{predict, rank_rate};
 use ringattn_runtime::{Error, Mask, Result, TileShape};
 use ringattn_striped::{LayoutKind, SimConfig};
 
 use crate::cli::{DtypeArg, LayoutArg};
+use crate::run::spec::flag_error;
 use ringattn_striped::calibrate::{RankRate, RateProbe};
 
 /// Options of `ringattn simulate`.
@@ -85,9 +85,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         return Err(Error::config("--threads must be at least 1"));
     }
     if args.duo.enabled() && !args.causal {
-        return Err(Error::config(
-            "--duo/--retrieval-ratio need --causal (DuoAttention's streaming heads are causal)",
-        ));
+        return Err(flag_error(ringattn::ApiError::DuoNeedsCausal));
     }
     let duo = args.duo.plan(args.shape.kv_heads())?;
     let rate = rate(args, tile)?;
@@ -98,11 +96,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         kv_heads: args.shape.kv_heads(),
         head_dim: args.shape.head_dim,
         dtype: args.dtype.dtype(),
-        mask: if args.causal {
-            Mask::Causal
-        } else {
-            Mask::None
-        },
+        mask: Mask::span(args.causal, None, None),
         layout: LayoutKind::Contiguous,
         tile,
         gflops_per_rank: rate.gflops,
@@ -113,29 +107,8 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
-    let kinds: Vec<LayoutKind> = match ringattn::LayoutChoice::from(args.layout).fixed() {
-        Some(kind) => vec![kind],
-        None => LayoutKind::ALL.to_vec(),
-    };
-    if kinds.is_empty() {
-        return Err(Error::config("no layout to simulate"));
-    }
-    let start = Instant::now();
-    let (results, chosen) = simulate_layouts(&base, &kinds, duo.as_ref())?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let reason = if results.len() > 1 {
-        TIE_RULE
-    } else {
-        "requested with --layout"
-    };
-    let out = SimOutput {
-        results: &results,
-        chosen,
-        reason,
-        rate_source: &rate.source,
-        elapsed_s: elapsed,
-        duo: duo.as_ref(),
-    };
+    let prediction = predict(&base, args.layout.into(), duo.as_ref())?;
+    let out = prediction.output(&rate.source, duo.as_ref());
     crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -150,17 +123,14 @@ fn rate(args: &SimulateArgs, tile: TileShape) -> Result<RankRate> {
             "--workers, --head-dim, --tile-q and --tile-k must be at least 1",
         ));
     }
-    let cores = args.cores.unwrap_or(ringattn::allowed_cores());
-    rank_rate(
-        None,
-        Some(&RateProbe {
-            head_dim: args.shape.head_dim,
-            seq: args.seq,
-            workers: args.workers,
-            threads: args.threads,
-            cores,
-            one_node: args.cores.is_some(),
-            tile,
-        }),
-    )
+    let probe = RateProbe {
+        head_dim: args.shape.head_dim,
+        seq: args.seq,
+        workers: args.workers,
+        threads: args.threads,
+        cores: args.cores.unwrap_or(ringattn::allowed_cores()),
+        one_node: args.cores.is_some(),
+        tile,
+    };
+    rank_rate(None, Some(&probe))
 }
