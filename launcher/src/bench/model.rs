@@ -116,20 +116,19 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
     })?;
     spec.corpus = corpus(args.prompt_file.as_deref(), Path::new(""))?;
     let model = Model::load(&model_path, spec.weights).map_err(cli_error)?;
-    let llama = if args.llamacpp {
-        let script = args.llamacpp_script.clone();
-        match LlamaCpp::detect(args.python.clone(), script, model_path, allowed_cores) {
-            Ok(l) => Some(l),
-            Err(why) => {
-                eprintln!("ringattn: llama.cpp skipped: {why}");
-                None
-            }
-        }
-    } else {
-        None
+    let script = args.llamacpp_script.clone();
+    let llama = match args.llamacpp {
+        true => LlamaCpp::detect(args.python.clone(), script, model_path, allowed_cores)
+            .map_err(|why| eprintln!("ringattn: llama.cpp skipped: {why}"))
+            .ok(),
+        false => None,
     };
     let mpi = match args.backend {
-        ModelBackend::Mpi => Some(mpi_runner()?),
+        ModelBackend::Mpi if !MPI_BUILT => {
+            let why = format!("bench model --backend mpi: {HOW_TO_BUILD_MPI}");
+            return Err(Error::config(why));
+        }
+        ModelBackend::Mpi => Some(MpiCaseRunner::new(ringattn::launch::current_exe()?)?),
         ModelBackend::Local => None,
     };
     let mut run_case = |case: &Case, g: &GenerateSpec| -> ringattn_model::Result<CaseResult> {
@@ -146,24 +145,9 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         args.out.display()
     );
     if !args.no_plot {
-        let (values, _) = ringattn::results::read_results(&args.out.join("results.jsonl"))?;
-        for p in ringattn_model::bench::plot::render(&args.out, &values).map_err(cli_error)? {
+        for p in ringattn_model::bench::plot::render_dir(&args.out).map_err(cli_error)? {
             crate::outln!("wrote {}", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--backend mpi`: the case runner, once this binary is known to have the MPI backend.
-fn mpi_runner() -> Result<MpiCaseRunner> {
-    if !MPI_BUILT {
-        return Err(Error::config(format!(
-            "bench model --backend mpi: {HOW_TO_BUILD_MPI}"
-        )));
-    }
-    let exe = std::env::current_exe().map_err(|e| Error::Io {
-        context: "finding the ringattn binary".into(),
-        source: e,
-    })?;
-    MpiCaseRunner::new(exe)
 }

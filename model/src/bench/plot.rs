@@ -134,6 +134,14 @@ fn panel<DB: DrawingBackend>(
         .map_err(e)
 }
 
+/// Draws both files from the lines of `DIR/results.jsonl` (unreadable ones skipped) into
+/// `dir`; returns them (none for no data).
+pub fn render_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let results = dir.join(ringattn::results::RESULTS_FILE);
+    let (values, _) = ringattn::results::read_results(&results)?;
+    render(dir, &values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +165,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(render(dir.path(), &v).unwrap().len(), 2);
         assert!(render(dir.path(), &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn render_dir_draws_what_results_jsonl_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(render_dir(dir.path()).unwrap().is_empty());
+        let line = json!({"tool": "ringattn", "context": 1024, "workers": 1, "layout": "striped",
+                          "threads_per_rank": 1, "prefill_tokens_per_s": 20.0});
+        std::fs::write(
+            dir.path().join("results.jsonl"),
+            format!("{line}\nnot json\n"),
+        )
+        .unwrap();
+        let written = render_dir(dir.path()).unwrap();
+        assert_eq!(written.len(), 2);
+        assert!(written.iter().all(|p| p.is_file()), "{written:?}");
     }
 }
