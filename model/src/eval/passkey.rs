@@ -101,6 +101,22 @@ impl TrialResult {
     }
 }
 
+impl TrialResult {
+    /// The trial as one progress line, `n` of `total` (what `eval passkey` prints on stderr).
+    pub fn progress_line(&self, n: usize, total: usize) -> String {
+        format!(
+            "passkey {n}/{total}: {} sparsity {} context {} depth {} trial {}: {} ({:?})",
+            self.selection,
+            self.sparsity,
+            self.context,
+            self.depth,
+            self.trial,
+            if self.correct == 1 { "correct" } else { "wrong" },
+            self.answer.trim()
+        )
+    }
+}
+
 fn key(sel: &str, s: f64, c: usize, d: f64, t: usize) -> String {
     format!("{sel}|{s:.4}|{c}|{d:.4}|{t}")
 }
@@ -144,6 +160,12 @@ pub fn check(spec: &PasskeySpec, model_context: usize) -> Result<()> {
         return Err(invalid(
             "context",
             format!("{c} is outside 64..={model_context} (the model's trained context)"),
+        ));
+    }
+    if spec.threads_per_rank == 0 || spec.recent == Some(0) {
+        return Err(invalid(
+            "threads",
+            "threads per rank and the recent window must be at least 1".into(),
         ));
     }
     if spec.trials == 0 || spec.world == 0 || spec.max_tokens == 0 {
