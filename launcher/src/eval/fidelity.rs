@@ -69,10 +69,7 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         ));
     }
     let spec = spec_of(args)?;
-    let text = std::fs::read_to_string(&args.prompt_file).map_err(|e| Error::BadInput {
-        path: args.prompt_file.display().to_string(),
-        reason: format!("cannot read the prompt: {e}"),
-    })?;
+    let text = ringattn::io::read_text(&args.prompt_file, "the prompt")?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
     let flags = |e| flag_error(cli_error(e));

@@ -109,10 +109,7 @@ impl GenerateArgs {
     fn spec(&self, world: usize) -> Result<GenerateSpec> {
         let prompt = match (&self.prompt, &self.prompt_file) {
             (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::BadInput {
-                path: f.display().to_string(),
-                reason: format!("cannot read the prompt: {e}"),
-            })?,
+            (None, Some(f)) => ringattn::io::read_text(f, "the prompt")?,
             (None, None) => return Err(Error::config("give --prompt or --prompt-file")),
         };
         let model = self.model.clone().unwrap_or_else(default_model_path);
