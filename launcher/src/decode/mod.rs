@@ -82,7 +82,8 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
         Backend::Local => {
             decode.check_counts(args.prefill).map_err(cli_error)?;
             let memory = MemoryCheck::LOCAL.decoding(args.steps);
-            let job = ringattn::prepare_local_with(&args.run_spec()?, memory).map_err(flag_error)?;
+            let job =
+                ringattn::prepare_local_with(&args.run_spec()?, memory).map_err(flag_error)?;
             let gathered =
                 ringattn::local::run_local_with(&job, |comm, job| decode_rank(comm, job, &decode))?;
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)

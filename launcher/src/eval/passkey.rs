@@ -148,26 +148,21 @@ mod mpi {
     //! One rank per process: every rank walks the grid; rank 0 writes and plots.
 
     use super::*;
-    use ringattn_model::generate_rank;
+    use ringattn_model::eval::passkey::run_passkey_rank;
     use ringattn_runtime::Comm;
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
         let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
-        let mut spec = args.spec(comm.size())?;
-        spec.pin = false;
-        spec.threads_per_rank = threads;
+        let spec = PasskeySpec {
+            threads_per_rank: threads,
+            ..args.spec(comm.size())?
+        };
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-        let root = comm.rank() == 0;
-        let mut runner =
-            |g: &ringattn_model::GenerateSpec| generate_rank(&model, g, &mut comm, &mut |_, _| {});
-        let mut quiet = |_: &TrialResult, _: usize, _: usize| {};
-        let on_trial: &mut dyn FnMut(&TrialResult, usize, usize) =
-            if root { &mut progress } else { &mut quiet };
-        run_passkey(&model, &path, &spec, &mut runner, root, on_trial)
+        run_passkey_rank(&model, &path, &spec, &mut comm, &mut progress)
             .map_err(|e| flag_error(cli_error(e)))?;
-        if root {
+        if comm.rank() == 0 {
             report(&args.out)
         } else {
             Ok(ExitCode::SUCCESS)

@@ -152,9 +152,10 @@ pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
         Backend::Local => {
             let spec = args.spec(args.workers.unwrap_or(1))?;
             let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
-            let report =
-                ringattn_model::generate_with(&model, &spec, &mut |_, piece| crate::out!("{piece}"))
-                    .map_err(cli_error)?;
+            let report = ringattn_model::generate_with(&model, &spec, &mut |_, piece| {
+                crate::out!("{piece}")
+            })
+            .map_err(cli_error)?;
             finish(args, &report)
         }
         #[cfg(feature = "mpi")]

@@ -335,16 +335,37 @@ mod top_tests {
             threads: 1,
         };
         assert!(spec.check().is_err(), "5 < 2 × (1 + 2) is too short");
-        let long = CalibrateSpec { context: 6, sink: 1, recent: 2, ..spec.clone() };
+        let long = CalibrateSpec {
+            context: 6,
+            sink: 1,
+            recent: 2,
+            ..spec.clone()
+        };
         assert!(long.check().is_ok());
         for bad in [
-            CalibrateSpec { threads: 0, ..long.clone() },
-            CalibrateSpec { samples: 0, ..long.clone() },
-            CalibrateSpec { recent: 0, ..long.clone() },
+            CalibrateSpec {
+                threads: 0,
+                ..long.clone()
+            },
+            CalibrateSpec {
+                samples: 0,
+                ..long.clone()
+            },
+            CalibrateSpec {
+                recent: 0,
+                ..long.clone()
+            },
         ] {
             assert!(bad.check().unwrap_err().to_string().contains("at least 1"));
         }
-        let huge = CalibrateSpec { sink: usize::MAX, ..long };
-        assert!(huge.check().unwrap_err().to_string().starts_with("context:"));
+        let huge = CalibrateSpec {
+            sink: usize::MAX,
+            ..long
+        };
+        assert!(huge
+            .check()
+            .unwrap_err()
+            .to_string()
+            .starts_with("context:"));
     }
 }

@@ -225,7 +225,8 @@ impl FidelityRow {
 
 /// The rows as a text table, a header line and one line per row, each ending in a newline.
 pub fn table(rows: &[FidelityRow]) -> String {
-    let mut t = String::from("selection     sparsity  prompt  KL mean   KL max  top-1  identical\n");
+    let mut t =
+        String::from("selection     sparsity  prompt  KL mean   KL max  top-1  identical\n");
     for r in rows {
         t += &format!(
             "{:<13} {:>8.2}  {:>6}  {:>7.4}  {:>7.3}  {:>5.3}  {}/{}\n",
@@ -252,7 +253,11 @@ pub fn fit_prompt(
     continuation: usize,
 ) -> Result<String> {
     let c = model.weights.config.context;
-    let prompt = truncate_text(model, text, context.unwrap_or(c.saturating_sub(continuation)))?;
+    let prompt = truncate_text(
+        model,
+        text,
+        context.unwrap_or(c.saturating_sub(continuation)),
+    )?;
     if prompt.trim().is_empty() {
         return Err(ModelError::Invalid {
             field: "prompt_file",
