@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use ringattn_model::calibrate::{calibrate, write_pattern, CalibrateSpec, Method};
-use ringattn_model::{default_model_path, Model, WeightFormat};
+use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use crate::generate::cli_error;
@@ -73,7 +73,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
             .threads
             .unwrap_or_else(|| ringattn::allowed_cores().max(1)),
     };
-    spec.check().map_err(|e| flag_error(cli_error(e)))?;
+    spec.check().map_err(flag_error)?;
     // Refuse an unwritable --out before the calibration, not after it.
     std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
         path: args.out.display().to_string(),
@@ -81,8 +81,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     })?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let cal = calibrate(&model, &spec, &mut |line| eprintln!("calibrate: {line}"))
-        .map_err(|e| flag_error(cli_error(e)))?;
+    let cal =
+        calibrate(&model, &spec, &mut |line| eprintln!("calibrate: {line}")).map_err(flag_error)?;
     let name = path
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().into_owned());
@@ -92,9 +92,9 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The library's field names as this command's flags.
-fn flag_error(e: Error) -> Error {
-    match e {
+/// A model error as the CLI's, the library's field names as this command's flags.
+fn flag_error(e: ModelError) -> Error {
+    match cli_error(e) {
         Error::InvalidConfig(m) => {
             let field = m.split(':').next().unwrap_or_default();
             if ["threads", "samples", "context", "recent"].contains(&field) {

@@ -72,14 +72,13 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     let text = ringattn::io::read_text(&args.prompt_file, "the prompt")?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let flags = |e| flag_error(cli_error(e));
-    let prompt = fit_prompt(&model, &text, args.context, args.continuation).map_err(flags)?;
+    let prompt = fit_prompt(&model, &text, args.context, args.continuation).map_err(flag_error)?;
     let mut log = JsonlLog::open(&args.out, "fidelity.jsonl")?;
     let mut on_row = |r: &FidelityRow| {
         eprintln!("{}", r.progress_line());
         log.push(r);
     };
-    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row).map_err(flags)?;
+    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row).map_err(flag_error)?;
     log.finish()?;
     crate::out!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
@@ -87,15 +86,14 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
 
 /// The library's spec of the options (lists parsed, flags named in errors).
 fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
-    let flags = |e| flag_error(cli_error(e));
     let mut heads: Vec<Heads> = args.duo.iter().cloned().map(Heads::Calibrated).collect();
     if let Some(seeds) = &args.random_heads {
-        let seeds = parse_list("random_heads", seeds, |s| s.parse().ok()).map_err(flags)?;
+        let seeds = parse_list("random_heads", seeds, |s| s.parse().ok()).map_err(flag_error)?;
         heads.extend(seeds.into_iter().map(Heads::Random));
     }
     let spec = FidelitySpec {
         heads,
-        sparsities: parse_list("sparsity", &args.sparsity, parse_fraction).map_err(flags)?,
+        sparsities: parse_list("sparsity", &args.sparsity, parse_fraction).map_err(flag_error)?,
         last_k: args.last,
         continuation: args.continuation,
         threads: args.threads.unwrap_or_else(ringattn::allowed_cores).max(1),
@@ -103,6 +101,6 @@ fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
         recent: args.recent,
         out: args.out.clone(),
     };
-    spec.check().map_err(flags)?;
+    spec.check().map_err(flag_error)?;
     Ok(spec)
 }

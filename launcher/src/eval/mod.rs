@@ -8,7 +8,10 @@ mod passkey;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use ringattn_model::ModelError;
 use ringattn_runtime::{Error, Result};
+
+use crate::generate::cli_error;
 
 /// Options of `ringattn eval`.
 #[derive(Debug, Args)]
@@ -35,9 +38,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
     }
 }
 
-/// The library's field names as the eval commands' flags.
-pub(crate) fn flag_error(e: Error) -> Error {
-    match e {
+/// A model error as the CLI's ([`cli_error`]), the library's field names as the eval
+/// commands' flags.
+pub(crate) fn flag_error(e: ModelError) -> Error {
+    match cli_error(e) {
         Error::InvalidConfig(m) => {
             let mut m = m;
             for (field, flag) in [

@@ -80,21 +80,19 @@ impl PasskeyArgs {
             (None, Some(seed)) => Heads::Random(seed),
             (None, None) => Heads::Full,
         };
-        let list = |field, text, parse: fn(&str) -> Option<f64>| {
-            parse_list(field, text, parse).map_err(|e| flag_error(cli_error(e)))
-        };
-        let sparsities = list("sparsity", &self.sparsity, parse_fraction)?;
+        let sparsities =
+            parse_list("sparsity", &self.sparsity, parse_fraction).map_err(flag_error)?;
         if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {
             return Err(Error::config(
                 "--sparsity above 0 needs --duo DIR (calibrated heads) or --random-heads SEED",
             ));
         }
-        let contexts = parse_list("context", &self.context, |s| s.parse().ok());
         Ok(PasskeySpec {
             heads,
             sparsities,
-            contexts: contexts.map_err(|e| flag_error(cli_error(e)))?,
-            depths: list("depth", &self.depth, parse_fraction)?,
+            contexts: parse_list("context", &self.context, |s| s.parse().ok())
+                .map_err(flag_error)?,
+            depths: parse_list("depth", &self.depth, parse_fraction).map_err(flag_error)?,
             trials: self.trials,
             seed: self.seed,
             world,
@@ -119,7 +117,7 @@ pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
             let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
             let mut runner = local_runner(&model);
             run_passkey(&model, &path, &spec, &mut runner, true, &mut progress)
-                .map_err(|e| flag_error(cli_error(e)))?;
+                .map_err(flag_error)?;
             report(&args.out)
         }
         #[cfg(feature = "mpi")]
@@ -160,8 +158,7 @@ mod mpi {
         };
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-        run_passkey_rank(&model, &path, &spec, &mut comm, &mut progress)
-            .map_err(|e| flag_error(cli_error(e)))?;
+        run_passkey_rank(&model, &path, &spec, &mut comm, &mut progress).map_err(flag_error)?;
         if comm.rank() == 0 {
             report(&args.out)
         } else {
