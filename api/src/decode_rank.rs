@@ -14,6 +14,7 @@ use ringattn_runtime::{Comm, Mask, Positions, Result, RowSource, Scheduler, Tens
 use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckResult, Tolerance};
+use crate::error::ApiError;
 use crate::job::{Input, Job};
 use crate::rank::{gather_to_root, kernel_sched};
 use crate::spec::CheckRows;
@@ -28,6 +29,23 @@ pub struct DecodeJob {
     /// Verify decoded rows against the reference: [`CheckRows::Auto`] every decoded row of
     /// the rank, [`CheckRows::Rows`] that many evenly spaced ones (all when fewer).
     pub check: Option<CheckRows>,
+}
+
+impl DecodeJob {
+    /// Checks what the prefill's [`Job`] does not know about: at least one prefill token
+    /// (`prefill`), one decode step (`steps`) and, when a number is given, one checked row
+    /// (`check`).
+    pub fn check_counts(&self, prefill: usize) -> std::result::Result<(), ApiError> {
+        let zero = [
+            ("prefill", prefill == 0),
+            ("steps", self.steps == 0),
+            ("check", self.check == Some(CheckRows::Rows(0))),
+        ];
+        match zero.into_iter().find(|&(_, is_zero)| is_zero) {
+            Some((field, _)) => Err(ApiError::Zero { field }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Everything a rank reports to the root.
@@ -272,4 +290,27 @@ pub fn check_rows(
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_counts_are_refused_by_field() {
+        let job = |steps, check| DecodeJob {
+            steps,
+            duo: None,
+            check,
+        };
+        assert!(job(1, None).check_counts(1).is_ok());
+        assert!(job(1, Some(CheckRows::Auto)).check_counts(1).is_ok());
+        for (j, prefill, field) in [
+            (job(1, None), 0, "prefill"),
+            (job(0, None), 1, "steps"),
+            (job(1, Some(CheckRows::Rows(0))), 1, "check"),
+        ] {
+            assert_eq!(j.check_counts(prefill).unwrap_err().field(), Some(field));
+        }
+    }
 }

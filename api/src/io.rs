@@ -23,6 +23,15 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     result
 }
 
+/// The text of the file at `path`; a failure is a bad input naming the file and saying it
+/// could not read `what` (`the prompt`: "cannot read the prompt: ...").
+pub fn read_text(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::BadInput {
+        path: path.display().to_string(),
+        reason: format!("cannot read {what}: {e}"),
+    })
+}
+
 /// Writes `value` as JSON to `path` atomically (pretty-printed), or to stdout for `-` (one
 /// line, so repeated runs append cleanly to a JSON-lines file).
 pub fn write_json<T: serde::Serialize>(path: &str, value: &T) -> Result<()> {
@@ -73,4 +82,26 @@ pub fn check_writable(path: &Path) -> Result<()> {
         })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_a_missing_file_names_it_and_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.txt"), "hi").unwrap();
+        assert_eq!(
+            read_text(&dir.path().join("p.txt"), "the prompt").unwrap(),
+            "hi"
+        );
+        let e = read_text(&dir.path().join("none"), "the prompt").unwrap_err();
+        assert!(e.is_user_error(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("none") && text.contains("cannot read the prompt"),
+            "{text}"
+        );
+    }
 }

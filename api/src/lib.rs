@@ -55,7 +55,9 @@ pub use dist_cache::DistKvCache;
 pub use error::ApiError;
 pub use layer::{executor_for, LayerAttention, LayerOutput, LayerSpec};
 pub use layout::LayoutChoice;
-pub use run::{allowed_cores, prepare_local, run_local, run_rank, RankOutput, RunOutput};
+pub use run::{
+    allowed_cores, prepare_local, prepare_local_with, run_local, run_rank, RankOutput, RunOutput,
+};
 pub use spec::{CheckRows, DocsSpec, DuoSpec, FaultSpec, RunSpec};
 pub use workers::run_threads;
 

@@ -43,7 +43,13 @@ pub fn allowed_cores() -> usize {
 /// (pinned when `spec.pin` and they fit; a warning on stderr when `spec.threads` was given and
 /// they do not).
 pub fn prepare_local(spec: &RunSpec) -> Result<Job, ApiError> {
-    let mut job = Job::from_spec_checked(spec, allowed_cores(), MemoryCheck::LOCAL)?;
+    prepare_local_with(spec, MemoryCheck::LOCAL)
+}
+
+/// [`prepare_local`] with the memory check of a job that holds more than the prefill
+/// (decode: [`MemoryCheck::decoding`]).
+pub fn prepare_local_with(spec: &RunSpec, memory: MemoryCheck) -> Result<Job, ApiError> {
+    let mut job = Job::from_spec_checked(spec, allowed_cores(), memory)?;
     job.cores = plan_local(job.world, job.threads, spec.threads.is_some(), spec.pin).cores;
     Ok(job)
 }

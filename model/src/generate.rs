@@ -143,6 +143,26 @@ pub struct GenerateReport {
     pub prompt_logits: Vec<f32>,
 }
 
+impl GenerateReport {
+    /// The one-line summary `ringattn generate` prints on stderr without `--json`: prompt and
+    /// generated tokens with their rates, attention and matmul seconds, world × layout.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} prompt tokens: prefill {:.2} s ({:.1} tok/s), {} generated: {:.1} tok/s; \
+             attention {:.2} s, matmul {:.2} s; {} × {}",
+            self.prompt_tokens,
+            self.prefill_s,
+            self.prefill_tokens_per_s,
+            self.generated_tokens,
+            self.decode_tokens_per_s,
+            self.attention_s,
+            self.matmul_s,
+            self.world,
+            self.layout,
+        )
+    }
+}
+
 /// The prompt's ids after the chat template, checked against the model and world.
 pub fn prompt_ids(model: &Model, spec: &GenerateSpec, world: usize) -> Result<Vec<u32>> {
     let text = if spec.chat {
@@ -424,4 +444,30 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_rates_times_and_the_world() {
+        let r = GenerateReport {
+            world: 2,
+            layout: "striped".into(),
+            prompt_tokens: 100,
+            generated_tokens: 8,
+            prefill_s: 0.5,
+            prefill_tokens_per_s: 200.0,
+            decode_tokens_per_s: 12.34,
+            attention_s: 0.25,
+            matmul_s: 1.0,
+            ..GenerateReport::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "100 prompt tokens: prefill 0.50 s (200.0 tok/s), 8 generated: 12.3 tok/s; \
+             attention 0.25 s, matmul 1.00 s; 2 × striped"
+        );
+    }
 }

@@ -163,3 +163,54 @@ fn a_killed_grid_resumes_without_repeating_trials() {
     assert_eq!(load_results(&file).unwrap().len(), 8);
     assert_eq!(runs, 9);
 }
+
+#[test]
+fn a_ring_of_ranks_walks_the_grid_and_only_rank_0_writes_and_reports() {
+    use ringattn_model::eval::passkey::run_passkey_rank;
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PasskeySpec {
+        heads: Heads::Full,
+        sparsities: vec![0.0],
+        contexts: vec![128],
+        depths: vec![0.5],
+        trials: 1,
+        seed: 3,
+        world: 2,
+        threads_per_rank: 1,
+        sink: None,
+        recent: None,
+        out: dir.path().to_path_buf(),
+        max_tokens: 4,
+        pin: false,
+    };
+    let path = default_model_path();
+    let ranks: Vec<(usize, Vec<_>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ringattn_runtime::local::local_world(2)
+            .into_iter()
+            .map(|mut comm| {
+                let (spec, path) = (&spec, &path);
+                s.spawn(move || {
+                    let mut seen = 0;
+                    let rank = ringattn_runtime::Comm::rank(&comm);
+                    let r =
+                        run_passkey_rank(model, path, spec, &mut comm, &mut |_, _, _| seen += 1)
+                            .unwrap();
+                    (rank, r, seen)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let root = ranks.iter().find(|r| r.0 == 0).unwrap();
+    let other = ranks.iter().find(|r| r.0 == 1).unwrap();
+    assert_eq!(
+        (root.1.len(), root.2),
+        (1, 1),
+        "rank 0 ran and reported the trial"
+    );
+    assert_eq!(other.2, 0, "rank 1 reports nothing");
+    assert_eq!(root.1[0].world, 2);
+    let lines = std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "one line, written once: {lines}");
+}

@@ -4,6 +4,8 @@
 //! arrays of the scaling sweep ([`array`](mod@array)).
 
 pub mod array;
+mod origin;
+pub use origin::DEFAULT_JOB_NAME;
 pub mod submit;
 
 use crate::error::{nonzero, ApiError};

@@ -1,13 +1,9 @@
 //! DuoAttention options shared by the commands that run attention (`run`, `decode`): flatten
 //! [`DuoArgs`] into a command's arguments and call [`DuoArgs::plan`] with the model's KV heads.
-//!
-//! `ringattn duo inspect` takes the pattern as a positional argument and reuses
-//! the library's [`selection_of`] for `--sparsity` / `--threshold`.
 
 use std::path::PathBuf;
 
 use clap::Args;
-pub use ringattn::spec::selection_of;
 use ringattn::DuoSpec;
 use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Error, Result};

@@ -1,7 +1,5 @@
-//! The options `run` and `decode` share (flattened into both): backend, workers, head shape,
-//! layout, storage type, threads and pinning, seed, report, scheduler, micro-kernels and
-//! DuoAttention, with their mapping to the library's [`RunSpec`] and the checks both make
-//! before any compute.
+//! The options `run` and `decode` share (flattened into both), their mapping to the library's
+//! [`RunSpec`] and the checks both make before any compute.
 
 use clap::Args;
 use ringattn::RunSpec;
@@ -96,17 +94,12 @@ impl JobArgs {
     /// Prints the report where `--json` says: the JSON on stdout for `-` (no summary), else
     /// the JSON to the file (if given) and the human `summary` on stdout.
     pub fn emit(&self, write_json: impl Fn(&str) -> Result<()>, summary: &str) -> Result<()> {
-        match self.json.as_deref() {
-            Some("-") => write_json("-"),
-            Some(path) => {
-                write_json(path)?;
-                out!("{summary}");
-                Ok(())
-            }
-            None => {
-                out!("{summary}");
-                Ok(())
-            }
+        if let Some(path) = self.json.as_deref() {
+            write_json(path)?;
         }
+        if self.json.as_deref() != Some("-") {
+            out!("{summary}");
+        }
+        Ok(())
     }
 }

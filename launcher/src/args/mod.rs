@@ -1,8 +1,5 @@
-//! Argument groups shared by several commands: the job options of `run` and `decode`
-//! ([`job::JobArgs`]), scheduler options (`run`, `decode`, `bench`),
-//! micro-kernel choice (`--isa`: `run`, `decode`, `bench kernel`, `info`)
-//! DuoAttention options (`run`, `decode`, `simulate`, `bench scaling`) and packed documents /
-//! sliding windows (`run`, `decode`).
+//! Argument groups shared by several commands (each module says which) and the mapping of
+//! library errors to flags.
 
 pub mod duo;
 pub mod heads;

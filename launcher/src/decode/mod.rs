@@ -1,25 +1,20 @@
 //! `ringattn decode`: a ring prefill of `--prefill` tokens, then `--steps` decoded tokens with the
-//! KV cache distributed over the workers (plain, or DuoAttention when given a plan).
-//!
-//! Causal is implied (`--causal` is accepted as a no-op). The options are `run`'s where they
-//! apply (their validation is `run`'s, through [`Job`]); `--check [ROWS]` verifies decoded rows
-//! (all, or ROWS per worker) of every head against the f64 reference. Works with the local and
-//! the MPI backends, like `run`.
+//! KV cache distributed over the workers (plain, or DuoAttention when given a plan), on the
+//! local or the MPI backend; the options (and their validation, through [`Job`]) are `run`'s.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use ringattn_ring::DuoPlan;
-use ringattn_runtime::{Error, Result};
-
-use crate::run::backend::{self, Backend};
-use ringattn::{CheckRows, RunSpec};
-
-use crate::run::spec::flag_error;
 use ringattn::decode_rank::{decode_rank, DecodeGathered, DecodeJob};
 use ringattn::decode_report::DecodeReport;
 use ringattn::job::Job;
 use ringattn::memory::MemoryCheck;
+use ringattn::{CheckRows, RunSpec};
+use ringattn_runtime::Result;
+
+use crate::args::cli_error;
+use crate::run::backend::{self, Backend};
+use crate::run::spec::flag_error;
 
 /// Options of `ringattn decode`.
 #[derive(Clone, Debug, Args)]
@@ -67,29 +62,6 @@ impl DecodeArgs {
     fn kv_heads(&self) -> usize {
         self.job.kv_heads.or(self.job.heads).unwrap_or(8)
     }
-
-    /// Checks what `run`'s validation does not know about.
-    fn validate(&self, duo: Option<&DuoPlan>) -> Result<()> {
-        if self.prefill == 0 {
-            return Err(Error::config("--prefill must be at least 1"));
-        }
-        if self.steps == 0 {
-            return Err(Error::config("--steps must be at least 1"));
-        }
-        if self.check == Some(Some(0)) {
-            return Err(Error::config("--check ROWS must be at least 1"));
-        }
-        if let Some(plan) = duo {
-            if plan.kv_heads() != self.kv_heads() {
-                return Err(Error::config(format!(
-                    "the DuoAttention plan has {} KV heads, --kv-heads is {}",
-                    plan.kv_heads(),
-                    self.kv_heads()
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
@@ -108,17 +80,10 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     let allowed = ringattn::allowed_cores();
     match backend::resolve(args.job.backend)? {
         Backend::Local => {
-            args.validate(decode.duo.as_ref())?;
+            decode.check_counts(args.prefill).map_err(cli_error)?;
             let memory = MemoryCheck::LOCAL.decoding(args.steps);
-            let mut job =
-                Job::from_spec_checked(&args.run_spec()?, allowed, memory).map_err(flag_error)?;
-            job.cores = ringattn::cores::plan_local(
-                job.world,
-                job.threads,
-                args.job.threads.is_some(),
-                !args.job.no_pin,
-            )
-            .cores;
+            let job =
+                ringattn::prepare_local_with(&args.run_spec()?, memory).map_err(flag_error)?;
             let gathered =
                 ringattn::local::run_local_with(&job, |comm, job| decode_rank(comm, job, &decode))?;
             finish(args, &job, &decode, "local", &gathered).map(ExitCode::from)
@@ -128,14 +93,14 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             &|| args.run_spec(),
             allowed,
             MemoryCheck::ONE_RANK.decoding(args.steps),
-            || args.validate(decode.duo.as_ref()),
-            crate::args::cli_error,
+            || decode.check_counts(args.prefill).map_err(cli_error),
+            cli_error,
             |comm, job| decode_rank(comm, job, &decode),
             |job, backend, g| finish(args, job, &decode, backend, g),
         )
         .map(ExitCode::from),
         #[cfg(not(feature = "mpi"))]
-        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
+        Backend::Mpi => Err(ringattn_runtime::Error::config(backend::HOW_TO_BUILD_MPI)),
     }
 }
 

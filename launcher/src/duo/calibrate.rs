@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use ringattn_model::calibrate::{calibrate, write_pattern, CalibrateSpec, Method};
-use ringattn_model::{default_model_path, Model, WeightFormat};
+use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use crate::generate::cli_error;
@@ -59,23 +59,6 @@ pub struct CalibrateArgs {
 
 /// Runs `ringattn duo calibrate`.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
-    if args.threads == Some(0) || args.samples == 0 || args.recent == 0 {
-        return Err(Error::config(
-            "--threads, --samples and --recent must be at least 1",
-        ));
-    }
-    if args.context < 2 * (args.sink + args.recent) {
-        return Err(Error::config(format!(
-            "--context {} is too short: at least 2 × (--sink + --recent) = {} tokens",
-            args.context,
-            2 * (args.sink + args.recent)
-        )));
-    }
-    // Refuse an unwritable --out before the calibration, not after it.
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
-        path: args.out.display().to_string(),
-        reason: format!("--out: cannot create the pattern directory: {e}"),
-    })?;
     let spec = CalibrateSpec {
         context: args.context,
         samples: args.samples,
@@ -86,39 +69,40 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         },
         sink: args.sink,
         recent: args.recent,
-        threads: args.threads.unwrap_or_else(ringattn::allowed_cores).max(1),
+        threads: args
+            .threads
+            .unwrap_or_else(|| ringattn::allowed_cores().max(1)),
     };
+    spec.check().map_err(flag_error)?;
+    // Refuse an unwritable --out before the calibration, not after it.
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::BadInput {
+        path: args.out.display().to_string(),
+        reason: format!("--out: cannot create the pattern directory: {e}"),
+    })?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let cal = calibrate(&model, &spec, &mut |line| eprintln!("calibrate: {line}"))
-        .map_err(|e| flag_error(cli_error(e)))?;
+    let cal =
+        calibrate(&model, &spec, &mut |line| eprintln!("calibrate: {line}")).map_err(flag_error)?;
     let name = path
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let command: Vec<String> = std::env::args().collect();
     write_pattern(&args.out, &cal, &name, &command.join(" ")).map_err(cli_error)?;
-    crate::outln!(
-        "wrote {} ({} layers × {} KV heads, method {})",
-        args.out.display(),
-        cal.layers,
-        cal.kv_heads,
-        spec.method.name()
-    );
-    let top: Vec<String> = (cal.top_heads(10).into_iter())
-        .map(|(l, h, score)| format!("L{l}H{h} {score:.3}"))
-        .collect();
-    crate::outln!("highest-scored heads: {}", top.join(", "));
+    crate::out!("{}", cal.summary(&args.out));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The library's field names as this command's flags.
-fn flag_error(e: Error) -> Error {
-    match e {
-        Error::InvalidConfig(m) => Error::InvalidConfig(
-            m.replacen("samples:", "--samples:", 1)
-                .replacen("context:", "--context:", 1)
-                .replacen("recent:", "--recent:", 1),
-        ),
+/// A model error as the CLI's, the library's field names as this command's flags.
+fn flag_error(e: ModelError) -> Error {
+    match cli_error(e) {
+        Error::InvalidConfig(m) => {
+            let field = m.split(':').next().unwrap_or_default();
+            if ["threads", "samples", "context", "recent"].contains(&field) {
+                Error::InvalidConfig(format!("--{m}"))
+            } else {
+                Error::InvalidConfig(m)
+            }
+        }
         e => e,
     }
 }

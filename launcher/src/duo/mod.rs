@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use ringattn::duo_inspect::{InspectSpec, Inspection};
+use ringattn::duo_inspect::InspectSpec;
+use ringattn::spec::selection_of;
 use ringattn_runtime::{Error, Result};
 
-use crate::args::duo::selection_of;
 use crate::cli::DtypeArg;
 
 /// Options of `ringattn duo`.
@@ -89,20 +89,13 @@ pub fn run_duo(args: &DuoCmdArgs) -> Result<ExitCode> {
     }
 }
 
-/// Runs `ringattn duo inspect`: the table, or the JSON object.
+/// Runs `ringattn duo inspect`: the table, or the JSON object (errors naming the flags).
 fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
-    let out = inspect(args)?;
-    crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The library's inspection of the arguments (errors naming the flags).
-fn inspect(args: &InspectArgs) -> Result<Inspection> {
     if args.context == 0 || args.head_dim == 0 {
         return Err(Error::config("--seq and --head-dim must be at least 1"));
     }
-    ringattn::duo_inspect::inspect(&InspectSpec {
+    let out = ringattn::duo_inspect::inspect(&InspectSpec {
         pattern: args.pattern.clone(),
         selection: selection_of(args.sparsity, args.threshold),
         sink: args.sink,
@@ -116,5 +109,7 @@ fn inspect(args: &InspectArgs) -> Result<Inspection> {
             Error::config("KV memory overflows 64 bits: reduce --seq")
         }
         e => e,
-    })
+    })?;
+    crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ringattn_model::eval::fidelity::{run_fidelity, truncate_text, FidelityRow, FidelitySpec};
+use ringattn_model::eval::fidelity::{fit_prompt, run_fidelity, table, FidelityRow, FidelitySpec};
 use ringattn_model::eval::jsonl::JsonlLog;
 use ringattn_model::eval::passkey::Heads;
+use ringattn_model::eval::{parse_fraction, parse_list};
 use ringattn_model::{default_model_path, Model, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
-use super::{flag_error, fraction, list};
+use super::flag_error;
 use crate::generate::cli_error;
 
 /// Options of `ringattn eval fidelity`.
@@ -67,69 +68,32 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
             "--threads, --recent and --context must be at least 1",
         ));
     }
-    if args.last == 0 || args.continuation == 0 {
-        return Err(Error::config(
-            "--last and --continuation must be at least 1",
-        ));
-    }
     let spec = spec_of(args)?;
-    let text = std::fs::read_to_string(&args.prompt_file).map_err(|e| Error::BadInput {
-        path: args.prompt_file.display().to_string(),
-        reason: format!("cannot read the prompt: {e}"),
-    })?;
+    let text = ringattn::io::read_text(&args.prompt_file, "the prompt")?;
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-    let budget = args.context.unwrap_or(
-        model
-            .weights
-            .config
-            .context
-            .saturating_sub(args.continuation),
-    );
-    let prompt = truncate_text(&model, &text, budget).map_err(cli_error)?;
-    if prompt.trim().is_empty() {
-        return Err(Error::config(
-            "--prompt-file: no text fits in --context tokens",
-        ));
-    }
+    let prompt = fit_prompt(&model, &text, args.context, args.continuation).map_err(flag_error)?;
     let mut log = JsonlLog::open(&args.out, "fidelity.jsonl")?;
     let mut on_row = |r: &FidelityRow| {
-        eprintln!(
-            "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
-            r.selection,
-            r.sparsity,
-            r.kl_mean,
-            r.kl_max,
-            r.top1_agreement,
-            r.identical_continuation,
-            r.continuation
-        );
+        eprintln!("{}", r.progress_line());
         log.push(r);
     };
-    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row)
-        .map_err(|e| flag_error(cli_error(e)))?;
+    let rows = run_fidelity(&model, &path, &prompt, &spec, &mut on_row).map_err(flag_error)?;
     log.finish()?;
-    print_rows(&rows);
+    crate::out!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
 }
 
 /// The library's spec of the options (lists parsed, flags named in errors).
 fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
-    let mut heads: Vec<Heads> = args
-        .duo
-        .iter()
-        .map(|d| Heads::Calibrated(d.clone()))
-        .collect();
+    let mut heads: Vec<Heads> = args.duo.iter().cloned().map(Heads::Calibrated).collect();
     if let Some(seeds) = &args.random_heads {
-        heads.extend(
-            list(seeds, "--random-heads", |s| s.parse().ok())?
-                .into_iter()
-                .map(Heads::Random),
-        );
+        let seeds = parse_list("random_heads", seeds, |s| s.parse().ok()).map_err(flag_error)?;
+        heads.extend(seeds.into_iter().map(Heads::Random));
     }
     let spec = FidelitySpec {
         heads,
-        sparsities: list(&args.sparsity, "--sparsity", fraction)?,
+        sparsities: parse_list("sparsity", &args.sparsity, parse_fraction).map_err(flag_error)?,
         last_k: args.last,
         continuation: args.continuation,
         threads: args.threads.unwrap_or_else(ringattn::allowed_cores).max(1),
@@ -137,23 +101,6 @@ fn spec_of(args: &FidelityArgs) -> Result<FidelitySpec> {
         recent: args.recent,
         out: args.out.clone(),
     };
+    spec.check().map_err(flag_error)?;
     Ok(spec)
-}
-
-/// The rows as a table on stdout.
-fn print_rows(rows: &[FidelityRow]) {
-    crate::outln!("selection     sparsity  prompt  KL mean   KL max  top-1  identical");
-    for r in rows {
-        crate::outln!(
-            "{:<13} {:>8.2}  {:>6}  {:>7.4}  {:>7.3}  {:>5.3}  {}/{}",
-            r.selection,
-            r.sparsity,
-            r.prompt_tokens,
-            r.kl_mean,
-            r.kl_max,
-            r.top1_agreement,
-            r.identical_continuation,
-            r.continuation
-        );
-    }
 }

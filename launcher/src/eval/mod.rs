@@ -8,7 +8,10 @@ mod passkey;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use ringattn_model::ModelError;
 use ringattn_runtime::{Error, Result};
+
+use crate::generate::cli_error;
 
 /// Options of `ringattn eval`.
 #[derive(Debug, Args)]
@@ -35,26 +38,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
     }
 }
 
-/// A comma-separated list of `what` values (each parsed by `parse`).
-pub(crate) fn list<T>(text: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
-    let items: Vec<&str> = text.split(',').map(str::trim).collect();
-    if items.iter().any(|s| s.is_empty()) {
-        return Err(Error::config(format!("{what} `{text}`: an empty item")));
-    }
-    items
-        .iter()
-        .map(|s| parse(s).ok_or_else(|| Error::config(format!("{what}: `{s}` is not valid"))))
-        .collect()
-}
-
-/// A fraction in [0, 1].
-pub(crate) fn fraction(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok().filter(|x| (0.0..=1.0).contains(x))
-}
-
-/// The library's field names as the eval commands' flags.
-pub(crate) fn flag_error(e: Error) -> Error {
-    match e {
+/// A model error as the CLI's ([`cli_error`]), the library's field names as the eval
+/// commands' flags.
+pub(crate) fn flag_error(e: ModelError) -> Error {
+    match cli_error(e) {
         Error::InvalidConfig(m) => {
             let mut m = m;
             for (field, flag) in [
@@ -64,6 +51,9 @@ pub(crate) fn flag_error(e: Error) -> Error {
                 ("trials:", "--trials/--workers/--max-tokens:"),
                 ("grid:", "--sparsity/--context/--depth:"),
                 ("positions:", "--last/--continuation:"),
+                ("random_heads:", "--random-heads:"),
+                ("prompt_file:", "--prompt-file:"),
+                ("threads:", "--threads/--recent:"),
             ] {
                 if m.starts_with(field) {
                     m = m.replacen(field, flag, 1);

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use clap::Args;
 use ringattn_model::eval::passkey::{local_runner, run_passkey, Heads, PasskeySpec, TrialResult};
 use ringattn_model::eval::report::write_passkey_report;
+use ringattn_model::eval::summary::table;
+use ringattn_model::eval::{parse_fraction, parse_list};
 use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
-use super::{flag_error, fraction, list};
+use super::flag_error;
 use crate::cli::BackendArg;
 use crate::generate::cli_error;
 use crate::run::backend::{self, Backend};
@@ -73,20 +75,13 @@ pub struct PasskeyArgs {
 
 impl PasskeyArgs {
     fn spec(&self, world: usize) -> Result<PasskeySpec> {
-        if world == 0 || self.threads == Some(0) {
-            return Err(Error::config("--workers and --threads must be at least 1"));
-        }
-        if self.recent == Some(0) || self.trials == 0 || self.max_tokens == 0 {
-            return Err(Error::config(
-                "--recent, --trials and --max-tokens must be at least 1",
-            ));
-        }
         let heads = match (&self.duo, self.random_heads) {
             (Some(d), _) => Heads::Calibrated(d.clone()),
             (None, Some(seed)) => Heads::Random(seed),
             (None, None) => Heads::Full,
         };
-        let sparsities = list(&self.sparsity, "--sparsity", fraction)?;
+        let sparsities =
+            parse_list("sparsity", &self.sparsity, parse_fraction).map_err(flag_error)?;
         if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {
             return Err(Error::config(
                 "--sparsity above 0 needs --duo DIR (calibrated heads) or --random-heads SEED",
@@ -95,16 +90,15 @@ impl PasskeyArgs {
         Ok(PasskeySpec {
             heads,
             sparsities,
-            contexts: list(&self.context, "--context (at least 64 tokens)", |s| {
-                s.parse().ok().filter(|&c: &usize| c >= 64)
-            })?,
-            depths: list(&self.depth, "--depth", fraction)?,
+            contexts: parse_list("context", &self.context, |s| s.parse().ok())
+                .map_err(flag_error)?,
+            depths: parse_list("depth", &self.depth, parse_fraction).map_err(flag_error)?,
             trials: self.trials,
             seed: self.seed,
             world,
             threads_per_rank: self
                 .threads
-                .unwrap_or((ringattn::allowed_cores() / world).max(1)),
+                .unwrap_or((ringattn::allowed_cores() / world.max(1)).max(1)),
             sink: self.sink,
             recent: self.recent,
             out: self.out.clone(),
@@ -122,9 +116,9 @@ pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
             let path = args.model.clone().unwrap_or_else(default_model_path);
             let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
             let mut runner = local_runner(&model);
-            let results = run_passkey(&model, &path, &spec, &mut runner, true, &mut progress)
-                .map_err(|e| flag_error(cli_error(e)))?;
-            report(&args.out, &results)
+            run_passkey(&model, &path, &spec, &mut runner, true, &mut progress)
+                .map_err(flag_error)?;
+            report(&args.out)
         }
         #[cfg(feature = "mpi")]
         Backend::Mpi => mpi::run(args),
@@ -134,39 +128,16 @@ pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
 }
 
 fn progress(r: &TrialResult, n: usize, total: usize) {
-    eprintln!(
-        "passkey {n}/{total}: {} sparsity {} context {} depth {} trial {}: {} ({:?})",
-        r.selection,
-        r.sparsity,
-        r.context,
-        r.depth,
-        r.trial,
-        if r.correct == 1 { "correct" } else { "wrong" },
-        r.answer.trim()
-    );
+    eprintln!("{}", r.progress_line(n, total));
 }
 
 /// summary.json, the heat maps, accuracy.svg (the library's report) and the table on stdout.
-fn report(out: &Path, _new: &[TrialResult]) -> Result<ExitCode> {
+fn report(out: &Path) -> Result<ExitCode> {
     let sums = write_passkey_report(out).map_err(|e| match e {
         ModelError::Runtime(e) => e,
         e => cli_error(e),
     })?;
-    crate::outln!(
-        "group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)"
-    );
-    for s in &sums {
-        crate::outln!(
-            "{:<12} {:>8.2}  {:>8.3}  {:>6}  {:>10}  {} ({})",
-            s.group,
-            s.sparsity,
-            s.accuracy,
-            s.trials,
-            s.selections,
-            s.kv_bytes_per_rank_at_max_context,
-            s.max_context
-        );
-    }
+    crate::out!("{}", table(&sums));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -175,27 +146,21 @@ mod mpi {
     //! One rank per process: every rank walks the grid; rank 0 writes and plots.
 
     use super::*;
-    use ringattn_model::generate_rank;
+    use ringattn_model::eval::passkey::run_passkey_rank;
     use ringattn_runtime::Comm;
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
         let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
-        let mut spec = args.spec(comm.size())?;
-        spec.pin = false;
-        spec.threads_per_rank = threads;
+        let spec = PasskeySpec {
+            threads_per_rank: threads,
+            ..args.spec(comm.size())?
+        };
         let path = args.model.clone().unwrap_or_else(default_model_path);
         let model = Model::load(&path, WeightFormat::F32).map_err(cli_error)?;
-        let root = comm.rank() == 0;
-        let mut runner =
-            |g: &ringattn_model::GenerateSpec| generate_rank(&model, g, &mut comm, &mut |_, _| {});
-        let mut quiet = |_: &TrialResult, _: usize, _: usize| {};
-        let on_trial: &mut dyn FnMut(&TrialResult, usize, usize) =
-            if root { &mut progress } else { &mut quiet };
-        let results = run_passkey(&model, &path, &spec, &mut runner, root, on_trial)
-            .map_err(|e| flag_error(cli_error(e)))?;
-        if root {
-            report(&args.out, &results)
+        run_passkey_rank(&model, &path, &spec, &mut comm, &mut progress).map_err(flag_error)?;
+        if comm.rank() == 0 {
+            report(&args.out)
         } else {
             Ok(ExitCode::SUCCESS)
         }

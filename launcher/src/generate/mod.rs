@@ -109,34 +109,34 @@ impl GenerateArgs {
     fn spec(&self, world: usize) -> Result<GenerateSpec> {
         let prompt = match (&self.prompt, &self.prompt_file) {
             (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::BadInput {
-                path: f.display().to_string(),
-                reason: format!("cannot read the prompt: {e}"),
-            })?,
+            (None, Some(f)) => ringattn::io::read_text(f, "the prompt")?,
             (None, None) => return Err(Error::config("give --prompt or --prompt-file")),
         };
         let model = self.model.clone().unwrap_or_else(default_model_path);
-        let mut spec = GenerateSpec::new(model, &prompt, self.max_tokens, world);
-        spec.chat = self.chat;
-        spec.layout = self.layout.into();
-        spec.dtype = self.dtype.dtype();
-        spec.allow_long = self.allow_long;
-        spec.ignore_eos = self.ignore_eos;
-        if self.stored_weights {
-            spec.weights = WeightFormat::Stored;
-        }
-        spec.sampling = Sampling {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            seed: self.seed,
-        };
-        let cpus = ringattn::allowed_cores();
-        spec.threads_per_rank = self.threads.unwrap_or((cpus / world.max(1)).max(1));
-        spec.duo = match self.duo.spec()? {
+        let duo = match self.duo.spec()? {
             Some(duo) => Some(DuoSource::from_spec(&duo).map_err(cli_error)?),
             None => None,
         };
-        Ok(spec)
+        Ok(GenerateSpec {
+            chat: self.chat,
+            layout: self.layout.into(),
+            dtype: self.dtype.dtype(),
+            allow_long: self.allow_long,
+            ignore_eos: self.ignore_eos,
+            weights: match self.stored_weights {
+                true => WeightFormat::Stored,
+                false => WeightFormat::F32,
+            },
+            sampling: Sampling {
+                temperature: self.temperature,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            threads_per_rank: (self.threads)
+                .unwrap_or((ringattn::allowed_cores() / world.max(1)).max(1)),
+            duo,
+            ..GenerateSpec::new(model, &prompt, self.max_tokens, world)
+        })
     }
 }
 
@@ -152,10 +152,10 @@ pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
         Backend::Local => {
             let spec = args.spec(args.workers.unwrap_or(1))?;
             let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
-            let mut out = Streamer::new(&spec);
-            let report =
-                ringattn_model::generate_with(&model, &spec, &mut |_, piece| out.piece(piece))
-                    .map_err(cli_error)?;
+            let report = ringattn_model::generate_with(&model, &spec, &mut |_, piece| {
+                crate::out!("{piece}")
+            })
+            .map_err(cli_error)?;
             finish(args, &report)
         }
         #[cfg(feature = "mpi")]
@@ -170,34 +170,9 @@ fn finish(args: &GenerateArgs, report: &GenerateReport) -> Result<ExitCode> {
     crate::outln!();
     match args.json.as_deref() {
         Some(path) => ringattn::io::write_json(path, report)?,
-        None => eprintln!(
-            "{} prompt tokens: prefill {:.2} s ({:.1} tok/s), {} generated: {:.1} tok/s; \
-             attention {:.2} s, matmul {:.2} s; {} × {}",
-            report.prompt_tokens,
-            report.prefill_s,
-            report.prefill_tokens_per_s,
-            report.generated_tokens,
-            report.decode_tokens_per_s,
-            report.attention_s,
-            report.matmul_s,
-            report.world,
-            report.layout,
-        ),
+        None => eprintln!("{}", report.summary()),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the text as it comes (each piece flushed, through the one stdout helper).
-struct Streamer;
-
-impl Streamer {
-    fn new(_spec: &GenerateSpec) -> Self {
-        Streamer
-    }
-
-    fn piece(&mut self, piece: &str) {
-        crate::out!("{piece}");
-    }
 }
 
 #[cfg(feature = "mpi")]
@@ -233,14 +208,13 @@ mod mpi {
             .build_global();
         let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
         let root = comm.rank() == 0;
-        let mut out = Streamer::new(&spec);
         let progress = Progress {
             on_layer: &mut |d, l| {
                 if root {
                     progress_line(d, l)
                 }
             },
-            on_token: &mut |_, piece| out.piece(piece),
+            on_token: &mut |_, piece| crate::out!("{piece}"),
         };
         let report = ringattn_model::generate_rank_progress(&model, &spec, &mut comm, progress)
             .map_err(cli_error)?;

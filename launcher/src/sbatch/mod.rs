@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use ringattn_runtime::{Error, Result};
 
-use ringattn::launch::shell_quote;
 use ringattn::slurm::{self, cpu_binding, submit, this_binary, BatchSpec, Pmi, ScriptOptions};
 
 use crate::args::cli_error;
@@ -73,7 +72,7 @@ pub struct SbatchArgs {
     #[arg(long)]
     pub account: Option<String>,
     /// Job name (also names the log: NAME-JOBID.out).
-    #[arg(long, default_value = "ringattn")]
+    #[arg(long, default_value = slurm::DEFAULT_JOB_NAME)]
     pub job_name: String,
     /// How to start the ranks.
     #[arg(long, value_enum, default_value_t = SlurmLauncher::Srun)]
@@ -129,53 +128,15 @@ impl SbatchArgs {
 /// The batch script for `args`, with `binary` as the default ringattn path; `bind` asks srun
 /// to bind cores (`note` says why not, as a comment in the script).
 pub fn script(args: &SbatchArgs, binary: &str, bind: bool, note: Option<&str>) -> Result<String> {
-    let origin = regenerate_line(args);
+    let spec = args.spec();
+    let origin = spec.command_line(args.binary.as_deref(), args.cpu_bind, args.no_cpu_bind);
     let options = ScriptOptions {
         binary,
         bind,
         note,
         origin: &origin,
     };
-    args.spec().script(&options).map_err(cli_error)
-}
-
-/// The `ringattn sbatch` command line that makes this script (without `--binary`).
-fn regenerate_line(args: &SbatchArgs) -> String {
-    let mut w = vec![
-        "ringattn sbatch".to_string(),
-        format!("--nodes {}", args.nodes),
-        format!("--ntasks-per-node {}", args.ntasks_per_node),
-        format!("--cpus-per-task {}", args.cpus_per_task),
-    ];
-    for (name, v) in [
-        ("time", &args.time),
-        ("partition", &args.partition),
-        ("account", &args.account),
-    ] {
-        if let Some(v) = v {
-            w.push(format!("--{name} {}", shell_quote(v)));
-        }
-    }
-    if let Some(b) = &args.binary {
-        w.push(format!("--binary {}", shell_quote(b)));
-    }
-    if args.job_name != "ringattn" {
-        w.push(format!("--job-name {}", shell_quote(&args.job_name)));
-    }
-    match args.launcher {
-        SlurmLauncher::Srun if args.mpi == PmiArg::Pmix => w.push("--mpi pmix".into()),
-        SlurmLauncher::Srun => {}
-        SlurmLauncher::Mpirun => w.push("--launcher mpirun".into()),
-    }
-    if args.cpu_bind {
-        w.push("--cpu-bind".into());
-    }
-    if args.no_cpu_bind {
-        w.push("--no-cpu-bind".into());
-    }
-    w.push("--".into());
-    w.extend(args.command.iter().map(|a| shell_quote(a)));
-    w.join(" ")
+    spec.script(&options).map_err(cli_error)
 }
 
 /// Prints the batch script of `ringattn sbatch` on stdout, or submits it (`--submit`,

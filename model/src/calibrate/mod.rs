@@ -79,6 +79,22 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// What `duo calibrate` prints after writing the pattern to `dir`: the shape and method,
+    /// then the ten highest-scored heads (two lines, each ending in a newline).
+    pub fn summary(&self, dir: &Path) -> String {
+        let top: Vec<String> = (self.top_heads(10).into_iter())
+            .map(|(l, h, score)| format!("L{l}H{h} {score:.3}"))
+            .collect();
+        format!(
+            "wrote {} ({} layers × {} KV heads, method {})\nhighest-scored heads: {}\n",
+            dir.display(),
+            self.layers,
+            self.kv_heads,
+            self.spec.method.name(),
+            top.join(", ")
+        )
+    }
+
     /// The `n` highest-scored heads as (layer, KV head, score), highest first (ties in
     /// row-major order).
     pub fn top_heads(&self, n: usize) -> Vec<(usize, usize, f64)> {
@@ -93,31 +109,43 @@ impl Calibration {
     }
 }
 
+impl CalibrateSpec {
+    /// Checks what needs no model: at least one sample, thread and recent token, and
+    /// documents long enough that streaming heads lose something (field `context`).
+    pub fn check(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: String| Err(ModelError::Invalid { field, reason });
+        for (field, value) in [
+            ("threads", self.threads),
+            ("samples", self.samples),
+            ("recent", self.recent),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        let least = self.sink.saturating_add(self.recent).saturating_mul(2);
+        if self.context < least {
+            return bad(
+                "context",
+                format!(
+                    "{} is too short: at least 2 × (sink + recent) = {least} tokens, so \
+                     streaming heads lose something",
+                    self.context
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 fn check(model: &Model, spec: &CalibrateSpec) -> Result<()> {
-    let bad = |field: &'static str, reason: String| Err(ModelError::Invalid { field, reason });
+    spec.check()?;
     let ctx = model.weights.config.context;
-    if spec.samples == 0 {
-        return bad("samples", "must be at least 1".into());
-    }
-    if spec.recent == 0 {
-        return bad("recent", "must be at least 1".into());
-    }
     if spec.context > ctx {
-        return bad(
-            "context",
-            format!("{} exceeds the model's {ctx}", spec.context),
-        );
-    }
-    if spec.context < 2 * (spec.sink + spec.recent) {
-        return bad(
-            "context",
-            format!(
-                "{} is too short: at least 2 × (sink + recent) = {} tokens, so streaming heads \
-                 lose something",
-                spec.context,
-                2 * (spec.sink + spec.recent)
-            ),
-        );
+        return Err(ModelError::Invalid {
+            field: "context",
+            reason: format!("{} exceeds the model's {ctx}", spec.context),
+        });
     }
     Ok(())
 }
@@ -288,5 +316,56 @@ mod top_tests {
             vec![(0, 1, 0.9), (1, 1, 0.9), (1, 0, 0.5)]
         );
         assert_eq!(cal.top_heads(10).len(), 4);
+        assert_eq!(
+            cal.summary(Path::new("p")),
+            "wrote p (2 layers × 2 KV heads, method mass)\n\
+             highest-scored heads: L0H1 0.900, L1H1 0.900, L1H0 0.500, L0H0 0.100\n"
+        );
+    }
+
+    #[test]
+    fn options_are_checked_without_a_model() {
+        let spec = CalibrateSpec {
+            context: 5,
+            samples: 1,
+            seed: 0,
+            method: Method::Mass,
+            sink: 1,
+            recent: 2,
+            threads: 1,
+        };
+        assert!(spec.check().is_err(), "5 < 2 × (1 + 2) is too short");
+        let long = CalibrateSpec {
+            context: 6,
+            sink: 1,
+            recent: 2,
+            ..spec.clone()
+        };
+        assert!(long.check().is_ok());
+        for bad in [
+            CalibrateSpec {
+                threads: 0,
+                ..long.clone()
+            },
+            CalibrateSpec {
+                samples: 0,
+                ..long.clone()
+            },
+            CalibrateSpec {
+                recent: 0,
+                ..long.clone()
+            },
+        ] {
+            assert!(bad.check().unwrap_err().to_string().contains("at least 1"));
+        }
+        let huge = CalibrateSpec {
+            sink: usize::MAX,
+            ..long
+        };
+        assert!(huge
+            .check()
+            .unwrap_err()
+            .to_string()
+            .starts_with("context:"));
     }
 }

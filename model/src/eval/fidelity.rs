@@ -42,6 +42,26 @@ pub struct FidelitySpec {
     pub out: PathBuf,
 }
 
+impl FidelitySpec {
+    /// Checks the options a run needs before any work: at least one position and one
+    /// continuation token compared, every sparsity in [0, 1].
+    pub fn check(&self) -> Result<()> {
+        if self.continuation == 0 || self.last_k == 0 {
+            return Err(ModelError::Invalid {
+                field: "positions",
+                reason: "last positions and continuation tokens must be at least 1".into(),
+            });
+        }
+        if let Some(s) = self.sparsities.iter().find(|s| !(0.0..=1.0).contains(*s)) {
+            return Err(ModelError::Invalid {
+                field: "sparsity",
+                reason: format!("{s} is not in [0, 1]"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One configuration's fidelity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FidelityRow {
@@ -101,18 +121,7 @@ pub fn run_fidelity(
     on_row: &mut dyn FnMut(&FidelityRow),
 ) -> Result<Vec<FidelityRow>> {
     let c = &model.weights.config;
-    if spec.continuation == 0 || spec.last_k == 0 {
-        return Err(ModelError::Invalid {
-            field: "positions",
-            reason: "last positions and continuation tokens must be at least 1".into(),
-        });
-    }
-    if let Some(s) = spec.sparsities.iter().find(|s| !(0.0..=1.0).contains(*s)) {
-        return Err(ModelError::Invalid {
-            field: "sparsity",
-            reason: format!("{s} is not in [0, 1]"),
-        });
-    }
+    spec.check()?;
     let mut g = GenerateSpec::new(model_path.to_path_buf(), prompt, spec.continuation, 1);
     g.threads_per_rank = spec.threads;
     g.ignore_eos = true;
@@ -198,6 +207,66 @@ fn compare(
     }
 }
 
+impl FidelityRow {
+    /// The row as one progress line (what `eval fidelity` prints on stderr as it measures).
+    pub fn progress_line(&self) -> String {
+        format!(
+            "fidelity {} sparsity {}: KL {:.4} (max {:.3}), top-1 {:.3}, identical {}/{}",
+            self.selection,
+            self.sparsity,
+            self.kl_mean,
+            self.kl_max,
+            self.top1_agreement,
+            self.identical_continuation,
+            self.continuation
+        )
+    }
+}
+
+/// The rows as a text table, a header line and one line per row, each ending in a newline.
+pub fn table(rows: &[FidelityRow]) -> String {
+    let mut t =
+        String::from("selection     sparsity  prompt  KL mean   KL max  top-1  identical\n");
+    for r in rows {
+        t += &format!(
+            "{:<13} {:>8.2}  {:>6}  {:>7.4}  {:>7.3}  {:>5.3}  {}/{}\n",
+            r.selection,
+            r.sparsity,
+            r.prompt_tokens,
+            r.kl_mean,
+            r.kl_max,
+            r.top1_agreement,
+            r.identical_continuation,
+            r.continuation
+        );
+    }
+    t
+}
+
+/// The prompt of a fidelity run: `text` cut (at whitespace) to `context` tokens, by default
+/// the model's trained context less the `continuation` the full model generates after it.
+/// Fails (field `prompt_file`) when no text fits.
+pub fn fit_prompt(
+    model: &Model,
+    text: &str,
+    context: Option<usize>,
+    continuation: usize,
+) -> Result<String> {
+    let c = model.weights.config.context;
+    let prompt = truncate_text(
+        model,
+        text,
+        context.unwrap_or(c.saturating_sub(continuation)),
+    )?;
+    if prompt.trim().is_empty() {
+        return Err(ModelError::Invalid {
+            field: "prompt_file",
+            reason: "no text fits in the context".into(),
+        });
+    }
+    Ok(prompt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +290,32 @@ mod tests {
         assert_eq!(diff.identical_continuation, 1);
         assert_eq!(diff.top1_agreement, 0.75);
         assert!(diff.kl_max > 1.0);
+    }
+
+    #[test]
+    fn rows_print_as_a_progress_line_and_a_table_row() {
+        let r = FidelityRow {
+            selection: "calibrated".into(),
+            sparsity: 0.5,
+            prompt_tokens: 100,
+            positions: 96,
+            kl_mean: 0.01234,
+            kl_max: 0.5,
+            top1_agreement: 0.875,
+            identical_continuation: 30,
+            continuation: 32,
+        };
+        assert_eq!(
+            r.progress_line(),
+            "fidelity calibrated sparsity 0.5: KL 0.0123 (max 0.500), top-1 0.875, identical 30/32"
+        );
+        let t = table(std::slice::from_ref(&r));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("selection     sparsity"));
+        assert_eq!(
+            lines[1],
+            "calibrated        0.50     100   0.0123    0.500  0.875  30/32"
+        );
     }
 }

@@ -8,13 +8,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ringattn_ring::Selection;
+use ringattn_runtime::Comm;
 use serde::{Deserialize, Serialize};
 
 use crate::duo::{DuoSource, DEFAULT_RECENT, DEFAULT_SINK};
 use crate::error::{ModelError, Result};
 use crate::eval::haystack::{passkey_of, passkey_prompt, score};
 use crate::eval::random::{label, write_random_pattern};
-use crate::generate::{GenerateReport, GenerateSpec};
+use crate::generate::{generate_rank, GenerateReport, GenerateSpec};
 use crate::local::generate_with;
 use crate::Model;
 
@@ -101,6 +102,26 @@ impl TrialResult {
     }
 }
 
+impl TrialResult {
+    /// The trial as one progress line, `n` of `total` (what `eval passkey` prints on stderr).
+    pub fn progress_line(&self, n: usize, total: usize) -> String {
+        format!(
+            "passkey {n}/{total}: {} sparsity {} context {} depth {} trial {}: {} ({:?})",
+            self.selection,
+            self.sparsity,
+            self.context,
+            self.depth,
+            self.trial,
+            if self.correct == 1 {
+                "correct"
+            } else {
+                "wrong"
+            },
+            self.answer.trim()
+        )
+    }
+}
+
 fn key(sel: &str, s: f64, c: usize, d: f64, t: usize) -> String {
     format!("{sel}|{s:.4}|{c}|{d:.4}|{t}")
 }
@@ -144,6 +165,12 @@ pub fn check(spec: &PasskeySpec, model_context: usize) -> Result<()> {
         return Err(invalid(
             "context",
             format!("{c} is outside 64..={model_context} (the model's trained context)"),
+        ));
+    }
+    if spec.threads_per_rank == 0 || spec.recent == Some(0) {
+        return Err(invalid(
+            "threads",
+            "threads per rank and the recent window must be at least 1".into(),
         ));
     }
     if spec.trials == 0 || spec.world == 0 || spec.max_tokens == 0 {
@@ -286,6 +313,23 @@ struct Cell {
     depth: f64,
     trial: usize,
     sparsity: f64,
+}
+
+/// [`run_passkey`] as this process's rank of a ring over `comm` (MPI): every rank walks the
+/// grid, each trial one [`generate_rank`](crate::generate::generate_rank); rank 0 alone
+/// writes `results.jsonl` and sees `on_trial`.
+pub fn run_passkey_rank(
+    model: &Model,
+    model_path: &Path,
+    spec: &PasskeySpec,
+    comm: &mut dyn Comm,
+    on_trial: &mut dyn FnMut(&TrialResult, usize, usize),
+) -> Result<Vec<TrialResult>> {
+    let root = comm.rank() == 0;
+    let mut runner = |g: &GenerateSpec| generate_rank(model, g, comm, &mut |_, _| {});
+    let mut quiet = |_: &TrialResult, _: usize, _: usize| {};
+    let on_trial = if root { on_trial } else { &mut quiet };
+    run_passkey(model, model_path, spec, &mut runner, root, on_trial)
 }
 
 fn run_trial(

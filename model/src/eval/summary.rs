@@ -47,6 +47,27 @@ pub struct CellSummary {
     pub trials: usize,
 }
 
+/// The summaries as a text table, a header line and one line per summary, each ending in a
+/// newline (what `eval passkey` prints).
+pub fn table(sums: &[SparsitySummary]) -> String {
+    let mut t = String::from(
+        "group        sparsity  accuracy  trials  selections  KV bytes/rank (at context)\n",
+    );
+    for s in sums {
+        t += &format!(
+            "{:<12} {:>8.2}  {:>8.3}  {:>6}  {:>10}  {} ({})\n",
+            s.group,
+            s.sparsity,
+            s.accuracy,
+            s.trials,
+            s.selections,
+            s.kv_bytes_per_rank_at_max_context,
+            s.max_context
+        );
+    }
+    t
+}
+
 fn same(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -174,5 +195,23 @@ mod tests {
             .find(|c| c.group == "random" && c.context == 1024)
             .unwrap();
         assert_eq!((c.trials, c.accuracy), (2, 0.5));
+    }
+
+    #[test]
+    fn summaries_and_trials_print_as_lines() {
+        let mut t = trial("calibrated", 0.25, 1024, 0.5, 1, 4096);
+        t.answer = " 12345 ".into();
+        assert_eq!(
+            t.progress_line(3, 8),
+            "passkey 3/8: calibrated sparsity 0.25 context 1024 depth 0.5 trial 0: correct (\"12345\")"
+        );
+        let text = table(&by_sparsity(&[t]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("group        sparsity  accuracy"));
+        assert_eq!(
+            lines[1],
+            "calibrated       0.25     1.000       1           1  4096 (1024)"
+        );
     }
 }
