@@ -123,10 +123,11 @@ pub use ringattn::sweep::Combo;
 /// `--layout`'s parser: the fixed layouts only (so `--help` does not offer `auto`).
 fn fixed_layout() -> impl clap::builder::TypedValueParser<Value = LayoutArg> {
     use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(["contiguous", "striped", "zigzag"]).map(|s| {
+    clap::builder::PossibleValuesParser::new(["contiguous", "striped", "zigzag", "docs"]).map(|s| {
         match s.as_str() {
             "contiguous" => LayoutArg::Contiguous,
             "striped" => LayoutArg::Striped,
+            "docs" => LayoutArg::Docs,
             _ => LayoutArg::Zigzag,
         }
     })
