@@ -271,7 +271,7 @@ const CASES: &[Case] = &[
     (&["decode", "--prefill", "10", "--window", "0"], 2, "--window"),
     (&["run", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
     (&["decode", "--prefill", "10", "--layout", "docs"], 2, "needs packed documents"),
-    (&["simulate", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
+    (&["simulate", "--workers", "2", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
     // DuoAttention calibration and evaluation (issue 15).
     (&["duo", "calibrate"], 2, "--out"),
     (&["duo", "calibrate", "--out", "{tmp}/cal", "--method", "bogus"], 2, "--method"),
