@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn every_token_once_with_whole_short_documents() {
-        let lens = [1, 9, 16, 3, 40, 2, 2, 7];
+        let lens: Vec<usize> = [1, 9, 16, 3, 40, 2, 2, 7].iter().map(|l| l * 64).collect();
         let seq: usize = lens.iter().sum();
         let layout = DocBalance::new(Some(Documents::from_lengths(&lens).unwrap()));
         for world in 1..=6 {
@@ -168,23 +168,33 @@ mod tests {
                 .local_index(seq - 1)
                 .is_some());
         }
-        // P = 2: the 40-token document [29, 69) is not longer than N / P = 40, but its cost
-        // exceeds the fair share: split, 20 tokens each. The rest go whole in two consecutive
-        // groups of near-equal cost: [0, 26) on rank 0, [26, 29) and [69, 80) on rank 1.
+        // P = 2: the 2560-token document [1856, 4416) is not longer than N / P = 2560, but its
+        // cost exceeds the fair share and its chunks are thick: split, 1280 tokens each. The
+        // rest go whole in two consecutive groups of near-equal cost.
         let ranks = all(&layout, 2, seq);
+        let long = 1856..4416;
         assert_eq!(
-            ranks[0].iter().filter(|&&p| (29..69).contains(&p)).count(),
-            20
+            ranks[0].iter().filter(|&&p| long.contains(&p)).count(),
+            1280
         );
         let whole = |r: usize| -> Vec<usize> {
             ranks[r]
                 .iter()
                 .copied()
-                .filter(|p| !(29..69).contains(p))
+                .filter(|p| !long.contains(p))
                 .collect()
         };
-        assert_eq!(whole(0), (0..26).collect::<Vec<_>>());
-        assert_eq!(whole(1), (26..29).chain(69..80).collect::<Vec<_>>());
+        assert_eq!(whole(0), (0..1664).collect::<Vec<_>>());
+        assert_eq!(whole(1), (1664..1856).chain(4416..5120).collect::<Vec<_>>());
+        // Scaled down 64×, the long document's chunks would be thinner than a tile: it stays
+        // whole (on one rank).
+        let small = [1, 9, 16, 3, 40, 2, 2, 7];
+        let layout = DocBalance::new(Some(Documents::from_lengths(&small).unwrap()));
+        let owners: Vec<usize> = all(&layout, 2, 80)
+            .iter()
+            .map(|pos| pos.iter().filter(|&&p| (29..69).contains(&p)).count())
+            .collect();
+        assert!(owners == [40, 0] || owners == [0, 40], "{owners:?}");
     }
 
     #[test]

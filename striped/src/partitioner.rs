@@ -461,6 +461,31 @@ mod tests {
     }
 
     #[test]
+    fn documents_are_a_candidate_only_with_documents() {
+        let tile = TileShape::default();
+        let docs = ringattn_runtime::Documents::from_lengths(&[64; 64]).unwrap();
+        let p = plan(
+            LayoutChoice::Auto,
+            4,
+            4096,
+            Mask::span(true, None, Some(docs)),
+            tile,
+        );
+        let kinds: Vec<_> = p.estimates.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, LayoutKind::NAMED);
+        assert!(p.reason.contains("docs "), "{}", p.reason);
+        let plain = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
+        assert_eq!(plain.estimates.len(), LayoutKind::ALL.len());
+        for kind in LayoutKind::NAMED {
+            assert_eq!(kind.name().parse::<LayoutKind>().unwrap(), kind);
+            assert_eq!(
+                kind.name().parse::<LayoutChoice>().unwrap(),
+                LayoutChoice::Fixed(kind)
+            );
+        }
+    }
+
+    #[test]
     fn unknown_layout_is_a_config_error() {
         let err = "diagonal".parse::<LayoutChoice>().unwrap_err();
         assert!(err.is_user_error() && err.to_string().contains("diagonal"));
