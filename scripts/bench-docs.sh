@@ -2,7 +2,8 @@
 # Packed documents and sliding windows through the ring (issue 17). For P in WORLDS: N tokens of
 # packed documents with long-tailed lengths (Pareto α = 1.2, at least 16 tokens, seed SEED;
 # the lengths are written to OUT/docs.txt), causal, H heads of dimension D, with the layouts
-# contiguous / striped / zigzag / auto; the same with --window 4096; and the unpacked
+# contiguous / striped / zigzag / docs (whole documents balanced by cost, long ones split) / auto;
+# the same with --window 4096; and the unpacked
 # equivalent: each document alone on the same P ranks (documents shorter than P are skipped
 # and named), summed. Every report goes to OUT/results.jsonl (one JSON line each, with a
 # "bench" field), then a table of wall, imbalance and ring bytes.
@@ -58,7 +59,7 @@ for p in $worlds; do
   for w in none "$window"; do
     wargs=()
     [ "$w" = none ] || wargs=(--window "$w")
-    for layout in contiguous striped zigzag auto; do
+    for layout in contiguous striped zigzag docs auto; do
       run "packed P=$p window=$w layout=$layout" --workers "$p" --seq "$seq" \
         --layout "$layout" --docs-file "$docs" "${wargs[@]}"
     done

@@ -109,7 +109,7 @@ pub fn decode_rank(
 ) -> Result<Option<DecodeGathered>> {
     let (rank, world) = (comm.rank(), comm.size());
     let setup = Instant::now();
-    let layout = job.plan.kind.layout();
+    let layout = job.plan.kind.build(&job.ring.mask);
     let positions = layout.positions(rank, world, job.seq);
     if let Input::File(file) = &job.input {
         file.check_finite(&positions)?;
@@ -135,7 +135,7 @@ pub fn decode_rank(
     let base = job.mask();
     let (_, prefill_stats, prefill_bytes_streaming) = prefill_for_decode_masked(
         comm,
-        layout,
+        &*layout,
         &job.input,
         &spec,
         (dj.duo.as_ref(), &base),
@@ -218,7 +218,7 @@ fn decode_phase(
     };
     let out = decode_masked(
         comm,
-        job.plan.kind.layout(),
+        &*job.plan.kind.build(&job.ring.mask),
         &job.input,
         spec,
         (dj.duo.as_ref(), &job.mask()),

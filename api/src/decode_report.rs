@@ -114,7 +114,11 @@ impl DecodeReport {
             .map(|i| slowest(&|r| r.decode.steps.get(i).map_or(0.0, |s| s.step_s)))
             .collect();
         let decode_s = slowest(&|r| r.decode.wall_s);
-        let roles = DecodeRoles::new(job.plan.kind.layout(), job.world, &spec_of(job, dj.steps));
+        let roles = DecodeRoles::new(
+            &*job.plan.kind.build(&job.ring.mask),
+            job.world,
+            &spec_of(job, dj.steps),
+        );
         let streaming = dj.duo.as_ref().is_some_and(|p| p.streaming_count() > 0);
         let decode = DecodeSection {
             steps: dj.steps,

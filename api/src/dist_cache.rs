@@ -28,7 +28,7 @@ pub struct DistKvCache {
     dim: usize,
     len: usize,
     max_new: usize,
-    layout: &'static dyn Layout,
+    layout: Arc<dyn Layout>,
     duo: Option<DuoPlan>,
     masks: Vec<Mask>,
     cache: KvCache,
@@ -54,7 +54,7 @@ impl DistKvCache {
         }
         let spec = layer.spec();
         let (rank, world, seq) = (layer.rank(), layer.world(), spec.seq);
-        let layout = layer.layout().layout();
+        let layout = layer.token_layout();
         let owned_new = (seq..seq + max_new)
             .filter(|&p| layout.decode_owner(p, world, seq) == rank)
             .count();

@@ -103,9 +103,12 @@ pub enum ApiError {
     /// `attend` on a cache that holds no token.
     #[error("attend on an empty KV cache")]
     EmptyCache,
-    /// A layout name that is not one of `contiguous`, `striped`, `zigzag`, `auto`.
-    #[error("unknown layout `{0}` (expected contiguous, striped, zigzag or auto)")]
+    /// A layout name that is not one of `contiguous`, `striped`, `zigzag`, `docs`, `auto`.
+    #[error("unknown layout `{0}` (expected contiguous, striped, zigzag, docs or auto)")]
     UnknownLayout(String),
+    /// The documents layout asked for by a run without packed documents.
+    #[error("layout `{0}` needs packed documents (docs, or doc_lens / cu_seqlens in the input), and this run has none")]
+    LayoutNeedsDocs(&'static str),
     /// A field's value that is not accepted; `expected` says what is.
     #[error("{field} `{}`: {expected}", .value.escape_debug())]
     Invalid {
@@ -143,7 +146,7 @@ impl ApiError {
             ApiError::FaultOutsideRing { .. } => Some("fault"),
             ApiError::HeadsNotMultiple { .. } | ApiError::DuoHeads { .. } => Some("kv_heads"),
             ApiError::TooManyRanks { .. } | ApiError::WorldMismatch { .. } => Some("world"),
-            ApiError::UnknownLayout(_) => Some("layout"),
+            ApiError::UnknownLayout(_) | ApiError::LayoutNeedsDocs(_) => Some("layout"),
             ApiError::Docs(_) | ApiError::DuoWithDocs => Some("docs"),
             _ => None,
         }

@@ -272,6 +272,7 @@ fn run_mask(spec: &RunSpec, input: &Input, seq: usize) -> Result<Mask, ApiError>
         (None, Some(path), Input::File(_)) => read_documents(path)?,
         _ => None,
     };
+    spec.layout.check_docs(docs.is_some())?;
     if let Some(d) = &docs {
         d.check_total(seq)?;
         if spec.duo.is_some() {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use ringattn_ring::{duo_ring_pass, ring_pass, DuoPlan, RankStats, RingConfig};
+use ringattn_ring::{duo_ring_pass, ring_pass, DuoPlan, Layout, RankStats, RingConfig};
 use ringattn_runtime::{
     Comm, Documents, Dtype, KvBlock, KvData, Mask, Positions, QShard, SchedConfig, SchedKind,
     Scheduler, TileShape,
@@ -108,6 +108,7 @@ pub struct LayerAttention {
     rank: usize,
     world: usize,
     kind: LayoutKind,
+    layout: Arc<dyn Layout>,
     positions: Positions,
     position_list: Vec<usize>,
     ring: RingConfig,
@@ -129,7 +130,8 @@ impl LayerAttention {
 
     /// [`LayerAttention::new`] with a sliding window `window` and / or packed documents `docs`
     /// on top of the spec's causal flag (the documents must add up to `spec.seq`; tokens
-    /// decoded later belong to the last document). The layout is planned for that mask.
+    /// decoded later belong to the last document). The layout is planned for that mask; the
+    /// documents layout (`LayoutChoice::Docs`) needs `docs`.
     pub fn with_mask(
         spec: &LayerSpec,
         rank: usize,
@@ -140,6 +142,7 @@ impl LayerAttention {
     ) -> Result<Self, ApiError> {
         spec.validate(world)?;
         crate::spec::check_mask(window, false, false)?;
+        spec.layout.check_docs(docs.is_some())?;
         if let Some(d) = &docs {
             d.check_total(spec.seq)?;
         }
@@ -165,12 +168,14 @@ impl LayerAttention {
                 .kind
             }
         };
-        let positions = kind.layout().positions(rank, world, spec.seq);
+        let layout = kind.build(&mask);
+        let positions = layout.positions(rank, world, spec.seq);
         Ok(LayerAttention {
             spec: *spec,
             rank,
             world,
             kind,
+            layout,
             position_list: positions.iter().collect(),
             positions,
             ring: RingConfig {
@@ -206,6 +211,12 @@ impl LayerAttention {
     /// The layout in use (`Auto` resolved).
     pub fn layout(&self) -> LayoutKind {
         self.kind
+    }
+
+    /// The layout's implementation (built with the layer's documents): which rank owns which
+    /// position, and where decoded tokens go.
+    pub fn token_layout(&self) -> Arc<dyn Layout> {
+        Arc::clone(&self.layout)
     }
 
     /// This rank's global token positions, in shard order (increasing).

@@ -19,6 +19,9 @@ pub enum LayoutChoice {
     Striped,
     /// Two mirrored chunks per rank (Megatron / Llama 3).
     Zigzag,
+    /// Whole packed documents per rank balanced by cost, long ones split per-document zigzag
+    /// (needs the run's documents).
+    Docs,
     /// The cost model's choice for the shape and mask.
     #[default]
     Auto,
@@ -26,10 +29,11 @@ pub enum LayoutChoice {
 
 impl LayoutChoice {
     /// Every choice, in the order help texts list them.
-    pub const ALL: [LayoutChoice; 4] = [
+    pub const ALL: [LayoutChoice; 5] = [
         LayoutChoice::Contiguous,
         LayoutChoice::Striped,
         LayoutChoice::Zigzag,
+        LayoutChoice::Docs,
         LayoutChoice::Auto,
     ];
 
@@ -47,7 +51,19 @@ impl LayoutChoice {
             LayoutChoice::Contiguous => Some(LayoutKind::Contiguous),
             LayoutChoice::Striped => Some(LayoutKind::Striped),
             LayoutChoice::Zigzag => Some(LayoutKind::Zigzag),
+            LayoutChoice::Docs => Some(LayoutKind::Documents),
             LayoutChoice::Auto => None,
+        }
+    }
+
+    /// Refuses a layout that needs the run's documents when the run has none (`has_docs`):
+    /// the documents layout has nothing to balance without them.
+    pub fn check_docs(self, has_docs: bool) -> Result<(), ApiError> {
+        match self.fixed() {
+            Some(kind) if kind.needs_documents() && !has_docs => {
+                Err(ApiError::LayoutNeedsDocs(kind.name()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -63,6 +79,7 @@ impl From<LayoutKind> for LayoutChoice {
             LayoutKind::Contiguous => LayoutChoice::Contiguous,
             LayoutKind::Striped => LayoutChoice::Striped,
             LayoutKind::Zigzag => LayoutChoice::Zigzag,
+            LayoutKind::Documents => LayoutChoice::Docs,
         }
     }
 }
@@ -95,5 +112,15 @@ mod tests {
         }
         assert!("diagonal".parse::<LayoutChoice>().is_err());
         assert_eq!(LayoutChoice::from(LayoutKind::Zigzag), LayoutChoice::Zigzag);
+        assert_eq!(
+            LayoutChoice::from(LayoutKind::Documents),
+            LayoutChoice::Docs
+        );
+        assert_eq!("docs".parse::<LayoutChoice>().unwrap(), LayoutChoice::Docs);
+        let e = LayoutChoice::Docs.check_docs(false).unwrap_err();
+        assert_eq!(e.field(), Some("layout"));
+        assert!(e.to_string().contains("docs"), "{e}");
+        assert!(LayoutChoice::Docs.check_docs(true).is_ok());
+        assert!(LayoutChoice::Striped.check_docs(false).is_ok());
     }
 }

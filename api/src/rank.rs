@@ -67,7 +67,11 @@ enum Kv {
 pub fn run_rank(comm: &mut dyn Comm, job: &Job) -> Result<Option<Gathered>> {
     let (rank, world) = (comm.rank(), comm.size());
     let setup = Instant::now();
-    let positions = job.plan.kind.layout().positions(rank, world, job.seq);
+    let positions = job
+        .plan
+        .kind
+        .build(&job.ring.mask)
+        .positions(rank, world, job.seq);
     let (q, kv) = make_shard(job, rank, &positions)?;
     let cores = job.cores_of(rank).to_vec();
     let pool = kernel_sched(rank, job, &cores)?;

@@ -240,6 +240,10 @@ impl RunSpec {
             return Err(ApiError::DuoNeedsCausal);
         }
         check_mask(self.window, self.docs.is_some(), self.duo.is_some())?;
+        if self.input.is_none() {
+            // With an input file the documents may be its doc_lens: checked when it is read.
+            self.layout.check_docs(self.docs.is_some())?;
+        }
         if let Some(DocsSpec::Lengths(lengths)) = &self.docs {
             let docs = Documents::from_lengths(lengths)?;
             if let Some(seq) = self.seq {

@@ -19,7 +19,7 @@ pub struct SweepSpec {
     pub workers: Vec<usize>,
     /// Sequence lengths (strong) or tokens per worker (weak).
     pub seqs: Vec<usize>,
-    /// Layouts (fixed ones: contiguous, striped, zigzag).
+    /// Layouts (fixed ones: contiguous, striped, zigzag, docs).
     pub layouts: Vec<LayoutChoice>,
     /// Weak scaling (N = seq × workers) instead of strong (N = seq).
     pub weak: bool,

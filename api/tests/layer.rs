@@ -302,7 +302,13 @@ fn documents_and_windows_through_the_layer_and_its_cache() {
     let q = random_values(heads * total * dim, 21);
     let k = random_values(kv_heads * total * dim, 22);
     let v = random_values(kv_heads * total * dim, 23);
-    for layout in [LayoutChoice::Contiguous, LayoutChoice::Striped] {
+    // Docs: uneven ranks (the 13-token document is split, the others whole) and decoded
+    // tokens on the last document's owner.
+    for layout in [
+        LayoutChoice::Contiguous,
+        LayoutChoice::Striped,
+        LayoutChoice::Docs,
+    ] {
         for world in 1..=3 {
             let spec = LayerSpec {
                 heads,
@@ -381,4 +387,22 @@ fn documents_and_windows_through_the_layer_and_its_cache() {
             }
         }
     }
+}
+
+/// The documents layout needs documents: a layer without them is refused naming the field.
+#[test]
+fn the_documents_layout_without_documents_is_refused() {
+    let spec = LayerSpec {
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 8,
+        seq: 16,
+        causal: true,
+        layout: LayoutChoice::Docs,
+        tile: None,
+        dtype: Dtype::F32,
+    };
+    let exec = executor_for(1, Vec::new()).unwrap();
+    let e = LayerAttention::new(&spec, 0, 2, exec).unwrap_err();
+    assert_eq!(e.field(), Some("layout"), "{e}");
 }

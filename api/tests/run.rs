@@ -1,7 +1,9 @@
 //! Whole jobs through the library: `run_local` and `run_rank` on the same spec give bitwise the
 //! same tensors, the check passes, and `validate` names fields.
 
-use ringattn::{run_local, run_rank, run_threads, CheckRows, DuoSpec, LayoutChoice, RunSpec};
+use ringattn::{
+    run_local, run_rank, run_threads, CheckRows, DocsSpec, DuoSpec, LayoutChoice, RunSpec,
+};
 
 fn spec() -> RunSpec {
     RunSpec {
@@ -88,7 +90,48 @@ fn validate_names_fields_not_flags() {
         ..spec()
     });
     assert!(!e.to_string().contains("--"), "{e}");
+    let e = bad(RunSpec {
+        layout: LayoutChoice::Docs,
+        ..spec()
+    });
+    assert_eq!(e.field(), Some("layout"));
+    assert!(!e.to_string().contains("--"), "{e}");
     // run_rank refuses a world other than the communicator's.
     let e = run_threads(2, |comm| run_rank(&spec(), comm).map(|_| ())).unwrap_err();
     assert!(e.to_string().contains("world"), "{e}");
+}
+
+/// The documents layout through whole jobs: uneven ranks (a long document split, short ones
+/// whole), the check passes, run_rank gathers the same tensors, and `auto` weighs it.
+#[test]
+fn the_documents_layout_runs_uneven_ranks_exactly() {
+    let lengths = vec![1, 150, 7, 3, 90, 50];
+    for world in 1..=4 {
+        let spec = RunSpec {
+            world: Some(world),
+            docs: Some(DocsSpec::Lengths(lengths.clone())),
+            layout: LayoutChoice::Docs,
+            ..spec()
+        };
+        spec.validate().unwrap();
+        let local = run_local(&spec).unwrap();
+        let check = local.report.check.as_ref().expect("a check");
+        assert!(check.passed, "P={world}");
+        assert_eq!(local.report.layout, "docs");
+        let ranks = run_threads(world, |comm| run_rank(&spec, comm)).unwrap();
+        let root = ranks.into_iter().find_map(|r| r.root).expect("root output");
+        assert_eq!(root.out, local.out, "P={world}: run_rank differs");
+        let auto = run_local(&RunSpec {
+            layout: LayoutChoice::Auto,
+            ..spec.clone()
+        })
+        .unwrap();
+        if world > 1 {
+            assert!(
+                auto.report.layout_reason.contains("docs "),
+                "{}",
+                auto.report.layout_reason
+            );
+        }
+    }
 }

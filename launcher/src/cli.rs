@@ -54,6 +54,9 @@ pub enum LayoutArg {
     Striped,
     /// Worker r owns chunks r and 2P-1-r of 2P chunks (balanced, contiguous chunks).
     Zigzag,
+    /// Packed documents (needs --docs, --docs-file or doc_lens in --input): whole documents
+    /// per worker balanced by causal cost, documents too long to balance split zigzag-wise.
+    Docs,
 }
 
 /// K/V storage types accepted by `--dtype`.

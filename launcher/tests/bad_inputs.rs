@@ -269,6 +269,9 @@ const CASES: &[Case] = &[
     (&["run", "--seq", "10", "--causal", "--docs", "5,5", "--retrieval-ratio", "0.5"], 2, "--docs"),
     (&["decode", "--prefill", "10", "--docs", "3,3"], 2, "add up to 6"),
     (&["decode", "--prefill", "10", "--window", "0"], 2, "--window"),
+    (&["run", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
+    (&["decode", "--prefill", "10", "--layout", "docs"], 2, "needs packed documents"),
+    (&["simulate", "--workers", "2", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
     // DuoAttention calibration and evaluation (issue 15).
     (&["duo", "calibrate"], 2, "--out"),
     (&["duo", "calibrate", "--out", "{tmp}/cal", "--method", "bogus"], 2, "--method"),

@@ -287,8 +287,10 @@ fn bf16_kv_over_mpi_matches_local_and_halves_the_bytes_sent() {
 fn documents_and_windows_over_mpi_match_local() {
     let Some(launcher) = launcher() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(usize, &str, &[&str]); 3] = [
+    let cases: [(usize, &str, &[&str]); 4] = [
         (3, "contiguous", &["--causal", "--docs", "1,400,3,597"]),
+        // Uneven ranks: the documents longer than N / P are split, the short ones whole.
+        (3, "docs", &["--causal", "--docs", "1,400,3,597"]),
         (4, "zigzag", &["--window", "7"]),
         (
             2,

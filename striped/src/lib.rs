@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod calibrate;
+pub mod doc_balance;
 pub mod doc_layout;
 pub mod layouts;
 pub mod partitioner;
@@ -15,6 +16,7 @@ mod simulate_trace;
 pub mod tilework;
 
 pub use calibrate::{calibrate, Calibration};
+pub use doc_balance::DocBalance;
 pub use doc_layout::DocZigzag;
 pub use layouts::{Striped, Zigzag};
 pub use partitioner::{

@@ -8,10 +8,12 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ringattn_ring::{Contiguous, Layout};
 use ringattn_runtime::{count_tiles, Error, Mask, Result, TileShape};
 
+use crate::doc_balance::DocBalance;
 use crate::layouts::{Striped, Zigzag};
 
 /// Relative cost of a Partial tile (computed, then masked element by element) to a Full one.
@@ -26,34 +28,84 @@ pub enum LayoutKind {
     Striped,
     /// Two mirrored chunks per rank.
     Zigzag,
+    /// Whole documents per rank balanced by cost, long ones split per-document zigzag
+    /// ([`DocBalance`]); built from the run's documents (the mask's).
+    Documents,
 }
 
 impl LayoutKind {
-    /// All layouts, in the order the cost model reports them.
+    /// The layouts that need no documents, in the order the cost model reports them.
     pub const ALL: [LayoutKind; 3] = [
         LayoutKind::Contiguous,
         LayoutKind::Striped,
         LayoutKind::Zigzag,
     ];
 
-    /// The layout implementation.
-    pub fn layout(self) -> &'static dyn Layout {
+    /// Every layout, in the order help texts list them (the names accepted by [`FromStr`]).
+    pub const NAMED: [LayoutKind; 4] = [
+        LayoutKind::Contiguous,
+        LayoutKind::Striped,
+        LayoutKind::Zigzag,
+        LayoutKind::Documents,
+    ];
+
+    /// The layouts the cost model considers for a run with `mask`: [`LayoutKind::ALL`], and
+    /// [`LayoutKind::Documents`] after them when the mask has documents.
+    pub fn candidates(mask: &Mask) -> Vec<LayoutKind> {
+        let mut kinds = LayoutKind::ALL.to_vec();
+        if mask.docs().is_some() {
+            kinds.push(LayoutKind::Documents);
+        }
+        kinds
+    }
+
+    /// The layout implementation for a run with `mask` (the documents layout takes the
+    /// mask's documents; without any, the whole sequence is one document, which it splits
+    /// like zigzag — callers refuse that request before, see `needs_documents`).
+    pub fn build(self, mask: &Mask) -> Arc<dyn Layout> {
         match self {
-            LayoutKind::Contiguous => &Contiguous,
-            LayoutKind::Striped => &Striped,
-            LayoutKind::Zigzag => &Zigzag,
+            LayoutKind::Contiguous => Arc::new(Contiguous),
+            LayoutKind::Striped => Arc::new(Striped),
+            LayoutKind::Zigzag => Arc::new(Zigzag),
+            LayoutKind::Documents => Arc::new(DocBalance::new(mask.docs().cloned())),
         }
     }
 
-    /// Name as written in reports and accepted on the command line.
+    /// True for the layouts that are only meaningful with the run's documents.
+    pub fn needs_documents(self) -> bool {
+        self == LayoutKind::Documents
+    }
+
+    /// Name as written in reports and accepted on the command line: the one mapping
+    /// between layouts and their names.
     pub fn name(self) -> &'static str {
-        self.layout().name()
+        match self {
+            LayoutKind::Contiguous => "contiguous",
+            LayoutKind::Striped => "striped",
+            LayoutKind::Zigzag => "zigzag",
+            LayoutKind::Documents => "docs",
+        }
     }
 }
 
 impl fmt::Display for LayoutKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl FromStr for LayoutKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        LayoutKind::NAMED
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown layout `{s}` (expected contiguous, striped, zigzag, docs or auto)"
+                ))
+            })
     }
 }
 
@@ -72,12 +124,7 @@ impl FromStr for LayoutChoice {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(LayoutChoice::Auto),
-            "contiguous" => Ok(LayoutChoice::Fixed(LayoutKind::Contiguous)),
-            "striped" => Ok(LayoutChoice::Fixed(LayoutKind::Striped)),
-            "zigzag" => Ok(LayoutChoice::Fixed(LayoutKind::Zigzag)),
-            other => Err(Error::config(format!(
-                "unknown layout `{other}` (expected contiguous, striped, zigzag or auto)"
-            ))),
+            other => other.parse().map(LayoutChoice::Fixed),
         }
     }
 }
@@ -116,7 +163,7 @@ pub fn estimate(
     mask: Mask,
     tile: TileShape,
 ) -> Estimate {
-    let layout = kind.layout();
+    let layout = kind.build(&mask);
     let positions: Vec<_> = (0..world)
         .map(|r| layout.positions(r, world, seq))
         .collect();
@@ -242,8 +289,9 @@ pub fn model_affordable(
     let streaming = mix
         .filter(|m| m.streaming > 0)
         .map_or(0, |m| per_call(m.streaming_mask.clone()));
-    // Three layouts, P² (rank, step) pairs each.
-    3 * p * p * (per_call(mask) + streaming) <= MAX_MODEL_TILE_WORK
+    // Three layouts (four with documents), P² (rank, step) pairs each.
+    let layouts = 3 + u128::from(mask.docs().is_some());
+    layouts * p * p * (per_call(mask) + streaming) <= MAX_MODEL_TILE_WORK
 }
 
 /// The plan when the cost model is too expensive to run: `Fixed` as asked; `Auto` takes striped
@@ -274,7 +322,8 @@ fn plan_without_model(choice: LayoutChoice, world: usize, mask: Mask) -> Plan {
 
 /// Chooses the layout: `Fixed` is honoured (with its predicted makespan in the reason); `Auto`
 /// takes the smallest predicted makespan, preferring the earlier of
-/// contiguous, striped, zigzag when within 1% (contiguous keeps tokens adjacent).
+/// contiguous, striped, zigzag, docs when within 1% (contiguous keeps tokens adjacent); docs is
+/// a candidate only when the mask has documents ([`LayoutKind::candidates`]).
 pub fn plan(choice: LayoutChoice, world: usize, seq: usize, mask: Mask, tile: TileShape) -> Plan {
     plan_mixed(choice, world, seq, mask, tile, None)
 }
@@ -293,7 +342,7 @@ pub fn plan_mixed(
     if !model_affordable(world, seq, mask.clone(), tile, mix) {
         return plan_without_model(choice, world, mask);
     }
-    let estimates: Vec<Estimate> = LayoutKind::ALL
+    let estimates: Vec<Estimate> = LayoutKind::candidates(&mask)
         .iter()
         .map(|&k| match mix {
             Some(mix) if mix.streaming > 0 => {
@@ -408,6 +457,31 @@ mod tests {
             let r = estimate(kind, 4, 4096, Mask::Causal, tile).makespan;
             let s = estimate(kind, 4, 4096, streaming_mask.clone(), tile).makespan;
             assert!((m - (r + s) / 2.0).abs() < 1e-9, "{kind}");
+        }
+    }
+
+    #[test]
+    fn documents_are_a_candidate_only_with_documents() {
+        let tile = TileShape::default();
+        let docs = ringattn_runtime::Documents::from_lengths(&[64; 64]).unwrap();
+        let p = plan(
+            LayoutChoice::Auto,
+            4,
+            4096,
+            Mask::span(true, None, Some(docs)),
+            tile,
+        );
+        let kinds: Vec<_> = p.estimates.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, LayoutKind::NAMED);
+        assert!(p.reason.contains("docs "), "{}", p.reason);
+        let plain = plan(LayoutChoice::Auto, 4, 4096, Mask::Causal, tile);
+        assert_eq!(plain.estimates.len(), LayoutKind::ALL.len());
+        for kind in LayoutKind::NAMED {
+            assert_eq!(kind.name().parse::<LayoutKind>().unwrap(), kind);
+            assert_eq!(
+                kind.name().parse::<LayoutChoice>().unwrap(),
+                LayoutChoice::Fixed(kind)
+            );
         }
     }
 

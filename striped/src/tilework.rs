@@ -59,7 +59,7 @@ pub struct TileWork {
 impl TileWork {
     /// Prepares the shards of `kind` with `world` ranks over `seq` tokens.
     pub fn new(kind: LayoutKind, world: usize, seq: usize, mask: Mask, tile: TileShape) -> Self {
-        let layout = kind.layout();
+        let layout = kind.build(&mask);
         let positions: Vec<Positions> = (0..world)
             .map(|r| layout.positions(r, world, seq))
             .collect();
@@ -286,7 +286,7 @@ mod tests {
                 for tile in tiles {
                     for (world, seq) in [(1, 100), (3, 1000), (4, 4096), (5, 4099), (8, 777)] {
                         let mut work = TileWork::new(kind, world, seq, mask.clone(), tile);
-                        let layout = kind.layout();
+                        let layout = kind.build(&mask);
                         for step in 0..world {
                             for rank in 0..world {
                                 let source = (rank + world - step) % world;

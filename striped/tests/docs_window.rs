@@ -1,6 +1,6 @@
 //! Packed documents and sliding windows through the ring (issue 17), against the f64 reference.
 //!
-//! - exactness: layouts (contiguous, striped, zigzag, per-document zigzag) × P ∈ 1..=5 ×
+//! - exactness: layouts (contiguous, striped, zigzag, per-document zigzag, docs) × P ∈ 1..=5 ×
 //!   causal / non-causal × random documents (length-1 ones, one longer than a rank's block) ×
 //!   windows {1, 7, 128, ≥ N, none} × GQA, every row, out ≤ 2e-5 and lse ≤ 1e-5;
 //! - packing two documents gives each one's output alone (bitwise where the tiles line up);
@@ -17,7 +17,7 @@ use ringattn_runtime::{
     count_tiles, Comm, Documents, KvBlock, Mask, Positions, QShard, Result, RowSource, Synthetic,
     TensorKind, TileShape,
 };
-use ringattn_striped::{DocZigzag, LayoutChoice, Striped, Zigzag};
+use ringattn_striped::{DocBalance, DocZigzag, LayoutChoice, Striped, Zigzag};
 
 const OUT_TOL: f64 = 2e-5;
 const LSE_TOL: f64 = 1e-5;
@@ -165,6 +165,7 @@ fn layouts(docs: &Documents) -> Vec<Box<dyn Layout>> {
         Box::new(Striped),
         Box::new(Zigzag),
         Box::new(DocZigzag::new(docs.clone())),
+        Box::new(DocBalance::new(Some(docs.clone()))),
     ]
 }
 
@@ -299,7 +300,7 @@ fn short_documents_cost_their_own_triangles() {
     // What `auto` picks for this mask (the cost model sees the documents) costs at most twice
     // the documents' own triangles per rank; contiguous keeps whole documents on one rank.
     let auto = ringattn_striped::plan(LayoutChoice::Auto, p, n, mask.clone(), tile).kind;
-    for layout in [&Contiguous as &dyn Layout, auto.layout()] {
+    for layout in [&Contiguous as &dyn Layout, &*auto.build(&mask)] {
         let per_rank = computed_per_rank(layout, p, n, &mask, tile);
         let max = *per_rank.iter().max().unwrap();
         assert!(
@@ -314,6 +315,88 @@ fn short_documents_cost_their_own_triangles() {
         whole.iter().min().unwrap() > &(4 * own_per_rank),
         "{whole:?}"
     );
+}
+
+/// The issue's bound, exactly: 64 documents of 512 tokens, N = 32768, P = 4, causal, default
+/// tiles. The documents layout keeps every document whole on one rank, 16 per rank, so each
+/// rank computes exactly its documents' own triangles (96 tiles), with 8192 tokens each;
+/// per-document zigzag cuts them in 64-token slices that still cost whole tiles.
+#[test]
+fn the_docs_layout_costs_exactly_the_own_triangles() {
+    let (p, docs_n, len) = (4usize, 64usize, 512usize);
+    let n = docs_n * len;
+    let tile = TileShape::default();
+    let docs = Documents::from_lengths(&vec![len; docs_n]).unwrap();
+    let mask = Mask::span(true, None, Some(docs.clone()));
+    let own = Positions::contiguous(0, len);
+    let c = count_tiles(&own, &own, Mask::Causal, tile);
+    let own_per_rank = docs_n as u64 / p as u64 * (c.full + c.partial);
+    assert_eq!(own_per_rank, 96);
+    let balanced = DocBalance::new(Some(docs.clone()));
+    assert_eq!(
+        computed_per_rank(&balanced, p, n, &mask, tile),
+        vec![own_per_rank; p]
+    );
+    for r in 0..p {
+        assert_eq!(balanced.positions(r, p, n).len(), n / p);
+    }
+    let zig = computed_per_rank(&DocZigzag::new(docs), p, n, &mask, tile);
+    assert_eq!(zig, vec![256; p]);
+}
+
+/// Pareto document lengths (α = 1.2, at least 16 tokens, as scripts/bench-docs.sh draws them)
+/// adding up to `n`, from a fixed linear congruential generator.
+fn pareto_lengths(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let (mut lens, mut left) = (Vec::new(), n);
+    while left > 0 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let l = ((16.0 * u.powf(-1.0 / 1.2)) as usize).clamp(16, left.max(16));
+        lens.push(l.min(left));
+        left -= l.min(left);
+    }
+    lens
+}
+
+/// Long-tailed lengths: the documents layout's busiest rank computes no more tiles than
+/// striped's on every draw, and no more than contiguous's or zigzag's on the bench's draw
+/// (seed 17), with and without a window. Known gap (not asserted, printed): on heavier tails
+/// (seeds 1–3) a split document's chunks sit among a rank's whole documents and its tiles span
+/// the gap, so docs can exceed contiguous / zigzag by up to ~1.4×; `auto` then picks those.
+#[test]
+fn the_docs_layout_balances_long_tailed_documents() {
+    let n = 32768;
+    let tile = TileShape::default();
+    let mut worse = Vec::new();
+    for seed in [17u64, 1, 2, 3] {
+        let docs = Documents::from_lengths(&pareto_lengths(n, seed)).unwrap();
+        for p in [2usize, 4, 8] {
+            for window in [None, Some(4096)] {
+                let mask = Mask::span(true, window, Some(docs.clone()));
+                let max = |l: &dyn Layout| {
+                    *computed_per_rank(l, p, n, &mask, tile)
+                        .iter()
+                        .max()
+                        .unwrap()
+                };
+                let ours = max(&DocBalance::new(Some(docs.clone())));
+                let case = format!("seed {seed} P={p} window {window:?}");
+                assert!(ours <= max(&Striped), "{case}: docs {ours}");
+                for other in [&Contiguous as &dyn Layout, &Zigzag] {
+                    let theirs = max(other);
+                    let line = format!("{case}: docs {ours} vs {} {theirs}", other.name());
+                    assert!(seed != 17 || ours <= theirs, "{line}");
+                    if ours > theirs {
+                        worse.push(line);
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("docs above contiguous / zigzag: {worse:#?}");
 }
 
 /// Rows each rank forwards over the ring under the pruned pass's rule.

@@ -33,7 +33,7 @@ fn one_thread() -> rayon::ThreadPool {
 
 /// Runs prefill + decode on `p` rank threads; returns every rank's output in rank order.
 fn run(
-    layout: &'static dyn Layout,
+    layout: &dyn Layout,
     p: usize,
     spec: DecodeSpec,
     duo: Option<&DuoPlan>,
@@ -175,7 +175,8 @@ fn check_caches(
 #[test]
 fn decode_matches_the_reference_on_every_layout_world_and_plan() {
     for kind in LayoutKind::ALL {
-        let layout = kind.layout();
+        let built = kind.build(&ringattn_runtime::Mask::None);
+        let layout = &*built;
         for p in 1..=4 {
             for (heads, kv_heads) in [(4, 4), (8, 2)] {
                 // N = 45: not divisible by 2, 3, 4 (or 2P); N = 9 < sink + recent: the
@@ -220,13 +221,23 @@ fn bf16_cache_decodes_within_bf16_tolerance() {
     };
     let plan = mixed_plan(2);
     for kind in LayoutKind::ALL {
-        let outputs = run(kind.layout(), 3, spec, Some(&plan));
+        let outputs = run(
+            &*kind.build(&ringattn_runtime::Mask::None),
+            3,
+            spec,
+            Some(&plan),
+        );
         let (out, lse) = errors(&outputs, &spec, Some(&plan));
         assert!(
             out <= 2e-2 && lse <= 2e-2,
             "{kind}: out {out:e} lse {lse:e}"
         );
-        check_caches(&outputs, kind.layout(), &spec, Some(&plan));
+        check_caches(
+            &outputs,
+            &*kind.build(&ringattn_runtime::Mask::None),
+            &spec,
+            Some(&plan),
+        );
     }
 }
 
@@ -242,8 +253,13 @@ fn all_retrieval_plan_is_plain_decode_bitwise() {
     };
     let plan = DuoPlan::all_retrieval(3, 4, 16);
     for kind in LayoutKind::ALL {
-        let plain = run(kind.layout(), 3, spec, None);
-        let duo = run(kind.layout(), 3, spec, Some(&plan));
+        let plain = run(&*kind.build(&ringattn_runtime::Mask::None), 3, spec, None);
+        let duo = run(
+            &*kind.build(&ringattn_runtime::Mask::None),
+            3,
+            spec,
+            Some(&plan),
+        );
         for (a, b) in plain.iter().zip(&duo) {
             assert_eq!(a.rows, b.rows, "{kind}");
             assert_eq!(a.cache, b.cache, "{kind}");
@@ -261,7 +277,12 @@ fn striped_decode_spreads_new_tokens_round_robin() {
         dim: 16,
         dtype: Dtype::F32,
     };
-    let outputs = run(LayoutKind::Striped.layout(), 4, spec, None);
+    let outputs = run(
+        &*LayoutKind::Striped.build(&ringattn_runtime::Mask::None),
+        4,
+        spec,
+        None,
+    );
     for (rank, o) in outputs.iter().enumerate() {
         let owned: Vec<usize> = o.rows.iter().map(|r| r.pos).collect();
         let expected: Vec<usize> = (10..18).filter(|p| p % 4 == rank).collect();
@@ -269,7 +290,11 @@ fn striped_decode_spreads_new_tokens_round_robin() {
         let heads_rows = o.cache.head(0).rows();
         assert_eq!(heads_rows, (0..18).filter(|p| p % 4 == rank).count());
     }
-    let roles = DecodeRoles::new(LayoutKind::Striped.layout(), 4, &spec);
+    let roles = DecodeRoles::new(
+        &*LayoutKind::Striped.build(&ringattn_runtime::Mask::None),
+        4,
+        &spec,
+    );
     assert_eq!(roles.stream_rank, 1, "owner of token 9");
 }
 
@@ -292,7 +317,12 @@ fn decode_with_the_shared_patterns_matches_the_reference() {
                         dim: 8,
                         dtype: Dtype::F32,
                     };
-                    let outputs = run(kind.layout(), p, spec, Some(&plan));
+                    let outputs = run(
+                        &*kind.build(&ringattn_runtime::Mask::None),
+                        p,
+                        spec,
+                        Some(&plan),
+                    );
                     let (out, lse) = errors(&outputs, &spec, Some(&plan));
                     let what = format!("{model} s={sparsity} {kind} P={p}");
                     assert!(out <= 2e-5, "{what}: out err {out:e}");
@@ -308,7 +338,8 @@ fn decode_with_the_shared_patterns_matches_the_reference() {
 #[test]
 fn decode_with_huge_windows_matches_the_reference() {
     for kind in LayoutKind::ALL {
-        let layout = kind.layout();
+        let built = kind.build(&ringattn_runtime::Mask::None);
+        let layout = &*built;
         for p in [1, 3] {
             for (sink, recent) in [(4, usize::MAX), (usize::MAX, usize::MAX), (0, 1 << 63)] {
                 let spec = DecodeSpec {

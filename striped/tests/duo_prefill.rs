@@ -60,7 +60,8 @@ fn run<T: Send>(
     spec: &Spec,
     pass: impl Fn(&mut dyn Comm, &QShard, KvBlock, &rayon::ThreadPool) -> (AttnState, T) + Sync,
 ) -> Vec<Ranked<T>> {
-    let layout = spec.layout.layout();
+    let built = spec.layout.build(&Mask::None);
+    let layout = &*built;
     let src = Synthetic { seed: spec.seed };
     thread::scope(|s| {
         let handles: Vec<_> = local_world(spec.p)

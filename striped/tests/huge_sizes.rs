@@ -37,7 +37,8 @@ fn sim(world: usize, seq: usize, mask: Mask, layout: LayoutKind) -> SimConfig {
 #[test]
 fn layouts_cover_huge_sequences_without_overflow() {
     for kind in LayoutKind::ALL {
-        let layout = kind.layout();
+        let built = kind.build(&Mask::None);
+        let layout = &*built;
         for (world, seq) in [(1, M), (2, M), (M, M), (M - 1, M), (3, M - 5), (1 << 63, M)] {
             let mut total: u128 = 0;
             // The first and last ranks (all ranks is 2^64 of them).
@@ -252,7 +253,8 @@ fn memory_estimates_of_the_issue_cases_are_refused_or_errors() {
 #[test]
 fn decode_owner_is_the_owner_of_the_last_prefill_token() {
     for kind in LayoutKind::ALL {
-        let layout = kind.layout();
+        let built = kind.build(&Mask::None);
+        let layout = &*built;
         for world in 1..9 {
             for seq in 1..40 {
                 let last = seq - 1;

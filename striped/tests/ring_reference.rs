@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use ringattn_ring::{ring_pass, FaultInjection, Layout, RankStats, RingConfig};
+use ringattn_ring::{ring_pass, FaultInjection, RankStats, RingConfig};
 use ringattn_runtime::local::local_world;
 use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{
@@ -74,7 +74,8 @@ struct RankResult {
 
 /// Runs the ring for `spec` with `p` threads, returning each rank's positions and result.
 fn run_ring_raw(spec: &Spec) -> Vec<RankResult> {
-    let layout: &'static dyn Layout = spec.layout.layout();
+    let built = spec.layout.build(&spec.mask());
+    let layout = &*built;
     let src = Synthetic { seed: spec.seed };
     let cfg = RingConfig {
         mask: spec.mask(),
@@ -637,7 +638,7 @@ fn causal_work_is_balanced_by_striped_and_zigzag() {
     }
     for (layout, computed, spread) in spreads {
         match layout {
-            LayoutKind::Striped | LayoutKind::Zigzag => {
+            LayoutKind::Striped | LayoutKind::Zigzag | LayoutKind::Documents => {
                 assert!(
                     spread <= 0.05,
                     "{layout}: computed tiles {computed:?} differ by {:.2}%",
@@ -675,12 +676,13 @@ fn injected_fault_ends_every_rank_naming_the_failed_rank() {
         fault: Some(fault),
     };
     let src = Synthetic { seed: spec.seed };
-    let layout = spec.layout.layout();
+    let layout = spec.layout.build(&Mask::None);
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
     for mut comm in local_world(P) {
         let tx = tx.clone();
         let cfg = cfg.clone();
+        let layout = layout.clone();
         thread::spawn(move || {
             let rank = comm.rank();
             let positions = layout.positions(rank, P, spec.n);

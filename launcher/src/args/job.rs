@@ -27,7 +27,8 @@ pub struct JobArgs {
     #[arg(short = 'd', long)]
     pub head_dim: Option<usize>,
     /// Token layout over workers (decode: each new token goes to the worker the layout names:
-    /// striped round robin, contiguous the last worker, zigzag worker 0).
+    /// striped round robin, contiguous the last worker, zigzag worker 0, docs the owner of the
+    /// last document). `auto` also weighs docs when the run has packed documents.
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
     /// Storage type of K and V (stored, sent and cached): bf16 halves KV memory and ring

@@ -62,7 +62,7 @@ pub struct ScalingArgs {
     #[arg(short = 'n', long, value_delimiter = ',', default_values_t = [8192])]
     pub seq: Vec<usize>,
     /// Layouts, comma separated (fixed ones only: `auto` is not a layout to measure).
-    #[arg(long, value_delimiter = ',', value_parser = FIXED_LAYOUTS, default_values = FIXED_LAYOUTS)]
+    #[arg(long, value_delimiter = ',', value_parser = FIXED_LAYOUTS, default_values = DEFAULT_LAYOUTS)]
     pub layout: Vec<String>,
     /// Causal mask.
     #[arg(long)]
@@ -108,8 +108,11 @@ pub struct ScalingArgs {
     pub no_plot: bool,
 }
 
-/// `--layout`'s values: the fixed layouts only (so `--help` does not offer `auto`).
-const FIXED_LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
+/// `--layout`'s values: the fixed layouts only (so `--help` does not offer `auto`); `docs`
+/// needs documents in the run options.
+const FIXED_LAYOUTS: [&str; 4] = ["contiguous", "striped", "zigzag", "docs"];
+/// `--layout`'s default: the layouts that need no documents.
+const DEFAULT_LAYOUTS: [&str; 3] = ["contiguous", "striped", "zigzag"];
 
 /// The sweep's plain data (the library's [`SweepSpec`]) from the arguments.
 fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {

@@ -14,6 +14,7 @@ impl From<LayoutArg> for LayoutChoice {
             LayoutArg::Contiguous => LayoutChoice::Contiguous,
             LayoutArg::Striped => LayoutChoice::Striped,
             LayoutArg::Zigzag => LayoutChoice::Zigzag,
+            LayoutArg::Docs => LayoutChoice::Docs,
         }
     }
 }

@@ -34,7 +34,8 @@ pub struct SimulateArgs {
     /// How K and V travel (bytes per hop: f32 4, bf16 2 per element).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
-    /// Token layout; `auto` simulates all three and keeps the fastest.
+    /// Token layout; `auto` simulates contiguous, striped and zigzag and keeps the fastest
+    /// (docs needs packed documents, which simulate does not take).
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
     /// One rank's kernel rate on unmasked tiles, GFLOP/s [default: 100, or --calibrate].
@@ -107,6 +108,8 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
+    // `simulate` has no documents: the documents layout is refused with the library's message.
+    ringattn::LayoutChoice::from(args.layout).check_docs(false)?;
     let prediction = predict(&base, args.layout.into(), duo.as_ref())?;
     let out = prediction.output(&rate.source, duo.as_ref());
     crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
