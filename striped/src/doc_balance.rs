@@ -12,6 +12,7 @@
 //! all ranks, an equal share of its triangle each.
 //! Rank token counts may differ.
 
+use crate::doc_layout::chunk;
 use ringattn_ring::Layout;
 use ringattn_runtime::{Documents, Positions, Run};
 
@@ -91,15 +92,6 @@ pub const MIN_CHUNK: usize = 256;
 fn cost(len: usize) -> f64 {
     let len = len as f64;
     len * (len / 2.0 + 384.0)
-}
-
-/// Start and length of chunk `i` of `parts` near-equal chunks of `[start, start + len)`.
-fn chunk(start: usize, len: usize, parts: usize, i: usize) -> (usize, usize) {
-    let (base, extra) = (len / parts, len % parts);
-    (
-        start + i * base + i.min(extra),
-        base + usize::from(i < extra),
-    )
 }
 
 impl Layout for DocBalance {

@@ -26,7 +26,7 @@ impl DocZigzag {
 }
 
 /// Start and length of chunk `i` of `parts` near-equal chunks of `[start, start + len)`.
-fn chunk(start: usize, len: usize, parts: usize, i: usize) -> (usize, usize) {
+pub(crate) fn chunk(start: usize, len: usize, parts: usize, i: usize) -> (usize, usize) {
     let (base, extra) = (len / parts, len % parts);
     (
         start + i * base + i.min(extra),
