@@ -316,7 +316,7 @@ struct Cell {
 }
 
 /// [`run_passkey`] as this process's rank of a ring over `comm` (MPI): every rank walks the
-/// grid, each trial one [`generate_rank`](crate::generate::generate_rank); rank 0 alone
+/// grid, each trial one [`generate_rank`]; rank 0 alone
 /// writes `results.jsonl` and sees `on_trial`.
 pub fn run_passkey_rank(
     model: &Model,
