@@ -217,13 +217,12 @@ pub fn record(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_plan_skips_what_results_hold_and_runs_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = SweepSpec {
+    /// A two-run sweep (1 and 2 workers) of one tiny shape.
+    fn tiny_sweep(seq: usize, layout: crate::LayoutChoice) -> SweepSpec {
+        SweepSpec {
             workers: vec![1, 2],
-            seqs: vec![32],
-            layouts: vec![crate::LayoutChoice::Contiguous],
+            seqs: vec![seq],
+            layouts: vec![layout],
             weak: false,
             run: crate::RunSpec {
                 heads: Some(1),
@@ -231,7 +230,13 @@ mod tests {
                 threads: Some(1),
                 ..crate::RunSpec::default()
             },
-        };
+        }
+    }
+
+    #[test]
+    fn a_plan_skips_what_results_hold_and_runs_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = tiny_sweep(32, crate::LayoutChoice::Contiguous);
         let plan = SweepPlan::new(spec.clone(), dir.path(), 2).unwrap();
         assert_eq!(
             (plan.combos.len(), plan.todo.len(), plan.unreadable),
@@ -267,18 +272,7 @@ mod tests {
     #[test]
     fn the_local_backend_records_every_pending_run_once() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = SweepSpec {
-            workers: vec![1, 2],
-            seqs: vec![16],
-            layouts: vec![crate::LayoutChoice::Striped],
-            weak: false,
-            run: crate::RunSpec {
-                heads: Some(1),
-                head_dim: Some(8),
-                threads: Some(1),
-                ..crate::RunSpec::default()
-            },
-        };
+        let spec = tiny_sweep(16, crate::LayoutChoice::Striped);
         let plan = SweepPlan::new(spec.clone(), dir.path(), 2).unwrap();
         let (mut started, mut recorded) = (0, 0);
         plan.run_on(&SweepBackend::Local, 2, &[], &mut |e| match e {
