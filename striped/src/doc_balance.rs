@@ -11,23 +11,57 @@
 //! at least [`MIN_CHUNK`] tokens), cannot be balanced whole: it is split per-document zigzag over
 //! all ranks, an equal share of its triangle each.
 //! Rank token counts may differ.
+//!
+//! On heavy-tailed lengths that assignment can still compute more tiles than plain blocks (a
+//! split document's chunks share tiles with a rank's whole documents), so the layout counts the
+//! tiles of its assignment, of contiguous and of zigzag under the mask and uses the one whose
+//! busiest rank computes least (see [`crate::doc_pick`]): never worse than either.
 
 use crate::doc_layout::chunk;
-use ringattn_ring::Layout;
-use ringattn_runtime::{Documents, Positions, Run};
+use crate::doc_pick::{choose, Pick, PickCache};
+use crate::Zigzag;
+use ringattn_ring::{Contiguous, Layout};
+use ringattn_runtime::{Documents, Mask, Positions, Run, TileShape};
 
-/// Whole documents in cost-balanced consecutive groups, long ones split per-document zigzag
-/// (see the module).
+/// Whole documents in cost-balanced consecutive groups, long ones split per-document zigzag,
+/// or contiguous / zigzag blocks when those compute fewer tiles (see the module).
 #[derive(Clone, Debug)]
 pub struct DocBalance {
     docs: Option<Documents>,
+    /// The mask the candidates are costed under (documents, causality, window).
+    mask: Mask,
+    pick: PickCache,
 }
 
 impl DocBalance {
-    /// The layout of these documents (their packed lengths should add up to the sequence;
-    /// documents past it are cut at it). `None`: the whole sequence is one document.
+    /// The layout of these documents under a causal mask within each document (their packed
+    /// lengths should add up to the sequence; documents past it are cut at it). `None`: the
+    /// whole sequence is one document.
     pub fn new(docs: Option<Documents>) -> Self {
-        DocBalance { docs }
+        let mask = Mask::span(true, None, docs.clone());
+        DocBalance {
+            docs,
+            mask,
+            pick: PickCache::default(),
+        }
+    }
+
+    /// The layout for a run under `mask`: its documents, and its causality and window for
+    /// choosing between the candidates (what `--layout docs` builds).
+    pub fn for_mask(mask: &Mask) -> Self {
+        DocBalance {
+            docs: mask.docs().cloned(),
+            mask: mask.clone(),
+            pick: PickCache::default(),
+        }
+    }
+
+    /// The candidate used at this world and sequence, costed at the default tiles.
+    fn pick(&self, world: usize, seq: usize) -> Pick {
+        self.pick.get(world, seq, || {
+            let balanced = |r| self.balanced(r, world, seq);
+            choose(world, seq, &self.mask, TileShape::default(), balanced)
+        })
     }
 
     /// The documents as `(start, len)` cut at `seq`.
@@ -99,9 +133,34 @@ impl Layout for DocBalance {
         "docs"
     }
 
-    /// The rank's whole documents and its chunks r and 2P − 1 − r of every split document,
-    /// in position order.
+    /// The chosen candidate's positions (see the module).
     fn positions(&self, rank: usize, world: usize, seq: usize) -> Positions {
+        match self.pick(world, seq) {
+            Pick::Balanced => self.balanced(rank, world, seq),
+            Pick::Contiguous => Contiguous.positions(rank, world, seq),
+            Pick::Zigzag => Zigzag.positions(rank, world, seq),
+        }
+    }
+
+    /// Decoded tokens belong to the last document: its owner when it is whole, else the owner
+    /// of its last chunk (rank 0, as in zigzag); the chosen block layout's owner otherwise.
+    /// One assignment, not a search over the ranks.
+    fn decode_owner(&self, pos: usize, world: usize, seq: usize) -> usize {
+        match self.pick(world, seq) {
+            Pick::Balanced => match self.owners(world, seq).last() {
+                Some(Some(rank)) => *rank,
+                _ => 0,
+            },
+            Pick::Contiguous => Contiguous.decode_owner(pos, world, seq),
+            Pick::Zigzag => Zigzag.decode_owner(pos, world, seq),
+        }
+    }
+}
+
+impl DocBalance {
+    /// The balanced assignment: the rank's whole documents and its chunks r and 2P − 1 − r of
+    /// every split document, in position order.
+    fn balanced(&self, rank: usize, world: usize, seq: usize) -> Positions {
         let parts = 2 * world.max(1);
         let owners = self.owners(world, seq);
         let mut runs = Vec::new();
@@ -122,24 +181,16 @@ impl Layout for DocBalance {
         }
         Positions::new(runs).expect("document pieces are disjoint and increasing")
     }
-
-    /// Decoded tokens belong to the last document: its owner when it is whole, else the owner
-    /// of its last chunk (rank 0, as in zigzag). One assignment, not a search over the ranks.
-    fn decode_owner(&self, _pos: usize, world: usize, seq: usize) -> usize {
-        match self.owners(world, seq).last() {
-            Some(Some(rank)) => *rank,
-            _ => 0,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The balanced assignment of every rank (what the candidate choice may replace).
     fn all(layout: &DocBalance, world: usize, seq: usize) -> Vec<Vec<usize>> {
         (0..world)
-            .map(|r| layout.positions(r, world, seq).iter().collect())
+            .map(|r| layout.balanced(r, world, seq).iter().collect())
             .collect()
     }
 
@@ -152,6 +203,15 @@ mod tests {
             let mut seen = vec![0u8; seq];
             for p in all(&layout, world, seq).into_iter().flatten() {
                 seen[p] += 1;
+            }
+            assert!(seen.iter().all(|&c| c == 1), "P={world}");
+            // The chosen candidate covers every token once too.
+            let mut seen = vec![0u8; seq];
+            for r in 0..world {
+                layout
+                    .positions(r, world, seq)
+                    .iter()
+                    .for_each(|p| seen[p] += 1);
             }
             assert!(seen.iter().all(|&c| c == 1), "P={world}");
             let last = layout.decode_owner(seq, world, seq);

@@ -6,6 +6,7 @@
 pub mod calibrate;
 pub mod doc_balance;
 pub mod doc_layout;
+pub mod doc_pick;
 pub mod layouts;
 pub mod partitioner;
 pub mod simulate;

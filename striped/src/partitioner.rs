@@ -67,7 +67,7 @@ impl LayoutKind {
             LayoutKind::Contiguous => Arc::new(Contiguous),
             LayoutKind::Striped => Arc::new(Striped),
             LayoutKind::Zigzag => Arc::new(Zigzag),
-            LayoutKind::Documents => Arc::new(DocBalance::new(mask.docs().cloned())),
+            LayoutKind::Documents => Arc::new(DocBalance::for_mask(mask)),
         }
     }
 
