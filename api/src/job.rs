@@ -4,6 +4,7 @@ use ringattn_ring::{DuoPlan, FaultInjection, RingConfig};
 use ringattn_runtime::io::FileSource;
 use ringattn_runtime::io_docs::read_documents;
 use ringattn_runtime::{Dtype, Mask, Result, RowSource, Synthetic, TensorKind};
+use ringattn_striped::partitioner::MAX_MODEL_WORLD;
 use ringattn_striped::{plan, plan_mixed, HeadMix, Plan};
 
 use crate::error::{nonzero, ApiError};
@@ -106,8 +107,9 @@ impl Job {
         Self::build(spec, allowed_cores, None)
     }
 
-    /// [`Job::from_spec`], refusing (bad input, before the layout is planned or anything is
-    /// allocated) a job whose buffers this process cannot hold (see [`crate::memory`]).
+    /// [`Job::from_spec`], refusing (bad input, after the layout is planned and before
+    /// anything is allocated) a job whose buffers this process cannot hold, its largest rank
+    /// as the layout gives it (see [`crate::memory`]).
     pub fn from_spec_checked(
         spec: &RunSpec,
         allowed_cores: usize,
@@ -150,10 +152,6 @@ impl Job {
         if spec.duo.is_some() && !spec.causal {
             return Err(ApiError::DuoNeedsCausal);
         }
-        if let Some(memory) = memory {
-            let sizes = (world, seq, heads, kv_heads, dim, threads);
-            Self::check_memory(spec, sizes, memory)?;
-        }
         let fault = spec.fault.map(|f| FaultInjection {
             rank: f.rank,
             step: f.step,
@@ -189,26 +187,41 @@ impl Job {
         if let Some(duo) = &spec.duo {
             job.set_duo(duo.plan(kv_heads)?, spec.layout)?;
         }
+        if let Some(memory) = memory {
+            job.check_memory(memory)?;
+        }
         Ok(job)
     }
 
-    /// Refuses a job (sizes: world, seq, heads, kv_heads, dim, threads) this process cannot hold.
-    fn check_memory(
-        spec: &RunSpec,
-        (world, seq, heads, kv_heads, dim, threads): (usize, usize, usize, usize, usize, usize),
-        memory: MemoryCheck,
-    ) -> Result<(), ApiError> {
+    /// Refuses a job this process cannot hold, every rank sized like the layout's largest
+    /// (see [`Job::largest_rank`]).
+    fn check_memory(&self, memory: MemoryCheck) -> Result<(), ApiError> {
         let sizes = JobSizes {
-            world,
-            seq,
-            heads,
-            kv_heads,
-            dim,
-            threads,
-            tile: spec.tile,
-            dtype: spec.dtype,
+            world: self.world,
+            seq: self.seq,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            dim: self.dim,
+            threads: self.threads,
+            tile: self.ring.tile,
+            dtype: self.dtype,
+            largest_rank: self.largest_rank(),
         };
         check_job_memory(&sizes, memory)
+    }
+
+    /// Rows of Q and of KV the layout's largest rank holds, when the layout decides them per
+    /// document (the documents layout: whole documents, so counts differ); `None` for the
+    /// block layouts, whose ranks hold about N/P each (the memory check's default), and above
+    /// [`MAX_MODEL_WORLD`] ranks (each rank's positions walk the documents: P × documents).
+    pub fn largest_rank(&self) -> Option<usize> {
+        if !self.plan.kind.needs_documents() || self.world > MAX_MODEL_WORLD {
+            return None;
+        }
+        let layout = self.plan.kind.build(&self.ring.mask);
+        (0..self.world)
+            .map(|r| layout.positions(r, self.world, self.seq).len())
+            .max()
     }
 
     /// The rows `run` checks for `check` at `seq` tokens (`usize::MAX`: all of them).
@@ -310,4 +323,52 @@ fn resolve_sizes(spec: &RunSpec, input: &Input) -> Result<(usize, usize, usize, 
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::job_need;
+    use crate::spec::DocsSpec;
+
+    /// Documents of 4000, 2000 and 2000 tokens then 64 of 128 (N = 16192, P = 2): the
+    /// documents layout balances their cost (short documents are cheap per token), so one rank
+    /// gets 10192 rows, 1.26 × N / P; the check sizes every rank by it.
+    #[test]
+    fn the_memory_check_counts_the_docs_layouts_largest_rank() {
+        let lens: Vec<usize> = [vec![4000, 2000, 2000], vec![128; 64]].concat();
+        let spec = RunSpec {
+            world: Some(2),
+            seq: Some(16192),
+            heads: Some(2),
+            head_dim: Some(8),
+            causal: true,
+            layout: LayoutChoice::Docs,
+            docs: Some(DocsSpec::Lengths(lens)),
+            ..RunSpec::default()
+        };
+        let job = Job::from_spec_checked(&spec, 2, MemoryCheck::LOCAL).unwrap();
+        let largest = job.largest_rank().unwrap();
+        assert!(largest >= 8096 * 6 / 5, "largest rank {largest} rows");
+        let sizes = |largest_rank| JobSizes {
+            world: 2,
+            seq: 16192,
+            heads: 2,
+            kv_heads: 2,
+            dim: 8,
+            threads: job.threads,
+            tile: job.ring.tile,
+            dtype: job.dtype,
+            largest_rank,
+        };
+        let (counted, _) = job_need(&sizes(Some(largest)), MemoryCheck::LOCAL).unwrap();
+        let (even, _) = job_need(&sizes(None), MemoryCheck::LOCAL).unwrap();
+        assert!(counted > even, "{counted} vs {even}");
+        // A block layout holds N / P per rank: nothing to add.
+        let zigzag = RunSpec {
+            layout: LayoutChoice::Zigzag,
+            ..spec
+        };
+        assert_eq!(Job::from_spec(&zigzag, 2).unwrap().largest_rank(), None);
+    }
 }

@@ -67,6 +67,10 @@ pub struct JobSizes {
     pub tile: TileShape,
     /// K/V storage type.
     pub dtype: Dtype,
+    /// Rows of Q and of KV the largest rank holds when the layout gives some rank more than
+    /// ⌈N/P⌉ (the documents layout keeps documents whole, so token counts differ); `None`:
+    /// about N/P per rank, as the block layouts give.
+    pub largest_rank: Option<usize>,
 }
 
 /// What a rank of the local backend costs beyond its buffers: its thread's stack, its
@@ -78,9 +82,23 @@ pub const LOCAL_RANK_OVERHEAD: u64 = 1 << 20;
 /// bytes): [`ringattn_runtime::Error::OutOfMemory`] / `InvalidConfig`, both bad input.
 /// Passes when the machine's available memory cannot be read.
 pub fn check_job_memory(s: &JobSizes, check: MemoryCheck) -> Result<(), ApiError> {
+    let (need, who) = job_need(s, check)?;
+    check_fits(need, &who)?;
+    Ok(())
+}
+
+/// Bytes this process needs for the job (its buffers and, for local ranks, their overhead) and
+/// who needs them, as the refusal says it. Every rank is sized like the largest one.
+pub fn job_need(s: &JobSizes, check: MemoryCheck) -> Result<(u64, String), ApiError> {
+    // The runtime sizes a rank at ⌈seq / world⌉ (+1) rows: a larger rank is sized as a world
+    // of one holding its rows.
+    let (seq, world) = match s.largest_rank {
+        Some(rows) if rows > s.seq.div_ceil(s.world.max(1)) => (rows, 1),
+        _ => (s.seq, s.world),
+    };
     let shape = RunShape {
-        seq: s.seq,
-        world: s.world,
+        seq,
+        world,
         heads: s.heads,
         kv_heads: s.kv_heads,
         head_dim: s.dim,
@@ -119,8 +137,7 @@ pub fn check_job_memory(s: &JobSizes, check: MemoryCheck) -> Result<(), ApiError
             "{who} would need more than 2^64 bytes of memory: the sizes are too large"
         ))
     })?;
-    check_fits(total, &who)?;
-    Ok(())
+    Ok((total, who))
 }
 
 #[cfg(test)]
@@ -137,7 +154,30 @@ mod tests {
             threads: 1,
             tile: TileShape::default(),
             dtype: Dtype::F32,
+            largest_rank: None,
         }
+    }
+
+    #[test]
+    fn a_rank_larger_than_n_over_p_is_sized_by_its_rows() {
+        let even = sizes(4, 8192, 2);
+        let (base, _) = job_need(&even, MemoryCheck::ONE_RANK).unwrap();
+        // ⌈N/P⌉ rows or fewer: the same as the even split.
+        let at_block = JobSizes {
+            largest_rank: Some(2048),
+            ..even
+        };
+        assert_eq!(job_need(&at_block, MemoryCheck::ONE_RANK).unwrap().0, base);
+        // A rank with twice the rows needs about twice the buffers (tile scratch aside).
+        let big = JobSizes {
+            largest_rank: Some(4096),
+            ..even
+        };
+        let (need, _) = job_need(&big, MemoryCheck::ONE_RANK).unwrap();
+        assert!(need > base * 19 / 10 && need < base * 2, "{need} vs {base}");
+        // Local ranks: every one of the four is sized like the largest.
+        let (local, who) = job_need(&big, MemoryCheck::LOCAL).unwrap();
+        assert_eq!(local, 4 * need + 4 * LOCAL_RANK_OVERHEAD, "{who}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn check_one_rank_memory(
             k: tile_k,
         },
         dtype: ringattn_runtime::Dtype::F32,
+        largest_rank: None,
     };
     crate::memory::check_job_memory(&sizes, crate::memory::MemoryCheck::ONE_RANK)
 }
