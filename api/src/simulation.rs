@@ -6,12 +6,44 @@ use std::fmt::Write as _;
 
 use ringattn_ring::DuoPlan;
 use ringattn_runtime::{Mask, Result};
+
+use crate::error::ApiError;
+use crate::report::mask_line;
+use crate::spec::{check_mask, DocsSpec};
 use ringattn_striped::calibrate::{calibrate_rank_rate, RankRate, RateProbe};
 use ringattn_striped::PARTIAL_TILE_COST;
 use ringattn_striped::{
     earliest_within_tie, simulate, simulate_duo, LayoutKind, SimConfig, Simulation,
 };
 use serde_json::json;
+
+/// The mask `simulate` costs: causal or not, with packed documents (`docs`, their lengths
+/// adding up to `seq`) and a sliding `window`, checked like a run's (no window of 0, no
+/// documents with DuoAttention, the documents layout only with documents).
+pub fn sim_mask(
+    causal: bool,
+    window: Option<usize>,
+    docs: Option<&DocsSpec>,
+    seq: usize,
+    (layout, duo): (crate::LayoutChoice, bool),
+) -> std::result::Result<Mask, ApiError> {
+    check_mask(window, docs.is_some(), duo)?;
+    let docs = docs.map(DocsSpec::documents).transpose()?;
+    layout.check_docs(docs.is_some())?;
+    if let Some(d) = &docs {
+        d.check_total(seq)?;
+    }
+    Ok(Mask::span(causal, window, docs))
+}
+
+/// Whether `mask` hides keys after the query (plain causal, or a causal span).
+fn is_causal(mask: &Mask) -> bool {
+    match mask {
+        Mask::Causal => true,
+        Mask::Span(s) => s.causal,
+        _ => false,
+    }
+}
 
 /// Rank rate assumed when none is given or calibrated, GFLOP/s.
 pub const DEFAULT_GFLOPS: f64 = 100.0;
@@ -38,7 +70,7 @@ pub const FULL_DETAIL_MAX: usize = 64;
 
 /// The rule [`simulate_layouts`] chooses by, as printed when several layouts were simulated.
 pub const TIE_RULE: &str = "auto: smallest predicted wall time (ties within 1% go to the \
-    earliest of contiguous, striped, zigzag)";
+    earliest of contiguous, striped, zigzag, docs)";
 
 /// Simulates `base` with each of `kinds` (plain, or under the DuoAttention `duo` plan) and
 /// returns the results with the index of the chosen one (the partitioner's tie rule).
@@ -77,8 +109,9 @@ pub struct Prediction {
     pub elapsed_s: f64,
 }
 
-/// Simulates `base` with the layout `choice` (every layout for `auto`, the fastest chosen by
-/// [`TIE_RULE`]), plain or under the DuoAttention `duo` plan.
+/// Simulates `base` with the layout `choice` (for `auto` every layout, the documents layout
+/// too when the mask has documents, the fastest chosen by [`TIE_RULE`]), plain or under the
+/// DuoAttention `duo` plan.
 pub fn predict(
     base: &SimConfig,
     choice: crate::LayoutChoice,
@@ -86,7 +119,7 @@ pub fn predict(
 ) -> Result<Prediction> {
     let kinds = choice
         .fixed()
-        .map_or(LayoutKind::ALL.to_vec(), |kind| vec![kind]);
+        .map_or(LayoutKind::candidates(&base.mask), |kind| vec![kind]);
     let start = std::time::Instant::now();
     let (results, chosen) = simulate_layouts(base, &kinds, duo)?;
     let reason = if results.len() > 1 {
@@ -148,7 +181,7 @@ impl SimOutput<'_> {
             .copied()
             .enumerate()
             .fold((0, 0.0), |a, (i, v)| if v > a.1 { (i, v) } else { a });
-        json!({
+        let mut v = json!({
             "version": 1,
             "kind": "simulation",
             "world": p,
@@ -158,7 +191,7 @@ impl SimOutput<'_> {
             "heads": cfg.heads,
             "kv_heads": cfg.kv_heads,
             "head_dim": cfg.head_dim,
-            "causal": cfg.mask == Mask::Causal,
+            "causal": is_causal(&cfg.mask),
             "duo": self.duo.map(crate::report::DuoReport::of),
             "dtype": cfg.dtype.name(),
             "tile_q": cfg.tile.q,
@@ -196,7 +229,11 @@ impl SimOutput<'_> {
                 "predicted_imbalance": s.predicted_imbalance,
             })).collect::<Vec<_>>(),
             "simulate_s": self.elapsed_s,
-        })
+        });
+        // The mask beyond causality (too many keys for one `json!`).
+        v["docs"] = json!(cfg.mask.docs().map(|d| d.summary()));
+        v["window"] = json!(cfg.mask.window());
+        v
     }
 
     /// The human summary `simulate` prints.
@@ -217,7 +254,7 @@ impl SimOutput<'_> {
             cfg.heads,
             cfg.kv_heads,
             cfg.head_dim,
-            if cfg.mask == Mask::Causal { "causal" } else { "non-causal" },
+            if is_causal(&cfg.mask) { "causal" } else { "non-causal" },
             cfg.dtype.name(),
             cfg.gflops_per_rank,
             self.rate_source,
@@ -226,6 +263,10 @@ impl SimOutput<'_> {
             cfg.latency_us,
             cfg.cores.map(|c| format!(" · {c} shared cores")).unwrap_or_default()
         );
+        if cfg.mask.docs().is_some() || cfg.mask.window().is_some() {
+            let docs = cfg.mask.docs().map(|d| d.summary());
+            let _ = writeln!(s, "  {}", mask_line(docs.as_ref(), cfg.mask.window()));
+        }
         let _ = writeln!(
             s,
             "  predicted wall {:.4} s ({:.2} blocks of {:.4} s) · {:.2} GFLOP/s · imbalance {:.3} · overlap {:.3}",
@@ -252,10 +293,11 @@ impl SimOutput<'_> {
             for (c, r) in self.results {
                 let _ = writeln!(
                     s,
-                    "  {:<10} wall {:>10.4} s · imbalance {:.3} · speedup over contiguous {:.2}×",
+                    "  {:<10} wall {:>10.4} s · imbalance {:.3} · bytes/rank {} · speedup over contiguous {:.2}×",
                     c.layout.name(),
                     r.predicted_wall_s,
                     r.predicted_imbalance,
+                    r.bytes_per_rank,
                     base / r.predicted_wall_s
                 );
             }
@@ -319,5 +361,44 @@ mod tests {
         let out = one.output("given", None);
         assert_eq!(out.json()["gflops_source"], "given");
         assert_eq!(out.json()["layout_reason"], one.reason);
+    }
+
+    /// 32 documents of 128 tokens and a window: fewer tiles and bytes than the plain causal
+    /// mask on every layout, `auto` also simulates the documents layout, and the output
+    /// states the documents and the window.
+    #[test]
+    fn documents_and_windows_are_simulated_with_their_pruning() {
+        let docs = DocsSpec::Lengths(vec![128; 32]);
+        let auto = (LayoutChoice::Auto, false);
+        let plain = predict(&base(), LayoutChoice::Auto, None).unwrap();
+        let mask = sim_mask(true, Some(64), Some(&docs), 4096, auto).unwrap();
+        let packed = SimConfig { mask, ..base() };
+        let pred = predict(&packed, LayoutChoice::Auto, None).unwrap();
+        let kinds: Vec<LayoutKind> = pred.results.iter().map(|r| r.0.layout).collect();
+        assert_eq!(kinds, LayoutKind::candidates(&packed.mask));
+        assert!(kinds.contains(&LayoutKind::Documents));
+        let tiles = |s: &Simulation| s.ranks.iter().map(|r| r.tiles_computed).sum::<u64>();
+        for ((c, with), (_, without)) in pred.results.iter().zip(&plain.results) {
+            let (a, b) = (tiles(with), tiles(without));
+            let (x, y) = (with.bytes_per_rank, without.bytes_per_rank);
+            // Striped spreads every document over all ranks: each block stays needed.
+            let fewer = x < y || (c.layout == LayoutKind::Striped && x == y);
+            assert!(
+                a < b && fewer,
+                "{}: tiles {a} vs {b}, bytes {x} vs {y}",
+                c.layout.name()
+            );
+        }
+        let out = pred.output("given", None);
+        assert_eq!(out.json()["docs"]["count"], 32);
+        assert_eq!(out.json()["window"], 64);
+        assert_eq!(out.json()["causal"], true);
+        assert!(out.summary().contains("window 64"), "{}", out.summary());
+        // The documents layout needs documents; lengths must add up to the sequence.
+        let docs_layout = (LayoutChoice::Docs, false);
+        assert!(sim_mask(true, None, None, 4096, docs_layout).is_err());
+        assert!(sim_mask(true, None, Some(&docs), 4000, auto).is_err());
+        assert!(sim_mask(true, Some(0), None, 4096, auto).is_err());
+        assert!(sim_mask(true, None, Some(&docs), 4096, (LayoutChoice::Auto, true)).is_err());
     }
 }

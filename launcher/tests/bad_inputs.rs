@@ -272,6 +272,9 @@ const CASES: &[Case] = &[
     (&["run", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
     (&["decode", "--prefill", "10", "--layout", "docs"], 2, "needs packed documents"),
     (&["simulate", "--workers", "2", "--seq", "10", "--layout", "docs"], 2, "needs packed documents"),
+    (&["simulate", "--workers", "2", "--seq", "10", "--docs", "3,4"], 2, "add up to 7"),
+    (&["simulate", "--workers", "2", "--seq", "10", "--window", "0"], 2, "--window"),
+    (&["simulate", "--workers", "2", "--seq", "10", "--docs", "3,x"], 2, "--docs"),
     // DuoAttention calibration and evaluation (issue 15).
     (&["duo", "calibrate"], 2, "--out"),
     (&["duo", "calibrate", "--out", "{tmp}/cal", "--method", "bogus"], 2, "--method"),

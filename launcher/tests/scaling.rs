@@ -205,6 +205,56 @@ fn weak_mode_scales_the_length_with_the_workers() {
     assert!(!dir.path().join("scaling.png").exists());
 }
 
+/// `simulate --docs/--window`: packed documents cost fewer tiles and bytes than one causal
+/// sequence, `--layout docs` is accepted, and the JSON states the documents and the window.
+#[test]
+fn simulate_costs_packed_documents_and_windows() {
+    let sim = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "simulate", "-p", "4", "-n", "8192", "--causal", "--json", "-",
+        ];
+        args.extend_from_slice(extra);
+        let run = ringattn(&args);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let tiles = |v: &Value| -> u64 {
+        let ranks = v["ranks"].as_array().unwrap();
+        ranks
+            .iter()
+            .map(|r| r["tiles_computed"].as_u64().unwrap())
+            .sum()
+    };
+    let docs = vec!["512"; 16].join(",");
+    let plain = sim(&["--layout", "contiguous"]);
+    let packed = sim(&["--layout", "contiguous", "--docs", &docs]);
+    assert!(
+        tiles(&packed) < tiles(&plain) / 2,
+        "{} vs {}",
+        tiles(&packed),
+        tiles(&plain)
+    );
+    let bytes = |v: &Value| v["bytes_per_rank"].as_u64().unwrap();
+    assert!(
+        bytes(&packed) < bytes(&plain),
+        "{} vs {}",
+        bytes(&packed),
+        bytes(&plain)
+    );
+    assert_eq!(packed["docs"]["count"], 16);
+    let windowed = sim(&["--layout", "docs", "--docs", &docs, "--window", "128"]);
+    assert_eq!(windowed["layout"], "docs");
+    assert_eq!(windowed["window"], 128);
+    assert!(tiles(&windowed) <= tiles(&packed));
+    // `auto` with documents simulates the documents layout too.
+    let auto = sim(&["--docs", &docs]);
+    let alts = auto["alternatives"].as_array().unwrap();
+    assert!(alts.iter().any(|a| a["layout"] == "docs"), "{alts:?}");
+    let bad = ringattn(&["simulate", "-p", "4", "-n", "8192", "--docs", "512,512"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+}
+
 #[test]
 fn simulate_writes_the_prediction_contract() {
     let run = ringattn(&[

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use ringattn::simulation::{predict, rank_rate};
-use ringattn_runtime::{Error, Mask, Result, TileShape};
+use ringattn::simulation::{predict, rank_rate, sim_mask};
+use ringattn_runtime::{Error, Result, TileShape};
 use ringattn_striped::{LayoutKind, SimConfig};
 
 use crate::cli::{DtypeArg, LayoutArg};
@@ -34,10 +34,13 @@ pub struct SimulateArgs {
     /// How K and V travel (bytes per hop: f32 4, bf16 2 per element).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
-    /// Token layout; `auto` simulates contiguous, striped and zigzag and keeps the fastest
-    /// (docs needs packed documents, which simulate does not take).
+    /// Token layout; `auto` simulates contiguous, striped and zigzag (and docs with --docs)
+    /// and keeps the fastest.
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
+    /// Packed documents and a sliding window.
+    #[command(flatten)]
+    pub mask: crate::args::mask::MaskArgs,
     /// One rank's kernel rate on unmasked tiles, GFLOP/s [default: 100, or --calibrate].
     #[arg(long, value_name = "F", conflicts_with = "calibrate")]
     pub gflops_per_rank: Option<f64>,
@@ -89,6 +92,15 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         return Err(flag_error(ringattn::ApiError::DuoNeedsCausal));
     }
     let duo = args.duo.plan(args.shape.kv_heads())?;
+    let (docs, choice) = (args.mask.docs()?, (args.layout.into(), args.duo.enabled()));
+    let mask = sim_mask(
+        args.causal,
+        args.mask.window,
+        docs.as_ref(),
+        args.seq,
+        choice,
+    )
+    .map_err(flag_error)?;
     let rate = rate(args, tile)?;
     let base = SimConfig {
         world: args.workers,
@@ -97,7 +109,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         kv_heads: args.shape.kv_heads(),
         head_dim: args.shape.head_dim,
         dtype: args.dtype.dtype(),
-        mask: Mask::span(args.causal, None, None),
+        mask,
         layout: LayoutKind::Contiguous,
         tile,
         gflops_per_rank: rate.gflops,
@@ -108,8 +120,6 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
-    // `simulate` has no documents: the documents layout is refused with the library's message.
-    ringattn::LayoutChoice::from(args.layout).check_docs(false)?;
     let prediction = predict(&base, args.layout.into(), duo.as_ref())?;
     let out = prediction.output(&rate.source, duo.as_ref());
     crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
