@@ -29,7 +29,7 @@ pub(crate) enum Pick {
 
 /// Most tile classifications spent choosing (three candidates, P² block pairs each); above it
 /// the balanced assignment is kept without counting.
-pub const MAX_PICK_TILE_WORK: u128 = 1 << 26;
+pub const MAX_PICK_TILE_WORK: u128 = 1 << 24;
 
 /// The choice, computed once per (world, seq) and shared by clones (every rank of a local
 /// run asks with the same sizes; the choice is deterministic, so MPI ranks agree).
