@@ -121,14 +121,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .next()
         .unwrap_or("invalid arguments")
         .trim_start_matches("error: ");
-    let rest: Vec<&str> = lines
+    let detail: String = lines
         .filter(|l| l.starts_with('[') || l.starts_with("tip:"))
+        .map(|l| format!(" {l}"))
         .collect();
-    let detail = if rest.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", rest.join(" "))
-    };
     eprintln!("ringattn: error: {first}{detail} (see --help)");
     ExitCode::from(2)
 }
