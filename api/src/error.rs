@@ -130,6 +130,9 @@ pub enum ApiError {
     /// No MPI launcher given and none found on PATH.
     #[error("no mpirun or mpiexec on PATH: install MPI with `bash scripts/install-mpi.sh`, or name one in the mpirun field")]
     NoMpiLauncher,
+    /// The MPI backend asked of a build without the `mpi` feature.
+    #[error("backend mpi: {}", crate::launch::backend::HOW_TO_BUILD_MPI)]
+    MpiNotBuilt,
     /// A failure below the library: communication, a rank failure, an input file, I/O.
     #[error(transparent)]
     Runtime(#[from] ringattn_runtime::Error),
@@ -148,6 +151,7 @@ impl ApiError {
             ApiError::TooManyRanks { .. } | ApiError::WorldMismatch { .. } => Some("world"),
             ApiError::UnknownLayout(_) | ApiError::LayoutNeedsDocs(_) => Some("layout"),
             ApiError::Docs(_) | ApiError::DuoWithDocs => Some("docs"),
+            ApiError::MpiNotBuilt => Some("backend"),
             _ => None,
         }
     }

@@ -1,6 +1,8 @@
 //! Command-line interface: `ringattn run ...`, `ringattn decode ...` and the helpers.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ringattn::launch::backend::{BackendChoice, HOW_TO_BUILD_MPI, MPI_BUILT};
+use ringattn_runtime::{Error, Result};
 
 /// Exact ring attention over sequences too long for one machine, on CPUs.
 ///
@@ -78,7 +80,7 @@ impl DtypeArg {
     }
 }
 
-/// Communication backends accepted by `--backend`.
+/// Communication backends accepted by `--backend` (the library's [`BackendChoice`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
     /// `mpi` when built with the `mpi` feature and started by mpirun/mpiexec/srun, else `local`.
@@ -87,4 +89,22 @@ pub enum BackendArg {
     Local,
     /// One process per rank under mpirun/mpiexec/srun (needs `--features mpi`).
     Mpi,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Local => BackendChoice::Local,
+            BackendArg::Mpi => BackendChoice::Mpi,
+        }
+    }
+}
+
+/// Refuses `what` (a command or option as typed) in a build without MPI, saying how to build.
+pub fn needs_mpi(what: &str) -> Result<()> {
+    match MPI_BUILT {
+        true => Ok(()),
+        false => Err(Error::config(format!("{what}: {HOW_TO_BUILD_MPI}"))),
+    }
 }

@@ -85,15 +85,12 @@ fn missing_arguments(e: &clap::Error) -> Option<String> {
 
 /// `ringattn help [COMMAND] --help` is `ringattn help [COMMAND]` (clap's help subcommand takes
 /// no options, and asking for help must not end in a usage error).
-fn help_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let help = args.get(1).is_some_and(|a| a == "help");
-    let keep =
-        |(i, a): &(usize, std::ffi::OsString)| !help || *i < 2 || (a != "--help" && a != "-h");
-    args.into_iter()
-        .enumerate()
-        .filter(keep)
-        .map(|(_, a)| a)
-        .collect()
+fn help_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "help") {
+        let options = args.split_off(2);
+        args.extend(options.into_iter().filter(|a| a != "--help" && a != "-h"));
+    }
+    args
 }
 
 /// Help and version go to stdout as usual; a usage error becomes one line on stderr, exit 2.
@@ -121,14 +118,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .next()
         .unwrap_or("invalid arguments")
         .trim_start_matches("error: ");
-    let rest: Vec<&str> = lines
+    let detail: String = lines
         .filter(|l| l.starts_with('[') || l.starts_with("tip:"))
+        .map(|l| format!(" {l}"))
         .collect();
-    let detail = if rest.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", rest.join(" "))
-    };
     eprintln!("ringattn: error: {first}{detail} (see --help)");
     ExitCode::from(2)
 }

@@ -48,14 +48,11 @@ pub fn json_or_summary(
     value: &serde_json::Value,
     summary: &str,
 ) -> ringattn_runtime::Result<()> {
-    match json {
-        Some("-") => crate::outln!("{value}"),
-        Some(path) => {
-            let text = serde_json::to_string_pretty(value).expect("json") + "\n";
-            ringattn::io::write_atomic(std::path::Path::new(path), &text)?;
-            crate::out!("{summary}");
-        }
-        None => crate::out!("{summary}"),
+    if let Some(path) = json {
+        ringattn::io::write_json(path, value)?;
+    }
+    if json != Some("-") {
+        crate::out!("{summary}");
     }
     Ok(())
 }

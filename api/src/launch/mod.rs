@@ -1,9 +1,11 @@
 //! Starting MPI jobs: finding the launcher (`mpirun`/`mpiexec`), telling its implementation
 //! (Open MPI needs options that MPICH does not), building its command line, making a command
 //! run the MPI backend, quoting for shells, and waiting for the launcher while forwarding
-//! SIGINT/SIGTERM to it ([`child`]). What `ringattn launch`, `ringattn sbatch` and the scaling
-//! sweeps share; a program that starts ranks itself uses the same pieces.
+//! SIGINT/SIGTERM to it ([`child`]); choosing the backend of a job ([`backend`]). What
+//! `ringattn launch`, `ringattn sbatch` and the scaling sweeps share; a program that starts
+//! ranks itself uses the same pieces.
 
+pub mod backend;
 pub mod child;
 #[cfg(feature = "mpi")]
 pub mod mpi_rank;

@@ -3,7 +3,8 @@
 //! ([`plan_cores`]); each rank validates the spec against the MPI world ([`prepare`]); the
 //! ranks agree on the first failure ([`agree`]) so that a bad option ends every rank with one
 //! message, not some ranks waiting in the ring for others that gave up; [`run_job`] is the
-//! whole of one rank's life (plan, prepare, agree, run, abort on failure, rank 0 finishes).
+//! whole of one rank's life (plan, prepare, agree, run, abort on failure, rank 0 finishes);
+//! [`model_world`] is the start of a job whose ranks a model drives itself.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -157,6 +158,23 @@ pub fn prepare(
     let mut job = Job::from_spec_checked(&spec, allowed_cores, memory)?;
     job.cores = cores.cores;
     Ok(job)
+}
+
+/// The MPI start of a job that builds its own ranks (a model's `generate`, `eval passkey`):
+/// this process's communicator, checked against `world` when given
+/// ([`ApiError::WorldMismatch`]), and its kernel threads (`threads`, else this node's allowed
+/// cores shared by its ranks).
+pub fn model_world(
+    world: Option<usize>,
+    threads: Option<usize>,
+) -> std::result::Result<(MpiComm, usize), ApiError> {
+    let comm = MpiComm::init()?;
+    let size = comm.size();
+    if let Some(given) = world.filter(|&w| w != size) {
+        return Err(ApiError::WorldMismatch { given, size });
+    }
+    let share = (crate::allowed_cores() / comm.node_ranks().max(1)).max(1);
+    Ok((comm, threads.unwrap_or(share)))
 }
 
 /// Makes every rank agree on the first rank's failure to prepare (in rank order), so that no

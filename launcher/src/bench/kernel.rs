@@ -87,14 +87,14 @@ fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
     Ok(grid)
 }
 
-/// The progress bar's look.
-const PROGRESS: &str = "{bar:30} {percent:>3}% {msg} (about {eta} left)";
-
 /// Runs the grid and prints one line per shape.
 pub fn run_kernel_bench(args: &KernelArgs, allowed_cores: usize) -> Result<ExitCode> {
     let grid = grid(args, allowed_cores)?;
     let sched = args.sched.spec()?;
-    let bar = progress_bar(grid.total_work(), PROGRESS);
+    let bar = progress_bar(
+        grid.total_work(),
+        "{bar:30} {percent:>3}% {msg} (about {eta} left)",
+    );
     let mut sink = KernelSink::open(args.json.as_deref())?;
     let starting = &mut |s: &KernelShape| bar.set_message(s.label());
     let on_result = &mut |shape: &KernelShape, r: &KernelResult| {

@@ -14,7 +14,6 @@ use ringattn_runtime::{Error, Result};
 
 use crate::cli::{DtypeArg, LayoutArg};
 use crate::generate::cli_error;
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// Backends `bench model` can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -104,13 +103,11 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
     spec.validate().map_err(|e| match e {
         ModelError::Invalid { field, reason } => {
             let flag = match field {
-                "contexts" => "--context",
-                "layouts" => "--layouts",
-                "max_tokens" => "--max-tokens",
-                "threads_per_rank" => "--threads",
-                _ => "--workers",
+                "contexts" => "context",
+                "threads_per_rank" => "threads",
+                f => f,
             };
-            Error::config(format!("{flag}: {reason}"))
+            Error::config(format!("{}: {reason}", crate::args::flag_of(flag)))
         }
         e => cli_error(e),
     })?;
@@ -124,11 +121,10 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         false => None,
     };
     let mpi = match args.backend {
-        ModelBackend::Mpi if !MPI_BUILT => {
-            let why = format!("bench model --backend mpi: {HOW_TO_BUILD_MPI}");
-            return Err(Error::config(why));
+        ModelBackend::Mpi => {
+            crate::cli::needs_mpi("bench model --backend mpi")?;
+            Some(MpiCaseRunner::new(ringattn::launch::current_exe()?)?)
         }
-        ModelBackend::Mpi => Some(MpiCaseRunner::new(ringattn::launch::current_exe()?)?),
         ModelBackend::Local => None,
     };
     let mut run_case = |case: &Case, g: &GenerateSpec| -> ringattn_model::Result<CaseResult> {

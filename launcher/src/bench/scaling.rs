@@ -24,7 +24,6 @@ use ringattn_runtime::sched::ratios::default_cache_path;
 
 use crate::args::cli_error;
 use crate::out::progress_bar;
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 use crate::sbatch::PmiArg;
 
 /// How the sequence length follows the number of workers.
@@ -146,7 +145,11 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
 pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode> {
     let backend = match args.backend {
         BenchBackend::Local => SweepBackend::Local,
-        BenchBackend::Mpi => SweepBackend::Mpi(mpi_sweep(args)?),
+        BenchBackend::Mpi => {
+            crate::cli::needs_mpi("bench scaling --backend mpi")?;
+            let mpirun = args.mpirun.as_deref();
+            SweepBackend::Mpi(MpiSweep::find(mpirun, args.mpi_args.clone()).map_err(cli_error)?)
+        }
         BenchBackend::Slurm => SweepBackend::Slurm(slurm_sweep(args)?),
     };
     if args.workers.contains(&0) || args.seq.contains(&0) || args.threads == 0 {
@@ -163,7 +166,10 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     let sweep_start = Instant::now();
     let bar = match backend {
         SweepBackend::Slurm(_) => ProgressBar::hidden(),
-        _ => progress_bar(plan.total_work(allowed_cores).max(1), PROGRESS),
+        _ => progress_bar(
+            plan.total_work(allowed_cores).max(1),
+            "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}",
+        ),
     };
     if !bar.is_hidden() {
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -193,31 +199,15 @@ pub fn run_scaling(args: &ScalingArgs, allowed_cores: usize) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The progress bar's look.
-const PROGRESS: &str = "{bar:30.cyan/blue} {percent:>3}% [{elapsed_precise}, ~{eta} left] {msg}";
-
-/// What the MPI launch of [`BenchBackend::Mpi`] needs: this binary (it must have MPI) and the
-/// launcher (exit 2 otherwise).
-fn mpi_sweep(args: &ScalingArgs) -> Result<MpiSweep> {
-    if !MPI_BUILT {
-        return Err(Error::config(format!(
-            "bench scaling --backend mpi: {HOW_TO_BUILD_MPI}"
-        )));
-    }
-    MpiSweep::find(args.mpirun.as_deref(), args.mpi_args.clone()).map_err(cli_error)
-}
-
 /// What the job array of [`BenchBackend::Slurm`] needs: the binary the jobs run (it must have
 /// MPI, unless `RINGATTN` names another) and core binding from the cluster's TaskPlugin.
 fn slurm_sweep(args: &ScalingArgs) -> Result<SlurmSweep> {
     let exe = match std::env::var("RINGATTN") {
         Ok(p) if !p.is_empty() => p,
-        _ if !MPI_BUILT => {
-            return Err(Error::config(format!(
-                "bench scaling --backend slurm: {HOW_TO_BUILD_MPI}"
-            )))
+        _ => {
+            crate::cli::needs_mpi("bench scaling --backend slurm")?;
+            this_binary().map_err(cli_error)?
         }
-        _ => this_binary().map_err(cli_error)?,
     };
     let pmi = args.slurm_mpi.pmi();
     let extra = args.sbatch_args.clone();

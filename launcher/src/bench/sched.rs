@@ -56,9 +56,6 @@ pub struct SchedBenchArgs {
     pub json: Option<String>,
 }
 
-/// The progress bar's look.
-const PROGRESS: &str = "{bar:30} {pos}/{len} {msg} (about {eta} left)";
-
 /// Runs the benchmark.
 pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<ExitCode> {
     crate::args::check_outputs(None, args.json.as_deref())?;
@@ -90,7 +87,10 @@ pub fn run_sched_bench(args: &SchedBenchArgs, allowed_cores: usize) -> Result<Ex
     // Started before the single-core timings, so the ideal time includes it; stopped on drop.
     let neighbour = neighbour(args.busy_neighbour.as_deref(), &spec.cores)?;
     spec.busy_neighbour = neighbour.as_ref().map(|n| n.cpu);
-    let bar = progress_bar(spec.steps() as u64, PROGRESS);
+    let bar = progress_bar(
+        spec.steps() as u64,
+        "{bar:30} {pos}/{len} {msg} (about {eta} left)",
+    );
     let result = spec
         .run(&mut |message| {
             bar.set_message(message.to_string());

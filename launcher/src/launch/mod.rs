@@ -11,8 +11,6 @@ use ringattn_runtime::{Error, Result};
 
 use crate::args::cli_error;
 
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-
 /// Options of `ringattn launch`.
 #[derive(Debug, Args)]
 #[command(
@@ -57,11 +55,7 @@ pub fn run_launch(args: &LaunchArgs) -> Result<ExitCode> {
     }
     let command = mpi_command(&args.command).map_err(cli_error)?;
     let launcher = Launcher::find(args.mpirun.as_deref()).map_err(cli_error)?;
-    if !MPI_BUILT {
-        return Err(Error::config(format!(
-            "ringattn launch: {HOW_TO_BUILD_MPI}"
-        )));
-    }
+    crate::cli::needs_mpi("ringattn launch")?;
     let launcher = launcher.probe().map_err(cli_error)?;
     let exe = ringattn::launch::current_exe()?;
     let words = launcher.command_line(args.ranks, &args.mpi_args, &exe, &command);

@@ -1,7 +1,8 @@
 //! `ringattn run`: its arguments, their mapping to the library's [`RunSpec`](ringattn::RunSpec)
-//! (spec.rs), the backends (backend.rs, mpi.rs) and what the root prints.
+//! (spec.rs), the backends and what the root prints.
 
-pub mod backend;
+/// The backend choice, for `decode`, `generate` and `eval passkey` (the library's).
+pub use ringattn::launch::backend;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod spec;
@@ -11,11 +12,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use ringattn::job::Job;
+use ringattn::launch::backend::{resolve, Backend};
 use ringattn::rank::Gathered;
 use ringattn::report::Report;
 use ringattn_runtime::Error;
-
-use self::backend::Backend;
 
 /// Options of `ringattn run`.
 #[derive(Clone, Debug, Args)]
@@ -58,17 +58,28 @@ pub struct RunArgs {
     pub mask: crate::args::mask::MaskArgs,
 }
 
-/// Runs `ringattn run` with the backend it resolves to; returns its exit code.
+/// Runs `ringattn run` with the backend it resolves to; returns its exit code. Under MPI this
+/// process is one rank (`ringattn::launch::mpi_rank::run_job`: the ranks agree on bad
+/// options; rank 0 reports, the other ranks stay silent and return the same exit code).
 pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
     args.job.precheck(args.output.as_deref())?;
-    match backend::resolve(args.job.backend)? {
+    match resolve(args.job.backend).map_err(spec::flag_error)? {
         Backend::Local => {
             let job = ringattn::prepare_local(&args.spec()?).map_err(spec::flag_error)?;
             let gathered = ringattn::local::run_local(&job)?;
             finish(args, &job, "local", &gathered).map(ExitCode::from)
         }
         #[cfg(feature = "mpi")]
-        Backend::Mpi => mpi::run_mpi(args, ringattn::allowed_cores()),
+        Backend::Mpi => ringattn::launch::mpi_rank::run_job(
+            &|| args.spec(),
+            ringattn::allowed_cores(),
+            ringattn::memory::MemoryCheck::ONE_RANK,
+            || Ok(()),
+            crate::args::cli_error,
+            ringattn::rank::run_rank,
+            |job, backend, g| finish(args, job, backend, g),
+        )
+        .map(ExitCode::from),
         #[cfg(not(feature = "mpi"))]
         Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
     }

@@ -89,6 +89,7 @@ pub fn flag_error(e: ApiError) -> Error {
         ApiError::DuoHeads { plan, kv_heads } => {
             format!("the DuoAttention plan has {plan} KV heads but the run has {kv_heads}")
         }
+        ApiError::MpiNotBuilt => format!("--{e}"),
         _ => return Error::from(e),
     };
     Error::config(msg)
