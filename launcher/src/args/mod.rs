@@ -37,15 +37,7 @@ pub fn check_threads(threads: Option<usize>, allowed: usize, oversubscribe: bool
 }
 
 /// Checks before any compute that `--output` and `--json` (unless `-`) can be written.
-pub fn check_outputs(output: Option<&std::path::Path>, json: Option<&str>) -> Result<()> {
-    if let Some(path) = output {
-        ringattn::io::check_writable(path)?;
-    }
-    match json {
-        Some("-") | None => Ok(()),
-        Some(path) => ringattn::io::check_writable(std::path::Path::new(path)),
-    }
-}
+pub use ringattn::io::check_outputs;
 
 /// The flag of a library field outside `run`'s spec (`ntasks_per_node` → `--ntasks-per-node`).
 pub fn flag_of(field: &str) -> String {

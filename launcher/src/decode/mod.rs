@@ -118,8 +118,10 @@ fn finish(
         .emit(|path| report.write_json(path), &report.summary())?;
     match &report.base.check {
         Some(c) if !c.passed => {
-            let line = crate::run::check_failed_line("decode check", c, job.dtype);
-            eprintln!("ringattn: error: {line}");
+            eprintln!(
+                "ringattn: error: {}",
+                c.failed_line("decode check", job.dtype)
+            );
             Ok(1)
         }
         _ => Ok(0),
