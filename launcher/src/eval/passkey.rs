@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use ringattn::allowed_cores;
+use ringattn::cores::default_threads;
 use ringattn_model::eval::passkey::{local_runner, run_passkey, Heads, PasskeySpec, TrialResult};
 use ringattn_model::eval::report::write_passkey_report;
 use ringattn_model::eval::summary::table;
@@ -96,9 +98,8 @@ impl PasskeyArgs {
             trials: self.trials,
             seed: self.seed,
             world,
-            threads_per_rank: self
-                .threads
-                .unwrap_or((ringattn::allowed_cores() / world.max(1)).max(1)),
+            threads_per_rank: (self.threads)
+                .unwrap_or_else(|| default_threads(allowed_cores(), world)),
             sink: self.sink,
             recent: self.recent,
             out: self.out.clone(),
