@@ -77,11 +77,7 @@ pub struct PasskeyArgs {
 
 impl PasskeyArgs {
     fn spec(&self, world: usize) -> Result<PasskeySpec> {
-        let heads = match (&self.duo, self.random_heads) {
-            (Some(d), _) => Heads::Calibrated(d.clone()),
-            (None, Some(seed)) => Heads::Random(seed),
-            (None, None) => Heads::Full,
-        };
+        let heads = Heads::choose(self.duo.clone(), self.random_heads);
         let sparsities =
             parse_list("sparsity", &self.sparsity, parse_fraction).map_err(flag_error)?;
         if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {

@@ -11,7 +11,7 @@ use ringattn::allowed_cores;
 use ringattn::cores::default_threads;
 use ringattn_model::{
     default_model_path, DuoSource, GenerateReport, GenerateSpec, Model, ModelError, Sampling,
-    WeightFormat, FETCH_COMMAND,
+    WeightFormat,
 };
 use ringattn_runtime::{Error, Result};
 
@@ -89,20 +89,14 @@ pub struct GenerateArgs {
     pub duo: DuoArgs,
 }
 
-/// A model error as the CLI's error: bad input (exit 2) or a runtime failure (exit 1).
+/// A model error as the CLI's error ([`ModelError::into_runtime`]: bad input exits 2), a
+/// prompt too long with the flag that allows it.
 pub(crate) fn cli_error(e: ModelError) -> Error {
-    let text = match &e {
-        ModelError::MissingModel { .. } => format!("{e}; fetch it with `{FETCH_COMMAND}`"),
-        ModelError::PromptTooLong { .. } => format!("{e} (--allow-long to run it anyway)"),
-        _ => e.to_string(),
-    };
-    if e.is_bad_input() {
-        Error::config(text)
-    } else {
-        Error::RankFailed {
-            rank: 0,
-            reason: text,
+    match e {
+        ModelError::PromptTooLong { .. } => {
+            Error::config(format!("{e} (--allow-long to run it anyway)"))
         }
+        e => e.into_runtime(),
     }
 }
 
