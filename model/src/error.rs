@@ -114,6 +114,9 @@ impl ModelError {
     }
 }
 
+/// Result with [`ModelError`].
+pub type Result<T> = std::result::Result<T, ModelError>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +142,3 @@ mod tests {
         ));
     }
 }
-
-/// Result with [`ModelError`].
-pub type Result<T> = std::result::Result<T, ModelError>;
