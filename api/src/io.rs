@@ -84,6 +84,19 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks before any compute that a job's outputs can be written ([`check_writable`]): the
+/// tensor `output` if any, and the JSON report `json` unless it is `-` (stdout, as
+/// [`write_json`] takes it).
+pub fn check_outputs(output: Option<&Path>, json: Option<&str>) -> Result<()> {
+    if let Some(path) = output {
+        check_writable(path)?;
+    }
+    match json {
+        Some("-") | None => Ok(()),
+        Some(path) => check_writable(Path::new(path)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +116,20 @@ mod tests {
             text.contains("none") && text.contains("cannot read the prompt"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn outputs_are_checked_except_stdout() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.json");
+        assert!(check_outputs(None, None).is_ok());
+        assert!(check_outputs(None, Some("-")).is_ok());
+        assert!(check_outputs(Some(&file), file.to_str()).is_ok());
+        let e = check_outputs(Some(dir.path()), None).unwrap_err();
+        assert!(
+            e.is_user_error() && e.to_string().contains("directory"),
+            "{e}"
+        );
+        assert!(check_outputs(None, dir.path().to_str()).is_err());
     }
 }

@@ -93,7 +93,52 @@ impl ModelError {
             ModelError::Candle(_) | ModelError::Attention(_) | ModelError::Runtime(_)
         )
     }
+
+    /// This error as a runtime error, for front ends that report those: bad input
+    /// ([`is_bad_input`](Self::is_bad_input)) is a configuration error (a missing model says
+    /// how to fetch it, [`crate::FETCH_COMMAND`]), anything else a failure of rank 0.
+    pub fn into_runtime(self) -> ringattn_runtime::Error {
+        let text = match &self {
+            ModelError::MissingModel { .. } => {
+                format!("{self}; fetch it with `{}`", crate::FETCH_COMMAND)
+            }
+            _ => self.to_string(),
+        };
+        match self.is_bad_input() {
+            true => ringattn_runtime::Error::config(text),
+            false => ringattn_runtime::Error::RankFailed {
+                rank: 0,
+                reason: text,
+            },
+        }
+    }
 }
 
 /// Result with [`ModelError`].
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_a_config_error_and_the_rest_a_rank_failure() {
+        let missing = ModelError::MissingModel {
+            path: PathBuf::from("m.gguf"),
+        };
+        let e = missing.into_runtime();
+        assert!(e.is_user_error(), "{e}");
+        assert!(e.to_string().contains(crate::FETCH_COMMAND), "{e}");
+        let e = ModelError::EmptyPrompt.into_runtime();
+        assert!(
+            e.is_user_error() && e.to_string().contains("the prompt is empty"),
+            "{e}"
+        );
+        let failed = ModelError::Runtime(ringattn_runtime::Error::config("x")).into_runtime();
+        assert!(!failed.is_user_error(), "{failed}");
+        assert!(matches!(
+            failed,
+            ringattn_runtime::Error::RankFailed { rank: 0, .. }
+        ));
+    }
+}

@@ -96,3 +96,12 @@ pub fn quiet_candle_pool() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
+
+/// Limits rayon's global pool, where the projections run, to `threads` (at least 1): one MPI
+/// rank's share, where by default every process of a node would take all its cores and
+/// oversubscribe them. Only the first call of a process (before any rayon work) has an effect.
+pub fn limit_rayon_pool(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build_global();
+}

@@ -47,7 +47,8 @@ pub use comm::Comm;
 pub use decode::decode_attend;
 pub use error::{Error, Result};
 pub use kernel::{
-    attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, TileCounts, TileShape,
+    attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, IsaChoice, TileCounts,
+    TileShape,
 };
 pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{DocsError, DocsSummary, Documents, Mask, Span, TileClass};

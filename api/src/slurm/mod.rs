@@ -13,6 +13,7 @@ use crate::launch::{mpi_command, shell_quote};
 
 /// How the batch script starts the ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SlurmLauncher {
     /// `srun --mpi=... [--cpu-bind=cores]` (SLURM places every task, and binds it where the
     /// cluster can).
@@ -23,6 +24,7 @@ pub enum SlurmLauncher {
 
 /// PMI plugins for `srun --mpi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Pmi {
     /// PMIx (Open MPI 5).
     Pmix,

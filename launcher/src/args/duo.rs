@@ -65,24 +65,22 @@ pub struct DuoArgs {
 impl DuoArgs {
     /// The options as command-line words (for `bench scaling`, which runs `run` with them).
     pub fn to_words(&self) -> Vec<String> {
-        let mut words = Vec::new();
-        let mut push = |flag: &str, value: Option<String>| {
-            if let Some(v) = value {
-                words.push(flag.to_string());
-                words.push(v);
-            }
-        };
-        push("--duo", self.duo.as_ref().map(|p| p.display().to_string()));
-        push("--sparsity", self.sparsity.map(|v| v.to_string()));
-        push("--threshold", self.threshold.map(|v| v.to_string()));
-        push(
-            "--retrieval-ratio",
-            self.retrieval_ratio.map(|v| v.to_string()),
-        );
-        push("--layer", self.layer.map(|v| v.to_string()));
-        push("--sink", self.sink.map(|v| v.to_string()));
-        push("--recent", self.recent.map(|v| v.to_string()));
-        words
+        let given = [
+            ("--duo", self.duo.as_ref().map(|p| p.display().to_string())),
+            ("--sparsity", self.sparsity.map(|v| v.to_string())),
+            ("--threshold", self.threshold.map(|v| v.to_string())),
+            (
+                "--retrieval-ratio",
+                self.retrieval_ratio.map(|v| v.to_string()),
+            ),
+            ("--layer", self.layer.map(|v| v.to_string())),
+            ("--sink", self.sink.map(|v| v.to_string())),
+            ("--recent", self.recent.map(|v| v.to_string())),
+        ];
+        let pairs = given
+            .into_iter()
+            .filter_map(|(flag, v)| Some([flag.to_string(), v?]));
+        pairs.flatten().collect()
     }
 
     /// True when a DuoAttention plan was asked for (`--duo` or `--retrieval-ratio`).

@@ -16,36 +16,24 @@ use ringattn_runtime::{Error, Result};
 /// `oversubscribe` (the `--oversubscribe` switch) allows up to [`MAX_OVERSUBSCRIBED`] per
 /// allowed core.
 pub fn check_threads(threads: Option<usize>, allowed: usize, oversubscribe: bool) -> Result<()> {
-    let Some(t) = threads else { return Ok(()) };
     let allowed = allowed.max(1);
-    let limit = if oversubscribe {
-        allowed.saturating_mul(MAX_OVERSUBSCRIBED)
-    } else {
-        allowed
+    let (limit, how) = match oversubscribe {
+        true => (
+            allowed.saturating_mul(MAX_OVERSUBSCRIBED),
+            format!("at most {MAX_OVERSUBSCRIBED} per allowed core with --oversubscribe"),
+        ),
+        false => (allowed, "pass --oversubscribe to allow more".to_string()),
     };
-    if t > limit {
-        let how = if oversubscribe {
-            format!("at most {MAX_OVERSUBSCRIBED} per allowed core with --oversubscribe")
-        } else {
-            "pass --oversubscribe to allow more".to_string()
-        };
-        return Err(Error::config(format!(
+    match threads {
+        Some(t) if t > limit => Err(Error::config(format!(
             "--threads {t}: only {allowed} cores are allowed to this process ({how})"
-        )));
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks before any compute that `--output` and `--json` (unless `-`) can be written.
-pub fn check_outputs(output: Option<&std::path::Path>, json: Option<&str>) -> Result<()> {
-    if let Some(path) = output {
-        ringattn::io::check_writable(path)?;
-    }
-    match json {
-        Some("-") | None => Ok(()),
-        Some(path) => ringattn::io::check_writable(std::path::Path::new(path)),
-    }
-}
+pub use ringattn::io::check_outputs;
 
 /// The flag of a library field outside `run`'s spec (`ntasks_per_node` → `--ntasks-per-node`).
 pub fn flag_of(field: &str) -> String {

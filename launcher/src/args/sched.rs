@@ -3,42 +3,21 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ringattn::sched_spec::SchedSpec;
-use ringattn_runtime::sched::parse_slow_cores;
 use ringattn_runtime::sched::ratios::default_cache_path;
 use ringattn_runtime::{Error, Result, SchedKind};
 
-/// Schedulers accepted by `--sched`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SchedArg {
-    /// Split each kernel's work ∝ every core's measured speed, learned as it runs (Intel's
-    /// dynamic method for hybrid CPUs, one ratio per core).
-    Hybrid,
-    /// Split each kernel's work evenly by cost (the usual OpenMP-style static split).
-    Static,
-    /// Rayon work stealing.
-    Rayon,
-}
-
-impl SchedArg {
-    /// The runtime's kind.
-    pub fn kind(self) -> SchedKind {
-        match self {
-            SchedArg::Hybrid => SchedKind::Hybrid,
-            SchedArg::Static => SchedKind::Static,
-            SchedArg::Rayon => SchedKind::Rayon,
-        }
-    }
-}
+/// `--slow-cores` with bounded factors (the runtime's).
+pub use ringattn_runtime::sched::parse_bounded_slow_cores;
 
 /// Scheduler options shared by `run`, `bench kernel` and `bench sched`.
 #[derive(Clone, Debug, Args)]
 pub struct SchedArgs {
     /// How kernel threads share work: `hybrid` learns each core's speed and splits by it (P/E
     /// cores, noisy neighbours), `static` splits evenly, `rayon` steals work.
-    #[arg(long, value_enum, default_value_t = SchedArg::Hybrid, help_heading = "Kernel threads")]
-    pub sched: SchedArg,
+    #[arg(long, value_enum, default_value_t = SchedKind::Hybrid, help_heading = "Kernel threads")]
+    pub sched: SchedKind,
     /// TESTING AID: make the kernel thread on CPU do FACTOR× the work per item (it spins after
     /// each item), e.g. `--slow-cores 1:2`; turns a homogeneous machine into a hybrid one.
     /// Unpinned threads are addressed by thread index.
@@ -54,22 +33,6 @@ pub struct SchedArgs {
     /// Weight of the old ratio in each update, in [0, 1) (Intel's shipped code keeps 0.3).
     #[arg(long, default_value_t = ringattn_runtime::sched::ratios::DEFAULT_ALPHA, help_heading = "Kernel threads")]
     pub sched_alpha: f64,
-}
-
-/// Largest `--slow-cores` factor: a slowed core waits `factor − 1` times its work, so a huge
-/// factor would stall the run for ever.
-pub const MAX_SLOW_FACTOR: f64 = 1000.0;
-
-/// `--slow-cores CPU:FACTOR,...` with every factor in 1..=[`MAX_SLOW_FACTOR`].
-pub fn parse_bounded_slow_cores(text: &str) -> Result<Vec<ringattn_runtime::sched::SlowCore>> {
-    let slow = parse_slow_cores(text)?;
-    match slow.iter().find(|s| s.factor > MAX_SLOW_FACTOR) {
-        Some(s) => Err(Error::config(format!(
-            "--slow-cores {}:{}: the factor must be between 1 and {MAX_SLOW_FACTOR}",
-            s.cpu, s.factor
-        ))),
-        None => Ok(slow),
-    }
 }
 
 impl SchedArgs {
@@ -91,7 +54,7 @@ impl SchedArgs {
             (None, false) => default_cache_path(),
         };
         Ok(SchedSpec {
-            kind: self.sched.kind(),
+            kind: self.sched,
             slow,
             alpha: self.sched_alpha,
             cache,
@@ -104,7 +67,7 @@ impl SchedArgs {
 mod tests {
     use super::*;
 
-    fn args(sched: SchedArg) -> SchedArgs {
+    fn args(sched: SchedKind) -> SchedArgs {
         SchedArgs {
             sched,
             slow_cores: Some("1:2, 0:1.5".into()),
@@ -116,14 +79,14 @@ mod tests {
 
     #[test]
     fn spec_validates() {
-        let spec = args(SchedArg::Static).spec().unwrap();
+        let spec = args(SchedKind::Static).spec().unwrap();
         assert_eq!(spec.kind, SchedKind::Static);
         assert_eq!(spec.slow.len(), 2);
         assert_eq!(spec.cache, None);
-        let mut bad = args(SchedArg::Hybrid);
+        let mut bad = args(SchedKind::Hybrid);
         bad.slow_cores = Some("1:0.5".into());
         assert!(bad.spec().unwrap_err().to_string().contains("CPU:FACTOR"));
-        let mut bad = args(SchedArg::Hybrid);
+        let mut bad = args(SchedKind::Hybrid);
         bad.sched_alpha = 1.0;
         assert!(bad.spec().is_err());
     }

@@ -57,18 +57,14 @@ impl DecodeArgs {
             ..self.job.spec()?
         })
     }
-
-    /// KV heads of the run (before [`Job`] validation).
-    fn kv_heads(&self) -> usize {
-        self.job.kv_heads.or(self.job.heads).unwrap_or(8)
-    }
 }
 
 /// Runs `ringattn decode`, with the DuoAttention plan of `--duo`/`--retrieval-ratio` if given
 /// (else plain decode, every head a retrieval head).
 pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
     args.job.precheck(None)?;
-    let duo = args.job.duo.plan(args.kv_heads())?;
+    // The KV heads before the job is validated: --kv-heads, else --heads, else 8.
+    let duo = (args.job.duo).plan(args.job.kv_heads.or(args.job.heads).unwrap_or(8))?;
 
     let decode = DecodeJob {
         steps: args.steps,
@@ -118,8 +114,10 @@ fn finish(
         .emit(|path| report.write_json(path), &report.summary())?;
     match &report.base.check {
         Some(c) if !c.passed => {
-            let line = crate::run::check_failed_line("decode check", c, job.dtype);
-            eprintln!("ringattn: error: {line}");
+            eprintln!(
+                "ringattn: error: {}",
+                c.failed_line("decode check", job.dtype)
+            );
             Ok(1)
         }
         _ => Ok(0),

@@ -4,22 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ringattn_model::calibrate::{calibrate, write_pattern, CalibrateSpec, Method};
 use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use crate::generate::cli_error;
-
-/// Calibration methods accepted by `--method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
-    /// Attention mass each head puts outside sink + recent (one prefill per document).
-    Mass,
-    /// KL of the answer's next-token distributions when the head alone is streaming (one
-    /// partial prefill per head and document).
-    Ablation,
-}
 
 /// Options of `ringattn duo calibrate`.
 #[derive(Debug, Args)]
@@ -44,8 +34,8 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Scoring method.
-    #[arg(long, value_enum, default_value_t = MethodArg::Ablation)]
-    pub method: MethodArg,
+    #[arg(long, value_enum, default_value_t = Method::Ablation)]
+    pub method: Method,
     /// Sink tokens of streaming heads (written to config.json).
     #[arg(long, default_value_t = ringattn_model::duo::DEFAULT_SINK)]
     pub sink: usize,
@@ -63,10 +53,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         context: args.context,
         samples: args.samples,
         seed: args.seed,
-        method: match args.method {
-            MethodArg::Mass => Method::Mass,
-            MethodArg::Ablation => Method::Ablation,
-        },
+        method: args.method,
         sink: args.sink,
         recent: args.recent,
         threads: args
@@ -94,15 +81,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
 
 /// A model error as the CLI's, the library's field names as this command's flags.
 fn flag_error(e: ModelError) -> Error {
-    match cli_error(e) {
-        Error::InvalidConfig(m) => {
-            let field = m.split(':').next().unwrap_or_default();
-            if ["threads", "samples", "context", "recent"].contains(&field) {
-                Error::InvalidConfig(format!("--{m}"))
-            } else {
-                Error::InvalidConfig(m)
-            }
-        }
-        e => e,
-    }
+    crate::eval::rename_field(e, |field| {
+        let ours = ["threads", "samples", "context", "recent"].contains(&field);
+        ours.then(|| format!("--{field}"))
+    })
 }

@@ -41,27 +41,29 @@ pub fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
 /// A model error as the CLI's ([`cli_error`]), the library's field names as the eval
 /// commands' flags.
 pub(crate) fn flag_error(e: ModelError) -> Error {
-    match cli_error(e) {
-        Error::InvalidConfig(m) => {
-            let mut m = m;
-            for (field, flag) in [
-                ("sparsity:", "--sparsity:"),
-                ("context:", "--context:"),
-                ("depth:", "--depth:"),
-                ("trials:", "--trials/--workers/--max-tokens:"),
-                ("grid:", "--sparsity/--context/--depth:"),
-                ("positions:", "--last/--continuation:"),
-                ("random_heads:", "--random-heads:"),
-                ("prompt_file:", "--prompt-file:"),
-                ("threads:", "--threads/--recent:"),
-            ] {
-                if m.starts_with(field) {
-                    m = m.replacen(field, flag, 1);
-                    break;
-                }
+    rename_field(e, |field| {
+        Some(match field {
+            "sparsity" | "context" | "depth" | "random_heads" | "prompt_file" => {
+                crate::args::flag_of(field)
             }
-            Error::InvalidConfig(m)
-        }
+            "trials" => "--trials/--workers/--max-tokens".into(),
+            "grid" => "--sparsity/--context/--depth".into(),
+            "positions" => "--last/--continuation".into(),
+            "threads" => "--threads/--recent".into(),
+            _ => return None,
+        })
+    })
+}
+
+/// A model error as the CLI's ([`cli_error`]), the field that starts a bad-input message
+/// (`field: ...`) renamed by `flag` (kept where it gives `None`).
+pub(crate) fn rename_field(e: ModelError, flag: impl Fn(&str) -> Option<String>) -> Error {
+    match cli_error(e) {
+        Error::InvalidConfig(m) => Error::InvalidConfig(
+            m.split_once(':')
+                .and_then(|(field, rest)| Some(format!("{}:{rest}", flag(field)?)))
+                .unwrap_or(m),
+        ),
         e => e,
     }
 }

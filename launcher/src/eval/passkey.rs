@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use ringattn::allowed_cores;
+use ringattn::cores::default_threads;
 use ringattn_model::eval::passkey::{local_runner, run_passkey, Heads, PasskeySpec, TrialResult};
 use ringattn_model::eval::report::write_passkey_report;
 use ringattn_model::eval::summary::table;
@@ -75,11 +77,7 @@ pub struct PasskeyArgs {
 
 impl PasskeyArgs {
     fn spec(&self, world: usize) -> Result<PasskeySpec> {
-        let heads = match (&self.duo, self.random_heads) {
-            (Some(d), _) => Heads::Calibrated(d.clone()),
-            (None, Some(seed)) => Heads::Random(seed),
-            (None, None) => Heads::Full,
-        };
+        let heads = Heads::choose(self.duo.clone(), self.random_heads);
         let sparsities =
             parse_list("sparsity", &self.sparsity, parse_fraction).map_err(flag_error)?;
         if heads == Heads::Full && sparsities.iter().any(|&s| s > 0.0) {
@@ -96,9 +94,8 @@ impl PasskeyArgs {
             trials: self.trials,
             seed: self.seed,
             world,
-            threads_per_rank: self
-                .threads
-                .unwrap_or((ringattn::allowed_cores() / world.max(1)).max(1)),
+            threads_per_rank: (self.threads)
+                .unwrap_or_else(|| default_threads(allowed_cores(), world)),
             sink: self.sink,
             recent: self.recent,
             out: self.out.clone(),

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use ringattn::allowed_cores;
+use ringattn::cores::default_threads;
 use ringattn_model::{
     default_model_path, DuoSource, GenerateReport, GenerateSpec, Model, ModelError, Sampling,
-    WeightFormat, FETCH_COMMAND,
+    WeightFormat,
 };
 use ringattn_runtime::{Error, Result};
 
@@ -87,20 +89,14 @@ pub struct GenerateArgs {
     pub duo: DuoArgs,
 }
 
-/// A model error as the CLI's error: bad input (exit 2) or a runtime failure (exit 1).
+/// A model error as the CLI's error ([`ModelError::into_runtime`]: bad input exits 2), a
+/// prompt too long with the flag that allows it.
 pub(crate) fn cli_error(e: ModelError) -> Error {
-    let text = match &e {
-        ModelError::MissingModel { .. } => format!("{e}; fetch it with `{FETCH_COMMAND}`"),
-        ModelError::PromptTooLong { .. } => format!("{e} (--allow-long to run it anyway)"),
-        _ => e.to_string(),
-    };
-    if e.is_bad_input() {
-        Error::config(text)
-    } else {
-        Error::RankFailed {
-            rank: 0,
-            reason: text,
+    match e {
+        ModelError::PromptTooLong { .. } => {
+            Error::config(format!("{e} (--allow-long to run it anyway)"))
         }
+        e => e.into_runtime(),
     }
 }
 
@@ -133,7 +129,7 @@ impl GenerateArgs {
                 seed: self.seed,
             },
             threads_per_rank: (self.threads)
-                .unwrap_or((ringattn::allowed_cores() / world.max(1)).max(1)),
+                .unwrap_or_else(|| default_threads(allowed_cores(), world)),
             duo,
             ..GenerateSpec::new(model, &prompt, self.max_tokens, world)
         })
@@ -201,11 +197,7 @@ mod mpi {
         let mut spec = args.spec(comm.size())?;
         spec.pin = false;
         spec.threads_per_rank = threads;
-        // The projections run on rayon's global pool: this rank's threads only (by default
-        // it takes every core in each process and oversubscribes them).
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(spec.threads_per_rank.max(1))
-            .build_global();
+        ringattn_model::limit_rayon_pool(spec.threads_per_rank);
         let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
         let root = comm.rank() == 0;
         let progress = Progress {

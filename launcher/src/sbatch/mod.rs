@@ -7,20 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use ringattn_runtime::{Error, Result};
 
+use ringattn::slurm::SlurmLauncher;
 use ringattn::slurm::{self, cpu_binding, submit, this_binary, BatchSpec, Pmi, ScriptOptions};
 
 use crate::args::cli_error;
 use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-
-/// How the batch script starts the ranks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SlurmLauncher {
-    /// `srun --mpi=... [--cpu-bind=cores]` (SLURM places every task, and binds it where the
-    /// cluster can).
-    Srun,
-    /// `mpirun -n $SLURM_NTASKS` inside the allocation.
-    Mpirun,
-}
 
 /// PMI plugins for `srun --mpi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,10 +106,7 @@ impl SbatchArgs {
             partition: self.partition.clone(),
             account: self.account.clone(),
             job_name: self.job_name.clone(),
-            launcher: match self.launcher {
-                SlurmLauncher::Srun => slurm::SlurmLauncher::Srun,
-                SlurmLauncher::Mpirun => slurm::SlurmLauncher::Mpirun,
-            },
+            launcher: self.launcher,
             pmi: self.mpi.pmi(),
             command: self.command.clone(),
         }

@@ -26,10 +26,24 @@ use mass::MassAccumulator;
 /// How heads are scored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Method {
     /// Attention mass outside sink + recent ([`mass`]).
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Attention mass each head puts outside sink + recent (one prefill per document)"
+        )
+    )]
     Mass,
     /// KL when the head alone is streaming ([`ablation`]).
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "KL of the answer's next-token distributions when the head alone is \
+            streaming (one partial prefill per head and document)"
+        )
+    )]
     Ablation,
 }
 

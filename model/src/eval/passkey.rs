@@ -30,6 +30,18 @@ pub enum Heads {
     Random(u64),
 }
 
+impl Heads {
+    /// The selection of a front end's options: the `calibrated` pattern directory when given,
+    /// else random heads of `random_seed` when given, else full attention.
+    pub fn choose(calibrated: Option<PathBuf>, random_seed: Option<u64>) -> Heads {
+        match (calibrated, random_seed) {
+            (Some(dir), _) => Heads::Calibrated(dir),
+            (None, Some(seed)) => Heads::Random(seed),
+            (None, None) => Heads::Full,
+        }
+    }
+}
+
 /// The grid and how to run it.
 #[derive(Clone, Debug)]
 pub struct PasskeySpec {
@@ -367,4 +379,18 @@ fn run_trial(
         kv_bytes_per_rank: rep.ranks.iter().map(|r| r.kv_bytes).collect(),
         prefill_tokens_per_s: rep.prefill_tokens_per_s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_wins_over_a_seed_and_neither_is_full_attention() {
+        let dir = PathBuf::from("p");
+        let both = Heads::choose(Some(dir.clone()), Some(3));
+        assert_eq!(both, Heads::Calibrated(dir));
+        assert_eq!(Heads::choose(None, Some(3)), Heads::Random(3));
+        assert_eq!(Heads::choose(None, None), Heads::Full);
+    }
 }

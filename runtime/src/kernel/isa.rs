@@ -180,9 +180,64 @@ pub fn set_active_isa(isa: Isa) -> Result<()> {
     Ok(())
 }
 
+/// A choice of micro-kernels as a user makes it: one instruction set, or `Auto`
+/// (`RINGATTN_ISA` when set, else the fastest this CPU has). With the `clap` feature it is a
+/// `clap::ValueEnum` (`auto`, `amx`, `avx512`, `avx2`, `portable`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum IsaChoice {
+    /// `RINGATTN_ISA` when set, else the fastest this CPU has.
+    #[default]
+    Auto,
+    /// AMX-BF16 tiles with split operands (f32 accuracy; head dims that are multiples of 32).
+    Amx,
+    /// AVX-512F.
+    Avx512,
+    /// AVX2 + FMA.
+    Avx2,
+    /// Portable Rust.
+    Portable,
+}
+
+impl IsaChoice {
+    /// The request of [`resolve_isa`] (`None` = auto).
+    pub fn request(self) -> Option<Isa> {
+        match self {
+            IsaChoice::Auto => None,
+            IsaChoice::Amx => Some(Isa::Amx),
+            IsaChoice::Avx512 => Some(Isa::Avx512),
+            IsaChoice::Avx2 => Some(Isa::Avx2),
+            IsaChoice::Portable => Some(Isa::Portable),
+        }
+    }
+
+    /// Checks the choice against this CPU ([`resolve_isa`]: one it lacks is
+    /// [`Error::IsaUnavailable`], a bad-input error) and makes it the micro-kernels of every
+    /// later kernel call of this process ([`set_active_isa`]).
+    pub fn activate(self) -> Result<Isa> {
+        let isa = resolve_isa(self.request())?;
+        set_active_isa(isa)?;
+        Ok(isa)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn choices_request_their_instruction_set() {
+        assert_eq!(IsaChoice::Auto.request(), None);
+        assert_eq!(IsaChoice::default(), IsaChoice::Auto);
+        for (choice, isa) in [
+            (IsaChoice::Amx, Isa::Amx),
+            (IsaChoice::Avx512, Isa::Avx512),
+            (IsaChoice::Avx2, Isa::Avx2),
+            (IsaChoice::Portable, Isa::Portable),
+        ] {
+            assert_eq!(choice.request(), Some(isa));
+        }
+    }
 
     #[test]
     fn names_round_trip_and_auto_is_none() {

@@ -36,7 +36,7 @@ use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
 use driver::{process_item, Item, Micro, PackedK, Scratch};
-pub use isa::{resolve_isa, resolve_isa_with, set_active_isa, Isa, ISA_ENV};
+pub use isa::{resolve_isa, resolve_isa_with, set_active_isa, Isa, IsaChoice, ISA_ENV};
 pub use peak::{measure_peak_gflops, measure_tile_peak_gflops};
 
 /// Coefficients k = 1..6 of 2^f = Σ (f·ln 2)^k / k! on f ∈ [−½, ½] (relative error ≈ 1.2e-7,

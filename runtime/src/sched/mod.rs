@@ -72,10 +72,24 @@ impl Executor for rayon::ThreadPool {
 /// How a [`Scheduler`] splits work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SchedKind {
     /// Contiguous ranges ∝ each core's measured ratio, updated after every call.
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Split each kernel's work ∝ every core's measured speed, learned as it runs \
+            (Intel's dynamic method for hybrid CPUs, one ratio per core)"
+        )
+    )]
     Hybrid,
     /// Contiguous ranges of equal cost.
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Split each kernel's work evenly by cost (the usual OpenMP-style static split)"
+        )
+    )]
     Static,
     /// Rayon work stealing.
     Rayon,
@@ -122,6 +136,22 @@ pub fn parse_slow_cores(text: &str) -> Result<Vec<SlowCore>> {
             Ok(SlowCore { cpu, factor })
         })
         .collect()
+}
+
+/// Largest slow-core factor [`parse_bounded_slow_cores`] accepts: a slowed core waits
+/// `factor − 1` times its work, so a huge factor would stall the run for ever.
+pub const MAX_SLOW_FACTOR: f64 = 1000.0;
+
+/// [`parse_slow_cores`] with every factor in 1..=[`MAX_SLOW_FACTOR`].
+pub fn parse_bounded_slow_cores(text: &str) -> Result<Vec<SlowCore>> {
+    let slow = parse_slow_cores(text)?;
+    match slow.iter().find(|s| s.factor > MAX_SLOW_FACTOR) {
+        Some(s) => Err(Error::config(format!(
+            "--slow-cores {}:{}: the factor must be between 1 and {MAX_SLOW_FACTOR}",
+            s.cpu, s.factor
+        ))),
+        None => Ok(slow),
+    }
 }
 
 /// How to build a [`Scheduler`].
@@ -450,5 +480,24 @@ impl Executor for Scheduler {
             updated,
         };
         results.into_iter().map(|r| r.0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_cores_parse_and_huge_factors_are_refused() {
+        let slow = parse_bounded_slow_cores("1:2, 0:1.5").unwrap();
+        assert_eq!((slow[0].cpu, slow[0].factor, slow[1].cpu), (1, 2.0, 0));
+        assert!(parse_bounded_slow_cores("0:1000").is_ok());
+        let e = parse_bounded_slow_cores("0:1001").unwrap_err();
+        assert!(
+            e.is_user_error() && e.to_string().contains("between 1 and 1000"),
+            "{e}"
+        );
+        assert!(parse_bounded_slow_cores("0:0.5").is_err());
+        assert!(parse_bounded_slow_cores("x").is_err());
     }
 }
