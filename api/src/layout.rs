@@ -12,19 +12,48 @@ use crate::error::ApiError;
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LayoutChoice {
+    /// The cost model's choice for the shape and mask.
+    #[default]
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "Let the partitioner's cost model choose (smallest predicted makespan)")
+    )]
+    Auto,
     /// Ring Attention's contiguous blocks.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "Ring Attention: each worker owns one contiguous block")
+    )]
     Contiguous,
     /// Striped Attention's round robin (token i on rank i mod P).
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Striped Attention: token i goes to worker i mod P (balanced under a causal mask)"
+        )
+    )]
     Striped,
     /// Two mirrored chunks per rank (Megatron / Llama 3).
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Worker r owns chunks r and 2P-1-r of 2P chunks (balanced, contiguous chunks)"
+        )
+    )]
     Zigzag,
     /// Whole packed documents per rank balanced by cost, long ones split per-document zigzag
     /// (needs the run's documents).
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            help = "Packed documents (needs --docs, --docs-file or doc_lens in --input): whole \
+            documents per worker balanced by causal cost, documents too long to balance split \
+            zigzag-wise"
+        )
+    )]
     Docs,
-    /// The cost model's choice for the shape and mask.
-    #[default]
-    Auto,
 }
 
 impl LayoutChoice {

@@ -1,7 +1,7 @@
 //! Command-line interface: `ringattn run ...`, `ringattn decode ...` and the helpers.
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ringattn::launch::backend::{BackendChoice, HOW_TO_BUILD_MPI, MPI_BUILT};
+use clap::{Parser, Subcommand};
+use ringattn::launch::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 use ringattn_runtime::{Error, Result};
 
 /// Exact ring attention over sequences too long for one machine, on CPUs.
@@ -45,61 +45,8 @@ pub enum Command {
     Eval(crate::eval::EvalArgs),
 }
 
-/// Token layouts accepted by `--layout`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LayoutArg {
-    /// Let the partitioner's cost model choose (smallest predicted makespan).
-    Auto,
-    /// Ring Attention: each worker owns one contiguous block.
-    Contiguous,
-    /// Striped Attention: token i goes to worker i mod P (balanced under a causal mask).
-    Striped,
-    /// Worker r owns chunks r and 2P-1-r of 2P chunks (balanced, contiguous chunks).
-    Zigzag,
-    /// Packed documents (needs --docs, --docs-file or doc_lens in --input): whole documents
-    /// per worker balanced by causal cost, documents too long to balance split zigzag-wise.
-    Docs,
-}
-
-/// K/V storage types accepted by `--dtype`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DtypeArg {
-    /// 32-bit floats.
-    F32,
-    /// bfloat16 (8-bit mantissa; half the K/V bytes).
-    Bf16,
-}
-
-impl DtypeArg {
-    /// The runtime's storage type.
-    pub fn dtype(self) -> ringattn_runtime::Dtype {
-        match self {
-            DtypeArg::F32 => ringattn_runtime::Dtype::F32,
-            DtypeArg::Bf16 => ringattn_runtime::Dtype::Bf16,
-        }
-    }
-}
-
-/// Communication backends accepted by `--backend` (the library's [`BackendChoice`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// `mpi` when built with the `mpi` feature and started by mpirun/mpiexec/srun, else `local`.
-    Auto,
-    /// Workers are threads of this process (no MPI).
-    Local,
-    /// One process per rank under mpirun/mpiexec/srun (needs `--features mpi`).
-    Mpi,
-}
-
-impl From<BackendArg> for BackendChoice {
-    fn from(arg: BackendArg) -> Self {
-        match arg {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Local => BackendChoice::Local,
-            BackendArg::Mpi => BackendChoice::Mpi,
-        }
-    }
-}
+/// `--layout`, `--dtype` and `--backend` take the library's types (clap value enums).
+pub use ringattn::{launch::backend::BackendChoice, Dtype, LayoutChoice};
 
 /// Refuses `what` (a command or option as typed) in a build without MPI, saying how to build.
 pub fn needs_mpi(what: &str) -> Result<()> {

@@ -185,10 +185,16 @@ impl KvBlock {
 /// How K and V are stored, sent and cached. Queries, the softmax state and all arithmetic are
 /// f32 whatever this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Dtype {
     /// 4 bytes per element.
+    #[cfg_attr(feature = "clap", value(help = "32-bit floats"))]
     F32,
     /// bfloat16: 2 bytes per element, 8 mantissa bits (half the KV bytes held and sent).
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "bfloat16 (8-bit mantissa; half the K/V bytes)")
+    )]
     Bf16,
 }
 

@@ -7,12 +7,26 @@ use crate::error::ApiError;
 
 /// The backend a job asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BackendChoice {
     /// `Mpi` when built with the `mpi` feature and started by mpirun/mpiexec/srun, else `Local`.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "`mpi` when built with the `mpi` feature and started by \
+            mpirun/mpiexec/srun, else `local`")
+    )]
     Auto,
     /// Threads of this process.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "Workers are threads of this process (no MPI)")
+    )]
     Local,
     /// One process per rank over MPI.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "One process per rank under mpirun/mpiexec/srun (needs `--features mpi`)")
+    )]
     Mpi,
 }
 

@@ -5,14 +5,14 @@ use clap::Args;
 use ringattn::RunSpec;
 use ringattn_runtime::Result;
 
-use crate::cli::{BackendArg, DtypeArg, LayoutArg};
+use crate::cli::{BackendChoice, Dtype, LayoutChoice};
 
 /// Options of a ring attention job shared by `run` and `decode`.
 #[derive(Clone, Debug, Args)]
 pub struct JobArgs {
     /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
     /// Number of workers in the ring [default: cores allowed to this process; with MPI: the
     /// number of MPI processes, which it must equal when given].
     #[arg(short = 'p', long)]
@@ -29,13 +29,13 @@ pub struct JobArgs {
     /// Token layout over workers (decode: each new token goes to the worker the layout names:
     /// striped round robin, contiguous the last worker, zigzag worker 0, docs the owner of the
     /// last document). `auto` also weighs docs when the run has packed documents.
-    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
-    pub layout: LayoutArg,
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
+    pub layout: LayoutChoice,
     /// Storage type of K and V (stored, sent and cached): bf16 halves KV memory and ring
     /// traffic; queries, the softmax state and all arithmetic stay f32 (--check compares bf16
     /// with the reference at 2e-2).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
     /// the rank's share of the cores its node's ranks may use]. Ranks sharing a node get
     /// disjoint cores, each kernel thread pinned to one (see --no-pin); when ranks × threads
@@ -73,8 +73,8 @@ impl JobArgs {
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
-            layout: self.layout.into(),
-            dtype: self.dtype.dtype(),
+            layout: self.layout,
+            dtype: self.dtype,
             threads: self.threads,
             pin: !self.no_pin,
             seed: self.seed,

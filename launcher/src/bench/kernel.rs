@@ -10,7 +10,7 @@ use ringattn_runtime::Result;
 
 use crate::args::cli_error;
 use crate::args::isa::IsaArg;
-use crate::cli::DtypeArg;
+use crate::cli::Dtype;
 use crate::out::progress_bar;
 
 /// Options of `ringattn bench kernel`.
@@ -40,7 +40,7 @@ pub struct KernelArgs {
     pub kv_heads: Option<usize>,
     /// K/V storage types (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
-    pub dtype: Vec<DtypeArg>,
+    pub dtype: Vec<Dtype>,
     /// Timed runs per shape (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -77,7 +77,7 @@ fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
         dims: args.head_dim.clone(),
         threads,
         causal: args.causal.clone(),
-        dtypes: args.dtype.iter().map(|d| d.dtype()).collect(),
+        dtypes: args.dtype.clone(),
         heads: args.heads,
         kv_heads: args.kv_heads.unwrap_or(args.heads),
         tile: args.tile.shape(),

@@ -12,7 +12,7 @@ use ringattn_model::bench::{corpus, run_bench, run_local_case, Case, CaseResult,
 use ringattn_model::{default_model_path, GenerateSpec, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::{DtypeArg, LayoutArg};
+use crate::cli::{Dtype, LayoutChoice};
 use crate::generate::cli_error;
 
 /// Backends `bench model` can use.
@@ -41,7 +41,7 @@ pub struct ModelBenchArgs {
     pub workers: Vec<usize>,
     /// Layouts, comma separated (one worker runs only the first).
     #[arg(long, value_delimiter = ',', default_values = ["striped"])]
-    pub layouts: Vec<LayoutArg>,
+    pub layouts: Vec<LayoutChoice>,
     /// Tokens decoded after each prompt (end-of-text ignored).
     #[arg(long, default_value_t = 32)]
     pub max_tokens: usize,
@@ -49,8 +49,8 @@ pub struct ModelBenchArgs {
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// Storage type of the KV cache.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Decode with the f32 weights instead of the packed GGUF blocks (the slower old path).
     #[arg(long)]
     pub dense_decode: bool,
@@ -87,11 +87,11 @@ pub fn run_model_bench(args: &ModelBenchArgs, allowed_cores: usize) -> Result<Ex
         corpus: String::new(),
         contexts: args.context.clone(),
         workers: args.workers.clone(),
-        layouts: args.layouts.iter().map(|&l| l.into()).collect(),
+        layouts: args.layouts.clone(),
         max_tokens: args.max_tokens,
         threads_per_rank: args.threads,
         cores: allowed_cores,
-        dtype: args.dtype.dtype(),
+        dtype: args.dtype,
         weights: if args.dense_decode {
             WeightFormat::F32Dense
         } else {

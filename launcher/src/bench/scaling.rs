@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::DtypeArg;
+use crate::cli::Dtype;
 use ringattn::bench::mpi_sweep::MpiSweep;
 use ringattn::bench::scaling::{SweepBackend, SweepEvent, SweepPlan};
 use ringattn::plot;
@@ -24,7 +24,6 @@ use ringattn_runtime::sched::ratios::default_cache_path;
 
 use crate::args::cli_error;
 use crate::out::progress_bar;
-use crate::sbatch::PmiArg;
 
 /// How the sequence length follows the number of workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,8 +76,8 @@ pub struct ScalingArgs {
     #[command(flatten)]
     pub shape: crate::args::heads::HeadArgs,
     /// How K and V are stored and sent.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Kernel threads per worker (1 = one core per worker, like one MPI rank per core).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
@@ -93,8 +92,8 @@ pub struct ScalingArgs {
     #[arg(long = "mpi-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub mpi_args: Vec<String>,
     /// With `--backend slurm`: the `srun --mpi` plugin (pmi2 for MPICH, pmix for Open MPI 5).
-    #[arg(long, value_enum, default_value_t = PmiArg::Pmi2)]
-    pub slurm_mpi: PmiArg,
+    #[arg(long, value_enum, default_value_t = ringattn::slurm::Pmi::Pmi2)]
+    pub slurm_mpi: ringattn::slurm::Pmi,
     /// With `--backend slurm`: one extra option for `sbatch` (e.g. `--partition=cpu`,
     /// `--time=00:30:00`); repeat it for several.
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -130,7 +129,7 @@ fn sweep_spec(args: &ScalingArgs) -> Result<SweepSpec> {
             head_dim: Some(args.shape.head_dim),
             threads: Some(args.threads),
             causal: args.causal,
-            dtype: args.dtype.dtype(),
+            dtype: args.dtype,
             sched: SchedSpec {
                 cache: default_cache_path(),
                 ..SchedSpec::default()
@@ -209,7 +208,7 @@ fn slurm_sweep(args: &ScalingArgs) -> Result<SlurmSweep> {
             this_binary().map_err(cli_error)?
         }
     };
-    let pmi = args.slurm_mpi.pmi();
+    let pmi = args.slurm_mpi;
     let extra = args.sbatch_args.clone();
     let (sweep, note) = SlurmSweep::new(exe, &args.out, pmi, args.threads, extra);
     if let Some(note) = note {

@@ -13,8 +13,8 @@ use ringattn::{CheckRows, RunSpec};
 use ringattn_runtime::Result;
 
 use crate::args::cli_error;
-use crate::run::backend::{self, Backend};
 use crate::run::spec::flag_error;
+use ringattn::launch::backend::{self, Backend};
 
 /// Options of `ringattn decode`.
 #[derive(Clone, Debug, Args)]
@@ -73,8 +73,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
             .check
             .map(|rows| rows.map_or(CheckRows::Auto, CheckRows::Rows)),
     };
-    let allowed = ringattn::allowed_cores();
-    match backend::resolve(args.job.backend)? {
+    match backend::resolve(args.job.backend).map_err(cli_error)? {
         Backend::Local => {
             decode.check_counts(args.prefill).map_err(cli_error)?;
             let memory = MemoryCheck::LOCAL.decoding(args.steps);
@@ -87,7 +86,7 @@ pub fn run_decode(args: &DecodeArgs) -> Result<ExitCode> {
         #[cfg(feature = "mpi")]
         Backend::Mpi => ringattn::launch::mpi_rank::run_job(
             &|| args.run_spec(),
-            allowed,
+            ringattn::allowed_cores(),
             MemoryCheck::ONE_RANK.decoding(args.steps),
             || decode.check_counts(args.prefill).map_err(cli_error),
             cli_error,

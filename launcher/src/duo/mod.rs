@@ -14,7 +14,7 @@ use ringattn::duo_inspect::InspectSpec;
 use ringattn::spec::selection_of;
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::DtypeArg;
+use crate::cli::Dtype;
 
 /// Options of `ringattn duo`.
 #[derive(Debug, Args)]
@@ -68,8 +68,8 @@ pub struct InspectArgs {
     #[arg(short = 'd', long, default_value_t = 128)]
     pub head_dim: usize,
     /// Storage type of the KV cache (f32: 4 bytes, bf16: 2 bytes per element).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Sink tokens of streaming heads [default: the pattern's config.json, else 64].
     #[arg(long, value_name = "TOKENS")]
     pub sink: Option<usize>,
@@ -102,7 +102,7 @@ fn run_inspect(args: &InspectArgs) -> Result<ExitCode> {
         recent: args.recent,
         context: args.context,
         head_dim: args.head_dim,
-        dtype: args.dtype.dtype(),
+        dtype: args.dtype,
     })
     .map_err(|e| match e {
         Error::InvalidConfig(m) if m.contains("reduce the context") => {

@@ -52,7 +52,7 @@ fn duo_job_checks_with_per_head_masks_and_reports_bytes_per_kind() {
         sink: 4,
         recent: 16,
     };
-    job.set_duo(plan, args(&WORDS).job.layout.into()).unwrap();
+    job.set_duo(plan, args(&WORDS).job.layout).unwrap();
     assert_eq!(job.plan.kind.name(), "contiguous");
     let g = run_local(&job).unwrap();
     let report = Report::new(&job, "local", &g);
@@ -124,10 +124,7 @@ fn a_plan_for_other_kv_heads_fails_the_run_with_a_config_error() {
 fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
     let mut small = job(&WORDS);
     let err = small
-        .set_duo(
-            DuoPlan::all_retrieval(3, 4, 16),
-            args(&WORDS).job.layout.into(),
-        )
+        .set_duo(DuoPlan::all_retrieval(3, 4, 16), args(&WORDS).job.layout)
         .unwrap_err();
     assert!(err.is_user_error() && err.to_string().contains("3 KV heads"));
     // 64 × 64 tiles: the windows (sink 64 + recent 256) span few tiles, so an all-streaming
@@ -152,9 +149,7 @@ fn set_duo_rejects_a_plan_for_other_kv_heads_and_replans_auto() {
         sink: 64,
         recent: 256,
     };
-    auto_job
-        .set_duo(plan, args(&auto).job.layout.into())
-        .unwrap();
+    auto_job.set_duo(plan, args(&auto).job.layout).unwrap();
     assert!(auto_job.plan.reason.starts_with("auto:"));
     assert!(auto_job.plan.estimates[0].makespan < 0.2 * causal_makespan);
 }

@@ -15,9 +15,9 @@ use ringattn_model::{default_model_path, Model, ModelError, WeightFormat};
 use ringattn_runtime::{Error, Result};
 
 use super::flag_error;
-use crate::cli::BackendArg;
+use crate::cli::BackendChoice;
 use crate::generate::cli_error;
-use crate::run::backend::{self, Backend};
+use ringattn::launch::backend::{self, Backend};
 
 /// Options of `ringattn eval passkey`.
 #[derive(Debug, Args)]
@@ -53,8 +53,8 @@ pub struct PasskeyArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Communication backend: `local` (threads), `mpi` or `auto`.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
     /// Workers [default: 1; with MPI: the number of MPI processes].
     #[arg(short = 'p', long)]
     pub workers: Option<usize>,
@@ -107,7 +107,7 @@ impl PasskeyArgs {
 
 /// Runs `ringattn eval passkey`.
 pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
-    match backend::resolve(args.backend)? {
+    match backend::resolve(args.backend).map_err(crate::args::cli_error)? {
         Backend::Local => {
             let spec = args.spec(args.workers.unwrap_or(1))?;
             let path = args.model.clone().unwrap_or_else(default_model_path);
@@ -148,7 +148,9 @@ mod mpi {
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
-        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let (mut comm, threads) =
+            ringattn::launch::mpi_rank::model_world(args.workers, args.threads)
+                .map_err(crate::args::cli_error)?;
         let spec = PasskeySpec {
             threads_per_rank: threads,
             ..args.spec(comm.size())?

@@ -16,8 +16,8 @@ use ringattn_model::{
 use ringattn_runtime::{Error, Result};
 
 use crate::args::duo::DuoArgs;
-use crate::cli::{BackendArg, DtypeArg, LayoutArg};
-use crate::run::backend::{self, Backend};
+use crate::cli::{BackendChoice, Dtype, LayoutChoice};
+use ringattn::launch::backend::{self, Backend};
 
 /// Options of `ringattn generate`.
 #[derive(Clone, Debug, Args)]
@@ -48,8 +48,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// Communication backend: `local` (threads), `mpi` (processes under mpirun/srun) or `auto`.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
     /// Number of workers [default: 1; with MPI: the number of MPI processes].
     #[arg(short = 'p', long)]
     pub workers: Option<usize>,
@@ -57,11 +57,11 @@ pub struct GenerateArgs {
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// Token layout of the prompt across the workers.
-    #[arg(long, value_enum, default_value_t = LayoutArg::Striped)]
-    pub layout: LayoutArg,
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Striped)]
+    pub layout: LayoutChoice,
     /// Storage type of the KV cache (and of the blocks the ring sends).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Keep the projection weights as stored in the GGUF (Q4_1: smaller, but activations are
     /// re-quantized to 8 bits and answers change) instead of dequantizing them to f32.
     #[arg(long)]
@@ -115,8 +115,8 @@ impl GenerateArgs {
         };
         Ok(GenerateSpec {
             chat: self.chat,
-            layout: self.layout.into(),
-            dtype: self.dtype.dtype(),
+            layout: self.layout,
+            dtype: self.dtype,
             allow_long: self.allow_long,
             ignore_eos: self.ignore_eos,
             weights: match self.stored_weights {
@@ -144,7 +144,7 @@ pub fn run_generate(args: &GenerateArgs) -> Result<ExitCode> {
             "--layer does not apply to generate: every layer uses its own row of the pattern",
         ));
     }
-    match backend::resolve(args.backend)? {
+    match backend::resolve(args.backend).map_err(crate::args::cli_error)? {
         Backend::Local => {
             let spec = args.spec(args.workers.unwrap_or(1))?;
             let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
@@ -193,7 +193,9 @@ mod mpi {
 
     /// `generate` on the MPI backend.
     pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
-        let (mut comm, threads) = crate::run::mpi::model_world(args.workers, args.threads)?;
+        let (mut comm, threads) =
+            ringattn::launch::mpi_rank::model_world(args.workers, args.threads)
+                .map_err(crate::args::cli_error)?;
         let mut spec = args.spec(comm.size())?;
         spec.pin = false;
         spec.threads_per_rank = threads;

@@ -1,10 +1,6 @@
 //! `ringattn run`: its arguments, their mapping to the library's [`RunSpec`](ringattn::RunSpec)
 //! (spec.rs), the backends and what the root prints.
 
-/// The backend choice, for `decode`, `generate` and `eval passkey` (the library's).
-pub use ringattn::launch::backend;
-#[cfg(feature = "mpi")]
-pub mod mpi;
 pub mod spec;
 
 use std::path::PathBuf;
@@ -81,7 +77,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, Error> {
         )
         .map(ExitCode::from),
         #[cfg(not(feature = "mpi"))]
-        Backend::Mpi => Err(Error::config(backend::HOW_TO_BUILD_MPI)),
+        Backend::Mpi => Err(Error::config(ringattn::launch::backend::HOW_TO_BUILD_MPI)),
     }
 }
 
@@ -101,13 +97,4 @@ pub fn finish(args: &RunArgs, job: &Job, backend: &str, gathered: &Gathered) -> 
         }
         None => Ok(0),
     }
-}
-
-/// The line `--check` prints when it fails ([`ringattn::report::CheckReport::failed_line`]).
-pub fn check_failed_line(
-    what: &str,
-    c: &ringattn::report::CheckReport,
-    dtype: ringattn::Dtype,
-) -> String {
-    c.failed_line(what, dtype)
 }

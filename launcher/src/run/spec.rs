@@ -1,23 +1,10 @@
 //! `run`'s arguments as the library's [`RunSpec`], and the library's errors in the words of
 //! the command line (field names become flags).
 
-use ringattn::{ApiError, CheckRows, FaultSpec, LayoutChoice, RunSpec};
+use ringattn::{ApiError, CheckRows, FaultSpec, RunSpec};
 use ringattn_runtime::{Error, Result};
 
-use crate::cli::LayoutArg;
 use crate::run::RunArgs;
-
-impl From<LayoutArg> for LayoutChoice {
-    fn from(layout: LayoutArg) -> Self {
-        match layout {
-            LayoutArg::Auto => LayoutChoice::Auto,
-            LayoutArg::Contiguous => LayoutChoice::Contiguous,
-            LayoutArg::Striped => LayoutChoice::Striped,
-            LayoutArg::Zigzag => LayoutChoice::Zigzag,
-            LayoutArg::Docs => LayoutChoice::Docs,
-        }
-    }
-}
 
 impl RunArgs {
     /// The spec of these arguments (syntax checked here; sizes when the job is built).

@@ -4,33 +4,14 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ringattn_runtime::{Error, Result};
 
 use ringattn::slurm::SlurmLauncher;
 use ringattn::slurm::{self, cpu_binding, submit, this_binary, BatchSpec, Pmi, ScriptOptions};
 
 use crate::args::cli_error;
-use crate::run::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
-
-/// PMI plugins for `srun --mpi`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PmiArg {
-    /// PMIx (Open MPI 5).
-    Pmix,
-    /// PMI-2 (MPICH, Intel MPI).
-    Pmi2,
-}
-
-impl PmiArg {
-    /// The library's plugin.
-    pub fn pmi(self) -> Pmi {
-        match self {
-            PmiArg::Pmix => Pmi::Pmix,
-            PmiArg::Pmi2 => Pmi::Pmi2,
-        }
-    }
-}
+use ringattn::launch::backend::{HOW_TO_BUILD_MPI, MPI_BUILT};
 
 /// Options of `ringattn sbatch`.
 #[derive(Debug, Args)]
@@ -69,8 +50,8 @@ pub struct SbatchArgs {
     #[arg(long, value_enum, default_value_t = SlurmLauncher::Srun)]
     pub launcher: SlurmLauncher,
     /// PMI plugin for `srun --mpi=` (pmi2 for MPICH, pmix for Open MPI 5).
-    #[arg(long, value_enum, default_value_t = PmiArg::Pmi2)]
-    pub mpi: PmiArg,
+    #[arg(long, value_enum, default_value_t = Pmi::Pmi2)]
+    pub mpi: Pmi,
     /// The ringattn binary the job runs [default: this binary's absolute path]; the script
     /// also honours `RINGATTN=...` in the environment at submission.
     #[arg(long, value_name = "PATH")]
@@ -107,7 +88,7 @@ impl SbatchArgs {
             account: self.account.clone(),
             job_name: self.job_name.clone(),
             launcher: self.launcher,
-            pmi: self.mpi.pmi(),
+            pmi: self.mpi,
             command: self.command.clone(),
         }
     }

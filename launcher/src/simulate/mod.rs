@@ -8,7 +8,7 @@ use ringattn::simulation::{predict, rank_rate, sim_mask};
 use ringattn_runtime::{Error, Result, TileShape};
 use ringattn_striped::{LayoutKind, SimConfig};
 
-use crate::cli::{DtypeArg, LayoutArg};
+use crate::cli::{Dtype, LayoutChoice};
 use crate::run::spec::flag_error;
 use ringattn_striped::calibrate::{RankRate, RateProbe};
 
@@ -32,12 +32,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub causal: bool,
     /// How K and V travel (bytes per hop: f32 4, bf16 2 per element).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Token layout; `auto` simulates contiguous, striped and zigzag (and docs with --docs)
     /// and keeps the fastest.
-    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
-    pub layout: LayoutArg,
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
+    pub layout: LayoutChoice,
     /// Packed documents and a sliding window.
     #[command(flatten)]
     pub mask: crate::args::mask::MaskArgs,
@@ -92,7 +92,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         return Err(flag_error(ringattn::ApiError::DuoNeedsCausal));
     }
     let duo = args.duo.plan(args.shape.kv_heads())?;
-    let (docs, choice) = (args.mask.docs()?, (args.layout.into(), args.duo.enabled()));
+    let (docs, choice) = (args.mask.docs()?, (args.layout, args.duo.enabled()));
     let mask = sim_mask(
         args.causal,
         args.mask.window,
@@ -108,7 +108,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         heads: args.shape.heads,
         kv_heads: args.shape.kv_heads(),
         head_dim: args.shape.head_dim,
-        dtype: args.dtype.dtype(),
+        dtype: args.dtype,
         mask,
         layout: LayoutKind::Contiguous,
         tile,
@@ -120,7 +120,7 @@ pub fn run_simulate(args: &SimulateArgs) -> Result<ExitCode> {
         link_gbps: args.link_gbps,
         latency_us: args.latency_us,
     };
-    let prediction = predict(&base, args.layout.into(), duo.as_ref())?;
+    let prediction = predict(&base, args.layout, duo.as_ref())?;
     let out = prediction.output(&rate.source, duo.as_ref());
     crate::out::json_or_summary(args.json.as_deref(), &out.json(), &out.summary())?;
     Ok(ExitCode::SUCCESS)
