@@ -16,6 +16,9 @@ use ringattn_runtime::local::local_world;
 const PROMPT: &str = "The capital of Japan is Tokyo. The capital of France is";
 const STEPS: usize = 16;
 
+/// What one rank saw: prefill progress events, streamed text, and its report.
+type RankRun = (Vec<(usize, usize)>, String, GenerateReport);
+
 fn spec(world: usize, layout: &str) -> GenerateSpec {
     let mut s = GenerateSpec::new(default_model_path(), PROMPT, STEPS, world);
     s.layout = layout.parse().unwrap();
@@ -62,7 +65,7 @@ fn ranks_outside_a_pool_run_on_their_own_and_stream_to_the_caller() {
     let mut s = spec(2, "striped");
     s.pin = false;
     let layers = model.weights.config.layers;
-    let results: Vec<(Vec<(usize, usize)>, String, GenerateReport)> = std::thread::scope(|scope| {
+    let results: Vec<RankRun> = std::thread::scope(|scope| {
         let handles: Vec<_> = local_world(2)
             .into_iter()
             .map(|mut comm| {
