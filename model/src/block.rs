@@ -66,9 +66,21 @@ pub(crate) fn qkv(
     x: &Tensor,
     rope: &Rope,
 ) -> Result<[Tensor; 3]> {
-    let q = split_heads(&lw.wq.forward(x)?, c.heads, c.head_dim)?;
-    let k = split_heads(&lw.wk.forward(x)?, c.kv_heads, c.head_dim)?;
-    let v = split_heads(&lw.wv.forward(x)?, c.kv_heads, c.head_dim)?;
+    let (q, k, v) = (lw.wq.forward(x)?, lw.wk.forward(x)?, lw.wv.forward(x)?);
+    heads_roped(c, &q, &k, &v, rope)
+}
+
+/// Projected Q, K, V (`[1, t, features]`) split into heads (head-major), Q and K roped.
+pub(crate) fn heads_roped(
+    c: &ModelConfig,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    rope: &Rope,
+) -> Result<[Tensor; 3]> {
+    let q = split_heads(q, c.heads, c.head_dim)?;
+    let k = split_heads(k, c.kv_heads, c.head_dim)?;
+    let v = split_heads(v, c.kv_heads, c.head_dim)?;
     let q = rope_i(&q, &rope.cos, &rope.sin)?;
     let k = rope_i(&k, &rope.cos, &rope.sin)?;
     Ok([q, k, v])

@@ -14,6 +14,7 @@ use crate::block::{decode_layer, embed, logits_of_row, prefill_layer, Rope, Timi
 use crate::duo::{DuoSource, DuoSummary};
 use crate::error::{ModelError, Result};
 use crate::sample::{Sampler, Sampling};
+use crate::tensor_parallel::{bytes_f32, f32_bytes, DecodeSplit};
 use crate::tokenizer::{chat_prompt, TextStream};
 use crate::{Model, WeightFormat};
 use ringattn_ring::DuoPlan;
@@ -228,13 +229,16 @@ pub fn generate_rank_progress(
     model: &Model,
     spec: &GenerateSpec,
     comm: &mut dyn Comm,
-    mut progress: Progress<'_>,
+    progress: Progress<'_>,
 ) -> Result<GenerateReport> {
-    let res = run_rank(model, spec, comm, &mut progress);
-    if let Err(e) = &res {
-        comm.abort(&e.to_string());
-    }
-    res
+    // On the rank's own thread pool (see `rank_pool`: an MPI rank's main thread is in none).
+    crate::rank_pool::run(spec, progress, |progress| {
+        let res = run_rank(model, spec, comm, progress);
+        if let Err(e) = &res {
+            comm.abort(&e.to_string());
+        }
+        res
+    })
 }
 
 fn run_rank(
@@ -389,7 +393,8 @@ fn decode(
     on_token: &mut dyn FnMut(u32, &str),
     timing: &mut Timing,
 ) -> Result<Vec<u32>> {
-    let (w, c) = (&*model.weights, &model.weights.config);
+    // This rank's rows of every matrix, fixed for the whole decode.
+    let split = DecodeSplit::new(&model.weights, comm.rank(), comm.size());
     let mut out_ids = Vec::new();
     let mut stream = TextStream::default();
     let mut token = first;
@@ -402,17 +407,40 @@ fn decode(
         if out_ids.len() >= spec.max_tokens {
             break;
         }
-        let rope = Rope::at(&[caches[0].len()], c.head_dim, c.rope_base)?;
-        let mut x = embed(w, &[token])?;
-        for (lw, cache) in w.layers.iter().zip(caches.iter_mut()) {
-            x = decode_layer(lw, c, &x, &rope, cache, comm, timing)?;
-        }
-        let t_head = Instant::now();
-        let logits = logits_of_row(w, &x, 0)?;
-        timing.matmul_s += t_head.elapsed().as_secs_f64();
-        token = agree(comm, sampler.next(&logits))?;
+        let logits = decode_step(model, split.as_ref(), comm, caches, token, timing)?;
+        token = agree(comm, logits.map_or(0, |l| sampler.next(&l)))?;
     }
     Ok(out_ids)
+}
+
+/// One decode step of `token` through every layer (collective): the next token's logits on
+/// rank 0 (and, without a `split`, on every rank). With a [`DecodeSplit`] the projections and
+/// the LM head are split across the ranks; without one (weights without packed blocks) every
+/// rank runs all of them.
+fn decode_step(
+    model: &Model,
+    split: Option<&DecodeSplit>,
+    comm: &mut dyn Comm,
+    caches: &mut [DistKvCache],
+    token: u32,
+    timing: &mut Timing,
+) -> Result<Option<Vec<f32>>> {
+    let (w, c) = (&*model.weights, &model.weights.config);
+    let rope = Rope::at(&[caches[0].len()], c.head_dim, c.rope_base)?;
+    let mut x = embed(w, &[token])?;
+    for (lw, cache) in w.layers.iter().zip(caches.iter_mut()) {
+        x = match split {
+            Some(s) => s.layer(lw, c, &x, &rope, cache, comm, timing)?,
+            None => decode_layer(lw, c, &x, &rope, cache, comm, timing)?,
+        };
+    }
+    let t_head = Instant::now();
+    let logits = match split {
+        Some(s) => s.logits(w, &x, comm)?,
+        None => Some(logits_of_row(w, &x, 0)?),
+    };
+    timing.matmul_s += t_head.elapsed().as_secs_f64();
+    Ok(logits)
 }
 
 /// Rank 0's token, on every rank (ranks compute the same logits; this makes it certain).
@@ -434,16 +462,6 @@ fn gather_ranks(comm: &mut dyn Comm, me: &RankReport) -> Result<Option<Vec<RankR
             .filter_map(|p| serde_json::from_slice(p).ok())
             .collect()
     }))
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn bytes_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 #[cfg(test)]

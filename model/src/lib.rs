@@ -8,10 +8,13 @@
 //! - [`block`]: the Llama block on one rank's token shard (RoPE at true global positions,
 //!   attention through the per-layer handle, GQA without KV replication);
 //! - [`generate`](mod@generate): prefill on P ranks, decode with distributed KV caches,
-//!   greedy or seeded temperature / top-p sampling, DuoAttention plans ([`duo`]).
+//!   greedy or seeded temperature / top-p sampling, DuoAttention plans ([`duo`]);
+//! - [`tensor_parallel`]: decode's projections and LM head split across the ranks by output
+//!   rows (each rank reads ~1/P of the weights per token).
 //!
-//! Threads: the projections run on the caller's rayon pool ([`generate_with`] gives each
-//! in-process rank its own), the attention on the rank's scheduler; candle's own busy-waiting
+//! Threads: the projections run on the rank's rayon pool ([`generate_with`] gives each
+//! in-process rank its own; [`generate_rank`] called outside any pool, as an MPI rank is,
+//! starts one of `threads_per_rank` threads), the attention on the rank's scheduler; candle's own busy-waiting
 //! element-wise pool is kept to one thread ([`quiet_candle_pool`]) so it never competes with
 //! the scheduler's pinned threads.
 
@@ -26,7 +29,9 @@ pub mod eval;
 pub mod generate;
 pub mod local;
 pub mod qlinear;
+mod rank_pool;
 pub mod sample;
+pub mod tensor_parallel;
 pub mod tokenizer;
 pub mod weights;
 

@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 
 use ringattn_runtime::local::local_world;
-use ringattn_runtime::sched::topology::{allowed_cpus, pin_current_thread};
+use ringattn_runtime::sched::topology::allowed_cpus;
 
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_rank, prompt_ids, GenerateReport, GenerateSpec};
@@ -45,24 +45,11 @@ pub fn generate_with(
             .map(|(mut comm, spec)| {
                 let tx = tx.clone();
                 s.spawn(move || {
-                    let pins = spec.cores.clone();
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(spec.threads_per_rank.max(1))
-                        .start_handler(move |i| {
-                            if let Some(&cpu) = pins.get(i) {
-                                pin_current_thread(cpu);
-                            }
-                        })
-                        .build();
                     let mut send = |id: u32, piece: &str| {
                         let _ = tx.send((id, piece.to_string()));
                     };
-                    match pool {
-                        Ok(p) => p.install(|| generate_rank(model, spec, &mut comm, &mut send)),
-                        Err(e) => Err(ModelError::Runtime(ringattn_runtime::Error::config(
-                            format!("cannot start matmul threads: {e}"),
-                        ))),
-                    }
+                    crate::rank_pool::build(spec)?
+                        .install(|| generate_rank(model, spec, &mut comm, &mut send))
                 })
             })
             .collect();

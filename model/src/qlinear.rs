@@ -11,6 +11,7 @@
 //! their own rank's projections.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -97,6 +98,13 @@ impl Packed {
 
     /// `out[r] = Σ_c w[r, c] · x[c]` for one activation row `x` (`cols` values).
     fn matvec(&self, x: &[f32], out: &mut [f32]) {
+        self.matvec_rows(x, 0..self.rows, out);
+    }
+
+    /// [`matvec`](Self::matvec) for the output rows `rows` only (`out[i]` is row
+    /// `rows.start + i`): reads only those rows' blocks, and computes each row exactly as the
+    /// whole product does (tensor-parallel decode splits a matrix's rows across ranks).
+    fn matvec_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32]) {
         let nb = self.cols / BLOCK;
         let qb = self.quants.len() / (self.rows * nb);
         // Σ x per block: the `m` term of Q4_1.
@@ -108,7 +116,7 @@ impl Packed {
             .enumerate()
             .for_each(|(task, chunk)| {
                 for (i, o) in chunk.iter_mut().enumerate() {
-                    let r = task * ROWS_PER_TASK + i;
+                    let r = rows.start + task * ROWS_PER_TASK + i;
                     let blocks = r * nb..(r + 1) * nb;
                     let quants = &self.quants[blocks.start * qb..blocks.end * qb];
                     let scale = &self.scale[blocks.clone()];
@@ -294,6 +302,25 @@ impl Linear {
     pub fn is_packed(&self) -> bool {
         self.packed.is_some()
     }
+
+    /// Output features (rows of the weight matrix) of the packed blocks, `None` without them.
+    pub fn packed_rows(&self) -> Option<usize> {
+        self.packed.as_ref().map(|p| p.rows)
+    }
+
+    /// The output features `rows` of `x · Wᵀ` for one activation row `x` (`in` values), read
+    /// from the packed blocks (only those rows' bytes); `None` without packed blocks or when
+    /// `x` or `rows` do not fit the matrix. Each value equals the same feature of
+    /// [`forward`](Module::forward) on that row, bit for bit.
+    pub fn matvec_rows(&self, x: &[f32], rows: Range<usize>) -> Option<Vec<f32>> {
+        let p = self.packed.as_ref()?;
+        if x.len() != p.cols || rows.start > rows.end || rows.end > p.rows {
+            return None;
+        }
+        let mut out = vec![0f32; rows.len()];
+        p.matvec_rows(x, rows, &mut out);
+        Some(out)
+    }
 }
 
 impl Module for Linear {
@@ -356,6 +383,44 @@ mod tests {
     #[test]
     fn packed_q8_0_matches_the_dequantized_product() {
         check(GgmlDType::Q8_0);
+    }
+
+    /// A row range of the packed product is those rows of the whole product, bit for bit;
+    /// ranges outside the matrix, or a wrong input length, give `None`.
+    #[test]
+    fn row_ranges_are_the_same_rows_of_the_whole_product() {
+        let (rows, cols) = (53, 64);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 4099 % 97) as f32 - 48.0) / 31.0)
+            .collect();
+        let wt = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+        let lin =
+            Linear::new(QTensor::quantize(&wt, GgmlDType::Q4_1).unwrap(), true, true).unwrap();
+        assert_eq!(lin.packed_rows(), Some(rows));
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), (1, 1, cols), &Device::Cpu).unwrap();
+        let whole: Vec<f32> = lin
+            .forward(&xt)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for range in [0..rows, 0..17, 17..40, 40..rows, 5..5] {
+            let got = lin.matvec_rows(&x, range.clone()).unwrap();
+            assert_eq!(got, whole[range.clone()], "{range:?}");
+        }
+        assert!(lin.matvec_rows(&x, 50..rows + 1).is_none());
+        assert!(lin.matvec_rows(&x[1..], 0..1).is_none());
+        let dense = Linear::new(
+            QTensor::quantize(&wt, GgmlDType::Q4_1).unwrap(),
+            true,
+            false,
+        )
+        .unwrap();
+        assert!(dense.matvec_rows(&x, 0..1).is_none());
     }
 
     /// The dispatching dot products (AVX2 where the CPU has it) against the scalar ones, on

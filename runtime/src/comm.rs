@@ -29,6 +29,13 @@ pub trait Comm: Send {
     fn gather(&mut self, root: usize, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>>;
     /// Sends `data` from `root` to every rank; every rank returns root's bytes.
     fn broadcast(&mut self, root: usize, data: Vec<u8>) -> Result<Vec<u8>>;
+    /// Every rank's bytes on every rank, in rank order (an all-gather). Tensor-parallel decode
+    /// needs it: each rank computes a slice of a vector (a range of a projection's output
+    /// features) that every rank then needs whole. The default is [`all_gather_via_root`]
+    /// (a gather on rank 0, then one broadcast); backends override it with one exchange.
+    fn all_gather(&mut self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        all_gather_via_root(self, data)
+    }
     /// Returns once every rank has reached the barrier.
     fn barrier(&mut self) -> Result<()> {
         self.gather(0, Vec::new())?;
@@ -81,4 +88,45 @@ pub trait Comm: Send {
     fn cancel_token(&self) -> CancelToken {
         CancelToken::never()
     }
+}
+
+/// [`Comm::all_gather`] from [`Comm::gather`] on rank 0 and one [`Comm::broadcast`] of every
+/// part, each preceded by its length as a little-endian `u64` (what a backend without a
+/// native all-gather, or one whose parts are too long for it, uses).
+pub fn all_gather_via_root<C: Comm + ?Sized>(comm: &mut C, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+    let packed = match comm.gather(0, data)? {
+        Some(parts) => {
+            let total: usize = parts.iter().map(|p| 8 + p.len()).sum();
+            let mut buf = Vec::with_capacity(total);
+            for p in &parts {
+                buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                buf.extend_from_slice(p);
+            }
+            buf
+        }
+        None => Vec::new(),
+    };
+    let buf = comm.broadcast(0, packed)?;
+    let (rank, size) = (comm.rank(), comm.size());
+    let bad = |reason: &str| Error::Comm {
+        rank,
+        reason: format!("all-gather: {reason}"),
+    };
+    let mut parts = Vec::with_capacity(size);
+    let mut rest = &buf[..];
+    for _ in 0..size {
+        let (len, tail) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("message ends inside a length"))?;
+        let len = usize::try_from(u64::from_le_bytes(*len))
+            .ok()
+            .filter(|&n| n <= tail.len())
+            .ok_or_else(|| bad("a part runs past the end of the message"))?;
+        parts.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    if !rest.is_empty() {
+        return Err(bad("bytes left after the last part"));
+    }
+    Ok(parts)
 }

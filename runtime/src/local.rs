@@ -163,6 +163,23 @@ impl Comm for LocalComm {
         }
     }
 
+    /// One exchange: every rank sends its bytes to every other rank, then takes theirs.
+    fn all_gather(&mut self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        for dst in (0..self.size).filter(|&d| d != self.rank) {
+            self.send(&self.to[dst], data.clone(), "all-gather data")?;
+        }
+        let mut own = Some(data);
+        let mut parts = Vec::with_capacity(self.size);
+        for src in 0..self.size {
+            if src == self.rank {
+                parts.push(own.take().unwrap_or_default());
+            } else {
+                parts.push(self.recv(&self.from[src], "all-gather data")?);
+            }
+        }
+        Ok(parts)
+    }
+
     fn abort(&self, reason: &str) {
         self.abort.set(self.rank, reason);
     }
@@ -250,6 +267,32 @@ mod tests {
             let expect_l: f32 = (0..4).map(|r| (r as f32 - 3.0).exp()).sum();
             assert_eq!(s.m[0], 3.0);
             assert!((s.l[0] - expect_l).abs() < 1e-6);
+        }
+    }
+
+    /// The native all-gather and the one built from gather + broadcast give every rank every
+    /// part, in rank order, for parts of different lengths (one empty), twice in a row.
+    #[test]
+    fn all_gather_gives_every_rank_every_part_in_rank_order() {
+        let comms = local_world(3);
+        let handles: Vec<_> = comms
+            .into_iter()
+            .map(|mut c| {
+                thread::spawn(move || {
+                    let mine: Vec<u8> = (0..c.rank() as u8 * 2)
+                        .map(|i| 10 * c.rank() as u8 + i)
+                        .collect();
+                    let native = c.all_gather(mine.clone()).unwrap();
+                    let via_root = crate::comm::all_gather_via_root(&mut c, mine).unwrap();
+                    (native, via_root)
+                })
+            })
+            .collect();
+        let want = vec![vec![], vec![10, 11], vec![20, 21, 22, 23]];
+        for h in handles {
+            let (native, via_root) = h.join().unwrap();
+            assert_eq!(native, want);
+            assert_eq!(via_root, want);
         }
     }
 

@@ -25,13 +25,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use mpi::datatype::Equivalence;
+use mpi::datatype::{Equivalence, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::{Process, SimpleCommunicator};
 use mpi::traits::*;
-use mpi::Threading;
+use mpi::{Count, Threading};
 
-use crate::comm::Comm;
+use crate::comm::{all_gather_via_root, Comm};
 use crate::error::{Error, Result};
 use half::slice::HalfFloatSliceExt;
 
@@ -286,6 +286,45 @@ impl Comm for MpiComm {
             from.broadcast_into(chunk);
         }
         Ok(buf)
+    }
+
+    /// `MPI_Allgather` of the lengths, then one `MPI_Allgatherv` of the bytes; parts longer in
+    /// all than [`max_message_elems`] go through [`all_gather_via_root`] (split messages).
+    fn all_gather(&mut self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        let world = world();
+        let mut lens = vec![0u64; self.size];
+        world.all_gather_into(&[data.len() as u64][..], &mut lens[..]);
+        let lens: Vec<usize> = lens
+            .iter()
+            .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+            .collect();
+        let total = lens.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+        let Some(total) = total.filter(|&t| t <= max_message_elems()) else {
+            return all_gather_via_root(self, data);
+        };
+        let counts: Vec<Count> = lens.iter().map(|&n| n as Count).collect();
+        let displs: Vec<Count> = counts
+            .iter()
+            .scan(0, |at, &n| {
+                let d = *at;
+                *at += n;
+                Some(d)
+            })
+            .collect();
+        let mut buf = vec![0u8; total];
+        {
+            let mut parts = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            world.all_gather_varcount_into(&data[..], &mut parts);
+        }
+        let mut rest = &buf[..];
+        Ok(lens
+            .iter()
+            .map(|&n| {
+                let (part, tail) = rest.split_at(n);
+                rest = tail;
+                part.to_vec()
+            })
+            .collect())
     }
 
     fn barrier(&mut self) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The MPI `Comm` under a real `mpirun -n 3` (feature `mpi`; a test without the libtest
 //! harness): ring shifts of uneven blocks, gather and broadcast with a non-zero root and
-//! multi-message buffers, barrier, the log-sum-exp all-reduce, and misuse errors.
+//! multi-message buffers, the all-gather (native and, past the message limit, via rank 0), barrier, the log-sum-exp all-reduce, and misuse errors.
 //!
 //! Run by `cargo test`, this binary starts itself under `mpirun` (or `mpiexec`) with
 //! `RINGATTN_MPI_COMM_CHILD` set; each child is one rank and panics (nonzero exit, which ends
@@ -130,6 +130,16 @@ fn rank_main() {
     let got = c.broadcast(1, data).unwrap();
     assert_eq!(got, (0..4321).map(|i| (i % 7) as u8).collect::<Vec<u8>>());
     c.barrier().unwrap();
+
+    // All-gather: every part on every rank in rank order; small parts (one MPI_Allgatherv)
+    // and parts longer in all than the 1000-element message limit (gather + broadcast).
+    for scale in [1, 500] {
+        let part =
+            |r: usize| -> Vec<u8> { (0..r * scale).map(|i| (i % 13) as u8 + r as u8).collect() };
+        let parts = c.all_gather(part(rank)).unwrap();
+        let want: Vec<Vec<u8>> = (0..size).map(part).collect();
+        assert_eq!(parts, want, "all-gather, {scale} bytes a rank step");
+    }
 
     // The log-sum-exp reduction leaves the merged state on every rank.
     let mut s = AttnState::new(1, 1, 1);
