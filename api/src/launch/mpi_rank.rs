@@ -162,19 +162,28 @@ pub fn prepare(
 
 /// The MPI start of a job that builds its own ranks (a model's `generate`, `eval passkey`):
 /// this process's communicator, checked against `world` when given
-/// ([`ApiError::WorldMismatch`]), and its kernel threads (`threads`, else this node's allowed
-/// cores shared by its ranks).
+/// ([`ApiError::WorldMismatch`]), its kernel threads (`threads`, else this node's allowed
+/// cores shared by its ranks) and the CPUs to pin them to (the same plan as `run`'s,
+/// [`plan_cores`]; empty when the ranks' masks cannot give each its own cores — rank 0 then
+/// prints why). Without the pins, a node's ranks float over its cores and meet on one.
 pub fn model_world(
     world: Option<usize>,
     threads: Option<usize>,
-) -> std::result::Result<(MpiComm, usize), ApiError> {
-    let comm = MpiComm::init()?;
+) -> std::result::Result<(MpiComm, usize, Vec<usize>), ApiError> {
+    let mut comm = MpiComm::init()?;
     let size = comm.size();
     if let Some(given) = world.filter(|&w| w != size) {
         return Err(ApiError::WorldMismatch { given, size });
     }
+    let plan = plan_cores(&mut comm, threads, true)?;
+    if let Some(w) = plan.warning().filter(|_| comm.rank() == 0) {
+        eprintln!("{w}");
+    }
     let share = (crate::allowed_cores() / comm.node_ranks().max(1)).max(1);
-    Ok((comm, threads.unwrap_or(share)))
+    let rank = comm.rank();
+    let threads = plan.threads.get(rank).copied().unwrap_or(share);
+    let cores = plan.cores.get(rank).cloned().unwrap_or_default();
+    Ok((comm, threads, cores))
 }
 
 /// Makes every rank agree on the first rank's failure to prepare (in rank order), so that no

@@ -148,7 +148,7 @@ mod mpi {
 
     /// `eval passkey` on the MPI backend.
     pub fn run(args: &PasskeyArgs) -> Result<ExitCode> {
-        let (mut comm, threads) =
+        let (mut comm, threads, _cores) =
             ringattn::launch::mpi_rank::model_world(args.workers, args.threads)
                 .map_err(crate::args::cli_error)?;
         let spec = PasskeySpec {

@@ -173,7 +173,8 @@ fn finish(args: &GenerateArgs, report: &GenerateReport) -> Result<ExitCode> {
 
 #[cfg(feature = "mpi")]
 mod mpi {
-    //! One rank per process: every rank runs the whole model on its shard; rank 0 prints.
+    //! One rank per process: every rank prefills its shard and computes its rows of every
+    //! decode projection; rank 0 samples and prints.
 
     use std::io::IsTerminal;
 
@@ -193,12 +194,11 @@ mod mpi {
 
     /// `generate` on the MPI backend.
     pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
-        let (mut comm, threads) =
+        let (mut comm, threads, cores) =
             ringattn::launch::mpi_rank::model_world(args.workers, args.threads)
                 .map_err(crate::args::cli_error)?;
         let mut spec = args.spec(comm.size())?;
-        spec.pin = false;
-        spec.threads_per_rank = threads;
+        (spec.pin, spec.threads_per_rank, spec.cores) = (false, threads, cores);
         ringattn_model::limit_rayon_pool(spec.threads_per_rank);
         let model = Model::load(&spec.model, spec.weights).map_err(cli_error)?;
         let root = comm.rank() == 0;
