@@ -288,21 +288,29 @@ impl SimOutput<'_> {
                 ""
             }
         );
+        self.layout_and_step_lines(&mut s, cfg.world, sim);
+        let _ = writeln!(s, "  (simulated in {:.3} s)", self.elapsed_s);
+        s
+    }
+
+    /// The summary's table of every simulated layout (when several were) and, up to 16 ranks,
+    /// the chosen layout's steps.
+    fn layout_and_step_lines(&self, s: &mut String, world: usize, sim: &Simulation) {
         if self.results.len() > 1 {
             let base = self.results[0].1.predicted_wall_s;
             for (c, r) in self.results {
                 let _ = writeln!(
-                    s,
-                    "  {:<10} wall {:>10.4} s · imbalance {:.3} · bytes/rank {} · speedup over contiguous {:.2}×",
-                    c.layout.name(),
-                    r.predicted_wall_s,
-                    r.predicted_imbalance,
-                    r.bytes_per_rank,
-                    base / r.predicted_wall_s
-                );
+                s,
+                "  {:<10} wall {:>10.4} s · imbalance {:.3} · bytes/rank {} · speedup over contiguous {:.2}×",
+                c.layout.name(),
+                r.predicted_wall_s,
+                r.predicted_imbalance,
+                r.bytes_per_rank,
+                base / r.predicted_wall_s
+            );
             }
         }
-        if cfg.world <= 16 {
+        if world <= 16 {
             let _ = writeln!(
                 s,
                 "  {:>4} {:>12} {:>12} {:>12}",
@@ -316,8 +324,6 @@ impl SimOutput<'_> {
                 );
             }
         }
-        let _ = writeln!(s, "  (simulated in {:.3} s)", self.elapsed_s);
-        s
     }
 }
 
