@@ -11,8 +11,13 @@
 //! few rows at a time, and all arithmetic is f32. Keys are blanked by a [`Mask`] on their
 //! absolute positions: a chunk the mask classifies Empty is skipped, a Full one is not masked, a
 //! Partial one has its forbidden ranges set to −∞. The loops are written in 16-lane chunks with
-//! several independent accumulators so the compiler vectorises them (no `unsafe`).
+//! several independent accumulators so the compiler vectorises them; the same source is compiled
+//! a second and third time with AVX2+FMA and AVX-512F enabled ([`decode_attend_on`] picks by
+//! the active instruction set). Rust never fuses or reorders f32 operations, so every build
+//! gives bitwise the same result — only the vector width differs (the baseline x86-64 build
+//! has SSE2 only, which made decode at 8K tokens spend ~3/4 of its time here).
 
+use crate::kernel::Isa;
 use crate::kv_cache::{HeadCache, KvCache};
 use crate::mask::{Mask, TileClass};
 use crate::sched::Executor;
@@ -35,6 +40,21 @@ const BLOCK: usize = 16;
 /// the kernel computed (FLOPs = 4 · dim · pairs). Panics when the shapes disagree (a programming
 /// error, never user input).
 pub fn decode_attend<E: Executor>(
+    q: &[f32],
+    q_pos: usize,
+    cache: &KvCache,
+    masks: &[Mask],
+    state: &mut AttnState,
+    pool: &E,
+) -> u64 {
+    decode_attend_on(Isa::active(), q, q_pos, cache, masks, state, pool)
+}
+
+/// [`decode_attend`] with the loops compiled for `isa` (AVX-512F, AVX2+FMA, else the baseline
+/// build) when this CPU runs it, else the baseline: bitwise the same result on every path, so
+/// tests and benchmarks can force one.
+pub fn decode_attend_on<E: Executor>(
+    isa: Isa,
     q: &[f32],
     q_pos: usize,
     cache: &KvCache,
@@ -91,7 +111,8 @@ pub fn decode_attend<E: Executor>(
         &|scratch, item| {
             let head = cache.head(item.kv_head);
             let qg = &q[item.kv_head * group * dim..(item.kv_head + 1) * group * dim];
-            let part = chunk_partial(qg, q_pos, head, item, &masks[item.kv_head], scale, scratch);
+            let mask = &masks[item.kv_head];
+            let part = chunk_partial_on(isa, qg, q_pos, head, item, mask, scale, scratch);
             item.partial = Some(part);
         },
     );
@@ -142,6 +163,7 @@ struct Scratch {
 /// Exponentiates each query head's row of `scores` (`group` rows of `n`) in place against its
 /// max; returns the maxes and sums. A row with a score beyond f32 is zeroed and marked
 /// [`OVERFLOWED`]; a row with no allowed key stays (max −∞, sum 0).
+#[inline(always)]
 fn softmax_rows(scores: &mut [f32], n: usize, group: usize) -> (Vec<f32>, Vec<f32>) {
     let mut m = vec![f32::NEG_INFINITY; group];
     let mut l = vec![0.0f32; group];
@@ -169,6 +191,8 @@ fn softmax_rows(scores: &mut [f32], n: usize, group: usize) -> (Vec<f32>, Vec<f3
     (m, l)
 }
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn chunk_partial(
     q: &[f32],
     q_pos: usize,
@@ -243,7 +267,70 @@ fn chunk_partial(
     }
 }
 
+/// [`chunk_partial`] compiled for `isa` when this CPU runs it (see the module note).
+#[allow(clippy::too_many_arguments)]
+fn chunk_partial_on(
+    isa: Isa,
+    q: &[f32],
+    q_pos: usize,
+    head: &HeadCache,
+    item: &Item,
+    mask: &Mask,
+    scale: f32,
+    scratch: &mut Scratch,
+) -> Partial {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let wide = matches!(isa, Isa::Avx512 | Isa::Amx);
+        if wide && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU runs AVX-512F (checked just above); the function only enables it.
+            return unsafe { chunk_partial_avx512(q, q_pos, head, item, mask, scale, scratch) };
+        }
+        let fma = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if isa != Isa::Portable && fma {
+            // SAFETY: the CPU runs AVX2 and FMA (checked just above); the function only enables them.
+            return unsafe { chunk_partial_avx2(q, q_pos, head, item, mask, scale, scratch) };
+        }
+    }
+    let _ = isa;
+    chunk_partial(q, q_pos, head, item, mask, scale, scratch)
+}
+
+/// [`chunk_partial`] with AVX-512F enabled (the same source, wider vectors).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_partial_avx512(
+    q: &[f32],
+    q_pos: usize,
+    head: &HeadCache,
+    item: &Item,
+    mask: &Mask,
+    scale: f32,
+    scratch: &mut Scratch,
+) -> Partial {
+    chunk_partial(q, q_pos, head, item, mask, scale, scratch)
+}
+
+/// [`chunk_partial`] with AVX2 and FMA enabled (the same source, 256-bit vectors).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_partial_avx2(
+    q: &[f32],
+    q_pos: usize,
+    head: &HeadCache,
+    item: &Item,
+    mask: &Mask,
+    scale: f32,
+    scratch: &mut Scratch,
+) -> Partial {
+    chunk_partial(q, q_pos, head, item, mask, scale, scratch)
+}
+
 /// Elements `range` of `data` as f32: borrowed when stored as f32, widened into `buf` for bf16.
+#[inline(always)]
 fn rows_f32<'a>(
     data: &'a KvData,
     range: std::ops::Range<usize>,
@@ -266,7 +353,7 @@ fn rows_f32<'a>(
 
 /// `q · k` in 16-lane chunks: sixteen independent partial sums (four SSE or one AVX-512
 /// register of accumulators), summed at the end.
-#[inline]
+#[inline(always)]
 fn dot(q: &[f32], k: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (qc, kc) = (q.chunks_exact(LANES), k.chunks_exact(LANES));
@@ -287,6 +374,7 @@ fn dot(q: &[f32], k: &[f32]) -> f32 {
 }
 
 /// `acc += w[0]·v0 + w[1]·v1 + w[2]·v2 + w[3]·v3` (`v` is `[4][dim]`), one pass over `acc`.
+#[inline(always)]
 fn axpy4(acc: &mut [f32], w: [f32; 4], v: &[f32]) {
     let dim = acc.len();
     let (v0, rest) = v.split_at(dim);

@@ -44,7 +44,7 @@ pub mod vscale;
 
 pub use cancel::{CancelToken, Cancellable};
 pub use comm::Comm;
-pub use decode::decode_attend;
+pub use decode::{decode_attend, decode_attend_on};
 pub use error::{Error, Result};
 pub use kernel::{
     attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, IsaChoice, TileCounts,

@@ -8,7 +8,8 @@
 use ringattn_runtime::decode::DECODE_CHUNK;
 use ringattn_runtime::reference::reference_row;
 use ringattn_runtime::{
-    decode_attend, AttnState, Dtype, KvCache, Mask, RowSource, Synthetic, TensorKind,
+    decode_attend, decode_attend_on, AttnState, Dtype, KvCache, Mask, RowSource, Synthetic,
+    TensorKind,
 };
 
 fn pool(threads: usize) -> rayon::ThreadPool {
@@ -248,6 +249,40 @@ fn huge_v_gives_the_reference_output() {
             for (got, want) in fin.out[head * d..(head + 1) * d].iter().zip(&out) {
                 let err = (f64::from(*got) - want).abs();
                 assert!(err <= 2e-5 * (want.abs() + vmax), "{got} vs {want}");
+            }
+        }
+    }
+}
+
+/// Every instruction-set build of the decode loops gives bitwise the portable build's state
+/// (f32 and bf16 caches, every mask, GQA groups, chunk tails), so forcing one is safe.
+#[test]
+fn every_isa_build_is_bitwise_the_portable_one() {
+    let src = Synthetic { seed: 5 };
+    let pool = pool(2);
+    let isas = ringattn_runtime::Isa::available();
+    eprintln!("decode builds compared: {isas:?}");
+    for dtype in [Dtype::F32, Dtype::Bf16] {
+        for case in cases(dtype) {
+            let (h, d, n) = (case.heads, case.dim, case.n);
+            let q: Vec<f32> = (0..h)
+                .flat_map(|head| row(&src, TensorKind::Q, head, n - 1, d))
+                .collect();
+            let all: Vec<usize> = (0..n).collect();
+            let cache = cache_of(&src, case.kv_heads, d, dtype, &all);
+            let state_on = |isa| {
+                let mut s = AttnState::new(h, 1, d);
+                let pairs = decode_attend_on(isa, &q, n - 1, &cache, &case.masks, &mut s, &pool);
+                (s, pairs)
+            };
+            let portable = state_on(ringattn_runtime::Isa::Portable);
+            for &isa in &isas {
+                assert_eq!(
+                    state_on(isa),
+                    portable,
+                    "{isa:?} {dtype:?} H={h} Hkv={} d={d} n={n}",
+                    case.kv_heads
+                );
             }
         }
     }
