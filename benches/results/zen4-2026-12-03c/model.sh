@@ -4,7 +4,7 @@
 # Nothing else may run meanwhile. Needs target/release/ringattn built with --all-features (mpi)
 # and llama-cpp-python 0.3.36.
 #   bash benches/results/zen4-2026-12-03c/model.sh   (from anywhere; writes beside itself)
-# Medians: python3 benches/results/zen4-2026-12-03c/medians.py benches/results/zen4-2026-12-03c
+# Medians: python3 benches/results/zen4-2026-12-03b/medians.py benches/results/zen4-2026-12-03c
 set -u
 cd "$(dirname "$0")/../../.."  # the repository root
 B=target/release/ringattn
