@@ -28,6 +28,8 @@ impl Avx2 {
 impl Micro for Avx2 {
     const LANES: usize = 8;
     const ISA: super::Isa = super::Isa::Avx2;
+    // Four blocks per default tile: causal diagonal tiles skip their Empty row blocks.
+    const Q_BLOCK: usize = 64;
     type V = f32;
 
     fn pack_v(
@@ -54,6 +56,34 @@ impl Micro for Avx2 {
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
         // SAFETY: AVX2+FMA are present; vector accesses cover whole 8-lane chunks of `row` only.
         unsafe { softmax_row(row, scale, m, l) }
+    }
+
+    fn softmax_rows(
+        self,
+        scores: &mut [f32],
+        ld: usize,
+        nk: usize,
+        scale: f32,
+        m: &mut [f32],
+        l: &mut [f32],
+        alpha: &mut [f32],
+    ) {
+        let nq = m.len();
+        assert!(nk <= ld && l.len() >= nq && alpha.len() >= nq && scores.len() >= nq * ld);
+        // SAFETY: AVX2+FMA are present; rows 0..nq of stride ld hold nk ≤ ld scores each and
+        // the kernels touch only those; m, l, alpha hold nq values.
+        unsafe {
+            softmax_rows(
+                scores.as_mut_ptr(),
+                ld,
+                nk,
+                scale,
+                m.as_mut_ptr(),
+                l.as_mut_ptr(),
+                alpha.as_mut_ptr(),
+                nq,
+            )
+        }
     }
 
     fn pv(
@@ -158,7 +188,7 @@ unsafe fn qk_block<const MR: usize, const NC: usize>(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn exp2(x: __m256) -> __m256 {
-    const C: [f32; 6] = super::EXP2_TAYLOR;
+    const C: [f32; 5] = super::EXP2_POLY;
     let floor = _mm256_set1_ps(-126.0);
     // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
     // (x) when one is NaN.
@@ -166,8 +196,8 @@ unsafe fn exp2(x: __m256) -> __m256 {
     let x = _mm256_max_ps(floor, x);
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm256_sub_ps(x, n);
-    let mut p = _mm256_set1_ps(C[5]);
-    for &c in C[..5].iter().rev() {
+    let mut p = _mm256_set1_ps(C[4]);
+    for &c in C[..4].iter().rev() {
         p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
     }
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0));
@@ -246,6 +276,105 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
     alpha
 }
 
+/// Rows of one softmax group (as in `avx512.rs`): independent reductions and `exp` chains
+/// that the out-of-order core overlaps.
+const GROUP: usize = 4;
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_rows(
+    s: *mut f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *mut f32,
+    l: *mut f32,
+    alpha: *mut f32,
+    nq: usize,
+) {
+    let mut i = 0;
+    while i + GROUP <= nq {
+        softmax_group(
+            s.add(i * ld),
+            ld,
+            n,
+            scale,
+            m.add(i),
+            l.add(i),
+            alpha.add(i),
+        );
+        i += GROUP;
+    }
+    for i in i..nq {
+        let row = std::slice::from_raw_parts_mut(s.add(i * ld), n);
+        *alpha.add(i) = softmax_row(row, scale, &mut *m.add(i), &mut *l.add(i));
+    }
+}
+
+/// [`softmax_row`] on [`GROUP`] rows at once, bitwise the same per row (same operations in the
+/// same order). A blocked or overflowing row sends the group to the one-row code.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_group(
+    s: *mut f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *mut f32,
+    l: *mut f32,
+    alpha: *mut f32,
+) {
+    let full = n - n % 8;
+    let row = |r: usize| std::slice::from_raw_parts_mut(s.add(r * ld), n);
+    let mut vmax = [_mm256_set1_ps(f32::NEG_INFINITY); GROUP];
+    for j in (0..full).step_by(8) {
+        for (r, v) in vmax.iter_mut().enumerate() {
+            *v = _mm256_max_ps(*v, _mm256_loadu_ps(s.add(r * ld + j)));
+        }
+    }
+    let mut step = [(0.0f32, 1.0f32); GROUP];
+    for (r, st) in step.iter_mut().enumerate() {
+        let row_max = row(r)[full..].iter().copied().fold(hmax(vmax[r]), f32::max);
+        match row_step(row_max, scale, *m.add(r)) {
+            RowStep::Update { m_new, alpha } => *st = (m_new, alpha),
+            _ => {
+                for r in 0..GROUP {
+                    *alpha.add(r) = softmax_row(row(r), scale, &mut *m.add(r), &mut *l.add(r));
+                }
+                return;
+            }
+        }
+    }
+    let log2e = std::f32::consts::LOG2_E;
+    let (vscale, vl) = (_mm256_set1_ps(scale), _mm256_set1_ps(log2e));
+    let vm = step.map(|(m_new, _)| _mm256_set1_ps(m_new));
+    let mut vsum = [_mm256_setzero_ps(); GROUP];
+    for j in (0..full).step_by(8) {
+        for r in 0..GROUP {
+            let at = s.add(r * ld + j);
+            let y = _mm256_mul_ps(_mm256_loadu_ps(at), vscale);
+            let e = exp2(_mm256_mul_ps(_mm256_sub_ps(y, vm[r]), vl));
+            _mm256_storeu_ps(at, e);
+            vsum[r] = _mm256_add_ps(vsum[r], e);
+        }
+    }
+    for (r, &(m_new, a)) in step.iter().enumerate() {
+        let mut sum = hsum(vsum[r]);
+        for x in &mut row(r)[full..] {
+            *x = ((*x * scale - m_new) * log2e).exp2();
+            sum += *x;
+        }
+        *alpha.add(r) = if sum.is_finite() {
+            *l.add(r) = *l.add(r) * a + sum;
+            *m.add(r) = m_new;
+            a
+        } else {
+            row(r).fill(0.0);
+            overflowed(&mut *m.add(r))
+        };
+    }
+}
+
 /// Load/store mask for lanes `0..n` (n ≤ 8).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -268,6 +397,8 @@ unsafe fn pv(
 ) {
     // Blocks of 16 output columns × 6 rows (12 accumulators); each V load feeds 6 FMAs.
     let vectors = d.div_ceil(8);
+    // Rows of whole vectors: plain loads and stores (a masked load in the key loop costs).
+    let whole = d.is_multiple_of(8);
     let mut c0 = 0;
     while c0 < vectors {
         let nv = (vectors - c0).min(2);
@@ -280,10 +411,11 @@ unsafe fn pv(
             let (pi, al, ai) = (p.add(i * ld), alpha.add(i), ac.add(i * d));
             macro_rules! block {
                 ($mr:literal) => {
-                    if nv == 2 {
-                        pv_block::<$mr, 2>(pi, ld, nk, vc, d, al, ai, tail)
-                    } else {
-                        pv_block::<$mr, 1>(pi, ld, nk, vc, d, al, ai, tail)
+                    match (nv, whole) {
+                        (2, true) => pv_block::<$mr, 2, false>(pi, ld, nk, vc, d, al, ai, tail),
+                        (2, false) => pv_block::<$mr, 2, true>(pi, ld, nk, vc, d, al, ai, tail),
+                        (_, true) => pv_block::<$mr, 1, false>(pi, ld, nk, vc, d, al, ai, tail),
+                        _ => pv_block::<$mr, 1, true>(pi, ld, nk, vc, d, al, ai, tail),
                     }
                 };
             }
@@ -304,7 +436,7 @@ unsafe fn pv(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_block<const MR: usize, const NV: usize>(
+unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool>(
     p: *const f32,
     ld: usize,
     nk: usize,
@@ -316,17 +448,25 @@ unsafe fn pv_block<const MR: usize, const NV: usize>(
 ) {
     let all = _mm256_set1_epi32(-1);
     let mask = |c: usize| if c + 1 == NV { tail } else { all };
+    // MASKED = false: every vector of the block is whole (tail all ones).
+    let load = |at: *const f32, c: usize| {
+        if MASKED {
+            _mm256_maskload_ps(at, mask(c))
+        } else {
+            _mm256_loadu_ps(at)
+        }
+    };
     let mut a = [[_mm256_setzero_ps(); NV]; MR];
     for (i, a_i) in a.iter_mut().enumerate() {
         let al = _mm256_set1_ps(*alpha.add(i));
         for (c, x) in a_i.iter_mut().enumerate() {
-            *x = _mm256_mul_ps(al, _mm256_maskload_ps(acc.add(i * d + c * 8), mask(c)));
+            *x = _mm256_mul_ps(al, load(acc.add(i * d + c * 8), c));
         }
     }
     for k in 0..nk {
         let mut vv = [_mm256_setzero_ps(); NV];
         for (c, x) in vv.iter_mut().enumerate() {
-            *x = _mm256_maskload_ps(v.add(k * d + c * 8), mask(c));
+            *x = load(v.add(k * d + c * 8), c);
         }
         for (i, a_i) in a.iter_mut().enumerate() {
             let b = _mm256_broadcast_ss(&*p.add(i * ld + k));
@@ -337,7 +477,11 @@ unsafe fn pv_block<const MR: usize, const NV: usize>(
     }
     for (i, a_i) in a.iter().enumerate() {
         for (c, &x) in a_i.iter().enumerate() {
-            _mm256_maskstore_ps(acc.add(i * d + c * 8), mask(c), x);
+            if MASKED {
+                _mm256_maskstore_ps(acc.add(i * d + c * 8), mask(c), x);
+            } else {
+                _mm256_storeu_ps(acc.add(i * d + c * 8), x);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! - Q·Kᵀ: register tile of up to 8 query rows × 32 keys (16 accumulators); per head dimension
 //!   one load of two K vectors (K is packed transposed) and 8 broadcast FMAs per vector; key
 //!   blocks outside, query rows inside, so the K slice stays in L1.
-//! - softmax: vectorised max, `exp2` by range reduction (round, degree-6 polynomial, `scalef`),
+//! - softmax: vectorised max, `exp2` by range reduction (round, degree-5 polynomial, `scalef`); four rows at a time so their reductions and `exp` chains overlap,
 //!   sum; masked tails, no scalar loop.
 //! - P·V: register tile of 4 rows × 64 output columns (16 accumulators): per key four
 //!   contiguous V loads (256 bytes of one row) shared by the 4 rows; the accumulator is
@@ -34,6 +34,8 @@ impl Avx512 {
 impl Micro for Avx512 {
     const LANES: usize = 16;
     const ISA: super::Isa = super::Isa::Avx512;
+    // Four blocks per default tile: causal diagonal tiles skip their Empty row blocks.
+    const Q_BLOCK: usize = 64;
     type V = f32;
 
     fn pack_v(
@@ -60,6 +62,34 @@ impl Micro for Avx512 {
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {
         // SAFETY: AVX-512F is present; the kernel touches row[..row.len()] only (masked tail).
         unsafe { softmax_row(row.as_mut_ptr(), row.len(), scale, m, l) }
+    }
+
+    fn softmax_rows(
+        self,
+        scores: &mut [f32],
+        ld: usize,
+        nk: usize,
+        scale: f32,
+        m: &mut [f32],
+        l: &mut [f32],
+        alpha: &mut [f32],
+    ) {
+        let nq = m.len();
+        assert!(nk <= ld && l.len() >= nq && alpha.len() >= nq && scores.len() >= nq * ld);
+        // SAFETY: AVX-512F is present; rows 0..nq of stride ld hold nk ≤ ld scores each and the
+        // kernels touch only those (masked tails); m, l, alpha hold nq values.
+        unsafe {
+            softmax_rows(
+                scores.as_mut_ptr(),
+                ld,
+                nk,
+                scale,
+                m.as_mut_ptr(),
+                l.as_mut_ptr(),
+                alpha.as_mut_ptr(),
+                nq,
+            )
+        }
     }
 
     fn pv(
@@ -184,19 +214,20 @@ pub(crate) fn lanes(n: usize) -> __mmask16 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(crate) unsafe fn exp2(x: __m512) -> __m512 {
-    const C: [f32; 6] = super::EXP2_TAYLOR;
+    const C: [f32; 5] = super::EXP2_POLY;
     // Not-less-than, unordered true: NaN lanes stay valid; max returns its second operand
     // (x) when one is NaN.
     let valid = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-126.0));
     let x = _mm512_max_ps(_mm512_set1_ps(-126.0), x);
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
     let f = _mm512_sub_ps(x, n);
-    let mut p = _mm512_set1_ps(C[5]);
-    for &c in C[..5].iter().rev() {
+    let mut p = _mm512_set1_ps(C[4]);
+    for &c in C[..4].iter().rev() {
         p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
     }
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0));
-    _mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n))
+    // Zero-masked scalef: the invalid lanes' zeros cost no extra instruction.
+    _mm512_maskz_scalef_ps(valid, p, n)
 }
 
 /// The largest of `row[..n]`.
@@ -250,12 +281,93 @@ unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut 
             vm,
             log2e,
         );
-        let e = _mm512_maskz_mov_ps(k, exp2(x));
+        // Lanes past the row were loaded as −∞: exp2 already made them 0.
+        let e = exp2(x);
         _mm512_mask_storeu_ps(row.add(j), k, e);
         vsum = _mm512_add_ps(vsum, e);
         j += 16;
     }
-    let sum = _mm512_reduce_add_ps(vsum);
+    finish_row(row, n, _mm512_reduce_add_ps(vsum), (m_new, alpha), m, l)
+}
+
+/// Rows of one softmax group: four rows' max reductions, scalar steps and `exp` chains are
+/// independent, so the out-of-order core overlaps them (one row at a time waits on each).
+pub(crate) const GROUP: usize = 4;
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_rows(
+    s: *mut f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *mut f32,
+    l: *mut f32,
+    alpha: *mut f32,
+    nq: usize,
+) {
+    let mut i = 0;
+    while i + GROUP <= nq {
+        softmax_group(
+            s.add(i * ld),
+            ld,
+            n,
+            scale,
+            m.add(i),
+            l.add(i),
+            alpha.add(i),
+        );
+        i += GROUP;
+    }
+    for i in i..nq {
+        *alpha.add(i) = softmax_row(s.add(i * ld), n, scale, &mut *m.add(i), &mut *l.add(i));
+    }
+}
+
+/// Pass 1 of a softmax group of [`GROUP`] rows (stride `ld`, `n` scores each): their maxes
+/// and online-softmax steps `(m_new, alpha)`, or `None` when a row is blocked or overflows
+/// (the group then takes the one-row code).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn group_steps(
+    s: *const f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *const f32,
+) -> Option<[(f32, f32); GROUP]> {
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut vmax = [neg_inf; GROUP];
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        for (r, v) in vmax.iter_mut().enumerate() {
+            *v = _mm512_max_ps(*v, _mm512_mask_loadu_ps(neg_inf, k, s.add(r * ld + j)));
+        }
+        j += 16;
+    }
+    let mut steps = [(0.0f32, 1.0f32); GROUP];
+    for (r, step) in steps.iter_mut().enumerate() {
+        match row_step(_mm512_reduce_max_ps(vmax[r]), scale, *m.add(r)) {
+            RowStep::Update { m_new, alpha } => *step = (m_new, alpha),
+            _ => return None,
+        }
+    }
+    Some(steps)
+}
+
+/// Ends a row's softmax step given the f32 sum of its probabilities: updates `l` and `m` and
+/// returns alpha; a non-finite sum (a NaN score) zeroes the row's `n` floats and marks the row
+/// overflowed instead.
+#[inline]
+pub(crate) unsafe fn finish_row(
+    row: *mut f32,
+    n: usize,
+    sum: f32,
+    (m_new, alpha): (f32, f32),
+    m: &mut f32,
+    l: &mut f32,
+) -> f32 {
     if !sum.is_finite() {
         std::ptr::write_bytes(row, 0, n);
         return overflowed(m);
@@ -263,6 +375,52 @@ unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut 
     *l = *l * alpha + sum;
     *m = m_new;
     alpha
+}
+
+/// [`softmax_row`] on [`GROUP`] rows at once, bitwise the same per row (same operations in the
+/// same order), the rows' `exp` chains interleaved.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_group(
+    s: *mut f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *mut f32,
+    l: *mut f32,
+    alpha: *mut f32,
+) {
+    let Some(steps) = group_steps(s, ld, n, scale, m) else {
+        for r in 0..GROUP {
+            let (mr, lr) = (&mut *m.add(r), &mut *l.add(r));
+            *alpha.add(r) = softmax_row(s.add(r * ld), n, scale, mr, lr);
+        }
+        return;
+    };
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (vscale, log2e) = (
+        _mm512_set1_ps(scale),
+        _mm512_set1_ps(std::f32::consts::LOG2_E),
+    );
+    let vm = steps.map(|(m_new, _)| _mm512_set1_ps(m_new));
+    let mut vsum = [_mm512_setzero_ps(); GROUP];
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        for r in 0..GROUP {
+            let at = s.add(r * ld + j);
+            let x = exp2_arg(_mm512_mask_loadu_ps(neg_inf, k, at), vscale, vm[r], log2e);
+            let e = exp2(x); // lanes past the row: −∞ in, 0 out
+            _mm512_mask_storeu_ps(at, k, e);
+            vsum[r] = _mm512_add_ps(vsum[r], e);
+        }
+        j += 16;
+    }
+    for (r, &step) in steps.iter().enumerate() {
+        let sum = _mm512_reduce_add_ps(vsum[r]);
+        let (mr, lr) = (&mut *m.add(r), &mut *l.add(r));
+        *alpha.add(r) = finish_row(s.add(r * ld), n, sum, step, mr, lr);
+    }
 }
 
 #[target_feature(enable = "avx512f")]

@@ -20,7 +20,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp2, exp2_arg, lanes, row_max, Avx512};
+use super::avx512::{exp2, exp2_arg, finish_row, group_steps, lanes, row_max, Avx512, GROUP};
 use super::driver::{overflowed, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
@@ -43,6 +43,7 @@ impl Micro for Avx512Bf16 {
     const ISA: super::Isa = super::Isa::Avx512;
     type V = u32;
     const KEYS_PER_V: usize = 2;
+    const Q_BLOCK: usize = 64; // as the f32 path
 
     fn pack_v(
         self,
@@ -79,6 +80,35 @@ impl Micro for Avx512Bf16 {
         // SAFETY: AVX-512F and AVX512-BF16 are present; reads touch row[..len] and the pair
         // stores row[..len.div_ceil(2)] only (both masked).
         unsafe { softmax_row_bf16(row.as_mut_ptr(), row.len(), scale, m, l) }
+    }
+
+    fn softmax_rows(
+        self,
+        scores: &mut [f32],
+        ld: usize,
+        nk: usize,
+        scale: f32,
+        m: &mut [f32],
+        l: &mut [f32],
+        alpha: &mut [f32],
+    ) {
+        let nq = m.len();
+        assert!(nk <= ld && l.len() >= nq && alpha.len() >= nq && scores.len() >= nq * ld);
+        // SAFETY: AVX-512F and AVX512-BF16 are present; rows 0..nq of stride ld hold nk ≤ ld
+        // scores each, the kernels read those and write each row's pairs over its start;
+        // m, l, alpha hold nq values.
+        unsafe {
+            softmax_rows_bf16(
+                scores.as_mut_ptr(),
+                ld,
+                nk,
+                scale,
+                m.as_mut_ptr(),
+                l.as_mut_ptr(),
+                alpha.as_mut_ptr(),
+                nq,
+            )
+        }
     }
 
     fn pv(
@@ -121,18 +151,63 @@ impl Micro for Avx512Bf16 {
 /// `2j`, `2j + 1`) over the start of the row and adding Σ p (f32) to `l`.
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut f32) -> f32 {
-    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (m_new, alpha) = match row_step(row_max(row, n), scale, *m) {
-        RowStep::Update { m_new, alpha } => (m_new, alpha),
+    match row_step(row_max(row, n), scale, *m) {
+        RowStep::Update { m_new, alpha } => {
+            let sum = exp_pairs(row, n, scale, m_new);
+            finish_row(row, n, sum, (m_new, alpha), m, l)
+        }
         step => {
             std::ptr::write_bytes(row, 0, n);
-            return if step == RowStep::Overflowed {
+            if step == RowStep::Overflowed {
                 overflowed(m)
             } else {
                 1.0
+            }
+        }
+    }
+}
+
+/// [`softmax_row_bf16`] on rows `0..nq` (stride `ld`), bitwise the same per row: the maxes
+/// and steps of [`GROUP`] rows are taken together ([`group_steps`]), then each row's pairs.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn softmax_rows_bf16(
+    s: *mut f32,
+    ld: usize,
+    n: usize,
+    scale: f32,
+    m: *mut f32,
+    l: *mut f32,
+    alpha: *mut f32,
+    nq: usize,
+) {
+    let mut i = 0;
+    while i < nq {
+        let rows = if i + GROUP <= nq { GROUP } else { 1 };
+        let (si, mi) = (s.add(i * ld), m.add(i));
+        let steps = (rows == GROUP)
+            .then(|| group_steps(si, ld, n, scale, mi))
+            .flatten();
+        for r in 0..rows {
+            let (row, mr, lr) = (si.add(r * ld), &mut *m.add(i + r), &mut *l.add(i + r));
+            *alpha.add(i + r) = match steps {
+                Some(steps) => {
+                    let sum = exp_pairs(row, n, scale, steps[r].0);
+                    finish_row(row, n, sum, steps[r], mr, lr)
+                }
+                None => softmax_row_bf16(row, n, scale, mr, lr),
             };
         }
-    };
+        i += rows;
+    }
+}
+
+/// Writes the row's probabilities `exp(s·scale − m_new)` as bf16 key pairs over its start and
+/// returns their f32 sum.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn exp_pairs(row: *mut f32, n: usize, scale: f32, m_new: f32) -> f32 {
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
     let (vscale, vm) = (_mm512_set1_ps(scale), _mm512_set1_ps(m_new));
     let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
     let prob = |j: usize| {
@@ -143,7 +218,7 @@ unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: 
             vm,
             log2e,
         );
-        _mm512_maskz_mov_ps(k, exp2(x))
+        exp2(x) // lanes past the row: −∞ in, 0 out
     };
     let mut vsum = _mm512_setzero_ps();
     let mut j = 0;
@@ -157,14 +232,7 @@ unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: 
         vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
         j += 32;
     }
-    let sum = _mm512_reduce_add_ps(vsum);
-    if !sum.is_finite() {
-        std::ptr::write_bytes(row, 0, n);
-        return overflowed(m);
-    }
-    *l = *l * alpha + sum;
-    *m = m_new;
-    alpha
+    _mm512_reduce_add_ps(vsum)
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]

@@ -20,6 +20,12 @@ pub(crate) trait Micro: Copy + Send + Sync {
     /// The instruction set these micro-kernels use (names the scheduler's kernel class).
     const ISA: super::Isa;
 
+    /// Query rows taken through Q·Kᵀ, softmax and P·V together within a tile. A block that the
+    /// mask leaves Empty for a key tile is skipped and a Full one is not blanked (the
+    /// partitioner's tile, and so its counts, are unchanged): on a causal diagonal most of a
+    /// Partial tile's rows see all or none of its keys. The whole tile (`usize::MAX`) by default.
+    const Q_BLOCK: usize = usize::MAX;
+
     /// Element of packed V: f32 rows, or (bf16 path) a u32 holding the bf16 values of two
     /// consecutive keys at one column.
     type V: Pooled + Sync;
@@ -51,6 +57,26 @@ pub(crate) trait Micro: Copy + Send + Sync {
     /// and returns the factor `alpha = exp(m_old − m_new)` for the accumulator. A row with no
     /// allowed key becomes zeros and returns 1 (state unchanged).
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32;
+
+    /// [`Micro::softmax_row`] on rows `0..m.len()` of `scores` (row stride `ld`, the first `nk`
+    /// scores of each), each row's factor written to `alpha`. A path overrides it to work on
+    /// several rows at once, so that their reductions and `exp` chains overlap instead of
+    /// waiting on each other; the result must stay bitwise that of `softmax_row` per row.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_rows(
+        self,
+        scores: &mut [f32],
+        ld: usize,
+        nk: usize,
+        scale: f32,
+        m: &mut [f32],
+        l: &mut [f32],
+        alpha: &mut [f32],
+    ) {
+        for (i, row) in scores.chunks_mut(ld).take(m.len()).enumerate() {
+            alpha[i] = self.softmax_row(&mut row[..nk], scale, &mut m[i], &mut l[i]);
+        }
+    }
 
     /// `acc[i·d + c] = alpha[i]·acc[i·d + c] + Σ_{j<nk} p[i·ld + j] · v[j·d + c]` for `i < nq`.
     #[allow(clippy::too_many_arguments)]
@@ -139,15 +165,16 @@ impl PartialBlanker {
         }
     }
 
-    /// Sets to −∞ the scores of `scores` (rows `q_rows` = (first, count) of `q`, row stride `ld`,
-    /// columns = key rows `k_rows` of `kv`) that `mask` forbids.
+    /// Sets to −∞ the scores of `scores` that `mask` forbids: `scores` holds rows `rows` (row
+    /// stride `ld`) of the item whose query rows are `(qa, nq)` = (first, count) of `q`; its
+    /// columns are key rows `(ka, nk)` of `kv`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn blank(
         &mut self,
         mask: &Mask,
         q: &QShard,
         kv: &KvBlock,
-        (qa, nq): (usize, usize),
+        (qa, nq, rows): (usize, usize, std::ops::Range<usize>),
         (ka, nk): (usize, usize),
         scores: &mut [f32],
         ld: usize,
@@ -157,7 +184,7 @@ impl PartialBlanker {
             self.q_start = Some(qa);
         }
         kv.positions.fill(ka, &mut self.k_pos[..nk]);
-        for (row, &qp) in scores.chunks_mut(ld).zip(&self.q_pos[..nq]) {
+        for (row, &qp) in scores.chunks_mut(ld).zip(&self.q_pos[rows]) {
             for blocked in mask.blocked_key_ranges(qp, &self.k_pos[..nk]) {
                 row[blocked].fill(f32::NEG_INFINITY);
             }
@@ -321,21 +348,57 @@ pub(crate) fn process_item<M: Micro>(
     let q_tile = &q.data[(item.head * q_rows + qa) * dim..(item.head * q_rows + qa + nq) * dim];
     let ld = packed.ld;
     let mut counts = TileCounts::default();
+    let q_block = M::Q_BLOCK.clamp(1, nq);
     for (t, ka, nk, class) in computed_key_tiles(q, kv, mask, tile, (qa, nq), &mut counts) {
-        let scores = &mut s.scores.as_mut_slice()[..nq * ld];
-        micro.qk(q_tile, nq, dim, packed.panel(kv_head, t), ld, scores);
-        if class == TileClass::Partial {
-            s.blanker.blank(mask, q, kv, (qa, nq), (ka, nk), scores, ld);
-        }
-        for (i, row) in scores.chunks_mut(ld).enumerate() {
-            s.alpha[i] = micro.softmax_row(&mut row[..nk], scale, &mut item.m[i], &mut item.l[i]);
-        }
         let kp = M::KEYS_PER_V;
         let v_start = kv_head * packed.v_head + ka / kp * dim;
         let v_tile = &packed.v.as_slice()[v_start..v_start + nk.div_ceil(kp) * dim];
-        micro.pv(scores, ld, nq, nk, v_tile, dim, &s.alpha[..nq], item.acc);
+        for r0 in (0..nq).step_by(q_block) {
+            let rows = r0..(r0 + q_block).min(nq);
+            let nb = rows.len();
+            let class = match class {
+                TileClass::Partial if nb < nq => {
+                    let q_rows = (qa + r0, qa + rows.end - 1);
+                    row_block_class(mask, q, kv, q_rows, (ka, ka + nk - 1))
+                }
+                class => class,
+            };
+            if class == TileClass::Empty {
+                continue;
+            }
+            let scores = &mut s.scores.as_mut_slice()[..nb * ld];
+            let q_rows = &q_tile[r0 * dim..rows.end * dim];
+            micro.qk(q_rows, nb, dim, packed.panel(kv_head, t), ld, scores);
+            if class == TileClass::Partial {
+                let block = (qa, nq, rows.clone());
+                s.blanker.blank(mask, q, kv, block, (ka, nk), scores, ld);
+            }
+            let (m, l) = (&mut item.m[rows.clone()], &mut item.l[rows.clone()]);
+            let alpha = &mut s.alpha[..nb];
+            micro.softmax_rows(scores, ld, nk, scale, m, l, alpha);
+            let acc = &mut item.acc[r0 * dim..rows.end * dim];
+            micro.pv(scores, ld, nb, nk, v_tile, dim, alpha, acc);
+        }
     }
     counts
+}
+
+/// The class of query rows `first..=last` of `q` against key rows `first..=last` of `kv`
+/// (positions ascend within a shard, so the ends bound the block).
+fn row_block_class(
+    mask: &Mask,
+    q: &QShard,
+    kv: &KvBlock,
+    (q_first, q_last): (usize, usize),
+    (k_first, k_last): (usize, usize),
+) -> TileClass {
+    let (q_lo, q_hi) = (q.positions.get(q_first), q.positions.get(q_last));
+    mask.classify(
+        q_lo,
+        q_hi,
+        kv.positions.get(k_first),
+        kv.positions.get(k_last),
+    )
 }
 
 /// Elements `[start, start + len)` of `data` as f32: borrowed when stored as f32, else widened

@@ -211,7 +211,7 @@ impl KeyTile {
             if self.class == TileClass::Partial {
                 let rows = std::slice::from_raw_parts_mut(slot_scores(i, 0), nr * ld);
                 s.blanker
-                    .blank(mask, q, kv, (qa + r0, nr), (ka, nk), rows, ld);
+                    .blank(mask, q, kv, (qa + r0, nr, 0..nr), (ka, nk), rows, ld);
             }
             let mut softmax = BlockSoftmax {
                 scores: slot_scores(i, chunks.0),
