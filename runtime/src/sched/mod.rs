@@ -5,13 +5,16 @@
 //! A kernel hands [`Executor::run`] its independent work items with a cost estimate each; the
 //! hybrid scheduler splits them into contiguous ranges proportional to each core's ratio for
 //! that kernel class, times every thread's own work (not its wait at the end), and updates the
-//! ratios ([`ratios`]). Beyond the paper: one ratio per core (not one P/E pair), ratios cached
+//! ratios ([`ratios`]); a thread whose range is done steals single items from the back of the
+//! range with the most cost left (`steal.rs`), so a core that slows down within a call (a
+//! neighbour process taking turns on it) delays nobody until the ratios catch up. Beyond the paper: one ratio per core (not one P/E pair), ratios cached
 //! between runs, calls too short to time ignored, and items weighted by cost so causal tiles
 //! split evenly. `static` splits by cost evenly; `rayon` uses work stealing on the same pinned
 //! threads. Every scheduler computes every item the same way, so results are bitwise equal.
 
 pub mod ratios;
 pub mod slow;
+mod steal;
 pub mod topology;
 
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use ratios::{split_by_cost, CacheFile, RatioTable};
+use steal::SplitQueue;
 use topology::{format_cpu_list, pin_current_thread, Topology};
 
 pub use slow::{parse_bounded_slow_cores, parse_slow_cores, SlowCore, MAX_SLOW_FACTOR};
@@ -77,7 +81,8 @@ impl Executor for rayon::ThreadPool {
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SchedKind {
-    /// Contiguous ranges ∝ each core's measured ratio, updated after every call.
+    /// Contiguous ranges ∝ each core's measured ratio, updated after every call; the last
+    /// items are stolen by the threads that finish first.
     #[cfg_attr(
         feature = "clap",
         value(
@@ -399,29 +404,26 @@ impl Executor for Scheduler {
             _ => vec![1.0; n],
         };
         let ranges = split_by_cost(&costs, &ratios);
-        let work_of: Vec<f64> = ranges
-            .iter()
-            .map(|r| costs[r.clone()].iter().sum())
-            .collect();
-        let mut parts: Vec<Mutex<&mut [T]>> = Vec::with_capacity(n);
-        let mut rest = items;
-        for r in &ranges {
-            let (head, tail) = rest.split_at_mut(r.len());
-            parts.push(Mutex::new(head));
-            rest = tail;
-        }
-        let results: Vec<(S, f64)> = self.pool.broadcast(|ctx| {
+        // Hybrid steals the tail (steal.rs); not under a cost model, whose time is not the
+        // real time that decides who runs out of work first.
+        let steal = self.kind == SchedKind::Hybrid && matches!(self.clock, BusyClock::Real);
+        let queue = SplitQueue::new(&ranges, &costs, steal);
+        // One lock per item, only ever taken by the thread that claimed it from the queue.
+        let cells: Vec<Mutex<&mut T>> = items.iter_mut().map(Mutex::new).collect();
+        let results: Vec<(S, f64, f64)> = self.pool.broadcast(|ctx| {
             let t = ctx.index();
-            let mut part = parts[t].lock().expect("work range");
             let start = Instant::now();
-            let mut s = init();
-            for item in part.iter_mut() {
-                self.timed(t, work, &mut s, item);
+            let (mut s, mut done) = (init(), 0.0);
+            while let Some(i) = queue.next(t) {
+                let mut item = cells[i].lock().expect("work item");
+                self.timed(t, work, &mut s, &mut item);
+                done += costs[i];
             }
-            let took = self.busy_time(t, work_of[t], start.elapsed());
-            (s, took.as_secs_f64())
+            let took = self.busy_time(t, done, start.elapsed());
+            (s, took.as_secs_f64(), done)
         });
         let busy: Vec<f64> = results.iter().map(|r| r.1).collect();
+        let work_of: Vec<f64> = results.iter().map(|r| r.2).collect();
         let updated = self.kind == SchedKind::Hybrid
             && self
                 .table
