@@ -190,6 +190,33 @@ fn full_tiles_with_odd_dims_and_ragged_tiles() {
 }
 
 #[test]
+fn default_tiles_with_row_blocks_and_constant_strides() {
+    // The default 256 × 128 tiles: 64-row blocks inside the tile, re-classified on Partial tiles
+    // (Empty blocks skipped, Full ones not blanked), and the register blocks specialised for
+    // D = 64/128 and a P stride of 128. 300 rows: a full and a ragged query tile.
+    let masks = [
+        Mask::None,
+        Mask::Causal,
+        Mask::Streaming {
+            sink: 4,
+            recent: 100,
+        },
+    ];
+    for (mask, dim) in masks.into_iter().flat_map(|m| [(m.clone(), 64), (m, 128)]) {
+        check(&Case {
+            q_pos: Positions::contiguous(0, 300),
+            k_pos: Positions::contiguous(0, 300),
+            n: 300,
+            heads: 2,
+            kv_heads: 1,
+            dim,
+            mask,
+            tile: TileShape::default(),
+        });
+    }
+}
+
+#[test]
 fn partial_tiles_at_every_diagonal_offset() {
     // Queries [off, off + 40) against keys [0, 80): the causal diagonal crosses the key tiles
     // at every offset, including tiles that become Full or Empty. D = 32 runs the AMX path too.

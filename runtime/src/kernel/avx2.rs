@@ -135,13 +135,17 @@ unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *
             macro_rules! block {
                 ($mr:literal) => {
                     if wide {
-                        qk_block::<$mr, 2>(qi, d, ktj, ld, si)
+                        qk_block::<$mr, 2, 0>(qi, d, ktj, ld, si)
                     } else {
-                        qk_block::<$mr, 1>(qi, d, ktj, ld, si)
+                        qk_block::<$mr, 1, 0>(qi, d, ktj, ld, si)
                     }
                 };
             }
             match mr {
+                // The hot block with the usual head dims as constants: the six broadcast
+                // addresses become base + constant displacement (no per-row address adds).
+                6 if wide && d == 128 => qk_block::<6, 2, 128>(qi, d, ktj, ld, si),
+                6 if wide && d == 64 => qk_block::<6, 2, 64>(qi, d, ktj, ld, si),
                 6 => block!(6),
                 5 => block!(5),
                 4 => block!(4),
@@ -157,13 +161,15 @@ unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn qk_block<const MR: usize, const NC: usize>(
+unsafe fn qk_block<const MR: usize, const NC: usize, const D: usize>(
     q: *const f32,
     d: usize,
     kt: *const f32,
     ld: usize,
     s: *mut f32,
 ) {
+    // D != 0: the head dim as a compile-time constant (must equal `d`).
+    let d = if D == 0 { d } else { D };
     let mut acc = [[_mm256_setzero_ps(); NC]; MR];
     for p in 0..d {
         let mut k = [_mm256_setzero_ps(); NC];
@@ -412,14 +418,21 @@ unsafe fn pv(
             macro_rules! block {
                 ($mr:literal) => {
                     match (nv, whole) {
-                        (2, true) => pv_block::<$mr, 2, false>(pi, ld, nk, vc, d, al, ai, tail),
-                        (2, false) => pv_block::<$mr, 2, true>(pi, ld, nk, vc, d, al, ai, tail),
-                        (_, true) => pv_block::<$mr, 1, false>(pi, ld, nk, vc, d, al, ai, tail),
-                        _ => pv_block::<$mr, 1, true>(pi, ld, nk, vc, d, al, ai, tail),
+                        (2, true) => pv_block::<$mr, 2, false, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        (2, false) => pv_block::<$mr, 2, true, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        (_, true) => pv_block::<$mr, 1, false, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        _ => pv_block::<$mr, 1, true, 0>(pi, ld, nk, vc, d, al, ai, tail),
                     }
                 };
             }
             match mr {
+                // P's row stride as a constant for the default key tiles (as in qk).
+                6 if nv == 2 && whole && ld == 128 => {
+                    pv_block::<6, 2, false, 128>(pi, ld, nk, vc, d, al, ai, tail)
+                }
+                6 if nv == 2 && whole && ld == 64 => {
+                    pv_block::<6, 2, false, 64>(pi, ld, nk, vc, d, al, ai, tail)
+                }
                 6 => block!(6),
                 5 => block!(5),
                 4 => block!(4),
@@ -436,7 +449,7 @@ unsafe fn pv(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool>(
+unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool, const LD: usize>(
     p: *const f32,
     ld: usize,
     nk: usize,
@@ -446,6 +459,8 @@ unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool>(
     acc: *mut f32,
     tail: __m256i,
 ) {
+    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`).
+    let ld = if LD == 0 { ld } else { LD };
     let all = _mm256_set1_epi32(-1);
     let mask = |c: usize| if c + 1 == NV { tail } else { all };
     // MASKED = false: every vector of the block is whole (tail all ones).

@@ -459,6 +459,7 @@ unsafe fn pv(
                 };
             }
             match mr {
+                4 if nv == 4 && ld == 128 => pv_block::<4, 4, 128>(pi, ld, nk, vc, d, al, ai, tail),
                 4 if nv == 4 && ld == 64 => pv_block::<4, 4, 64>(pi, ld, nk, vc, d, al, ai, tail),
                 4 => block!(4),
                 3 => block!(3),
