@@ -28,7 +28,7 @@ fn fill_row(row: &mut [f32], i: usize, seed: u64) {
             .iter_mut()
             .step_by(3)
             .for_each(|x| *x = f32::NEG_INFINITY),
-        6 if i % 2 == 0 => row[row.len() / 2] = f32::INFINITY,
+        6 if i.is_multiple_of(2) => row[row.len() / 2] = f32::INFINITY,
         8 => row[0] = f32::NAN,
         _ => {}
     }

@@ -42,13 +42,16 @@ impl SplitQueue {
         if let Some(i) = self.ranges.get(t).and_then(|r| lock(r).next()) {
             return Some(i);
         }
-        while self.steal {
+        if !self.steal {
+            return None;
+        }
+        loop {
+            // The richest range may be emptied by its owner meanwhile: look again.
             let victim = self.richest()?;
             if let Some(i) = lock(&self.ranges[victim]).next_back() {
                 return Some(i);
             }
         }
-        None
     }
 
     /// The thread whose unclaimed items cost the most (`None` when all are claimed).
