@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use super::driver::{finish_row, overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX2 and FMA.
@@ -272,14 +272,8 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> 
         *x = ((*x * scale - m_new) * log2e).exp2();
         sum += *x;
     }
-    if !sum.is_finite() {
-        // A NaN score (exp2 propagates it): Q·K left the f32 range.
-        row.fill(0.0);
-        return overflowed(m);
-    }
-    *l = *l * alpha + sum;
-    *m = m_new;
-    alpha
+    // A NaN score (exp2 propagates it): Q·K left the f32 range.
+    finish_row(row, sum, (m_new, alpha), m, l)
 }
 
 /// Rows of one softmax group (as in `avx512.rs`): independent reductions and `exp` chains
@@ -370,14 +364,7 @@ unsafe fn softmax_group(
             *x = ((*x * scale - m_new) * log2e).exp2();
             sum += *x;
         }
-        *alpha.add(r) = if sum.is_finite() {
-            *l.add(r) = *l.add(r) * a + sum;
-            *m.add(r) = m_new;
-            a
-        } else {
-            row(r).fill(0.0);
-            overflowed(&mut *m.add(r))
-        };
+        *alpha.add(r) = finish_row(row(r), sum, (m_new, a), &mut *m.add(r), &mut *l.add(r));
     }
 }
 

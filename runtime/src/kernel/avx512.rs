@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use super::driver::{finish_row, overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F; the only way to reach the kernels below.
@@ -287,7 +287,8 @@ unsafe fn softmax_row(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: &mut 
         vsum = _mm512_add_ps(vsum, e);
         j += 16;
     }
-    finish_row(row, n, _mm512_reduce_add_ps(vsum), (m_new, alpha), m, l)
+    let row = std::slice::from_raw_parts_mut(row, n);
+    finish_row(row, _mm512_reduce_add_ps(vsum), (m_new, alpha), m, l)
 }
 
 /// Rows of one softmax group: four rows' max reductions, scalar steps and `exp` chains are
@@ -356,27 +357,6 @@ pub(crate) unsafe fn group_steps(
     Some(steps)
 }
 
-/// Ends a row's softmax step given the f32 sum of its probabilities: updates `l` and `m` and
-/// returns alpha; a non-finite sum (a NaN score) zeroes the row's `n` floats and marks the row
-/// overflowed instead.
-#[inline]
-pub(crate) unsafe fn finish_row(
-    row: *mut f32,
-    n: usize,
-    sum: f32,
-    (m_new, alpha): (f32, f32),
-    m: &mut f32,
-    l: &mut f32,
-) -> f32 {
-    if !sum.is_finite() {
-        std::ptr::write_bytes(row, 0, n);
-        return overflowed(m);
-    }
-    *l = *l * alpha + sum;
-    *m = m_new;
-    alpha
-}
-
 /// [`softmax_row`] on [`GROUP`] rows at once, bitwise the same per row (same operations in the
 /// same order), the rows' `exp` chains interleaved.
 #[target_feature(enable = "avx512f")]
@@ -419,7 +399,8 @@ unsafe fn softmax_group(
     for (r, &step) in steps.iter().enumerate() {
         let sum = _mm512_reduce_add_ps(vsum[r]);
         let (mr, lr) = (&mut *m.add(r), &mut *l.add(r));
-        *alpha.add(r) = finish_row(s.add(r * ld), n, sum, step, mr, lr);
+        let row = std::slice::from_raw_parts_mut(s.add(r * ld), n);
+        *alpha.add(r) = finish_row(row, sum, step, mr, lr);
     }
 }
 

@@ -20,8 +20,8 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp2, exp2_arg, finish_row, group_steps, lanes, row_max, Avx512, GROUP};
-use super::driver::{overflowed, row_step, Micro, RowStep};
+use super::avx512::{exp2, exp2_arg, group_steps, lanes, row_max, Avx512, GROUP};
+use super::driver::{finish_row, overflowed, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F and AVX512-BF16; the only way to reach the kernels below.
@@ -154,7 +154,13 @@ unsafe fn softmax_row_bf16(row: *mut f32, n: usize, scale: f32, m: &mut f32, l: 
     match row_step(row_max(row, n), scale, *m) {
         RowStep::Update { m_new, alpha } => {
             let sum = exp_pairs(row, n, scale, m_new);
-            finish_row(row, n, sum, (m_new, alpha), m, l)
+            finish_row(
+                std::slice::from_raw_parts_mut(row, n),
+                sum,
+                (m_new, alpha),
+                m,
+                l,
+            )
         }
         step => {
             std::ptr::write_bytes(row, 0, n);
@@ -193,7 +199,13 @@ unsafe fn softmax_rows_bf16(
             *alpha.add(i + r) = match steps {
                 Some(steps) => {
                     let sum = exp_pairs(row, n, scale, steps[r].0);
-                    finish_row(row, n, sum, steps[r], mr, lr)
+                    finish_row(
+                        std::slice::from_raw_parts_mut(row, n),
+                        sum,
+                        steps[r],
+                        mr,
+                        lr,
+                    )
                 }
                 None => softmax_row_bf16(row, n, scale, mr, lr),
             };

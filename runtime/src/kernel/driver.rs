@@ -140,6 +140,26 @@ pub(crate) fn row_step(row_max: f32, scale: f32, m: f32) -> RowStep {
     RowStep::Update { m_new, alpha }
 }
 
+/// Ends a row's online-softmax step given the sum of its probabilities: `l` and `m` take the
+/// step `(m_new, alpha)` and alpha is returned. A non-finite sum (a NaN score, which every
+/// path's `exp` propagates) zeroes the row and marks it overflowed instead. Every path ends its
+/// rows here, so they agree on it.
+pub(crate) fn finish_row(
+    row: &mut [f32],
+    sum: f32,
+    (m_new, alpha): (f32, f32),
+    m: &mut f32,
+    l: &mut f32,
+) -> f32 {
+    if !sum.is_finite() {
+        row.fill(0.0);
+        return overflowed(m);
+    }
+    *l = *l * alpha + sum;
+    *m = m_new;
+    alpha
+}
+
 /// Marks the row's state [`OVERFLOWED`](crate::state::OVERFLOWED) (its probabilities must be
 /// zeroed by the caller) and returns alpha = 1.
 pub(crate) fn overflowed(m: &mut f32) -> f32 {

@@ -1,7 +1,7 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::{overflowed, pack_v_f32, row_step, Micro, RowStep};
+use super::driver::{finish_row, overflowed, pack_v_f32, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Micro-kernels in safe, portable Rust.
@@ -55,13 +55,7 @@ impl Micro for Portable {
             *x = (*x * scale - m_new).exp();
             sum += *x;
         }
-        if !sum.is_finite() {
-            row.fill(0.0);
-            return overflowed(m);
-        }
-        *l = *l * alpha + sum;
-        *m = m_new;
-        alpha
+        finish_row(row, sum, (m_new, alpha), m, l)
     }
 
     fn pv(
