@@ -30,6 +30,9 @@ impl Micro for Avx2 {
     const ISA: super::Isa = super::Isa::Avx2;
     // Four blocks per default tile: causal diagonal tiles skip their Empty row blocks.
     const Q_BLOCK: usize = 64;
+    // The width of the Q·Kᵀ register block: its [d][16] K slice is contiguous (8 KiB at
+    // d = 128) and stays in L1 while the query rows stream past.
+    const K_COLS: usize = 16;
     type V = f32;
 
     fn pack_v(
@@ -38,11 +41,11 @@ impl Micro for Avx2 {
         head: usize,
         rows: usize,
         start: usize,
-        _nk: usize,
+        nk: usize,
         d: usize,
         dst: &mut [f32],
     ) {
-        pack_v_f32(v, head, rows, start, d, dst);
+        pack_v_f32(v, head, rows, start, (nk, d), V_COLS, dst);
     }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
@@ -121,13 +124,18 @@ impl Micro for Avx2 {
     }
 }
 
+/// Columns per block of packed V: the P·V register block's width, so the `[nk][16]` V slice
+/// it walks is contiguous (see [`pack_v_f32`]).
+const V_COLS: usize = 16;
+
 #[target_feature(enable = "avx2,fma")]
 unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
     // Key blocks outside, query rows inside, so the K slice stays in L1 (see avx512.rs).
     let mut j = 0;
     while j < ld {
         let wide = ld - j >= 16;
-        let (ktj, sj) = (kt.add(j), s.add(j));
+        // K_COLS = 16: this block of keys is a contiguous [d][16] (or [d][8]) stretch.
+        let (ktj, sj) = (kt.add(j * d), s.add(j));
         let mut i = 0;
         while i < nq {
             let mr = (nq - i).min(6);
@@ -174,7 +182,7 @@ unsafe fn qk_block<const MR: usize, const NC: usize, const D: usize>(
     for p in 0..d {
         let mut k = [_mm256_setzero_ps(); NC];
         for (c, kc) in k.iter_mut().enumerate() {
-            *kc = _mm256_loadu_ps(kt.add(p * ld + c * 8));
+            *kc = _mm256_loadu_ps(kt.add((p * NC + c) * 8));
         }
         for (i, acc_i) in acc.iter_mut().enumerate() {
             let b = _mm256_broadcast_ss(&*q.add(i * d + p));
@@ -388,7 +396,9 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
-    // Blocks of 16 output columns × 6 rows (12 accumulators); each V load feeds 6 FMAs.
+    // Blocks of 16 output columns × 6 rows (12 accumulators); each V load feeds 6 FMAs. V is
+    // packed in blocks of V_COLS = 16 columns: this block's [nk][16] slice (8 KiB at nk = 128)
+    // is contiguous and stays in L1.
     let vectors = d.div_ceil(8);
     // Rows of whole vectors: plain loads and stores (a masked load in the key loop costs).
     let whole = d.is_multiple_of(8);
@@ -397,7 +407,9 @@ unsafe fn pv(
         let nv = (vectors - c0).min(2);
         let col = c0 * 8;
         let tail = lanes(d - col - (nv - 1) * 8);
-        let (vc, ac) = (v.add(col), acc.add(col));
+        let w = V_COLS.min(d - col);
+        let (vc, ac) = (v.add(col * nk), acc.add(col));
+        let dw = (d, w);
         let mut i = 0;
         while i < nq {
             let mr = (nq - i).min(6);
@@ -405,20 +417,20 @@ unsafe fn pv(
             macro_rules! block {
                 ($mr:literal) => {
                     match (nv, whole) {
-                        (2, true) => pv_block::<$mr, 2, false, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        (2, false) => pv_block::<$mr, 2, true, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        (_, true) => pv_block::<$mr, 1, false, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        _ => pv_block::<$mr, 1, true, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        (2, true) => pv_block::<$mr, 2, false, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        (2, false) => pv_block::<$mr, 2, true, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        (_, true) => pv_block::<$mr, 1, false, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        _ => pv_block::<$mr, 1, true, 0>(pi, ld, nk, vc, dw, al, ai, tail),
                     }
                 };
             }
             match mr {
-                // P's row stride as a constant for the default key tiles (as in qk).
-                6 if nv == 2 && whole && ld == 128 => {
-                    pv_block::<6, 2, false, 128>(pi, ld, nk, vc, d, al, ai, tail)
+                // P's row stride (and V's, 16) as constants for the default key tiles.
+                6 if w == 16 && ld == 128 => {
+                    pv_block::<6, 2, false, 128>(pi, ld, nk, vc, dw, al, ai, tail)
                 }
-                6 if nv == 2 && whole && ld == 64 => {
-                    pv_block::<6, 2, false, 64>(pi, ld, nk, vc, d, al, ai, tail)
+                6 if w == 16 && ld == 64 => {
+                    pv_block::<6, 2, false, 64>(pi, ld, nk, vc, dw, al, ai, tail)
                 }
                 6 => block!(6),
                 5 => block!(5),
@@ -441,13 +453,15 @@ unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool, const L
     ld: usize,
     nk: usize,
     v: *const f32,
-    d: usize,
+    (d, w): (usize, usize),
     alpha: *const f32,
     acc: *mut f32,
     tail: __m256i,
 ) {
-    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`).
+    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`), and V rows
+    // (stride `w`) full NV·8 columns wide.
     let ld = if LD == 0 { ld } else { LD };
+    let w = if LD == 0 { w } else { NV * 8 };
     let all = _mm256_set1_epi32(-1);
     let mask = |c: usize| if c + 1 == NV { tail } else { all };
     // MASKED = false: every vector of the block is whole (tail all ones).
@@ -468,7 +482,7 @@ unsafe fn pv_block<const MR: usize, const NV: usize, const MASKED: bool, const L
     for k in 0..nk {
         let mut vv = [_mm256_setzero_ps(); NV];
         for (c, x) in vv.iter_mut().enumerate() {
-            *x = load(v.add(k * d + c * 8), c);
+            *x = load(v.add(k * w + c * 8), c);
         }
         for (i, a_i) in a.iter_mut().enumerate() {
             let b = _mm256_broadcast_ss(&*p.add(i * ld + k));

@@ -1,13 +1,14 @@
 //! AVX-512F micro-kernels (16 f32 lanes, 32 vector registers).
 //!
 //! - Q·Kᵀ: register tile of up to 8 query rows × 32 keys (16 accumulators); per head dimension
-//!   one load of two K vectors (K is packed transposed) and 8 broadcast FMAs per vector; key
-//!   blocks outside, query rows inside, so the K slice stays in L1.
+//!   one load of two K vectors (K is packed transposed, in 32-key blocks: each block's [d][32]
+//!   slice is contiguous) and 8 broadcast FMAs per vector; key blocks outside, query rows
+//!   inside, so the K slice stays in L1.
 //! - softmax: vectorised max, `exp2` by range reduction (round, degree-5 polynomial, `scalef`); four rows at a time so their reductions and `exp` chains overlap,
 //!   sum; masked tails, no scalar loop.
 //! - P·V: register tile of 4 rows × 64 output columns (16 accumulators): per key four
-//!   contiguous V loads (256 bytes of one row) shared by the 4 rows; the accumulator is
-//!   rescaled by alpha on load.
+//!   contiguous V loads (256 bytes) shared by the 4 rows; V packed in 64-column blocks so the
+//!   slice a tile walks is contiguous; the accumulator is rescaled by alpha on load.
 //!
 //! Every `unsafe` here is either a call of a `#[target_feature(enable = "avx512f")]` function,
 //! sound because an [`Avx512`] value exists only after the CPU reported AVX-512F, or a raw
@@ -36,6 +37,9 @@ impl Micro for Avx512 {
     const ISA: super::Isa = super::Isa::Avx512;
     // Four blocks per default tile: causal diagonal tiles skip their Empty row blocks.
     const Q_BLOCK: usize = 64;
+    // The width of the Q·Kᵀ register block: its [d][32] K slice is contiguous (16 KiB at
+    // d = 128) and stays in L1 while the query rows stream past.
+    const K_COLS: usize = 32;
     type V = f32;
 
     fn pack_v(
@@ -44,11 +48,11 @@ impl Micro for Avx512 {
         head: usize,
         rows: usize,
         start: usize,
-        _nk: usize,
+        nk: usize,
         d: usize,
         dst: &mut [f32],
     ) {
-        pack_v_f32(v, head, rows, start, d, dst);
+        pack_v_f32(v, head, rows, start, (nk, d), V_COLS, dst);
     }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
@@ -127,6 +131,10 @@ impl Micro for Avx512 {
     }
 }
 
+/// Columns per block of packed V: the P·V register block's width, so the `[nk][64]` V slice
+/// it walks is contiguous (see [`pack_v_f32`]).
+const V_COLS: usize = 64;
+
 #[target_feature(enable = "avx512f")]
 unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *mut f32) {
     // Column blocks outside, row blocks inside: a [d][32] slice of the K panel (16 KiB at
@@ -134,7 +142,8 @@ unsafe fn qk(q: *const f32, nq: usize, d: usize, kt: *const f32, ld: usize, s: *
     let mut j = 0;
     while j < ld {
         let wide = ld - j >= 32;
-        let (ktj, sj) = (kt.add(j), s.add(j));
+        // K_COLS = 32: this block of keys is a contiguous [d][32] (or [d][16]) stretch.
+        let (ktj, sj) = (kt.add(j * d), s.add(j));
         let mut i = 0;
         while i < nq {
             let mr = (nq - i).min(8);
@@ -183,7 +192,7 @@ unsafe fn qk_block<const MR: usize, const NC: usize, const D: usize>(
     for p in 0..d {
         let mut k = [_mm512_setzero_ps(); NC];
         for (c, kc) in k.iter_mut().enumerate() {
-            *kc = _mm512_loadu_ps(kt.add(p * ld + c * 16));
+            *kc = _mm512_loadu_ps(kt.add((p * NC + c) * 16));
         }
         for (i, acc_i) in acc.iter_mut().enumerate() {
             let b = _mm512_set1_ps(*q.add(i * d + p));
@@ -416,15 +425,20 @@ unsafe fn pv(
     alpha: *const f32,
     acc: *mut f32,
 ) {
-    // Blocks of 64 output columns × 4 rows (16 accumulators): per key, four contiguous V loads
-    // (one 256-byte stretch of the row) each feed 4 FMAs.
+    // Blocks of 64 output columns × 4 rows (16 accumulators): per key four contiguous V loads
+    // (one 256-byte row of the block) each feed 4 FMAs. V is packed in blocks of V_COLS = 64
+    // columns: this block's [nk][64] slice is contiguous. (8 rows × 32 columns, the shape of
+    // Q·Kᵀ's, is faster on L1-resident data but not in the kernel, where its P rows are read
+    // from L2 twice as often.)
     let vectors = d.div_ceil(16);
     let mut c0 = 0;
     while c0 < vectors {
-        let nv = (vectors - c0).min(4);
+        let nv = (vectors - c0).min(V_COLS / 16);
         let col = c0 * 16;
+        let w = V_COLS.min(d - col);
         let tail = lanes(d - col - (nv - 1) * 16);
-        let (vc, ac) = (v.add(col), acc.add(col));
+        let (vc, ac) = (v.add(col * nk), acc.add(col));
+        let dw = (d, w);
         let mut i = 0;
         while i < nq {
             let mr = (nq - i).min(4);
@@ -432,16 +446,19 @@ unsafe fn pv(
             macro_rules! block {
                 ($mr:literal) => {
                     match nv {
-                        4 => pv_block::<$mr, 4, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        3 => pv_block::<$mr, 3, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        2 => pv_block::<$mr, 2, 0>(pi, ld, nk, vc, d, al, ai, tail),
-                        _ => pv_block::<$mr, 1, 0>(pi, ld, nk, vc, d, al, ai, tail),
+                        4 => pv_block::<$mr, 4, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        3 => pv_block::<$mr, 3, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        2 => pv_block::<$mr, 2, 0>(pi, ld, nk, vc, dw, al, ai, tail),
+                        _ => pv_block::<$mr, 1, 0>(pi, ld, nk, vc, dw, al, ai, tail),
                     }
                 };
             }
+            // The hot block: full 64-column V rows and P's stride as constants.
             match mr {
-                4 if nv == 4 && ld == 128 => pv_block::<4, 4, 128>(pi, ld, nk, vc, d, al, ai, tail),
-                4 if nv == 4 && ld == 64 => pv_block::<4, 4, 64>(pi, ld, nk, vc, d, al, ai, tail),
+                4 if w == 64 && ld == 128 => {
+                    pv_block::<4, 4, 128>(pi, ld, nk, vc, dw, al, ai, tail)
+                }
+                4 if w == 64 && ld == 64 => pv_block::<4, 4, 64>(pi, ld, nk, vc, dw, al, ai, tail),
                 4 => block!(4),
                 3 => block!(3),
                 2 => block!(2),
@@ -461,13 +478,15 @@ unsafe fn pv_block<const MR: usize, const NV: usize, const LD: usize>(
     ld: usize,
     nk: usize,
     v: *const f32,
-    d: usize,
+    (d, w): (usize, usize),
     alpha: *const f32,
     acc: *mut f32,
     tail: __mmask16,
 ) {
-    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`).
+    // LD != 0: the row stride of P as a compile-time constant (must equal `ld`), and V rows
+    // (stride `w`) full NV·16 columns wide.
     let ld = if LD == 0 { ld } else { LD };
+    let w = if LD == 0 { w } else { NV * 16 };
     let mask = |c: usize| if c + 1 == NV { tail } else { 0xFFFF };
     let mut a = [[_mm512_setzero_ps(); NV]; MR];
     for (i, a_i) in a.iter_mut().enumerate() {
@@ -479,7 +498,7 @@ unsafe fn pv_block<const MR: usize, const NV: usize, const LD: usize>(
     for k in 0..nk {
         let mut vv = [_mm512_setzero_ps(); NV];
         for (c, x) in vv.iter_mut().enumerate() {
-            *x = _mm512_maskz_loadu_ps(mask(c), v.add(k * d + c * 16));
+            *x = _mm512_maskz_loadu_ps(mask(c), v.add(k * w + c * 16));
         }
         for (i, a_i) in a.iter_mut().enumerate() {
             let b = _mm512_set1_ps(*p.add(i * ld + k));

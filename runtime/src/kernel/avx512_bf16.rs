@@ -11,8 +11,9 @@
 //!   `out = Σ p̃·v / Σ p` is off by ≤ 2⁻⁹ relative: |out error| ≤ 2⁻⁹·max|v| beyond the f32 path
 //!   on the same bf16 K/V (≈ 2e-3; measured ≈ 1e-3 in runtime/tests/bf16_dot.rs), within the
 //!   2e-2 bound of bf16 K/V.
-//! - P·V: V packed as key pairs (one u32 = the bf16 values of keys 2k and 2k+1 at one column),
-//!   register tile of 4 rows × 64 columns as the f32 kernel, one `vdpbf16ps` per two keys.
+//! - P·V: V packed as key pairs (one u32 = the bf16 values of keys 2k and 2k+1 at one column)
+//!   in blocks of 64 columns, so the `[pairs][64]` slice a register tile of 4 rows × 64 columns
+//!   walks is contiguous (16 KiB per 128 keys); one `vdpbf16ps` per two keys.
 //!
 //! Every `unsafe` here is a call of a `#[target_feature(enable = "avx512f,avx512bf16")]`
 //! function, sound because an [`Avx512Bf16`] value exists only after the CPU reported both, or a
@@ -44,6 +45,7 @@ impl Micro for Avx512Bf16 {
     type V = u32;
     const KEYS_PER_V: usize = 2;
     const Q_BLOCK: usize = 64; // as the f32 path
+    const K_COLS: usize = Avx512::K_COLS; // Q·Kᵀ is the f32 path's
 
     fn pack_v(
         self,
@@ -63,12 +65,20 @@ impl Micro for Avx512Bf16 {
                 }
             }
         };
-        for (pair, row) in dst.chunks_exact_mut(d.max(1)).enumerate() {
-            for (c, slot) in row.iter_mut().enumerate() {
-                let (k0, k1) = (2 * pair, 2 * pair + 1);
-                let hi = if k1 < nk { bits(k1, c) } else { 0 };
-                *slot = bits(k0, c) | (hi << 16);
+        // Column blocks of V_COLS, each a [pairs][w] stretch (as `pack_v_f32` lays out f32 V).
+        let pairs = nk.div_ceil(2);
+        let mut b = 0;
+        while b < d {
+            let w = V_COLS.min(d - b);
+            let block = &mut dst[b * pairs..(b + w) * pairs];
+            for (pair, row) in block.chunks_exact_mut(w).enumerate() {
+                for (c, slot) in (b..).zip(row.iter_mut()) {
+                    let (k0, k1) = (2 * pair, 2 * pair + 1);
+                    let hi = if k1 < nk { bits(k1, c) } else { 0 };
+                    *slot = bits(k0, c) | (hi << 16);
+                }
             }
+            b += w;
         }
     }
 
@@ -146,6 +156,9 @@ impl Micro for Avx512Bf16 {
         }
     }
 }
+
+/// Columns per block of packed V pairs: the P·V register tile's width.
+const V_COLS: usize = 64;
 
 /// The AVX-512 online-softmax step, writing `p̃ = bf16(p)` as key pairs (u32 `j` = keys
 /// `2j`, `2j + 1`) over the start of the row and adding Σ p (f32) to `l`.
@@ -265,7 +278,10 @@ unsafe fn pv(
         let nv = (vectors - c0).min(4);
         let col = c0 * 16;
         let tail = lanes(d - col - (nv - 1) * 16);
-        let (vc, ac) = (v.add(col), acc.add(col));
+        // This block's [pairs][w] slice of V (packed in V_COLS-column blocks).
+        let w = V_COLS.min(d - col);
+        let (vc, ac) = (v.add(col * pairs), acc.add(col));
+        let dw = (d, w);
         let mut i = 0;
         while i < nq {
             let mr = (nq - i).min(4);
@@ -273,10 +289,10 @@ unsafe fn pv(
             macro_rules! block {
                 ($mr:literal) => {
                     match nv {
-                        4 => pv_block::<$mr, 4>(pi, ld, pairs, vc, d, al, ai, tail),
-                        3 => pv_block::<$mr, 3>(pi, ld, pairs, vc, d, al, ai, tail),
-                        2 => pv_block::<$mr, 2>(pi, ld, pairs, vc, d, al, ai, tail),
-                        _ => pv_block::<$mr, 1>(pi, ld, pairs, vc, d, al, ai, tail),
+                        4 => pv_block::<$mr, 4>(pi, ld, pairs, vc, dw, al, ai, tail),
+                        3 => pv_block::<$mr, 3>(pi, ld, pairs, vc, dw, al, ai, tail),
+                        2 => pv_block::<$mr, 2>(pi, ld, pairs, vc, dw, al, ai, tail),
+                        _ => pv_block::<$mr, 1>(pi, ld, pairs, vc, dw, al, ai, tail),
                     }
                 };
             }
@@ -300,11 +316,12 @@ unsafe fn pv_block<const MR: usize, const NV: usize>(
     ld: usize,
     pairs: usize,
     v: *const u32,
-    d: usize,
+    (d, w): (usize, usize),
     alpha: *const f32,
     acc: *mut f32,
     tail: __mmask16,
 ) {
+    // V pair rows are `w` u32 apart (the block's width); acc rows `d` floats.
     let mask = |c: usize| if c + 1 == NV { tail } else { 0xFFFF };
     let mut a = [[_mm512_setzero_ps(); NV]; MR];
     for (i, a_i) in a.iter_mut().enumerate() {
@@ -319,7 +336,7 @@ unsafe fn pv_block<const MR: usize, const NV: usize>(
         for (c, x) in vv.iter_mut().enumerate() {
             *x = as_bh(_mm512_maskz_loadu_epi32(
                 mask(c),
-                v.add(k * d + c * 16).cast(),
+                v.add(k * w + c * 16).cast(),
             ));
         }
         for (i, a_i) in a.iter_mut().enumerate() {

@@ -26,6 +26,12 @@ pub(crate) trait Micro: Copy + Send + Sync {
     /// Partial tile's rows see all or none of its keys. The whole tile (`usize::MAX`) by default.
     const Q_BLOCK: usize = usize::MAX;
 
+    /// Key columns per contiguous block of a packed K panel (see [`pack_transposed`]): the
+    /// `[d][w]` slice a Q·Kᵀ register block walks is then one contiguous stretch. In the plain
+    /// `[d][ld]` layout (`usize::MAX`, the default) that slice's rows sit `ld·4` bytes apart —
+    /// 512 at the default tile — so they fall on a few L1 sets and evict each other.
+    const K_COLS: usize = usize::MAX;
+
     /// Element of packed V: f32 rows, or (bf16 path) a u32 holding the bf16 values of two
     /// consecutive keys at one column.
     type V: Pooled + Sync;
@@ -48,8 +54,9 @@ pub(crate) trait Micro: Copy + Send + Sync {
         dst: &mut [Self::V],
     );
 
-    /// `s[i·ld + j] = Σ_p q[i·d + p] · kt[p·ld + j]` for `i < nq`, `j < ld` (`ld` a multiple of
-    /// `LANES`; columns past the real keys are zero-padded in `kt`).
+    /// `s[i·ld + j] = Σ_p q[i·d + p] · K[j][p]` for `i < nq`, `j < ld` (`ld` a multiple of
+    /// `LANES`), `kt` being K packed by [`pack_transposed`] with `K_COLS` (columns past the real
+    /// keys zero-padded).
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]);
 
     /// One online-softmax step for a row of raw scores (−∞ = blocked): with `scale` applied,
@@ -93,16 +100,34 @@ pub(crate) trait Micro: Copy + Send + Sync {
     );
 }
 
-/// [`Micro::pack_v`] of the f32 paths: the rows as f32 (bf16 widened).
+/// [`Micro::pack_v`] of the f32 paths: the `nk` rows as f32 (bf16 widened) in column blocks of
+/// `cols` (the last one what is left), each block a row-major `[nk][w]` stretch, blocks one
+/// after another: column `c` of key `j` in the block starting at column `b` is at
+/// `dst[b·nk + j·w + (c − b)]`. A P·V register block then walks a contiguous slice (rows of
+/// a `[nk][d]` tile sit `d·4` bytes apart, on a few L1 sets); `cols ≥ d` is plain `[nk][d]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_v_f32(
     v: &KvData,
     head: usize,
     rows: usize,
     start: usize,
-    d: usize,
+    (nk, d): (usize, usize),
+    cols: usize,
     dst: &mut [f32],
 ) {
-    v.read_f32((head * rows + start) * d, dst);
+    let first = (head * rows + start) * d;
+    if cols >= d {
+        return v.read_f32(first, &mut dst[..nk * d]);
+    }
+    let mut b = 0;
+    while b < d {
+        let w = cols.min(d - b);
+        let block = &mut dst[b * nk..(b + w) * nk];
+        for (j, row) in block.chunks_exact_mut(w).enumerate() {
+            v.read_f32(first + j * d + b, row);
+        }
+        b += w;
+    }
 }
 
 /// What one online-softmax step does with a row of raw scores, decided from the row's max.
@@ -312,7 +337,8 @@ impl<V: Pooled + Sync> PackedK<V> {
                 let ka = t * tile.k;
                 let nk = tile.k.min(rows - ka);
                 let start = (head * rows + ka) * d;
-                pack_transposed(f32_rows(&kv.k, start, nk * d, widened), nk, d, ld, dst);
+                let k = f32_rows(&kv.k, start, nk * d, widened);
+                pack_transposed(k, (nk, d, ld), M::K_COLS, dst);
             },
         );
         // V per (KV head, key tile); tile.k is a multiple of KEYS_PER_V, so tiles start on
@@ -434,20 +460,68 @@ fn f32_rows<'a>(data: &'a KvData, start: usize, len: usize, buf: &'a mut Vec<f32
     }
 }
 
-/// `kt[p·ld + j] = k[j·d + p]` for `j < nk`, zero for `nk ≤ j < ld`: K packed for Q·Kᵀ so a
-/// vector load takes one dimension of consecutive keys.
-fn pack_transposed(k: &[f32], nk: usize, d: usize, ld: usize, kt: &mut [f32]) {
-    for (p, dst) in kt.chunks_exact_mut(ld).enumerate().take(d) {
-        for (j, slot) in dst[..nk].iter_mut().enumerate() {
-            *slot = k[j * d + p];
+/// K of a key tile packed for Q·Kᵀ, so a vector load takes one dimension of consecutive keys:
+/// the `ld` columns (keys, zero past `nk`) in blocks of `cols` (the last one what is left), each
+/// block a `[d][w]` row-major stretch, blocks one after another. Key `j` of dimension `p` in the
+/// block starting at column `b` is at `kt[b·d + p·w + (j − b)]`; `cols ≥ ld` is plain `[d][ld]`.
+fn pack_transposed(k: &[f32], (nk, d, ld): (usize, usize, usize), cols: usize, kt: &mut [f32]) {
+    let mut b = 0;
+    while b < ld {
+        let w = cols.min(ld - b);
+        let block = &mut kt[b * d..(b + w) * d];
+        for (p, dst) in block.chunks_exact_mut(w).enumerate() {
+            for (j, slot) in dst.iter_mut().enumerate() {
+                *slot = if b + j < nk { k[(b + j) * d + p] } else { 0.0 };
+            }
         }
-        dst[nk..].fill(0.0);
+        b += w;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_k_blocks_hold_every_key_and_dimension_where_the_layout_says() {
+        // (keys, dims, padded width, block width): whole blocks, a narrower last block, one
+        // block wider than the panel (the plain [d][ld] layout), padding past the keys.
+        for (nk, d, ld, cols) in [(128, 8, 128, 32), (37, 5, 48, 32), (20, 3, 32, usize::MAX)] {
+            let k: Vec<f32> = (0..nk * d).map(|i| i as f32 + 1.0).collect();
+            let mut kt = vec![f32::NAN; d * ld];
+            pack_transposed(&k, (nk, d, ld), cols, &mut kt);
+            for j in 0..ld {
+                let b = j - j % cols.min(ld);
+                let w = cols.min(ld - b);
+                for p in 0..d {
+                    let want = if j < nk { k[j * d + p] } else { 0.0 };
+                    assert_eq!(kt[b * d + p * w + (j - b)], want, "key {j} dim {p}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_v_blocks_hold_every_key_and_column_where_the_layout_says() {
+        // Rows 3..3 + nk of head 1 (of 2, 40 rows each); f32 and bf16 storage.
+        let (rows, nk, start) = (40, 29, 3);
+        for (d, cols) in [(80, 64), (64, 64), (24, 16), (10, usize::MAX)] {
+            let values: Vec<f32> = (0..2 * rows * d).map(|i| (i % 251) as f32).collect();
+            let bf16 = values.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            for v in [KvData::F32(values.clone()), KvData::Bf16(bf16)] {
+                let mut dst = vec![f32::NAN; nk * d];
+                pack_v_f32(&v, 1, rows, start, (nk, d), cols, &mut dst);
+                for c in 0..d {
+                    let b = c - c % cols.min(d);
+                    let w = cols.min(d - b);
+                    for j in 0..nk {
+                        let want = values[((rows + start + j) * d) + c];
+                        assert_eq!(dst[b * nk + j * w + (c - b)], want, "key {j} column {c}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn warm_up_leaves_the_packing_buffers_of_the_first_call_in_the_pool() {

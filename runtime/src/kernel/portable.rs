@@ -19,11 +19,11 @@ impl Micro for Portable {
         head: usize,
         rows: usize,
         start: usize,
-        _nk: usize,
+        nk: usize,
         d: usize,
         dst: &mut [f32],
     ) {
-        pack_v_f32(v, head, rows, start, d, dst);
+        pack_v_f32(v, head, rows, start, (nk, d), usize::MAX, dst);
     }
 
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
