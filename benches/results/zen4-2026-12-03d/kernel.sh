@@ -3,11 +3,13 @@
 # degree-5 exp2, 64-row blocks and the stealing hybrid scheduler. Nothing else may run meanwhile.
 #   bash benches/results/zen4-2026-12-03d/kernel.sh   (from anywhere; writes beside itself)
 # Each `bench kernel` row is the median of 5 repeats inside the bench (this VM is noisy).
-# SEQS="8192" runs the kernel grid for those lengths only.
+# SEQS="8192" runs the kernel grid for those lengths only; OUT=DIR (from the repository root)
+# writes there instead (later sessions' results); SCHED=0 skips `bench sched`.
 set -u
 cd "$(dirname "$0")/../../.."  # the repository root
 B=${RINGATTN_BIN:-target/release/ringattn}
-OUT=benches/results/zen4-2026-12-03d
+OUT=${OUT:-benches/results/zen4-2026-12-03d}
+mkdir -p "$OUT"
 stamp() { echo "== $* $(date +%T)"; }
 $B info > $OUT/info.txt 2>&1
 for seq in ${SEQS:-8192 16384}; do
@@ -25,6 +27,7 @@ for i in 1 2 3; do
   $B run --workers 1 --threads 2 --seq 8192 --heads 8 --head-dim 128 --causal --json - \
     >> $OUT/runpath-run.jsonl 2>>$OUT/err.log
 done
+[ "${SCHED:-1}" = 0 ] && { stamp done; exit 0; }
 for case in idle slowed busy; do
   stamp "sched $case"
   extra=()
