@@ -22,7 +22,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::{exp2, exp2_arg, group_steps, lanes, row_max, Avx512, GROUP};
-use super::driver::{finish_row, overflowed, row_step, Micro, RowStep};
+use super::driver::{column_blocks, finish_row, overflowed, row_step, Micro, RowStep};
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F and AVX512-BF16; the only way to reach the kernels below.
@@ -67,9 +67,7 @@ impl Micro for Avx512Bf16 {
         };
         // Column blocks of V_COLS, each a [pairs][w] stretch (as `pack_v_f32` lays out f32 V).
         let pairs = nk.div_ceil(2);
-        let mut b = 0;
-        while b < d {
-            let w = V_COLS.min(d - b);
+        for (b, w) in column_blocks(d, V_COLS) {
             let block = &mut dst[b * pairs..(b + w) * pairs];
             for (pair, row) in block.chunks_exact_mut(w).enumerate() {
                 for (c, slot) in (b..).zip(row.iter_mut()) {
@@ -78,7 +76,6 @@ impl Micro for Avx512Bf16 {
                     *slot = bits(k0, c) | (hi << 16);
                 }
             }
-            b += w;
         }
     }
 

@@ -119,15 +119,19 @@ pub(crate) fn pack_v_f32(
     if cols >= d {
         return v.read_f32(first, &mut dst[..nk * d]);
     }
-    let mut b = 0;
-    while b < d {
-        let w = cols.min(d - b);
+    for (b, w) in column_blocks(d, cols) {
         let block = &mut dst[b * nk..(b + w) * nk];
         for (j, row) in block.chunks_exact_mut(w).enumerate() {
             v.read_f32(first + j * d + b, row);
         }
-        b += w;
     }
+}
+
+/// The blocks `(first column, width)` of `len` columns cut every `cols` (the last one what is
+/// left; `cols ≥ len` gives one block): the one walk of the packed K and V layouts.
+pub(crate) fn column_blocks(len: usize, cols: usize) -> impl Iterator<Item = (usize, usize)> {
+    let cols = cols.max(1);
+    (0..len).step_by(cols).map(move |b| (b, cols.min(len - b)))
 }
 
 /// What one online-softmax step does with a row of raw scores, decided from the row's max.
@@ -465,16 +469,15 @@ fn f32_rows<'a>(data: &'a KvData, start: usize, len: usize, buf: &'a mut Vec<f32
 /// block a `[d][w]` row-major stretch, blocks one after another. Key `j` of dimension `p` in the
 /// block starting at column `b` is at `kt[b·d + p·w + (j − b)]`; `cols ≥ ld` is plain `[d][ld]`.
 fn pack_transposed(k: &[f32], (nk, d, ld): (usize, usize, usize), cols: usize, kt: &mut [f32]) {
-    let mut b = 0;
-    while b < ld {
-        let w = cols.min(ld - b);
+    for (b, w) in column_blocks(ld, cols) {
+        let keys = nk.saturating_sub(b).min(w); // real keys in this block, zeros after them
         let block = &mut kt[b * d..(b + w) * d];
         for (p, dst) in block.chunks_exact_mut(w).enumerate() {
-            for (j, slot) in dst.iter_mut().enumerate() {
-                *slot = if b + j < nk { k[(b + j) * d + p] } else { 0.0 };
+            for (j, slot) in dst[..keys].iter_mut().enumerate() {
+                *slot = k[(b + j) * d + p];
             }
+            dst[keys..].fill(0.0);
         }
-        b += w;
     }
 }
 
@@ -485,8 +488,14 @@ mod tests {
     #[test]
     fn packed_k_blocks_hold_every_key_and_dimension_where_the_layout_says() {
         // (keys, dims, padded width, block width): whole blocks, a narrower last block, one
-        // block wider than the panel (the plain [d][ld] layout), padding past the keys.
-        for (nk, d, ld, cols) in [(128, 8, 128, 32), (37, 5, 48, 32), (20, 3, 32, usize::MAX)] {
+        // block wider than the panel (the plain [d][ld] layout), padding past the keys, a
+        // block of padding only.
+        for (nk, d, ld, cols) in [
+            (128, 8, 128, 32),
+            (37, 5, 48, 32),
+            (20, 3, 32, usize::MAX),
+            (20, 4, 64, 32),
+        ] {
             let k: Vec<f32> = (0..nk * d).map(|i| i as f32 + 1.0).collect();
             let mut kt = vec![f32::NAN; d * ld];
             pack_transposed(&k, (nk, d, ld), cols, &mut kt);
