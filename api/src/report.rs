@@ -149,6 +149,9 @@ pub struct Report {
     pub causal: bool,
     /// Storage type of K/V.
     pub dtype: String,
+    /// Precision of Q in Q·Kᵀ (`bf16` only for bf16 K/V under `--qk-dtype bf16` on the avx512
+    /// micro-kernels with AVX512-BF16; else `f32`).
+    pub qk_dtype: String,
     /// Kernel thread scheduler (`hybrid`, `static`, `rayon`).
     pub sched: String,
     /// DuoAttention plan, or null when off.
@@ -241,6 +244,9 @@ impl Report {
             head_dim: job.dim,
             causal: job.causal,
             dtype: job.dtype.name().into(),
+            qk_dtype: ringattn_runtime::qk_dtype_for(ringattn_runtime::Isa::active(), job.dtype)
+                .name()
+                .into(),
             sched: job.sched.kind.name().into(),
             duo: job.duo.as_ref().map(DuoReport::of),
             docs: job.ring.mask.docs().map(|d| d.summary()),

@@ -47,8 +47,9 @@ pub use comm::Comm;
 pub use decode::{decode_attend, decode_attend_on};
 pub use error::{Error, Result};
 pub use kernel::{
-    attend, attend_with, count_tiles, resolve_isa, set_active_isa, Isa, IsaChoice, TileCounts,
-    TileShape,
+    activate_qk_dtype, attend, attend_with, bf16_dot_available, check_qk_dtype, count_tiles,
+    parse_qk_dtype, qk_dtype, qk_dtype_for, resolve_isa, set_active_isa, set_qk_dtype, Isa,
+    IsaChoice, TileCounts, TileShape, QK_DTYPE_ENV,
 };
 pub use kv_cache::{HeadCache, KvCache};
 pub use mask::{DocsError, DocsSummary, Documents, Mask, Span, TileClass};

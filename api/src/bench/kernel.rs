@@ -59,6 +59,8 @@ pub struct KernelResult {
     pub causal: bool,
     /// K/V storage type.
     pub dtype: &'static str,
+    /// Precision of Q in Q·Kᵀ (`bf16` only for bf16 K/V under `--qk-dtype bf16`).
+    pub qk_dtype: &'static str,
     /// Kernel threads.
     pub threads: usize,
     /// Median seconds of one attention.
@@ -81,20 +83,21 @@ impl KernelResult {
     /// The header of [`KernelResult::table_row`]'s table.
     pub fn table_header() -> String {
         format!(
-            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10} {:>8} {:>8} {:>7}",
-            "seq", "d", "thr", "mask", "dtype", "median_s", "GFLOP/s", "peak", "of peak"
+            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>4} {:>10} {:>8} {:>8} {:>7}",
+            "seq", "d", "thr", "mask", "dtype", "qk", "median_s", "GFLOP/s", "peak", "of peak"
         )
     }
 
-    /// One line of the human table: shape, median seconds, GFLOP/s, peak and its fraction.
+    /// One line of the human table: shape, Q·Kᵀ precision, median seconds, GFLOP/s, peak and its fraction.
     pub fn table_row(&self) -> String {
         format!(
-            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
+            "{:>6} {:>4} {:>3} {:>6} {:>5} {:>4} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
             self.seq,
             self.head_dim,
             self.threads,
             if self.causal { "causal" } else { "full" },
             self.dtype,
+            self.qk_dtype,
             self.median_s,
             self.gflops,
             self.peak_gflops,
@@ -212,6 +215,7 @@ pub fn measure_kernel(s: &KernelShape, sched: &SchedSpec, peak: f64) -> Result<K
         head_dim: s.dim,
         causal: s.causal,
         dtype: s.dtype.name(),
+        qk_dtype: ringattn_runtime::qk_dtype_for(s.isa, s.dtype).name(),
         threads: s.threads,
         median_s,
         gflops,
@@ -256,6 +260,7 @@ mod tests {
             head_dim: 16,
             causal: true,
             dtype: "f32",
+            qk_dtype: "f32",
             threads: 1,
             median_s: 0.5,
             gflops: 2.0,

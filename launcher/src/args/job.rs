@@ -36,6 +36,12 @@ pub struct JobArgs {
     /// with the reference at 2e-2).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// Precision of Q in Q·Kᵀ for bf16 K/V: f32 (Q exact) or bf16 (Q rounded to bf16 too:
+    /// Q·Kᵀ on vdpbf16ps at twice the f32 rate, each score off by up to twice what bf16 K alone
+    /// gives). bf16 needs --dtype bf16, the avx512 micro-kernels and a CPU with AVX512-BF16
+    /// (else exit 2) [default: RINGATTN_QK_DTYPE when set, else f32].
+    #[arg(long, value_enum)]
+    pub qk_dtype: Option<Dtype>,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
     /// the rank's share of the cores its node's ranks may use]. Ranks sharing a node get
     /// disjoint cores, each kernel thread pinned to one (see --no-pin); when ranks × threads
@@ -84,10 +90,12 @@ impl JobArgs {
         })
     }
 
-    /// What both commands check before any compute: the micro-kernels asked for, threads
+    /// What both commands check before any compute: the micro-kernels and Q·Kᵀ precision
+    /// asked for, threads
     /// within the allowed cores, and that `output` and `--json` can be written.
     pub fn precheck(&self, output: Option<&std::path::Path>) -> Result<()> {
-        self.isa.isa.activate()?;
+        let isa = self.isa.isa.activate()?;
+        ringattn_runtime::activate_qk_dtype(self.qk_dtype, isa, self.dtype)?;
         crate::args::check_threads(self.threads, ringattn::allowed_cores(), self.oversubscribe)?;
         crate::args::check_outputs(output, self.json.as_deref())
     }

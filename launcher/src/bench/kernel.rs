@@ -48,6 +48,11 @@ pub struct KernelArgs {
     /// fastest this CPU has). One this CPU lacks is an error (exit 2).
     #[arg(long, value_enum, default_value_t = IsaArg::Auto)]
     pub isa: IsaArg,
+    /// Precision of Q in Q·Kᵀ for the bf16 rows: f32 (Q exact) or bf16 (Q rounded too, Q·Kᵀ
+    /// on vdpbf16ps; needs --dtype with bf16, the avx512 micro-kernels and AVX512-BF16, else
+    /// exit 2). f32 rows run f32 either way [default: RINGATTN_QK_DTYPE when set, else f32].
+    #[arg(long, value_enum)]
+    pub qk_dtype: Option<Dtype>,
     /// Kernel tile shape (`--tile-q`, `--tile-k`).
     #[command(flatten)]
     pub tile: crate::args::tile::TileArgs,
@@ -63,6 +68,11 @@ pub struct KernelArgs {
 fn grid(args: &KernelArgs, allowed_cores: usize) -> Result<KernelGrid> {
     crate::args::check_outputs(None, args.json.as_deref())?;
     let isa = args.isa.activate()?;
+    let kv = match args.dtype.contains(&Dtype::Bf16) {
+        true => Dtype::Bf16,
+        false => Dtype::F32,
+    };
+    ringattn_runtime::activate_qk_dtype(args.qk_dtype, isa, kv)?;
     let threads = if args.threads.is_empty() {
         KernelGrid::default_threads(allowed_cores)
     } else {

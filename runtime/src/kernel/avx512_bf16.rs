@@ -3,8 +3,9 @@
 //!
 //! - Q·Kᵀ is the AVX-512 f32 kernel on K widened once per block: Q stays f32 — the same as
 //!   splitting Q into bf16 parts until it is exact, as the AMX path does. A single bf16 part of
-//!   Q would give score errors of 2⁻⁹·Σ|qᵢkᵢ|, which grow with the scores (0.2 at |score| ≈ 100),
-//!   not a bound; the f32 product keeps them at f32 rounding.
+//!   Q would add score errors of 2⁻⁹·Σ|qᵢkᵢ|, which grow with the scores (0.2 at |score| ≈ 100),
+//!   not a bound; the f32 product keeps them at f32 rounding. That single part is the opt-in
+//!   `--qk-dtype bf16` ([`super::avx512_bf16_qk`]): Q·Kᵀ on `vdpbf16ps` too.
 //! - softmax: the AVX-512 one, writing each probability rounded to bf16 (round to nearest even,
 //!   `vcvtne2ps2bf16`) as key pairs in place of the f32 row; the sum `l` adds the f32 values, so
 //!   `lse` keeps f32 accuracy (ring merges weigh states by it) and each weight of
@@ -29,13 +30,16 @@ use crate::tensor::KvData;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512Bf16 {
     f32_path: Avx512,
+    /// Q rounded to bf16 for Q·Kᵀ (`--qk-dtype bf16`): K packed as bf16 dimension pairs and
+    /// Q·Kᵀ on `vdpbf16ps`; else Q·Kᵀ is the f32 path's.
+    round_q: bool,
 }
 
 impl Avx512Bf16 {
-    /// `Some` only when the CPU supports AVX-512F and AVX512-BF16.
-    pub(crate) fn new() -> Option<Self> {
+    /// `Some` only when the CPU supports AVX-512F and AVX512-BF16; `round_q` picks the Q·Kᵀ.
+    pub(crate) fn new(round_q: bool) -> Option<Self> {
         let f32_path = Avx512::new()?;
-        is_x86_feature_detected!("avx512bf16").then_some(Avx512Bf16 { f32_path })
+        is_x86_feature_detected!("avx512bf16").then_some(Avx512Bf16 { f32_path, round_q })
     }
 }
 
@@ -79,8 +83,18 @@ impl Micro for Avx512Bf16 {
         }
     }
 
+    fn pack_k(self, k: &[f32], shape: (usize, usize, usize), dst: &mut [f32]) {
+        match self.round_q {
+            true => super::avx512_bf16_qk::pack_pairs(k, shape, dst),
+            false => self.f32_path.pack_k(k, shape, dst),
+        }
+    }
+
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]) {
-        self.f32_path.qk(q, nq, d, kt, ld, s)
+        match self.round_q {
+            true => super::avx512_bf16_qk::qk(self, q, (nq, d), kt, ld, s),
+            false => self.f32_path.qk(q, nq, d, kt, ld, s),
+        }
     }
 
     fn softmax_row(self, row: &mut [f32], scale: f32, m: &mut f32, l: &mut f32) -> f32 {

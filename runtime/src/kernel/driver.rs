@@ -54,6 +54,13 @@ pub(crate) trait Micro: Copy + Send + Sync {
         dst: &mut [Self::V],
     );
 
+    /// Packs one key tile for [`Micro::qk`]: `k` holds `nk` rows of `d` (f32, bf16 widened),
+    /// `dst` is the tile's `d × ld` panel; `shape` is `(nk, d, ld)`. [`pack_transposed`] with
+    /// `K_COLS` unless a path's Q·Kᵀ reads another layout.
+    fn pack_k(self, k: &[f32], shape: (usize, usize, usize), dst: &mut [f32]) {
+        pack_transposed(k, shape, Self::K_COLS, dst)
+    }
+
     /// `s[i·ld + j] = Σ_p q[i·d + p] · K[j][p]` for `i < nq`, `j < ld` (`ld` a multiple of
     /// `LANES`), `kt` being K packed by [`pack_transposed`] with `K_COLS` (columns past the real
     /// keys zero-padded).
@@ -342,7 +349,7 @@ impl<V: Pooled + Sync> PackedK<V> {
                 let nk = tile.k.min(rows - ka);
                 let start = (head * rows + ka) * d;
                 let k = f32_rows(&kv.k, start, nk * d, widened);
-                pack_transposed(k, (nk, d, ld), M::K_COLS, dst);
+                micro.pack_k(k, (nk, d, ld), dst);
             },
         );
         // V per (KV head, key tile); tile.k is a multiple of KEYS_PER_V, so tiles start on

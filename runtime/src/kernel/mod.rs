@@ -19,11 +19,14 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16_qk;
 mod buffers;
 mod driver;
 mod isa;
 mod peak;
 mod portable;
+mod qk_dtype;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod softmax_rows_tests;
 
@@ -40,6 +43,10 @@ use crate::tensor::{KvBlock, QShard};
 use driver::{process_item, Item, Micro, PackedK, Scratch};
 pub use isa::{resolve_isa, resolve_isa_with, set_active_isa, Isa, IsaChoice, ISA_ENV};
 pub use peak::{measure_peak_gflops, measure_tile_peak_gflops};
+pub use qk_dtype::{
+    activate_qk_dtype, bf16_dot_available, check_qk_dtype, parse_qk_dtype, qk_dtype, qk_dtype_for,
+    set_qk_dtype, QK_DTYPE_ENV,
+};
 
 /// Coefficients k = 1..5 of the polynomial 2^f ≈ 1 + Σ c_k·f^k on f ∈ [−½, ½]: fitted for the
 /// least largest relative error (≈ 1.9e-7 in f32 Horner form, about one f32 ulp; the degree-6
@@ -188,7 +195,7 @@ pub fn warm_up<E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) {
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Amx | Isa::Avx512 => {
-            let bf16 = avx512_bf16::Avx512Bf16::new()
+            let bf16 = avx512_bf16::Avx512Bf16::new(qk_dtype() == crate::tensor::Dtype::Bf16)
                 .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
             if let Some(micro) = bf16 {
                 drop(PackedK::new(micro, kv, tile, pool));
@@ -247,7 +254,7 @@ fn attend_isa<E: Executor>(
         Isa::Avx512 => {
             // bf16 K/V: P·V on vdpbf16ps where the CPU has AVX512-BF16 (key pairs need an even
             // key tile).
-            let bf16 = avx512_bf16::Avx512Bf16::new()
+            let bf16 = avx512_bf16::Avx512Bf16::new(qk_dtype() == crate::tensor::Dtype::Bf16)
                 .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
             if let Some(micro) = bf16 {
                 return run_items(micro, (q, kv, &mask, tile, state, pool));

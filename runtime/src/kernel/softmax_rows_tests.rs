@@ -82,7 +82,7 @@ fn grouped_softmax_is_bitwise_the_one_row_step_on_every_simd_path() {
         check(m);
         ran.push("avx512");
     }
-    if let Some(m) = super::avx512_bf16::Avx512Bf16::new() {
+    if let Some(m) = super::avx512_bf16::Avx512Bf16::new(false) {
         check(m);
         ran.push("avx512-bf16");
     }
