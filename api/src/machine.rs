@@ -26,6 +26,9 @@ pub struct Info {
     /// Measured bf16 rate of one core's AMX tile unit, GFLOP/s (absent without AMX). The f32
     /// tile path does six bf16 products per f32 product: its ceiling is a sixth of this.
     pub tile_peak_gflops_per_core: Option<f64>,
+    /// Whether the CPU has AVX512-BF16's `vdpbf16ps`: bf16 K/V then run P·V on it, and
+    /// `--qk-dtype bf16` (Q·Kᵀ on it too) is available.
+    pub bf16_dot: bool,
     /// Cores this process may run on.
     pub allowed_cores: usize,
     /// The affinity mask as a CPU list (from /proc/self/status), e.g. "0-3,8".
@@ -82,6 +85,7 @@ pub fn gather(allowed_cores: usize, isa: Isa) -> Info {
             .map(|i| (i.name(), measure_peak_gflops(i, Duration::from_millis(300))))
             .collect(),
         tile_peak_gflops_per_core: measure_tile_peak_gflops(Duration::from_millis(100)),
+        bf16_dot: ringattn_runtime::bf16_dot_available(),
         allowed_cores,
         affinity,
         online_cpus: read_trimmed("/sys/devices/system/cpu/online")
@@ -121,6 +125,14 @@ impl Info {
                 tile / 6.0
             ));
         }
+        line(match self.bf16_dot {
+            true => {
+                "bf16 dot:     vdpbf16ps (bf16 K/V: P·V on it; --qk-dtype bf16: Q·Kᵀ too)".into()
+            }
+            false => {
+                "bf16 dot:     none (bf16 K/V computed in f32; --qk-dtype bf16 unavailable)".into()
+            }
+        });
         line(format!(
             "cores:        {} allowed (affinity {}; online {})",
             self.allowed_cores, self.affinity, self.online_cpus
@@ -175,6 +187,7 @@ mod tests {
             peak_gflops_per_core: 64.0,
             peak_gflops_per_core_by_isa: [("avx2", 64.0)].into_iter().collect(),
             tile_peak_gflops_per_core: Some(600.0),
+            bf16_dot: false,
             allowed_cores: 2,
             affinity: "0-1".into(),
             online_cpus: "0-3".into(),
@@ -194,6 +207,7 @@ mod tests {
             "cpu:          Test CPU",
             "simd:         avx2 (available: avx2, portable)",
             "peak avx2    64.0 GFLOP/s per core (f32 FMA, measured)",
+            "bf16 dot:     none (bf16 K/V computed in f32; --qk-dtype bf16 unavailable)",
             "cores:        2 allowed (affinity 0-1; online 0-3)",
             "hybrid:       no P/E core lists in sysfs",
             "topology:     0:P 4000 MHz ratio 1.00, 1:E ratio 0.50 (from test; the hybrid \
@@ -202,6 +216,6 @@ mod tests {
             assert!(s.lines().any(|l| l == line), "no `{line}` in\n{s}");
         }
         assert!(s.contains("ceiling 100)"), "{s}");
-        assert_eq!(s.lines().count(), 8, "{s}");
+        assert_eq!(s.lines().count(), 9, "{s}");
     }
 }

@@ -147,3 +147,11 @@ fn bench_kernel_names_the_q_k_precision_of_each_row() {
         assert_eq!(r["qk_dtype"], want, "{r}");
     }
 }
+
+#[test]
+fn info_says_whether_the_bf16_dot_product_is_there() {
+    let (code, stdout, stderr) = ringattn(&["info", "--json", "-"], None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["bf16_dot"], has_bf16_dot(), "{stdout}");
+}

@@ -36,9 +36,9 @@ pub struct JobArgs {
     /// with the reference at 2e-2).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
-    /// Precision of Q in Q·Kᵀ for bf16 K/V: f32 (Q exact) or bf16 (Q rounded to bf16 too:
-    /// Q·Kᵀ on vdpbf16ps at twice the f32 rate, each score off by up to twice what bf16 K alone
-    /// gives). bf16 needs --dtype bf16, the avx512 micro-kernels and a CPU with AVX512-BF16
+    /// Precision of Q in the blocked kernel's Q·Kᵀ (run; decode's prefill) for bf16 K/V: f32
+    /// (Q exact) or bf16 (Q rounded to bf16 too: Q·Kᵀ on vdpbf16ps at twice the f32 rate, each
+    /// score off by up to twice what bf16 K alone gives). bf16 needs --dtype bf16, the avx512 micro-kernels and a CPU with AVX512-BF16
     /// (else exit 2) [default: RINGATTN_QK_DTYPE when set, else f32].
     #[arg(long, value_enum)]
     pub qk_dtype: Option<Dtype>,

@@ -1,6 +1,8 @@
 //! The precision of Q in Q·Kᵀ on bf16 K/V (`--qk-dtype`, `RINGATTN_QK_DTYPE`): f32 (the
 //! default: Q exact, the scores carry only bf16 K's rounding) or bf16 (Q rounded to bf16 too, so
-//! Q·Kᵀ runs on `vdpbf16ps` at twice the f32 FMA rate on CPUs with AVX512-BF16).
+//! Q·Kᵀ runs on `vdpbf16ps` at twice the f32 FMA rate on CPUs with AVX512-BF16). It applies to
+//! the blocked kernel ([`attend`](super::attend), prefill and ring steps); the one-token decode
+//! loops ([`decode_attend`](crate::decode_attend)) keep Q f32.
 //!
 //! Rounding Q adds an error of the same kind and size as storing K in bf16: each of q and k is
 //! off by ≤ 2⁻⁹ relative, so a score `scale·Σ qᵢkᵢ` is off by ≤ 2⁻⁸·scale·Σ|qᵢkᵢ| instead of
