@@ -244,9 +244,13 @@ impl Report {
             head_dim: job.dim,
             causal: job.causal,
             dtype: job.dtype.name().into(),
-            qk_dtype: ringattn_runtime::qk_dtype_for(ringattn_runtime::Isa::active(), job.dtype)
-                .name()
-                .into(),
+            qk_dtype: ringattn_runtime::qk_dtype_for(
+                ringattn_runtime::Isa::active(),
+                job.dtype,
+                job.ring.tile,
+            )
+            .name()
+            .into(),
             sched: job.sched.kind.name().into(),
             duo: job.duo.as_ref().map(DuoReport::of),
             docs: job.ring.mask.docs().map(|d| d.summary()),

@@ -155,3 +155,39 @@ fn info_says_whether_the_bf16_dot_product_is_there() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["bf16_dot"], has_bf16_dot(), "{stdout}");
 }
+
+#[test]
+fn an_odd_key_tile_runs_the_f32_path_and_the_row_says_so() {
+    if !has_bf16_dot() {
+        return; // bf16 Q·Kᵀ is refused here (the exit-2 table covers it)
+    }
+    let (code, stdout, stderr) = ringattn(
+        &[
+            "bench",
+            "kernel",
+            "--seq",
+            "256",
+            "--head-dim",
+            "32",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--causal",
+            "--dtype",
+            "bf16",
+            "--isa",
+            "avx512",
+            "--qk-dtype",
+            "bf16",
+            "--tile-k",
+            "63",
+            "--json",
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(row["qk_dtype"], "f32", "{row}");
+}

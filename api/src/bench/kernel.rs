@@ -88,7 +88,8 @@ impl KernelResult {
         )
     }
 
-    /// One line of the human table: shape, Q·Kᵀ precision, median seconds, GFLOP/s, peak and its fraction.
+    /// One line of the human table: shape, Q·Kᵀ precision, median seconds, GFLOP/s, peak and
+    /// its fraction.
     pub fn table_row(&self) -> String {
         format!(
             "{:>6} {:>4} {:>3} {:>6} {:>5} {:>4} {:>10.4} {:>8.1} {:>8.1} {:>6.1}%",
@@ -215,7 +216,7 @@ pub fn measure_kernel(s: &KernelShape, sched: &SchedSpec, peak: f64) -> Result<K
         head_dim: s.dim,
         causal: s.causal,
         dtype: s.dtype.name(),
-        qk_dtype: ringattn_runtime::qk_dtype_for(s.isa, s.dtype).name(),
+        qk_dtype: ringattn_runtime::qk_dtype_for(s.isa, s.dtype, s.tile).name(),
         threads: s.threads,
         median_s,
         gflops,

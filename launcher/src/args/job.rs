@@ -38,8 +38,9 @@ pub struct JobArgs {
     pub dtype: Dtype,
     /// Precision of Q in the blocked kernel's Q·Kᵀ (run; decode's prefill) for bf16 K/V: f32
     /// (Q exact) or bf16 (Q rounded to bf16 too: Q·Kᵀ on vdpbf16ps at twice the f32 rate, each
-    /// score off by up to twice what bf16 K alone gives). bf16 needs --dtype bf16, the avx512 micro-kernels and a CPU with AVX512-BF16
-    /// (else exit 2) [default: RINGATTN_QK_DTYPE when set, else f32].
+    /// score off by up to twice what bf16 K alone gives). bf16 needs --dtype bf16, the avx512
+    /// micro-kernels and a CPU with AVX512-BF16 (else exit 2) [default: RINGATTN_QK_DTYPE when
+    /// set, else f32].
     #[arg(long, value_enum)]
     pub qk_dtype: Option<Dtype>,
     /// Kernel threads per worker [default: allowed cores / workers, at least 1; with MPI:
@@ -91,8 +92,8 @@ impl JobArgs {
     }
 
     /// What both commands check before any compute: the micro-kernels and Q·Kᵀ precision
-    /// asked for, threads
-    /// within the allowed cores, and that `output` and `--json` can be written.
+    /// asked for, threads within the allowed cores, and that `output` and `--json` can be
+    /// written.
     pub fn precheck(&self, output: Option<&std::path::Path>) -> Result<()> {
         let isa = self.isa.isa.activate()?;
         ringattn_runtime::activate_qk_dtype(self.qk_dtype, isa, self.dtype)?;

@@ -41,6 +41,11 @@ impl Avx512Bf16 {
         let f32_path = Avx512::new()?;
         is_x86_feature_detected!("avx512bf16").then_some(Avx512Bf16 { f32_path, round_q })
     }
+
+    /// Whether Q·Kᵀ rounds Q to bf16 (`--qk-dtype bf16`).
+    pub(crate) fn rounds_q(self) -> bool {
+        self.round_q
+    }
 }
 
 impl Micro for Avx512Bf16 {

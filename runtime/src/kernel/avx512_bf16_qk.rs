@@ -16,11 +16,11 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::avx512::lanes;
-use super::driver::column_blocks;
+use super::avx512::{lanes, Avx512};
+use super::driver::{column_blocks, Micro};
 
-/// Keys per column block of a packed K panel (the register tile's width).
-pub(crate) const K_COLS: usize = 32;
+/// Keys per column block of a packed K panel: the register tile's width, the f32 path's.
+const K_COLS: usize = <Avx512 as Micro>::K_COLS;
 
 /// The bf16 bits of `x`, rounded to nearest even (NaN stays NaN).
 fn bf16_bits(x: f32) -> u32 {
@@ -64,23 +64,24 @@ thread_local! {
 /// `s[i·ld + j] = Σ_p bf16(q[i·d + p]) · K[j][p]` for `i < nq`, `j < ld` (`ld` a multiple of
 /// 16), `kt` being K packed by [`pack_pairs`]. Products are exact in f32, sums f32.
 pub(crate) fn qk(
-    proof: super::avx512_bf16::Avx512Bf16,
+    _proof: super::avx512_bf16::Avx512Bf16,
     q: &[f32],
     (nq, d): (usize, usize),
     kt: &[f32],
     ld: usize,
     s: &mut [f32],
 ) {
-    let _ = proof;
     let pairs = d.div_ceil(2);
     assert!(
         ld.is_multiple_of(16) && q.len() >= nq * d && kt.len() >= pairs * ld && s.len() >= nq * ld
     );
     Q_PAIRS.with_borrow_mut(|qp| {
-        qp.clear();
-        qp.resize(nq * pairs, 0);
+        // round_rows writes every pair of the nq rows: grow the buffer only, no zero-fill.
+        if qp.len() < nq * pairs {
+            qp.resize(nq * pairs, 0);
+        }
         let kt = kt.as_ptr().cast();
-        // SAFETY: AVX-512F and AVX512-BF16 are present (`proof` exists); q holds nq rows of d
+        // SAFETY: AVX-512F and AVX512-BF16 are present (`_proof` exists); q holds nq rows of d
         // and qp nq rows of `pairs` (resized), kt `pairs·ld` u32 (f32 bits of the same size),
         // s nq rows of ld: asserted.
         unsafe {

@@ -62,8 +62,8 @@ pub(crate) trait Micro: Copy + Send + Sync {
     }
 
     /// `s[i·ld + j] = Σ_p q[i·d + p] · K[j][p]` for `i < nq`, `j < ld` (`ld` a multiple of
-    /// `LANES`), `kt` being K packed by [`pack_transposed`] with `K_COLS` (columns past the real
-    /// keys zero-padded).
+    /// `LANES`), `kt` being K packed by [`Micro::pack_k`] (columns past the real keys
+    /// zero-padded).
     fn qk(self, q: &[f32], nq: usize, d: usize, kt: &[f32], ld: usize, s: &mut [f32]);
 
     /// One online-softmax step for a row of raw scores (−∞ = blocked): with `scale` applied,

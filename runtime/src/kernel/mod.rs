@@ -195,9 +195,7 @@ pub fn warm_up<E: Executor>(kv: &KvBlock, tile: TileShape, pool: &E) {
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Amx | Isa::Avx512 => {
-            let bf16 = avx512_bf16::Avx512Bf16::new(qk_dtype() == crate::tensor::Dtype::Bf16)
-                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
-            if let Some(micro) = bf16 {
+            if let Some(micro) = bf16_micro(kv.dtype(), tile) {
                 drop(PackedK::new(micro, kv, tile, pool));
             } else if let Some(micro) = avx512::Avx512::new() {
                 drop(PackedK::new(micro, kv, tile, pool));
@@ -252,11 +250,7 @@ fn attend_isa<E: Executor>(
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
-            // bf16 K/V: P·V on vdpbf16ps where the CPU has AVX512-BF16 (key pairs need an even
-            // key tile).
-            let bf16 = avx512_bf16::Avx512Bf16::new(qk_dtype() == crate::tensor::Dtype::Bf16)
-                .filter(|_| kv.dtype() == crate::tensor::Dtype::Bf16 && tile.k.is_multiple_of(2));
-            if let Some(micro) = bf16 {
+            if let Some(micro) = bf16_micro(kv.dtype(), tile) {
                 return run_items(micro, (q, kv, &mask, tile, state, pool));
             }
             if let Some(micro) = avx512::Avx512::new() {
@@ -272,6 +266,16 @@ fn attend_isa<E: Executor>(
         _ => {}
     }
     run_items(portable::Portable, (q, kv, &mask, tile, state, pool))
+}
+
+/// The AVX512-BF16 micro-kernels for K/V stored as `kv` under `tile`, where they apply: bf16
+/// K/V, an even key tile (P·V takes keys in pairs) and a CPU with AVX512-BF16 (P·V on
+/// `vdpbf16ps`; Q·Kᵀ too when [`qk_dtype`] is bf16). `None` runs the f32 AVX-512 path.
+#[cfg(target_arch = "x86_64")]
+fn bf16_micro(kv: crate::tensor::Dtype, tile: TileShape) -> Option<avx512_bf16::Avx512Bf16> {
+    let bf16 = crate::tensor::Dtype::Bf16;
+    avx512_bf16::Avx512Bf16::new(qk_dtype() == bf16)
+        .filter(|_| kv == bf16 && tile.k.is_multiple_of(2))
 }
 
 /// One call's arguments, as [`attend_with`] takes them.

@@ -96,14 +96,16 @@ pub fn activate_qk_dtype(request: Option<Dtype>, isa: Isa, kv: Dtype) -> Result<
     Ok(qk)
 }
 
-/// The precision Q·Kᵀ runs at for K/V stored as `kv` on the micro-kernels `isa`: [`qk_dtype`]
-/// where [`check_qk_dtype`] allows it, else f32 (what reports write beside the K/V type).
-pub fn qk_dtype_for(isa: Isa, kv: Dtype) -> Dtype {
-    let qk = qk_dtype();
-    match check_qk_dtype(qk, isa, kv) {
-        Ok(()) => qk,
-        Err(_) => Dtype::F32,
+/// The precision Q·Kᵀ runs at for K/V stored as `kv` on the micro-kernels `isa` with key tiles
+/// of `tile` (what reports write beside the K/V type): bf16 where the avx512 path takes the
+/// AVX512-BF16 kernels (bf16 K/V, an even key tile) and [`qk_dtype`] is bf16, else f32.
+pub fn qk_dtype_for(isa: Isa, kv: Dtype, tile: super::TileShape) -> Dtype {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && super::bf16_micro(kv, tile).is_some_and(|m| m.rounds_q()) {
+        return Dtype::Bf16;
     }
+    let _ = (isa, kv, tile); // unused off x86-64
+    Dtype::F32
 }
 
 /// Whether this CPU has the `vdpbf16ps` of AVX512-BF16 (with AVX-512F).
