@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::check::CheckResult;
 use crate::job::Job;
-use crate::rank::Gathered;
+use crate::rank::{Gathered, RankResult};
 
 /// Version of the report format.
 pub const REPORT_VERSION: u32 = 1;
@@ -88,6 +88,45 @@ pub struct DuoReport {
     pub recent: usize,
 }
 
+impl RankReport {
+    /// The report of one rank's gathered result.
+    pub fn of(r: &RankResult) -> RankReport {
+        RankReport {
+            figures: ringattn_ring::metrics::RankFigures {
+                rank: r.rank,
+                tokens: r.positions.len(),
+                compute_s: r.stats.compute_s,
+                comm_wait_s: r.stats.comm_wait_s,
+                idle_s: r.idle_s,
+                bytes_sent: r.stats.bytes_sent,
+            },
+            bytes_sent_retrieval: r.bytes_sent_retrieval,
+            bytes_sent_streaming: r.bytes_sent_streaming,
+            kv_bytes_peak: r.stats.kv_bytes_peak,
+            threads: r.threads,
+            cores: r.cores.clone(),
+            sched_ratios: r.sched_ratios.clone(),
+            tiles_computed: r.stats.tiles.computed(),
+            tiles_full: r.stats.tiles.full,
+            tiles_partial: r.stats.tiles.partial,
+            tiles_empty: r.stats.tiles.empty,
+            setup_s: r.setup_s,
+            wall_s: r.stats.wall_s,
+            steps: r
+                .stats
+                .steps
+                .iter()
+                .map(|s| StepReport {
+                    source: s.source,
+                    compute_s: s.compute_s,
+                    comm_wait_s: s.comm_wait_s,
+                    tiles_computed: s.tiles.computed(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl DuoReport {
     /// The report of `plan`.
     pub fn of(plan: &ringattn_ring::DuoPlan) -> DuoReport {
@@ -101,6 +140,20 @@ impl DuoReport {
 }
 
 impl CheckReport {
+    /// The check of every rank's compared rows together.
+    pub fn of(ranks: &[RankResult]) -> CheckReport {
+        let c = ranks
+            .iter()
+            .filter_map(|r| r.check)
+            .fold(CheckResult::default(), CheckResult::combine);
+        CheckReport {
+            rows_checked: c.rows_checked,
+            max_abs_err: c.max_abs_err,
+            max_lse_err: c.max_lse_err,
+            passed: c.passed(),
+        }
+    }
+
     /// The summary's check line (`  check: N rows · max |out err| … · passed`).
     pub fn summary_line(&self) -> String {
         format!(
@@ -179,58 +232,10 @@ pub struct Report {
 impl Report {
     /// Builds the report from the gathered rank results.
     pub fn new(job: &Job, backend: &str, g: &Gathered) -> Report {
-        let ranks: Vec<RankReport> = g
-            .ranks
-            .iter()
-            .map(|r| RankReport {
-                figures: ringattn_ring::metrics::RankFigures {
-                    rank: r.rank,
-                    tokens: r.positions.len(),
-                    compute_s: r.stats.compute_s,
-                    comm_wait_s: r.stats.comm_wait_s,
-                    idle_s: r.idle_s,
-                    bytes_sent: r.stats.bytes_sent,
-                },
-                bytes_sent_retrieval: r.bytes_sent_retrieval,
-                bytes_sent_streaming: r.bytes_sent_streaming,
-                kv_bytes_peak: r.stats.kv_bytes_peak,
-                threads: r.threads,
-                cores: r.cores.clone(),
-                sched_ratios: r.sched_ratios.clone(),
-                tiles_computed: r.stats.tiles.computed(),
-                tiles_full: r.stats.tiles.full,
-                tiles_partial: r.stats.tiles.partial,
-                tiles_empty: r.stats.tiles.empty,
-                setup_s: r.setup_s,
-                wall_s: r.stats.wall_s,
-                steps: r
-                    .stats
-                    .steps
-                    .iter()
-                    .map(|s| StepReport {
-                        source: s.source,
-                        compute_s: s.compute_s,
-                        comm_wait_s: s.comm_wait_s,
-                        tiles_computed: s.tiles.computed(),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let ranks: Vec<RankReport> = g.ranks.iter().map(RankReport::of).collect();
         let imbalance = metrics::imbalance(ranks.iter().map(|r| r.compute_s));
         let overlap = metrics::overlap(ranks.iter().map(|r| (r.comm_wait_s, r.wall_s)));
-        let check = job.check_rows.map(|_| {
-            let c = g
-                .ranks
-                .iter()
-                .filter_map(|r| r.check)
-                .fold(CheckResult::default(), CheckResult::combine);
-            CheckReport {
-                rows_checked: c.rows_checked,
-                max_abs_err: c.max_abs_err,
-                max_lse_err: c.max_lse_err,
-                passed: c.passed(),
-            }
-        });
+        let check = job.check_rows.map(|_| CheckReport::of(&g.ranks));
         let flops = job.flops();
         Report {
             version: REPORT_VERSION,

@@ -84,23 +84,7 @@ pub fn decode_attend_on<E: Executor>(
     let scaled = crate::vscale::prepare_cache(cache, state);
     let cache = scaled.as_ref().unwrap_or(cache);
     let group = heads / kv_heads;
-    let mut items = Vec::new();
-    for (g, head) in cache.heads().iter().enumerate() {
-        for start in (0..head.rows()).step_by(DECODE_CHUNK) {
-            let end = (start + DECODE_CHUNK).min(head.rows());
-            let pos = &head.positions()[start..end];
-            let class = masks[g].classify(q_pos, q_pos, pos[0], pos[pos.len() - 1]);
-            if class != TileClass::Empty {
-                items.push(Item {
-                    kv_head: g,
-                    start,
-                    end,
-                    class,
-                    partial: None,
-                });
-            }
-        }
-    }
+    let mut items = chunk_items(cache, masks, q_pos);
     let scale = 1.0 / (dim as f32).sqrt();
     let class = format!("decode-{}", cache.dtype().name());
     pool.run(
@@ -133,6 +117,29 @@ pub fn decode_attend_on<E: Executor>(
         }
     }
     pairs
+}
+
+/// The chunks of `DECODE_CHUNK` cached rows per KV head that the query at `q_pos` sees (Empty
+/// ones left out), as work items.
+fn chunk_items(cache: &KvCache, masks: &[Mask], q_pos: usize) -> Vec<Item> {
+    let mut items = Vec::new();
+    for (g, head) in cache.heads().iter().enumerate() {
+        for start in (0..head.rows()).step_by(DECODE_CHUNK) {
+            let end = (start + DECODE_CHUNK).min(head.rows());
+            let pos = &head.positions()[start..end];
+            let class = masks[g].classify(q_pos, q_pos, pos[0], pos[pos.len() - 1]);
+            if class != TileClass::Empty {
+                items.push(Item {
+                    kv_head: g,
+                    start,
+                    end,
+                    class,
+                    partial: None,
+                });
+            }
+        }
+    }
+    items
 }
 
 /// One work item: rows `start..end` of KV head `kv_head`.

@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{finish_row, overflowed, pack_v_f32, row_step, Micro, RowStep};
+use super::driver::{finish_row, overflowed, row_step, Micro, RowStep};
+use super::pack::pack_v_f32;
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX2 and FMA.

@@ -22,8 +22,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{exp2, exp2_arg, group_steps, lanes, row_max, Avx512, GROUP};
-use super::driver::{column_blocks, finish_row, overflowed, row_step, Micro, RowStep};
+use super::avx512::Avx512;
+use super::avx512_softmax::{exp2, exp2_arg, group_steps, lanes, row_max, GROUP};
+use super::driver::{finish_row, overflowed, row_step, Micro, RowStep};
+use super::pack::column_blocks;
 use crate::tensor::KvData;
 
 /// Proof that this CPU has AVX-512F and AVX512-BF16; the only way to reach the kernels below.

@@ -16,8 +16,10 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::avx512::{lanes, Avx512};
-use super::driver::{column_blocks, Micro};
+use super::avx512::Avx512;
+use super::avx512_softmax::lanes;
+use super::driver::Micro;
+use super::pack::column_blocks;
 
 /// Keys per column block of a packed K panel: the register tile's width, the f32 path's.
 const K_COLS: usize = <Avx512 as Micro>::K_COLS;

@@ -21,9 +21,12 @@ mod avx512;
 mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16_qk;
+#[cfg(target_arch = "x86_64")]
+mod avx512_softmax;
 mod buffers;
 mod driver;
 mod isa;
+mod pack;
 mod peak;
 mod portable;
 mod qk_dtype;
@@ -40,8 +43,9 @@ use crate::sched::Executor;
 use crate::state::AttnState;
 use crate::tensor::{KvBlock, QShard};
 
-use driver::{process_item, Item, Micro, PackedK, Scratch};
+use driver::{process_item, Item, Micro, Scratch};
 pub use isa::{resolve_isa, resolve_isa_with, set_active_isa, Isa, IsaChoice, ISA_ENV};
+use pack::PackedK;
 pub use peak::{measure_peak_gflops, measure_tile_peak_gflops};
 pub use qk_dtype::{
     activate_qk_dtype, bf16_dot_available, check_qk_dtype, parse_qk_dtype, qk_dtype, qk_dtype_for,

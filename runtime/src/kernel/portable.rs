@@ -1,7 +1,8 @@
 //! Portable micro-kernels: plain Rust the compiler vectorises. The reference path for the SIMD
 //! tests, and the fallback on CPUs without AVX2.
 
-use super::driver::{finish_row, overflowed, pack_v_f32, row_step, Micro, RowStep};
+use super::driver::{finish_row, overflowed, row_step, Micro, RowStep};
+use super::pack::pack_v_f32;
 use crate::tensor::KvData;
 
 /// Micro-kernels in safe, portable Rust.

@@ -227,7 +227,7 @@ pub(crate) unsafe fn softmax_split_row(
     l: &mut f32,
     dst: [*mut u16; PARTS],
 ) -> f32 {
-    use super::super::avx512::{exp2_arg, row_max};
+    use super::super::avx512_softmax::{exp2_arg, row_max};
     use super::super::driver::{overflowed, row_step, RowStep};
     use std::arch::x86_64::*;
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -260,7 +260,7 @@ pub(crate) unsafe fn softmax_split_row(
             vm,
             log2e,
         );
-        _mm512_maskz_mov_ps(valid, super::super::avx512::exp2(x))
+        _mm512_maskz_mov_ps(valid, super::super::avx512_softmax::exp2(x))
     };
     let residual = |x: __m512| {
         let hi = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), upper));
@@ -300,7 +300,7 @@ pub(crate) unsafe fn softmax_split_row(
 }
 
 #[cfg(target_arch = "x86_64")]
-use super::super::avx512::lanes;
+use super::super::avx512_softmax::lanes;
 
 #[cfg(test)]
 mod tests {
