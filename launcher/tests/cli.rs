@@ -323,12 +323,7 @@ fn failed_json_write_leaves_no_temporary_file() {
     ]);
     assert_eq!(run.code, Some(2), "{}", run.describe());
     assert_one_line_error(&run, &["report.json", "directory"]);
-    let stray: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
+    assert_no_temporary_files(dir.path());
 }
 
 #[test]

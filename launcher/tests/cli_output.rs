@@ -142,12 +142,7 @@ fn output_file_matches_reference_and_every_layout() {
     }
 
     // No temporary files left beside the outputs.
-    let stray: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
+    assert_no_temporary_files(dir.path());
 }
 
 #[test]

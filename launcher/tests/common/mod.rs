@@ -166,6 +166,16 @@ pub fn assert_user_error(args: &[&str], needles: &[&str]) -> Run {
     run
 }
 
+/// Asserts that `dir` holds no temporary (dot-) files: an atomic write cleaned up after itself.
+pub fn assert_no_temporary_files(dir: &Path) {
+    let stray: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left behind: {stray:?}");
+}
+
 pub fn assert_success(run: &Run) {
     assert_eq!(run.code, Some(0), "expected success\n{}", run.describe());
     assert!(
